@@ -1,0 +1,599 @@
+//! Loading and validating `config.yaml`. Owns the configuration types, their
+//! defaults, the resolution of relative paths against the config file's folder,
+//! and the messages that name the offending key. It reads the file once; it
+//! never touches node folders or the metadata database.
+
+use serde::Deserialize;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+pub const DEFAULT_CHUNK_SIZE: u64 = 4 * 1024 * 1024;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct NodeConfig {
+    pub id: String,
+    pub region: String,
+    pub storage_path: PathBuf,
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub port: Option<u16>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ErasureCodingConfig {
+    pub k: i64,
+    pub m: i64,
+    pub chunk_size: i64,
+    pub block_size: Option<i64>,
+}
+
+impl Default for ErasureCodingConfig {
+    fn default() -> Self {
+        ErasureCodingConfig {
+            k: 2,
+            m: 1,
+            chunk_size: DEFAULT_CHUNK_SIZE as i64,
+            block_size: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct ReplicationConfig {
+    pub factor: Option<i64>,
+    pub regions: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ApiConfig {
+    pub enabled: bool,
+    pub host: String,
+    pub port: u16,
+    pub max_file_size: u64,
+    pub auth_token: Option<String>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            enabled: true,
+            host: "127.0.0.1".into(),
+            port: 8000,
+            max_file_size: 104_857_600,
+            auth_token: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    pub output_file: PathBuf,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: true,
+            output_file: PathBuf::from("metrics.csv"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct RecoveryConfig {
+    /// Seconds one shard read/write of a recovery may take before it counts as failed.
+    pub timeout: u64,
+    /// How many times a failing chunk repair is retried before recovery reports it.
+    pub retry_attempts: u32,
+    /// Rebuild a failed node automatically when its folder comes back empty.
+    pub auto: bool,
+    pub health_interval_secs: u64,
+    /// Background scrub period; 0 turns it off.
+    pub scrub_interval_secs: u64,
+    /// Upper bound on recovery/scrub bandwidth in bytes per second; 0 = unlimited.
+    pub rate_limit_bytes_per_sec: u64,
+    /// Chunks repaired in parallel.
+    pub parallelism: usize,
+}
+
+impl Default for RecoveryConfig {
+    fn default() -> Self {
+        RecoveryConfig {
+            timeout: 30,
+            retry_attempts: 3,
+            auto: true,
+            health_interval_secs: 5,
+            scrub_interval_secs: 0,
+            rate_limit_bytes_per_sec: 0,
+            parallelism: 4,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct MetadataConfig {
+    pub path: PathBuf,
+}
+
+impl Default for MetadataConfig {
+    fn default() -> Self {
+        MetadataConfig {
+            path: PathBuf::from("./data/metadata.db"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ControlConfig {
+    pub socket: PathBuf,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            socket: PathBuf::from("./data/minigcs.sock"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct MountConfig {
+    /// Let other users use the mount (kernel permission checks apply).
+    pub allow_other: bool,
+    /// Bytes of dirty write buffers held in memory before writers wait.
+    pub memory_budget: u64,
+    /// FUSE worker threads.
+    pub threads: usize,
+}
+
+impl Default for MountConfig {
+    fn default() -> Self {
+        MountConfig {
+            allow_other: true,
+            memory_budget: 64 * 1024 * 1024,
+            threads: 8,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct ClusterConfig {
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    pub nodes: Vec<NodeConfig>,
+    #[serde(default)]
+    pub erasure_coding: ErasureCodingConfig,
+    #[serde(default)]
+    pub replication: ReplicationConfig,
+    #[serde(default)]
+    pub api: ApiConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub recovery: RecoveryConfig,
+    #[serde(default)]
+    pub metadata: MetadataConfig,
+    #[serde(default)]
+    pub control: ControlConfig,
+    #[serde(default)]
+    pub mount: MountConfig,
+    #[serde(default)]
+    pub cluster: ClusterConfig,
+    /// Warnings found while loading (unknown keys, ignored prototype keys).
+    #[serde(skip)]
+    pub warnings: Vec<String>,
+    /// The file this was loaded from, if any.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+/// Every key the loader understands, as dotted paths; `nodes.*` applies to each node.
+const KNOWN_KEYS: &[&str] = &[
+    "nodes",
+    "nodes.*.id",
+    "nodes.*.region",
+    "nodes.*.storage_path",
+    "nodes.*.host",
+    "nodes.*.port",
+    "erasure_coding",
+    "erasure_coding.k",
+    "erasure_coding.m",
+    "erasure_coding.chunk_size",
+    "erasure_coding.block_size",
+    "replication",
+    "replication.factor",
+    "replication.regions",
+    "api",
+    "api.enabled",
+    "api.host",
+    "api.port",
+    "api.max_file_size",
+    "api.auth_token",
+    "metrics",
+    "metrics.enabled",
+    "metrics.output_file",
+    "recovery",
+    "recovery.timeout",
+    "recovery.retry_attempts",
+    "recovery.auto",
+    "recovery.health_interval_secs",
+    "recovery.scrub_interval_secs",
+    "recovery.rate_limit_bytes_per_sec",
+    "recovery.parallelism",
+    "metadata",
+    "metadata.path",
+    "control",
+    "control.socket",
+    "mount",
+    "mount.allow_other",
+    "mount.memory_budget",
+    "mount.threads",
+    "cluster",
+    "cluster.id",
+];
+
+fn collect_unknown_keys(value: &serde_yaml::Value, prefix: &str, out: &mut Vec<String>) {
+    let known: BTreeSet<&str> = KNOWN_KEYS.iter().copied().collect();
+    match value {
+        serde_yaml::Value::Mapping(map) => {
+            for (k, v) in map {
+                let name = match k {
+                    serde_yaml::Value::String(s) => s.clone(),
+                    other => format!("{other:?}"),
+                };
+                let path = if prefix.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{prefix}.{name}")
+                };
+                if !known.contains(path.as_str()) {
+                    out.push(path);
+                    continue;
+                }
+                collect_unknown_keys(v, &path, out);
+            }
+        }
+        serde_yaml::Value::Sequence(items) if prefix == "nodes" => {
+            for item in items {
+                collect_unknown_keys(item, "nodes.*", out);
+            }
+        }
+        _ => {}
+    }
+}
+
+impl Config {
+    /// Load, resolve and validate a config file. Errors name the key and reason.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+        let base = path
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .unwrap_or_else(|| PathBuf::from("."));
+        let mut config = Config::parse(&text, &base)?;
+        config.source = Some(path.to_path_buf());
+        Ok(config)
+    }
+
+    /// Parse YAML text; relative paths resolve against `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<Config> {
+        let value: serde_yaml::Value = serde_yaml::from_str(text)
+            .map_err(|e| Error::Config(format!("config is not valid YAML: {e}")))?;
+        if !value.is_mapping() {
+            return Err(Error::Config(
+                "config must be a YAML mapping with at least a `nodes` list".into(),
+            ));
+        }
+        let mut unknown = Vec::new();
+        collect_unknown_keys(&value, "", &mut unknown);
+        let mut config: Config = serde_yaml::from_value(value)
+            .map_err(|e| Error::Config(format!("invalid config: {e}")))?;
+        for key in unknown {
+            config
+                .warnings
+                .push(format!("unknown config key `{key}` is ignored"));
+        }
+        if config.erasure_coding.block_size.is_some() {
+            config.warnings.push(
+                "erasure_coding.block_size is a prototype key and is ignored; use erasure_coding.chunk_size".into(),
+            );
+        }
+        config.resolve_paths(base);
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        for node in &mut self.nodes {
+            resolve(&mut node.storage_path);
+        }
+        resolve(&mut self.metadata.path);
+        resolve(&mut self.control.socket);
+        resolve(&mut self.metrics.output_file);
+    }
+
+    fn validate(&mut self) -> Result<()> {
+        let bad = |key: &str, why: String| Err(Error::Config(format!("{key} {why}")));
+        if self.nodes.is_empty() {
+            return bad("nodes", "must list at least one node, got none".into());
+        }
+        let mut ids = BTreeSet::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            if node.id.is_empty()
+                || node.id.len() > 64
+                || !node
+                    .id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                return bad(
+                    &format!("nodes[{i}].id"),
+                    format!("must be 1-64 characters of [A-Za-z0-9._-], got {:?}", node.id),
+                );
+            }
+            if !ids.insert(node.id.clone()) {
+                return bad(
+                    &format!("nodes[{i}].id"),
+                    format!("must be unique, {:?} appears twice", node.id),
+                );
+            }
+            if node.region.is_empty() {
+                return bad(&format!("nodes[{i}].region"), "must not be empty".into());
+            }
+        }
+        let ec = &self.erasure_coding;
+        if ec.k < 1 {
+            return bad("erasure_coding.k", format!("must be ≥ 1, got {}", ec.k));
+        }
+        if ec.m < 0 {
+            return bad("erasure_coding.m", format!("must be ≥ 0, got {}", ec.m));
+        }
+        if ec.k + ec.m > 256 {
+            return bad(
+                "erasure_coding",
+                format!("k+m must be ≤ 256, got {}", ec.k + ec.m),
+            );
+        }
+        if (ec.k + ec.m) as usize > self.nodes.len() {
+            return bad(
+                "erasure_coding",
+                format!(
+                    "k+m = {} needs at least that many nodes, the config lists {}",
+                    ec.k + ec.m,
+                    self.nodes.len()
+                ),
+            );
+        }
+        if ec.chunk_size < 1 || ec.chunk_size > 256 * 1024 * 1024 {
+            return bad(
+                "erasure_coding.chunk_size",
+                format!("must be between 1 and 268435456 bytes, got {}", ec.chunk_size),
+            );
+        }
+        if let Some(regions) = &self.replication.regions {
+            for (i, node) in self.nodes.iter().enumerate() {
+                if !regions.contains(&node.region) {
+                    return bad(
+                        &format!("nodes[{i}].region"),
+                        format!(
+                            "{:?} is not listed in replication.regions {:?}",
+                            node.region, regions
+                        ),
+                    );
+                }
+            }
+        }
+        let region_count = self.regions().len();
+        if let Some(factor) = self.replication.factor {
+            if factor < 1 {
+                return bad("replication.factor", format!("must be ≥ 1, got {factor}"));
+            }
+            if factor as usize > region_count {
+                self.warnings.push(format!(
+                    "replication.factor is {factor} but only {region_count} regions hold nodes"
+                ));
+            }
+        }
+        if self.api.host.is_empty() {
+            return bad("api.host", "must not be empty".into());
+        }
+        if self.api.max_file_size == 0 {
+            return bad("api.max_file_size", "must be > 0".into());
+        }
+        if self.mount.memory_budget < self.chunk_size() * 2 {
+            return bad(
+                "mount.memory_budget",
+                format!(
+                    "must be at least two chunks ({} bytes), got {}",
+                    self.chunk_size() * 2,
+                    self.mount.memory_budget
+                ),
+            );
+        }
+        if self.mount.threads == 0 || self.mount.threads > 256 {
+            return bad(
+                "mount.threads",
+                format!("must be 1..=256, got {}", self.mount.threads),
+            );
+        }
+        if self.recovery.parallelism == 0 {
+            return bad("recovery.parallelism", "must be ≥ 1, got 0".into());
+        }
+        if self.recovery.timeout == 0 {
+            return bad("recovery.timeout", "must be ≥ 1 second, got 0".into());
+        }
+        if self.recovery.health_interval_secs == 0 {
+            return bad("recovery.health_interval_secs", "must be ≥ 1, got 0".into());
+        }
+        // Losing the region with most shards must not lose more than m shards.
+        let per_region = self.max_shards_per_region();
+        if per_region > ec.m as usize {
+            self.warnings.push(format!(
+                "losing one region can lose {per_region} shards of a chunk but m = {}: a region outage makes data unreadable",
+                ec.m
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn k(&self) -> usize {
+        self.erasure_coding.k as usize
+    }
+
+    pub fn m(&self) -> usize {
+        self.erasure_coding.m as usize
+    }
+
+    pub fn chunk_size(&self) -> u64 {
+        self.erasure_coding.chunk_size as u64
+    }
+
+    /// Region names in first-appearance order.
+    pub fn regions(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for n in &self.nodes {
+            if !out.contains(&n.region) {
+                out.push(n.region.clone());
+            }
+        }
+        out
+    }
+
+    /// Shards of one chunk a single region holds at most under even placement.
+    pub fn max_shards_per_region(&self) -> usize {
+        let total = self.k() + self.m();
+        let regions = self.regions();
+        let mut counts: Vec<usize> = regions
+            .iter()
+            .map(|r| self.nodes.iter().filter(|n| &n.region == r).count())
+            .collect();
+        // Fill round-robin, as placement does.
+        let mut placed = vec![0usize; counts.len()];
+        let mut left = total;
+        while left > 0 {
+            let mut progressed = false;
+            for (i, c) in counts.iter_mut().enumerate() {
+                if left > 0 && *c > 0 {
+                    *c -= 1;
+                    placed[i] += 1;
+                    left -= 1;
+                    progressed = true;
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+        placed.into_iter().max().unwrap_or(0)
+    }
+
+    /// A config for tests and tools: nodes under `root`, given regions per node.
+    pub fn for_test(root: &Path, regions: &[&str], k: usize, m: usize, chunk_size: u64) -> Config {
+        let mut yaml = String::from("nodes:\n");
+        for (i, r) in regions.iter().enumerate() {
+            yaml.push_str(&format!(
+                "  - id: node-{}\n    region: {r}\n    storage_path: nodes/node-{}\n",
+                i + 1,
+                i + 1
+            ));
+        }
+        yaml.push_str(&format!(
+            "erasure_coding:\n  k: {k}\n  m: {m}\n  chunk_size: {chunk_size}\nmetadata:\n  path: meta.db\ncontrol:\n  socket: ctl.sock\nmetrics:\n  enabled: false\nmount:\n  memory_budget: {}\n",
+            (chunk_size * 8).max(16 * 1024 * 1024)
+        ));
+        Config::parse(&yaml, root).expect("test config is valid")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED: &str = include_str!("../tests/data/seed-config.yaml");
+
+    #[test]
+    fn seed_config_loads_unchanged_with_block_size_warning() {
+        let c = Config::parse(SEED, Path::new("/srv/x")).unwrap();
+        assert_eq!(c.nodes.len(), 3);
+        assert_eq!((c.k(), c.m(), c.chunk_size()), (2, 1, DEFAULT_CHUNK_SIZE));
+        assert_eq!(c.nodes[0].storage_path, Path::new("/srv/x/./data/node-1"));
+        assert!(c.warnings.iter().any(|w| w.contains("block_size")));
+        assert_eq!(c.api.host, "localhost");
+    }
+
+    #[test]
+    fn zero_k_names_the_key() {
+        let text = SEED.replace("k: 2", "k: 0");
+        let err = Config::parse(&text, Path::new("/")).unwrap_err().to_string();
+        assert!(err.contains("erasure_coding.k must be ≥ 1, got 0"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_warn_with_their_path() {
+        let text = format!("{SEED}\nfrobnicate: 1\napi:\n  colour: red\n");
+        // A duplicated `api` mapping is a YAML error; use a fresh document instead.
+        assert!(Config::parse(&text, Path::new("/")).is_err());
+        let text = SEED.replace("api:\n", "frobnicate: 1\napi:\n  colour: red\n");
+        let c = Config::parse(&text, Path::new("/")).unwrap();
+        assert!(c.warnings.iter().any(|w| w.contains("`frobnicate`")));
+        assert!(c.warnings.iter().any(|w| w.contains("`api.colour`")));
+    }
+
+    #[test]
+    fn region_not_in_replication_list_is_rejected() {
+        let text = SEED.replace("region: \"eu-west-1\"", "region: \"ap-south-1\"");
+        let err = Config::parse(&text, Path::new("/")).unwrap_err().to_string();
+        assert!(err.contains("nodes[2].region"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_node_id_and_too_few_nodes_are_rejected() {
+        let text = SEED.replace("id: \"node-2\"", "id: \"node-1\"");
+        assert!(Config::parse(&text, Path::new("/"))
+            .unwrap_err()
+            .to_string()
+            .contains("unique"));
+        let text = SEED.replace("m: 1", "m: 5");
+        assert!(Config::parse(&text, Path::new("/"))
+            .unwrap_err()
+            .to_string()
+            .contains("needs at least"));
+    }
+
+    #[test]
+    fn broken_yaml_is_a_clear_error() {
+        let err = Config::parse("nodes: [", Path::new("/")).unwrap_err();
+        assert!(err.to_string().contains("not valid YAML"));
+    }
+
+    #[test]
+    fn region_loss_warning_when_one_region_holds_more_than_m() {
+        let c = Config::for_test(Path::new("/t"), &["a", "a", "b"], 2, 1, 1024);
+        assert!(c.warnings.iter().any(|w| w.contains("losing one region")));
+        let c = Config::for_test(Path::new("/t"), &["a", "b", "c"], 2, 1, 1024);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+}

@@ -1,0 +1,26 @@
+//! minigcs: erasure-coded, multi-region object storage used as a mounted
+//! directory.
+//!
+//! ```text
+//!  cp / cat / ls ──► fuse ───┐                       ┌─► meta (SQLite, WAL): namespace,
+//!  curl / SDK ─────► http ───┼─► service (one Arc) ──┤      chunks, shard map, queues
+//!  minigcs ctl ────► control ┘                       └─► chunk (RS k+m, placement,
+//!                                                          verified reads, repair) ─► node
+//! ```
+//!
+//! Front ends translate (errno, HTTP status, JSON); every rule about files,
+//! versions and durability lives once, in `service`. `meta` never sees bytes;
+//! `chunk` never sees paths or inodes. `daemon` builds everything and owns the
+//! shutdown signal.
+
+pub mod chunk;
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod error;
+pub mod fuse;
+pub mod http;
+pub mod meta;
+pub mod metrics;
+pub mod node;
+pub mod service;

@@ -1,0 +1,155 @@
+//! An in-memory node backend: the test double for fault injection (fail a
+//! node, corrupt a shard) without touching disks.
+
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::{NodeBackend, NodeProbe, ShardKey, ShardReader};
+use crate::error::{Error, Result};
+
+pub struct MemoryNode {
+    id: String,
+    region: String,
+    cluster: Mutex<Option<String>>,
+    shards: Mutex<HashMap<ShardKey, (Arc<Vec<u8>>, SystemTime)>>,
+    failed: AtomicBool,
+}
+
+impl MemoryNode {
+    pub fn new(id: &str, region: &str) -> MemoryNode {
+        MemoryNode {
+            id: id.into(),
+            region: region.into(),
+            cluster: Mutex::new(None),
+            shards: Mutex::new(HashMap::new()),
+            failed: AtomicBool::new(false),
+        }
+    }
+
+    /// Make every call fail (or work again).
+    pub fn set_failed(&self, failed: bool) {
+        self.failed.store(failed, Ordering::SeqCst);
+    }
+
+    /// Flip one byte of a stored shard.
+    pub fn corrupt(&self, key: ShardKey, offset: usize) {
+        let mut shards = self.shards.lock();
+        if let Some((data, _)) = shards.get_mut(&key) {
+            let mut copy = (**data).clone();
+            copy[offset] ^= 0xff;
+            *data = Arc::new(copy);
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.failed.load(Ordering::SeqCst) {
+            Err(Error::Io(std::io::Error::other(format!("node {} is failed", self.id))))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+struct MemoryShardReader(Arc<Vec<u8>>);
+
+impl ShardReader for MemoryShardReader {
+    fn len(&self) -> u64 {
+        self.0.len() as u64
+    }
+
+    fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let start = offset as usize;
+        let end = start + buf.len();
+        if end > self.0.len() {
+            return Err(Error::Corrupt("shard too short".into()));
+        }
+        buf.copy_from_slice(&self.0[start..end]);
+        Ok(())
+    }
+}
+
+impl NodeBackend for MemoryNode {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn region(&self) -> &str {
+        &self.region
+    }
+
+    fn location(&self) -> String {
+        format!("memory:{}", self.id)
+    }
+
+    fn initialize(&self, cluster_id: &str) -> Result<()> {
+        self.check()?;
+        let mut c = self.cluster.lock();
+        match &*c {
+            Some(existing) if existing != cluster_id => {
+                Err(Error::Other(format!("node belongs to cluster {existing}")))
+            }
+            _ => {
+                *c = Some(cluster_id.to_string());
+                Ok(())
+            }
+        }
+    }
+
+    fn probe(&self, cluster_id: &str) -> NodeProbe {
+        if self.failed.load(Ordering::SeqCst) {
+            return NodeProbe::Failed("node is failed".into());
+        }
+        match &*self.cluster.lock() {
+            Some(c) if c == cluster_id => NodeProbe::Healthy,
+            Some(c) => NodeProbe::Failed(format!("node belongs to cluster {c}")),
+            None => NodeProbe::Empty("never initialized".into()),
+        }
+    }
+
+    fn put_shard(&self, key: ShardKey, parts: &[&[u8]]) -> Result<()> {
+        self.check()?;
+        let data: Vec<u8> = parts.concat();
+        self.shards.lock().insert(key, (Arc::new(data), SystemTime::now()));
+        Ok(())
+    }
+
+    fn open_shard(&self, key: ShardKey) -> Result<Box<dyn ShardReader>> {
+        self.check()?;
+        let shards = self.shards.lock();
+        let (data, _) = shards
+            .get(&key)
+            .ok_or_else(|| Error::NotFound(format!("shard {key:?} on {}", self.id)))?;
+        Ok(Box::new(MemoryShardReader(data.clone())))
+    }
+
+    fn delete_shard(&self, key: ShardKey) -> Result<()> {
+        self.check()?;
+        self.shards.lock().remove(&key);
+        Ok(())
+    }
+
+    fn list_shards(&self) -> Result<Vec<(ShardKey, SystemTime)>> {
+        self.check()?;
+        Ok(self.shards.lock().iter().map(|(k, (_, t))| (*k, *t)).collect())
+    }
+
+    fn capacity(&self) -> Result<(u64, u64)> {
+        let used: u64 = self.shards.lock().values().map(|(d, _)| d.len() as u64).sum();
+        let total = 1 << 40;
+        Ok((total, total - used))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_node_passes_conformance() {
+        let node = MemoryNode::new("node-1", "r1");
+        super::super::conformance::run(&node);
+    }
+}

@@ -1,0 +1,140 @@
+//! Node backends: where shard files physically live. Owns the `NodeBackend`
+//! trait, the node identity file, and the two implementations (a local
+//! directory per node, and an in-memory double for tests). A backend stores
+//! opaque shard bytes under a `ShardKey`; it knows nothing of chunks, files or
+//! erasure coding, and never interprets what it stores.
+
+mod local;
+mod memory;
+
+pub use local::LocalDirNode;
+pub use memory::MemoryNode;
+
+use serde::{Deserialize, Serialize};
+use std::time::SystemTime;
+
+use crate::error::Result;
+
+/// Name of the identity file at the top of every node folder.
+pub const IDENTITY_FILE: &str = "minigcs-node.json";
+
+/// Which shard of which chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ShardKey {
+    pub chunk_id: u64,
+    pub index: u16,
+}
+
+impl ShardKey {
+    pub fn file_name(&self) -> String {
+        format!("{:016x}.{}.shard", self.chunk_id, self.index)
+    }
+
+    pub fn parse_file_name(name: &str) -> Option<ShardKey> {
+        let rest = name.strip_suffix(".shard")?;
+        let (id, index) = rest.split_once('.')?;
+        if id.len() != 16 {
+            return None;
+        }
+        Some(ShardKey {
+            chunk_id: u64::from_str_radix(id, 16).ok()?,
+            index: index.parse().ok()?,
+        })
+    }
+}
+
+/// What a node folder says about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeIdentity {
+    pub cluster_id: String,
+    pub node_id: String,
+    pub region: String,
+    pub format: u32,
+}
+
+/// The result of a health probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeProbe {
+    /// Folder present, identity matches, writable.
+    Healthy,
+    /// The folder exists but holds no identity and no shards: a replaced or
+    /// wiped disk, ready to be rebuilt.
+    Empty(String),
+    /// Missing, unreadable, not writable, or another node's folder.
+    Failed(String),
+}
+
+/// A shard opened for reading.
+pub trait ShardReader: Send {
+    fn len(&self) -> u64;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Fill `buf` from `offset`; a short read (end of file) is an error.
+    fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()>;
+}
+
+/// Storage for shards on one node. Implementations must be safe to call from
+/// many threads at once.
+pub trait NodeBackend: Send + Sync {
+    fn id(&self) -> &str;
+    fn region(&self) -> &str;
+    /// Where the node lives, for humans (a path).
+    fn location(&self) -> String;
+    /// Write the identity and layout into an absent or empty folder. Refuses a
+    /// folder that holds another node's identity.
+    fn initialize(&self, cluster_id: &str) -> Result<()>;
+    /// Check presence, identity and writability.
+    fn probe(&self, cluster_id: &str) -> NodeProbe;
+    /// Store a shard durably (returns only after the bytes and the name are on
+    /// stable storage). `parts` are concatenated. A shard is never modified:
+    /// writing an existing key replaces it atomically.
+    fn put_shard(&self, key: ShardKey, parts: &[&[u8]]) -> Result<()>;
+    fn open_shard(&self, key: ShardKey) -> Result<Box<dyn ShardReader>>;
+    /// Remove a shard; removing an absent shard succeeds.
+    fn delete_shard(&self, key: ShardKey) -> Result<()>;
+    /// Every shard present, with its modification time.
+    fn list_shards(&self) -> Result<Vec<(ShardKey, SystemTime)>>;
+    /// (total bytes, free bytes) of the storage under the node.
+    fn capacity(&self) -> Result<(u64, u64)>;
+}
+
+#[cfg(test)]
+pub(crate) mod conformance {
+    //! One suite every backend must pass.
+    use super::*;
+
+    pub fn run(node: &dyn NodeBackend) {
+        let cluster = "cluster-test";
+        node.initialize(cluster).unwrap();
+        assert_eq!(node.probe(cluster), NodeProbe::Healthy);
+        assert!(matches!(node.probe("other-cluster"), NodeProbe::Failed(_)));
+
+        let a = ShardKey { chunk_id: 0xdead_beef, index: 0 };
+        let b = ShardKey { chunk_id: 0xdead_beef, index: 3 };
+        node.put_shard(a, &[b"hello ", b"world"]).unwrap();
+        node.put_shard(b, &[&[7u8; 100_000]]).unwrap();
+        let mut r = node.open_shard(a).unwrap();
+        assert_eq!(r.len(), 11);
+        let mut buf = [0u8; 5];
+        r.read_exact_at(6, &mut buf).unwrap();
+        assert_eq!(&buf, b"world");
+        assert!(r.read_exact_at(8, &mut buf).is_err(), "read past end must fail");
+
+        // Replace is atomic and complete.
+        node.put_shard(a, &[b"again"]).unwrap();
+        let mut r = node.open_shard(a).unwrap();
+        assert_eq!(r.len(), 5);
+
+        let mut listed: Vec<ShardKey> = node.list_shards().unwrap().into_iter().map(|(k, _)| k).collect();
+        listed.sort();
+        assert_eq!(listed, vec![a, b]);
+
+        node.delete_shard(a).unwrap();
+        node.delete_shard(a).unwrap();
+        assert!(matches!(node.open_shard(a), Err(crate::error::Error::NotFound(_))));
+        assert_eq!(node.list_shards().unwrap().len(), 1);
+        let (total, free) = node.capacity().unwrap();
+        assert!(total >= free);
+    }
+}
