@@ -1,1 +1,130 @@
-//! Composition root (being written).
+//! The composition root: builds the service from a loaded config, starts the
+//! background workers, the control socket, the HTTP API and (for `mount`) the
+//! FUSE session, then waits for SIGINT/SIGTERM (or an external unmount) and
+//! shuts down in order: commit open files, unmount, stop servers, exit 0.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::service::Service;
+
+/// Build the service for a config (metrics, nodes, metadata) and start its workers.
+pub fn open_service(config: Config) -> Result<Arc<Service>> {
+    let metrics = Metrics::new(config.metrics.enabled.then(|| config.metrics.output_file.clone()));
+    let service = Service::open(Arc::new(config), metrics)?;
+    service.start_workers();
+    Ok(service)
+}
+
+fn api_address(config: &Config) -> String {
+    let host = if config.api.host == "localhost" { "127.0.0.1" } else { config.api.host.as_str() };
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{}", config.api.port)
+    } else {
+        format!("{host}:{}", config.api.port)
+    }
+}
+
+/// Run the daemon until a signal. `mountpoint` None = `serve` (no FUSE).
+pub fn run(config: Config, mountpoint: Option<&Path>) -> Result<()> {
+    let socket_path = config.control.socket.clone();
+    let api_enabled = config.api.enabled;
+    let address = api_address(&config);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("minigcs-io")
+        .build()?;
+    // Bind the sockets before mounting: a port in use must fail start-up
+    // cleanly instead of leaving a mount behind.
+    let control_listener = runtime.block_on(async { crate::control::bind(&socket_path) })?;
+    let http_listener = if api_enabled {
+        Some(
+            runtime
+                .block_on(tokio::net::TcpListener::bind(&address))
+                .map_err(|e| Error::Other(format!("cannot listen on {address}: {e}")))?,
+        )
+    } else {
+        None
+    };
+    let service = open_service(config)?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let wait_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let mount_abs: Option<PathBuf> = mountpoint.map(|m| std::path::absolute(m).unwrap_or_else(|_| m.to_path_buf()));
+    let control = runtime.spawn(crate::control::serve(
+        service.clone(),
+        control_listener,
+        mount_abs.clone(),
+        wait_stop(stop_rx.clone()),
+    ));
+    let http = http_listener.map(|l| {
+        log::info!("HTTP API on http://{address}");
+        runtime.spawn(crate::http::serve(service.clone(), l, wait_stop(stop_rx.clone())))
+    });
+    let mount = match &mount_abs {
+        Some(m) => match crate::fuse::mount(service.clone(), m) {
+            Ok(h) => {
+                log::info!("mounted at {}", m.display());
+                Some(h)
+            }
+            Err(e) => {
+                let _ = stop_tx.send(true);
+                service.shutdown();
+                let _ = std::fs::remove_file(&socket_path);
+                return Err(Error::Other(format!("cannot mount at {}: {e}", m.display())));
+            }
+        },
+        None => None,
+    };
+    log::info!(
+        "minigcs {} ready: k={} m={} chunk_size={} nodes={} control socket {}",
+        env!("CARGO_PKG_VERSION"),
+        service.store.k(),
+        service.store.m(),
+        service.chunk_size,
+        service.store.nodes().len(),
+        socket_path.display()
+    );
+    // Wait for a signal or for the mount to go away.
+    let signalled = runtime.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        loop {
+            tokio::select! {
+                _ = term.recv() => return Ok::<_, std::io::Error>("SIGTERM"),
+                _ = int.recv() => return Ok("SIGINT"),
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                    if mount.as_ref().is_some_and(|m| m.is_finished()) {
+                        return Ok("external unmount");
+                    }
+                }
+            }
+        }
+    })?;
+    log::info!("{signalled}: shutting down");
+    service.shutdown();
+    if let Some(m) = mount {
+        if let Err(e) = m.unmount() {
+            log::warn!("unmount: {e}");
+        }
+    }
+    let _ = stop_tx.send(true);
+    runtime.block_on(async {
+        let _ = tokio::time::timeout(Duration::from_secs(5), control).await;
+        if let Some(h) = http {
+            let _ = tokio::time::timeout(Duration::from_secs(5), h).await;
+        }
+    });
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    let _ = std::fs::remove_file(&socket_path);
+    service.metrics.flush();
+    log::info!("stopped cleanly");
+    Ok(())
+}

@@ -13,6 +13,7 @@
 //! `chunk` never sees paths or inodes. `daemon` builds everything and owns the
 //! shutdown signal.
 
+pub mod bench;
 pub mod chunk;
 pub mod config;
 pub mod control;

@@ -1,1 +1,181 @@
-//! HTTP API (being written).
+//! The HTTP API (CONTRACT.md's table, prototype-compatible): an axum router
+//! that translates requests into file-service calls and service errors into
+//! status codes and `{"detail": …}` bodies. It owns routing, bearer-token
+//! auth, request/response streaming, header handling (ranges, ETags,
+//! conditional requests) and the metrics of API operations. It owns no
+//! storage rule: keys are validated, objects stored, read and listed by
+//! `service`; reports come from the same service/metrics code the control
+//! socket serves.
+//!
+//! - `objects`: `/objects…` (upload, download, HEAD, delete, list, info)
+//! - `cluster`: `/cluster/*` and `/metrics*`
+//! - `error`: the one mapping from `Error` to HTTP status
+//! - `range`: `Range` and conditional-request header rules
+
+mod cluster;
+mod error;
+mod objects;
+mod range;
+
+pub use error::{status_of, ApiError};
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use std::future::{Future, IntoFuture};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::service::Service;
+
+/// How long in-flight requests may run on after shutdown is signalled.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// What every handler gets: the service and the API settings it needs.
+#[derive(Clone)]
+pub(crate) struct App {
+    pub service: Arc<Service>,
+    pub max_file_size: u64,
+    pub auth_token: Option<Arc<str>>,
+}
+
+/// The API's routes over `service`, with auth when `api.auth_token` is set.
+pub fn router(service: Arc<Service>) -> Router {
+    let api = &service.config.api;
+    let app = App {
+        max_file_size: api.max_file_size,
+        auth_token: api
+            .auth_token
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .map(Arc::from),
+        service,
+    };
+    let objects = get(objects::get_object)
+        .put(objects::put_object)
+        .post(objects::post_object)
+        .delete(objects::delete_object);
+    let mut router = Router::new()
+        .route("/", get(root))
+        .route("/objects", get(objects::list_objects))
+        .route(
+            "/objects/",
+            get(objects::list_objects)
+                .put(objects::put_object)
+                .post(objects::post_object)
+                .delete(objects::delete_object),
+        )
+        .route("/objects/*key", objects)
+        .route("/cluster/stats", get(cluster::stats))
+        .route("/cluster/health", get(cluster::health))
+        .route("/cluster/recovery/:node_id", post(cluster::recover))
+        .route("/metrics", get(cluster::prometheus))
+        .route("/metrics/summary", get(cluster::summary))
+        .route("/metrics/export", post(cluster::export))
+        .route("/metrics/clear", post(cluster::clear))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed);
+    if app.auth_token.is_some() {
+        router = router.layer(axum::middleware::from_fn_with_state(app.clone(), auth));
+    }
+    router.layer(DefaultBodyLimit::disable()).with_state(app)
+}
+
+/// Serve the API on `listener` until `shutdown` completes; in-flight requests
+/// then get [`SHUTDOWN_GRACE`] to finish before the server returns anyway.
+pub async fn serve(
+    service: Arc<Service>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = tx.send(true);
+    });
+    let fired = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        if rx.wait_for(|v| *v).await.is_err() {
+            // The signal was dropped without firing: run on.
+            std::future::pending::<()>().await;
+        }
+    };
+    if let Ok(addr) = listener.local_addr() {
+        log::info!("HTTP API listening on http://{addr}");
+    }
+    let server = axum::serve(listener, router(service))
+        .tcp_nodelay(true)
+        .with_graceful_shutdown(fired(rx.clone()))
+        .into_future();
+    let deadline = async move {
+        fired(rx).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        r = server => r,
+        _ = deadline => {
+            log::warn!("HTTP API: requests still running {}s after shutdown; closing them", SHUTDOWN_GRACE.as_secs());
+            Ok(())
+        }
+    }
+}
+
+async fn root() -> Json<serde_json::Value> {
+    Json(json!({"message": "MiniGCS API", "version": env!("CARGO_PKG_VERSION")}))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "Not Found")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
+}
+
+/// `Authorization: Bearer <token>` on everything but `GET /`.
+async fn auth(State(app): State<App>, req: Request, next: Next) -> Response {
+    let open = req.uri().path() == "/" && matches!(*req.method(), Method::GET | Method::HEAD);
+    if let (Some(token), false) = (&app.auth_token, open) {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, rest) = v.trim().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+            });
+        let ok = given.is_some_and(|g| same_secret(g.as_bytes(), token.as_bytes()));
+        if !ok {
+            let detail = if given.is_some() {
+                "invalid bearer token"
+            } else {
+                "missing Authorization: Bearer token"
+            };
+            return ApiError::new(StatusCode::UNAUTHORIZED, detail).into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// Comparison whose time does not depend on where the inputs differ.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Run blocking service work off the async threads; map its error.
+pub(crate) async fn blocking<T, F>(f: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> crate::error::Result<T> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(ApiError::from),
+        Err(e) => Err(ApiError::internal(format!("request worker failed: {e}"))),
+    }
+}

@@ -246,11 +246,11 @@ impl NodeBackend for LocalDirNode {
                 if let Some(key) = ShardKey::parse_file_name(&name) {
                     let mtime = entry.metadata()?.modified()?;
                     out.push((key, mtime));
-                } else if name.starts_with(".tmp-") {
-                    // A temp file from a crashed write: report it so the
-                    // sweeper can remove it (as chunk 0 it never matches).
-                    let mtime = entry.metadata()?.modified()?;
-                    if mtime.elapsed().map(|d| d.as_secs() > 3600).unwrap_or(false) {
+                } else if let Some(rest) = name.strip_prefix(".tmp-") {
+                    // A temp file of a write that never finished. Ours carry
+                    // our pid; one from another process is a crash leftover.
+                    let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+                    if pid != Some(std::process::id()) {
                         let _ = fs::remove_file(entry.path());
                     }
                 }

@@ -259,12 +259,23 @@ impl Service {
         for idx in own {
             self.start_upload(st, idx);
         }
+        Some(self.acquire_permit(Some(f.ino)))
+    }
+
+    /// Wait for a chunk's worth of budget, spilling the buffers of files
+    /// whose writers are idle (not `exclude`) while waiting.
+    pub(super) fn acquire_permit(&self, exclude: Option<u64>) -> Permit {
         loop {
             if let Some(p) = self.budget.acquire_timeout(self.chunk_size, Duration::from_millis(50)) {
-                return Some(p);
+                return p;
             }
-            // Other files may sit on buffers with no writer active: spill them.
-            let others: Vec<Arc<OpenFile>> = self.open_files.lock().values().filter(|o| o.ino != f.ino).cloned().collect();
+            let others: Vec<Arc<OpenFile>> = self
+                .open_files
+                .lock()
+                .values()
+                .filter(|o| Some(o.ino) != exclude)
+                .cloned()
+                .collect();
             for o in others {
                 if let Some(mut ost) = o.state.try_lock() {
                     let idxs: Vec<u64> = ost.dirty.keys().copied().collect();

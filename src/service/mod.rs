@@ -176,16 +176,15 @@ impl Service {
         let (meta, cluster_id, created) = Meta::open(&config.metadata.path, node_ids, config.cluster.id.as_deref())?;
         let store = Arc::new(ChunkStore::new(nodes, &cluster_id, config.k(), config.m(), metrics.clone())?);
         for i in 0..store.nodes().len() {
-            let node = &store.nodes()[i];
-            let (state, _) = store.probe_node(i);
-            // First start: every folder is new. Later: only an absent folder
-            // on a store that never wrote to it is initialized; anything else
-            // is a failed node until recovered.
-            if state != NodeState::Up && created {
+            // First start: every folder is new. Later, a missing or empty
+            // folder is a failed node until it is recovered.
+            if created {
                 if let Err(e) = store.initialize_node(i) {
+                    let node = &store.nodes()[i];
                     log::warn!("cannot initialize node {} at {}: {e}", node.id(), node.location());
                 }
             }
+            store.probe_node(i);
         }
         let chunk_size = config.chunk_size();
         let budget = Budget::new(config.mount.memory_budget);
@@ -294,7 +293,7 @@ impl Service {
         let result = (|| -> Result<()> {
             let mut idx = 0u64;
             loop {
-                let permit = self.budget.acquire_timeout(self.chunk_size, Duration::from_secs(3600));
+                let permit = Some(self.acquire_permit(None));
                 let mut buf = Vec::with_capacity(self.chunk_size as usize);
                 let n = read_full(reader, &mut buf, self.chunk_size as usize)?;
                 if n == 0 {

@@ -1,1 +1,0 @@
-//! FUSE adapter (being written).

@@ -1,0 +1,387 @@
+//! Mounting and unmounting: mount options, clearing a stale mount left by a
+//! daemon that died ("Transport endpoint is not connected"), the session
+//! thread, kernel tuning that only exists after the mount (readahead), and an
+//! unmount that does not hang on a busy mount point. Requests themselves are
+//! handled in the parent module.
+
+use fuser::{MountOption, Session, SessionUnmounter};
+use nix::mount::{umount2, MntFlags};
+use parking_lot::Mutex;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::{Invalidator, MiniFs};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::service::Service;
+
+/// Largest read the kernel may ask for at once (matches max_write).
+const MAX_READ_OPTION: &str = "max_read=1048576";
+/// Readahead asked of the kernel through sysfs, in KiB.
+const READAHEAD_KB: u32 = 1024;
+
+/// A live mount. Dropping it unmounts, like `unmount` but ignoring errors.
+pub struct MountHandle {
+    mountpoint: PathBuf,
+    /// `st_dev` of the mounted root: identifies our mount in mountinfo.
+    dev: Option<u64>,
+    unmounter: Option<SessionUnmounter>,
+    thread: Option<JoinHandle<()>>,
+    finished: Arc<AtomicBool>,
+    invalidator: Arc<Invalidator>,
+}
+
+impl MountHandle {
+    /// Unmount (if still mounted) and wait for the session thread to end.
+    pub fn unmount(mut self) -> Result<()> {
+        self.shutdown()
+    }
+
+    /// True once the kernel session ended (e.g. someone ran `umount`).
+    pub fn is_finished(&self) -> bool {
+        self.finished.load(Ordering::SeqCst)
+    }
+
+    /// The absolute mount point.
+    pub fn mountpoint(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    fn wait_finished(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while !self.is_finished() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+
+    /// Whether our FUSE mount is still the one at the mount point.
+    fn still_mounted(&self) -> bool {
+        match top_mount_at(&self.mountpoint) {
+            Some(m) => m.fstype.starts_with("fuse") && self.dev.is_none_or(|d| m.dev == dev_pair(d)),
+            None => false,
+        }
+    }
+
+    fn shutdown(&mut self) -> Result<()> {
+        let Some(thread) = self.thread.take() else { return Ok(()) };
+        self.invalidator.detach();
+        if !self.is_finished() {
+            if let Some(mut u) = self.unmounter.take() {
+                if let Err(e) = u.unmount() {
+                    log::warn!("unmount of {}: {e}", self.mountpoint.display());
+                }
+            }
+            if !self.wait_finished(Duration::from_secs(3)) && self.still_mounted() {
+                // Busy (a shell's cwd, an open file): detach it from the
+                // namespace; the session ends when the last user lets go.
+                log::warn!("{} is busy; detaching it", self.mountpoint.display());
+                if let Err(e) = umount2(&self.mountpoint, MntFlags::MNT_DETACH) {
+                    log::warn!("lazy unmount of {}: {e}", self.mountpoint.display());
+                }
+            }
+            if !self.wait_finished(Duration::from_secs(10)) {
+                if let Some(dev) = self.dev {
+                    abort_connection(dev);
+                }
+                if !self.wait_finished(Duration::from_secs(5)) {
+                    return Err(Error::Other(format!(
+                        "the FUSE session at {} is still in use; it ends when the last open file is closed",
+                        self.mountpoint.display()
+                    )));
+                }
+            }
+        }
+        thread
+            .join()
+            .map_err(|_| Error::Other("the FUSE session thread panicked".into()))?;
+        log::info!("unmounted {}", self.mountpoint.display());
+        Ok(())
+    }
+}
+
+impl Drop for MountHandle {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            log::warn!("{e}");
+        }
+    }
+}
+
+/// Clear a stale mount at `mountpoint`, create it if missing, then mount.
+pub fn mount(service: Arc<Service>, mountpoint: &Path) -> Result<MountHandle> {
+    let path = absolute(mountpoint)?;
+    clear_stale(&path)?;
+    std::fs::create_dir_all(&path).map_err(|e| with_context(e, &format!("cannot create mount point {}", path.display())))?;
+    if !std::fs::metadata(&path)?.is_dir() {
+        return Err(Error::NotADirectory(format!("mount point {}", path.display())));
+    }
+
+    let mut options = mount_options(&service.config);
+    options.push(MountOption::CUSTOM(MAX_READ_OPTION.into()));
+    let attempt = |options: &[MountOption]| {
+        let fs = MiniFs::new(service.clone());
+        let shared = fs.shared.clone();
+        Session::new(fs, &path, options).map(|s| (s, shared))
+    };
+    let session = match attempt(&options) {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            log::debug!("mount with {MAX_READ_OPTION} refused ({e}); mounting without it");
+            options.pop();
+            attempt(&options)
+        }
+        other => other,
+    };
+    let (mut session, shared) = session.map_err(|e| {
+        let hint = if e.kind() == io::ErrorKind::NotFound && !Path::new("/dev/fuse").exists() {
+            " (/dev/fuse is missing: is the fuse module loaded?)"
+        } else {
+            ""
+        };
+        with_context(e, &format!("cannot mount FUSE at {}{hint}", path.display()))
+    })?;
+
+    let unmounter = session.unmount_callable();
+    let invalidator = Arc::new(Invalidator {
+        notifier: Mutex::new(Some(session.notifier())),
+        shared,
+    });
+    let finished = Arc::new(AtomicBool::new(false));
+    let thread = {
+        let invalidator = invalidator.clone();
+        let finished = finished.clone();
+        let shown = path.display().to_string();
+        std::thread::Builder::new()
+            .name("fuse-session".into())
+            .spawn(move || {
+                if let Err(e) = session.run() {
+                    log::error!("FUSE session at {shown} failed: {e}");
+                }
+                invalidator.detach();
+                // Drops the filesystem: queued requests finish first.
+                drop(session);
+                finished.store(true, Ordering::SeqCst);
+            })
+            .map_err(|e| with_context(e, "cannot start the FUSE session thread"))?
+    };
+    let mut handle = MountHandle {
+        mountpoint: path,
+        dev: None,
+        unmounter: Some(unmounter),
+        thread: Some(thread),
+        finished,
+        invalidator: invalidator.clone(),
+    };
+    service.add_observer(invalidator);
+
+    // The first request through the mount: proves it answers, and names the
+    // kernel connection for readahead tuning and a last-resort abort.
+    match std::fs::metadata(&handle.mountpoint) {
+        Ok(m) => {
+            handle.dev = Some(m.dev());
+            tune_readahead(m.dev());
+        }
+        Err(e) => {
+            let msg = format!("the mount at {} does not answer: {e}", handle.mountpoint.display());
+            drop(handle);
+            return Err(Error::Other(msg));
+        }
+    }
+    log::info!("mounted {}", handle.mountpoint.display());
+    Ok(handle)
+}
+
+fn mount_options(config: &Config) -> Vec<MountOption> {
+    let mut options = vec![
+        MountOption::FSName("minigcs".into()),
+        MountOption::Subtype("minigcs".into()),
+        MountOption::DefaultPermissions,
+    ];
+    if config.mount.allow_other && nix::unistd::geteuid().is_root() {
+        options.push(MountOption::AllowOther);
+    }
+    options
+}
+
+fn with_context(e: io::Error, what: &str) -> Error {
+    Error::Io(io::Error::new(e.kind(), format!("{what}: {e}")))
+}
+
+/// `path` made absolute without touching it (it may be a dead mount): the
+/// parent is resolved through symlinks, the last component is kept.
+fn absolute(path: &Path) -> Result<PathBuf> {
+    let joined = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(path)
+    };
+    let mut clean = PathBuf::new();
+    for c in joined.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                clean.pop();
+            }
+            other => clean.push(other.as_os_str()),
+        }
+    }
+    if let (Some(parent), Some(name)) = (clean.parent(), clean.file_name()) {
+        if let Ok(p) = parent.canonicalize() {
+            return Ok(p.join(name));
+        }
+    }
+    Ok(clean)
+}
+
+/// Stat that gives up after `timeout` (a hung FUSE daemon never answers).
+fn stat_with_timeout(path: &Path, timeout: Duration) -> Option<io::Result<std::fs::Metadata>> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let p = path.to_path_buf();
+    std::thread::Builder::new()
+        .name("mount-probe".into())
+        .spawn(move || {
+            let _ = tx.send(std::fs::metadata(&p));
+        })
+        .ok()?;
+    rx.recv_timeout(timeout).ok()
+}
+
+/// Detach a mount left by a daemon that is gone. A FUSE mount that still
+/// answers belongs to a running daemon: refuse rather than stack on it.
+fn clear_stale(path: &Path) -> Result<()> {
+    for _ in 0..8 {
+        let fuse_here = top_mount_at(path).is_some_and(|m| m.fstype.starts_with("fuse"));
+        let stale = match stat_with_timeout(path, Duration::from_secs(5)) {
+            Some(Err(e)) if e.raw_os_error() == Some(libc::ENOTCONN) => true,
+            None if fuse_here => {
+                log::warn!("the FUSE mount at {} does not answer", path.display());
+                true
+            }
+            None => {
+                return Err(Error::Io(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("mount point {} does not answer", path.display()),
+                )))
+            }
+            Some(Ok(_)) if fuse_here => {
+                return Err(Error::AlreadyExists(format!(
+                    "{} is already a FUSE mount served by a running process; unmount it first",
+                    path.display()
+                )))
+            }
+            // Fine, or missing (created next), or an error create_dir_all
+            // will report.
+            Some(_) => return Ok(()),
+        };
+        if stale {
+            log::warn!("clearing a stale mount at {}", path.display());
+            umount2(path, MntFlags::MNT_DETACH)
+                .map_err(|e| Error::Io(io::Error::new(io::Error::from(e).kind(), format!("cannot clear the stale mount at {}: {e}", path.display()))))?;
+        }
+    }
+    Err(Error::Other(format!("{}: too many stacked stale mounts", path.display())))
+}
+
+/// One line of /proc/self/mountinfo.
+#[derive(Debug)]
+struct MountEntry {
+    dev: (u64, u64),
+    mount_point: PathBuf,
+    fstype: String,
+}
+
+/// The topmost mount at exactly `path`, if any.
+fn top_mount_at(path: &Path) -> Option<MountEntry> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    text.lines().filter_map(parse_mountinfo_line).filter(|m| m.mount_point == path).last()
+}
+
+fn parse_mountinfo_line(line: &str) -> Option<MountEntry> {
+    let mut fields = line.split(' ');
+    let _id = fields.next()?;
+    let _parent = fields.next()?;
+    let (major, minor) = fields.next()?.split_once(':')?;
+    let _root = fields.next()?;
+    let mount_point = unescape_mountinfo(fields.next()?);
+    // Optional fields end at "-"; the file system type follows.
+    let fstype = fields.skip_while(|f| *f != "-").nth(1)?.to_string();
+    Some(MountEntry {
+        dev: (major.parse().ok()?, minor.parse().ok()?),
+        mount_point,
+        fstype,
+    })
+}
+
+/// mountinfo writes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(s: &str) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    PathBuf::from(std::ffi::OsString::from_vec(out))
+}
+
+fn dev_pair(dev: u64) -> (u64, u64) {
+    (libc::major(dev) as u64, libc::minor(dev) as u64)
+}
+
+/// Raise the kernel's readahead for this mount (the FUSE INIT reply cannot
+/// go above the default 128 KiB). Best effort: needs root and sysfs.
+fn tune_readahead(dev: u64) {
+    let (major, minor) = dev_pair(dev);
+    let path = format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb");
+    match std::fs::write(&path, READAHEAD_KB.to_string()) {
+        Ok(()) => log::debug!("readahead set to {READAHEAD_KB} KiB via {path}"),
+        Err(e) => log::debug!("cannot raise readahead via {path}: {e}"),
+    }
+}
+
+/// Last resort when a detached mount stays busy: abort the connection via
+/// the fusectl file system, if it is mounted. Open files then get ENOTCONN.
+fn abort_connection(dev: u64) {
+    let (major, minor) = dev_pair(dev);
+    let id = (major << 20) | minor;
+    let path = format!("/sys/fs/fuse/connections/{id}/abort");
+    match std::fs::write(&path, "1") {
+        Ok(()) => log::warn!("aborted FUSE connection {id}"),
+        Err(e) => log::debug!("cannot abort FUSE connection via {path}: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_lines_parse_with_escapes_and_optional_fields() {
+        let m = parse_mountinfo_line("36 35 0:52 / /tmp/my\\040mnt rw,nosuid shared:1 master:2 - fuse minigcs rw,user_id=0").unwrap();
+        assert_eq!(m.dev, (0, 52));
+        assert_eq!(m.mount_point, PathBuf::from("/tmp/my mnt"));
+        assert_eq!(m.fstype, "fuse");
+        let m = parse_mountinfo_line("22 1 8:1 / / rw - ext4 /dev/sda1 rw").unwrap();
+        assert_eq!(m.fstype, "ext4");
+    }
+
+    #[test]
+    fn absolute_paths_are_cleaned_without_touching_the_last_component() {
+        let p = absolute(Path::new("/definitely/not/../here/./mnt")).unwrap();
+        assert_eq!(p, PathBuf::from("/definitely/here/mnt"));
+    }
+}

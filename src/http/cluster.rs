@@ -1,0 +1,88 @@
+//! `/cluster/*` and `/metrics*`: thin wrappers that serve the reports the
+//! service and the metrics registry build (the same ones the control socket
+//! serves) and run recovery. No report is computed here.
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::{blocking, ApiError, App};
+
+pub(super) async fn stats(State(app): State<App>) -> Result<Json<Value>, ApiError> {
+    let service = app.service.clone();
+    blocking(move || service.stats_report()).await.map(Json)
+}
+
+pub(super) async fn health(State(app): State<App>) -> Result<Json<Value>, ApiError> {
+    let service = app.service.clone();
+    blocking(move || service.health_report()).await.map(Json)
+}
+
+pub(super) async fn recover(
+    State(app): State<App>,
+    node: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Path(node) = node.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let service = app.service.clone();
+    let id = node.clone();
+    let report = blocking(move || service.recover_node(&id, &|_| {})).await?;
+    let mut body = serde_json::to_value(&report).map_err(|e| ApiError::internal(e.to_string()))?;
+    if let Value::Object(map) = &mut body {
+        if let Some(summary) = map.remove("message") {
+            map.insert("summary".into(), summary);
+        }
+        map.insert(
+            "message".into(),
+            Value::String(format!("Recovery completed for node {node}")),
+        );
+    }
+    Ok(Json(body))
+}
+
+pub(super) async fn summary(State(app): State<App>) -> Json<Value> {
+    Json(app.service.metrics.summary_json())
+}
+
+pub(super) async fn prometheus(State(app): State<App>) -> Response {
+    let mut res = app.service.metrics.prometheus_text().into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    res
+}
+
+/// Writes `metrics_export_<unix-millis>.json` next to `metrics.output_file`.
+pub(super) async fn export(State(app): State<App>) -> Result<Json<Value>, ApiError> {
+    let folder = app
+        .service
+        .config
+        .metrics
+        .output_file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let path = folder.join(format!("metrics_export_{millis}.json"));
+    let metrics = app.service.metrics.clone();
+    let target = path.clone();
+    blocking(move || metrics.export_json(&target).map_err(Into::into)).await?;
+    Ok(Json(json!({
+        "message": "Metrics exported successfully",
+        "filename": path.display().to_string(),
+    })))
+}
+
+pub(super) async fn clear(State(app): State<App>) -> Json<Value> {
+    app.service.metrics.clear();
+    Json(json!({"message": "Metrics cleared successfully"}))
+}

@@ -1,0 +1,141 @@
+//! The HTTP face of `Error`: which status code each failure gets and the
+//! `{"detail": "…"}` body every error response carries. This is the only
+//! place in minigcs that maps errors to HTTP status codes; it decides nothing
+//! about storage, it only translates.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use std::fmt;
+use std::io;
+
+use crate::error::Error;
+
+/// An error answer: a status and the human-readable `detail`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub detail: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, detail)
+    }
+
+    pub fn internal(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, detail)
+    }
+}
+
+/// The status code of a service error.
+///
+/// Keys naming a directory, or going through a file, conflict with the
+/// namespace as it is: 409. Everything about the request itself: 400.
+pub fn status_of(e: &Error) -> StatusCode {
+    if e.is_no_space() {
+        return StatusCode::INSUFFICIENT_STORAGE;
+    }
+    match e {
+        Error::InvalidKey(_) | Error::InvalidArgument(_) | Error::NameTooLong(_) => {
+            StatusCode::BAD_REQUEST
+        }
+        Error::IsADirectory(_)
+        | Error::NotADirectory(_)
+        | Error::AlreadyExists(_)
+        | Error::NotEmpty(_) => StatusCode::CONFLICT,
+        Error::NotFound(_) | Error::UnknownNode(_) | Error::NoAttribute(_) => {
+            StatusCode::NOT_FOUND
+        }
+        Error::PermissionDenied(_) => StatusCode::FORBIDDEN,
+        Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Io(io) if body_error(io).is_some() => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> ApiError {
+        let status = status_of(&e);
+        let detail = match &e {
+            Error::Io(io) => match body_error(io) {
+                Some(b) => b.to_string(),
+                None => e.to_string(),
+            },
+            _ => e.to_string(),
+        };
+        if status.is_server_error() {
+            log::warn!("HTTP {}: {detail}", status.as_u16());
+        }
+        ApiError { status, detail }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut res = (self.status, axum::Json(json!({ "detail": self.detail }))).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            res.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        res
+    }
+}
+
+/// Marks an I/O error as coming from the client's request body (a
+/// disconnect, a malformed multipart body) rather than from the store.
+#[derive(Debug)]
+pub struct BodyError(pub String);
+
+impl fmt::Display for BodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "could not read the request body: {}", self.0)
+    }
+}
+
+impl std::error::Error for BodyError {}
+
+/// Wrap a request-body failure as an `io::Error` the service will return as is.
+pub fn body_io_error(e: impl fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::Other, BodyError(e.to_string()))
+}
+
+fn body_error(e: &io::Error) -> Option<&BodyError> {
+    e.get_ref().and_then(|inner| inner.downcast_ref::<BodyError>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_follow_the_contract() {
+        let cases = [
+            (Error::InvalidKey("x".into()), 400),
+            (Error::InvalidArgument("x".into()), 400),
+            (Error::IsADirectory("x".into()), 409),
+            (Error::NotADirectory("x".into()), 409),
+            (Error::NotFound("x".into()), 404),
+            (Error::UnknownNode("x".into()), 404),
+            (Error::TooLarge("x".into()), 413),
+            (Error::NoSpace("x".into()), 507),
+            (Error::Unavailable("x".into()), 503),
+            (Error::Corrupt("x".into()), 500),
+            (Error::Other("x".into()), 500),
+            (Error::Io(io::Error::from_raw_os_error(libc::ENOSPC)), 507),
+            (Error::Io(body_io_error("connection reset")), 400),
+            (Error::Io(io::Error::other("disk")), 500),
+        ];
+        for (e, want) in cases {
+            assert_eq!(status_of(&e).as_u16(), want, "{e}");
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! Shared helpers for the Rust integration tests that drive the file service
+//! directly (no FUSE, no HTTP): a `TestStore` that builds a `Service` over
+//! local-directory nodes in a fresh temporary folder (removed on drop, also
+//! when a test panics), helpers that break nodes and shards the way a disk
+//! would, and a seeded data generator that hashes what it produces so large
+//! objects never have to be held in memory twice.
+
+#![allow(dead_code)]
+
+use sha2::{Digest, Sha256};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use minigcs::config::Config;
+use minigcs::metrics::Metrics;
+use minigcs::service::Service;
+
+/// A store in its own temporary folder: `<dir>/nodes/node-N` (N from 1),
+/// `<dir>/meta.db`. The service is dropped before the folder is removed.
+pub struct TestStore {
+    service: Option<Arc<Service>>,
+    pub regions: Vec<String>,
+    pub k: usize,
+    pub m: usize,
+    pub chunk_size: u64,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestStore {
+    /// One node per entry of `regions` (node-1 in `regions[0]`, …).
+    pub fn new(regions: &[&str], k: usize, m: usize, chunk_size: u64) -> TestStore {
+        let dir = tempfile::Builder::new()
+            .prefix("minigcs-test-")
+            .tempdir()
+            .expect("create temp dir");
+        TestStore::open_in(dir, regions, k, m, chunk_size)
+    }
+
+    /// A store over an existing folder (e.g. a copy of another store's).
+    pub fn open_in(dir: tempfile::TempDir, regions: &[&str], k: usize, m: usize, chunk_size: u64) -> TestStore {
+        let mut store = TestStore {
+            service: None,
+            regions: regions.iter().map(|r| r.to_string()).collect(),
+            k,
+            m,
+            chunk_size,
+            dir,
+        };
+        store.service = Some(store.open_service());
+        store
+    }
+
+    /// `nodes` nodes spread round-robin over `regions` regions named r1, r2, ….
+    pub fn round_robin(nodes: usize, regions: usize, k: usize, m: usize, chunk_size: u64) -> TestStore {
+        let names: Vec<String> = (0..nodes).map(|i| format!("r{}", i % regions + 1)).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        TestStore::new(&refs, k, m, chunk_size)
+    }
+
+    fn open_service(&self) -> Arc<Service> {
+        let regions: Vec<&str> = self.regions.iter().map(String::as_str).collect();
+        let config = Config::for_test(self.dir.path(), &regions, self.k, self.m, self.chunk_size);
+        Service::open(Arc::new(config), Metrics::new(None)).expect("open service")
+    }
+
+    pub fn service(&self) -> &Arc<Service> {
+        self.service.as_ref().expect("service is open")
+    }
+
+    /// Drop the service (like a daemon that stopped or crashed between
+    /// operations) without opening a new one.
+    pub fn close(&mut self) {
+        if let Some(s) = self.service.take() {
+            // Background helpers (read-ahead) may hold it for a moment.
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while Arc::strong_count(&s) > 1 && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            assert_eq!(Arc::strong_count(&s), 1, "something still holds the service");
+        }
+    }
+
+    /// Drop the service and open a new one on the same folder: a restart.
+    /// The new service starts with empty caches and fresh node states.
+    pub fn reopen(&mut self) -> &Arc<Service> {
+        self.close();
+        self.service = Some(self.open_service());
+        self.service()
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.regions.len()
+    }
+
+    /// Folder of node `index` (0-based, as in placements): `nodes/node-{index+1}`.
+    pub fn node_dir(&self, index: usize) -> PathBuf {
+        self.dir.path().join("nodes").join(format!("node-{}", index + 1))
+    }
+
+    pub fn node_id(index: usize) -> String {
+        format!("node-{}", index + 1)
+    }
+
+    /// Delete a node's folder with everything in it (a lost disk).
+    pub fn delete_node(&self, index: usize) {
+        std::fs::remove_dir_all(self.node_dir(index)).expect("delete node folder");
+    }
+
+    /// Path of one shard file on node `node` (0-based).
+    pub fn shard_path(&self, node: usize, chunk_id: u64, index: usize) -> PathBuf {
+        self.node_dir(node)
+            .join("shards")
+            .join(format!("{:02x}", chunk_id & 0xff))
+            .join(format!("{chunk_id:016x}.{index}.shard"))
+    }
+
+    /// Every shard file on node `node` (0-based), sorted.
+    pub fn shard_files(&self, node: usize) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let shards = self.node_dir(node).join("shards");
+        let Ok(dirs) = std::fs::read_dir(&shards) else { return out };
+        for d in dirs.flatten() {
+            let Ok(entries) = std::fs::read_dir(d.path()) else { continue };
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().ends_with(".shard") {
+                    out.push(e.path());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Every shard file on every node.
+    pub fn all_shard_files(&self) -> Vec<PathBuf> {
+        (0..self.node_count()).flat_map(|n| self.shard_files(n)).collect()
+    }
+
+    /// Set the modification time of every shard file `age` into the past, so
+    /// a freshly opened service sees them as written before it started.
+    pub fn age_shard_files(&self, age: Duration) {
+        let when = SystemTime::now() - age;
+        for path in self.all_shard_files() {
+            let f = std::fs::OpenOptions::new().write(true).open(&path).expect("open shard");
+            f.set_modified(when).expect("set mtime");
+        }
+    }
+}
+
+impl Drop for TestStore {
+    fn drop(&mut self) {
+        // The service (and its SQLite handle) goes before the folder.
+        self.service.take();
+    }
+}
+
+/// Flip every bit of the last byte of a file (for a shard: its payload).
+pub fn flip_last_byte(path: &Path) {
+    let mut bytes = std::fs::read(path).expect("read file to corrupt");
+    let last = bytes.last_mut().expect("file is not empty");
+    *last ^= 0xff;
+    std::fs::write(path, bytes).expect("write corrupted file");
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// Deterministic bytes from a seed (SplitMix64).
+pub fn seeded_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut r = SeededReader::new(seed, len as u64);
+    let mut out = Vec::with_capacity(len);
+    r.read_to_end(&mut out).expect("generate");
+    out
+}
+
+/// A reader producing `len` pseudo-random bytes from a seed and hashing them
+/// as it goes; `hex_digest` gives the SHA-256 of everything produced.
+pub struct SeededReader {
+    state: u64,
+    remaining: u64,
+    pending: [u8; 8],
+    pending_len: usize,
+    hasher: Sha256,
+}
+
+impl SeededReader {
+    pub fn new(seed: u64, len: u64) -> SeededReader {
+        SeededReader {
+            state: seed ^ 0x5eed_0f_da7a,
+            remaining: len,
+            pending: [0; 8],
+            pending_len: 0,
+            hasher: Sha256::new(),
+        }
+    }
+
+    fn next_word(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// SHA-256 (hex) of the bytes produced so far.
+    pub fn hex_digest(&self) -> String {
+        hex::encode(self.hasher.clone().finalize())
+    }
+}
+
+impl Read for SeededReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = (buf.len() as u64).min(self.remaining) as usize;
+        let out = &mut buf[..n];
+        let mut i = 0;
+        while i < n && self.pending_len > 0 {
+            out[i] = self.pending[8 - self.pending_len];
+            self.pending_len -= 1;
+            i += 1;
+        }
+        while i + 8 <= n {
+            let w = self.next_word().to_le_bytes();
+            out[i..i + 8].copy_from_slice(&w);
+            i += 8;
+        }
+        if i < n {
+            self.pending = self.next_word().to_le_bytes();
+            self.pending_len = 8;
+            while i < n {
+                out[i] = self.pending[8 - self.pending_len];
+                self.pending_len -= 1;
+                i += 1;
+            }
+        }
+        self.hasher.update(&*out);
+        self.remaining -= n as u64;
+        Ok(n)
+    }
+}
+
+/// Read a whole object back in `piece`-sized ranged reads, hashing as it
+/// goes; returns (bytes read, SHA-256 hex).
+pub fn stream_object_digest(service: &Arc<Service>, key: &str, piece: usize) -> (u64, String) {
+    let snap = service.open_object(key).expect("open object");
+    let mut hasher = Sha256::new();
+    let mut pos = 0u64;
+    loop {
+        let data = snap.read(pos, piece).expect("read piece");
+        if data.is_empty() {
+            break;
+        }
+        hasher.update(&data);
+        pos += data.len() as u64;
+    }
+    (pos, hex::encode(hasher.finalize()))
+}
+
+/// Peak resident set size of this process (VmHWM), in bytes.
+pub fn peak_rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .expect("VmHWM line");
+    let kb: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .expect("VmHWM value");
+    kb * 1024
+}
