@@ -386,6 +386,14 @@ impl ChunkStore {
 
     /// Read and verify `[start, end)` (block-aligned) of one shard's payload.
     fn read_shard_range(&self, layout: &ChunkLayout, index: usize, node: usize, start: usize, end: usize) -> Result<Vec<u8>> {
+        let mut data = vec![0u8; end - start];
+        self.read_shard_range_into(layout, index, node, start, &mut data)?;
+        Ok(data)
+    }
+
+    /// Read and verify payload bytes from `start` (block-aligned) into `dst`
+    /// (whose end is block-aligned or the payload's end).
+    fn read_shard_range_into(&self, layout: &ChunkLayout, index: usize, node: usize, start: usize, dst: &mut [u8]) -> Result<()> {
         if !self.is_up(node) {
             return Err(Error::Unavailable(format!("node {} is down", self.nodes[node].id())));
         }
@@ -414,10 +422,9 @@ impl ChunkStore {
                 header.chunk_id, header.shard_index, header.k, header.m, header.data_len, layout.chunk_id
             )));
         }
-        let mut data = vec![0u8; end - start];
-        reader.read_exact_at(expected.payload_offset() + start as u64, &mut data)?;
-        shard::verify_blocks(&head[HEADER_LEN..], start / BLOCK_SIZE, &data)?;
-        Ok(data)
+        reader.read_exact_at(expected.payload_offset() + start as u64, dst)?;
+        shard::verify_blocks(&head[HEADER_LEN..], start / BLOCK_SIZE, dst)?;
+        Ok(())
     }
 
     /// Read `len` bytes at `offset` of the chunk's data, verified. Missing or
@@ -438,26 +445,46 @@ impl ChunkStore {
                 (s, a, b)
             })
             .collect();
-        let fetch = |&(s, a, b): &(usize, u64, u64)| -> Result<Vec<u8>> {
+        let fetch = |(s, a, b): (usize, u64, u64), dst: &mut [u8]| -> Result<()> {
             let bs = BLOCK_SIZE as u64;
             let aligned_a = (a / bs * bs) as usize;
             let aligned_b = (b.div_ceil(bs) * bs).min(l) as usize;
+            if aligned_a as u64 == a && aligned_b as u64 == b {
+                // Aligned (whole chunks, big reads): straight into the output.
+                if let Some(node) = placement.get(s).copied().flatten() {
+                    if self.read_shard_range_into(layout, s, node, aligned_a, dst).is_ok() {
+                        return Ok(());
+                    }
+                }
+            }
             let range = self.read_data_shard_range(layout, placement, s, aligned_a, aligned_b)?;
-            Ok(range[a as usize - aligned_a..b as usize - aligned_a].to_vec())
+            dst.copy_from_slice(&range[a as usize - aligned_a..b as usize - aligned_a]);
+            Ok(())
         };
-        let parts: Vec<Result<Vec<u8>>> = if pieces.len() > 1 && len >= 256 * 1024 {
-            std::thread::scope(|sc| {
-                let hs: Vec<_> = pieces.iter().map(|p| sc.spawn(move || fetch(p))).collect();
-                hs.into_iter()
-                    .map(|h| h.join().unwrap_or_else(|_| Err(Error::Other("reader panicked".into()))))
-                    .collect()
-            })
+        let mut out = vec![0u8; (end - offset) as usize];
+        let mut slices: Vec<&mut [u8]> = Vec::with_capacity(pieces.len());
+        let mut rest: &mut [u8] = &mut out;
+        for &(_, a, b) in &pieces {
+            let (head, tail) = rest.split_at_mut((b - a) as usize);
+            slices.push(head);
+            rest = tail;
+        }
+        if pieces.len() > 1 && len >= 256 * 1024 {
+            std::thread::scope(|sc| -> Result<()> {
+                let hs: Vec<_> = pieces
+                    .iter()
+                    .zip(slices)
+                    .map(|(&p, dst)| sc.spawn(move || fetch(p, dst)))
+                    .collect();
+                for h in hs {
+                    h.join().unwrap_or_else(|_| Err(Error::Other("reader panicked".into())))?;
+                }
+                Ok(())
+            })?;
         } else {
-            pieces.iter().map(fetch).collect()
-        };
-        let mut out = Vec::with_capacity((end - offset) as usize);
-        for p in parts {
-            out.extend_from_slice(&p?);
+            for (&p, dst) in pieces.iter().zip(slices) {
+                fetch(p, dst)?;
+            }
         }
         Ok(out)
     }

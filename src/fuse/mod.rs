@@ -14,12 +14,13 @@ pub use mount::{mount, MountHandle};
 
 use crossbeam_channel::{bounded, Sender};
 use fuser::consts::{
-    FOPEN_KEEP_CACHE, FUSE_ASYNC_DIO, FUSE_CACHE_SYMLINKS, FUSE_DO_READDIRPLUS, FUSE_PARALLEL_DIROPS,
-    FUSE_READDIRPLUS_AUTO,
+    FOPEN_KEEP_CACHE, FUSE_ASYNC_DIO, FUSE_CACHE_SYMLINKS, FUSE_DO_READDIRPLUS,
+    FUSE_PARALLEL_DIROPS, FUSE_READDIRPLUS_AUTO,
 };
 use fuser::{
-    FileAttr, FileType, Filesystem, KernelConfig, Notifier, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
+    FileAttr, FileType, Filesystem, KernelConfig, Notifier, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow,
 };
 use libc::c_int;
 use parking_lot::Mutex;
@@ -167,6 +168,45 @@ fn rename_mode(flags: u32) -> Option<RenameMode> {
     }
 }
 
+const ACL_ACCESS_XATTR: &[u8] = b"system.posix_acl_access";
+
+/// The permission bits a POSIX ACL (Linux xattr format: u32 version 2, then
+/// {u16 tag, u16 perm, u32 id} entries) implies, and whether it is minimal
+/// (owner, group and other only). None when malformed.
+fn acl_mode_bits(value: &[u8]) -> Option<(u32, bool)> {
+    const USER_OBJ: u16 = 0x01;
+    const USER: u16 = 0x02;
+    const GROUP_OBJ: u16 = 0x04;
+    const GROUP: u16 = 0x08;
+    const MASK: u16 = 0x10;
+    const OTHER: u16 = 0x20;
+    if value.len() < 4
+        || !(value.len() - 4).is_multiple_of(8)
+        || u32::from_le_bytes(value[..4].try_into().ok()?) != 2
+    {
+        return None;
+    }
+    let (mut user, mut group, mut other, mut mask) = (None, None, None, None);
+    let mut minimal = true;
+    for e in value[4..].chunks_exact(8) {
+        let tag = u16::from_le_bytes([e[0], e[1]]);
+        let perm = u32::from(u16::from_le_bytes([e[2], e[3]]) & 0o7);
+        match tag {
+            USER_OBJ => user = Some(perm),
+            GROUP_OBJ => group = Some(perm),
+            OTHER => other = Some(perm),
+            MASK => mask = Some(perm),
+            USER | GROUP => minimal = false,
+            _ => return None,
+        }
+    }
+    let group_bits = mask.or(group)?;
+    if mask.is_some() {
+        minimal = false;
+    }
+    Some(((user? << 6) | (group_bits << 3) | other?, minimal))
+}
+
 /// Answer an xattr read of `value` for a caller buffer of `size` bytes
 /// (0 = "how big is it?").
 fn reply_xattr(reply: ReplyXattr, size: u32, value: &[u8]) {
@@ -230,9 +270,14 @@ struct Shared {
 impl Shared {
     fn record(&self, op: &str, start: Instant, bytes: u64, err: Option<&Error>) {
         let msg = err.map(|e| e.to_string());
-        self.service
-            .metrics
-            .record(op, "", bytes, start.elapsed(), err.is_none(), msg.as_deref());
+        self.service.metrics.record(
+            op,
+            "",
+            bytes,
+            start.elapsed(),
+            err.is_none(),
+            msg.as_deref(),
+        );
     }
 
     /// Whether an open may keep the page cache; remembers the current version.
@@ -297,13 +342,21 @@ impl Shared {
     }
 
     /// Run `f` with the directory handle `fh`, re-snapshotting on a rewind.
-    fn with_dir<T>(&self, ino: u64, fh: u64, offset: i64, f: impl FnOnce(&DirHandle) -> T) -> Result<T> {
+    fn with_dir<T>(
+        &self,
+        ino: u64,
+        fh: u64,
+        offset: i64,
+        f: impl FnOnce(&DirHandle) -> T,
+    ) -> Result<T> {
         let mut dirs = self.dirs.lock();
         let d = dirs
             .get_mut(&fh)
             .ok_or_else(|| Error::InvalidArgument(format!("unknown directory handle {fh}")))?;
         if d.ino != ino {
-            return Err(Error::InvalidArgument(format!("directory handle {fh} is not for inode {ino}")));
+            return Err(Error::InvalidArgument(format!(
+                "directory handle {fh} is not for inode {ino}"
+            )));
         }
         if offset == 0 && !d.fresh {
             d.entries = self.snapshot_dir(ino)?;
@@ -312,12 +365,50 @@ impl Shared {
         Ok(f(d))
     }
 
+    /// setxattr("system.posix_acl_access"). Without FUSE_POSIX_ACL the
+    /// kernel passes ACLs through raw where a local file system would
+    /// update the mode (`cp -a` and `setfacl` set an ACL instead of calling
+    /// chmod). Do what ext4 does: the ACL's owner/group(mask)/other bits
+    /// become the mode; a minimal ACL (one the mode expresses fully) is not
+    /// kept; an extended one is kept as an attribute.
+    fn set_access_acl(&self, ino: u64, value: &[u8], create: bool, replace: bool) -> Result<()> {
+        let (bits, minimal) = acl_mode_bits(value)
+            .ok_or_else(|| Error::InvalidArgument("malformed POSIX ACL".into()))?;
+        let stored = self.service.get_xattr(ino, ACL_ACCESS_XATTR).is_ok();
+        if create && stored {
+            return Err(Error::AlreadyExists("system.posix_acl_access".into()));
+        }
+        if replace && !stored {
+            return Err(Error::NoAttribute("system.posix_acl_access".into()));
+        }
+        let inode = self.service.getattr(ino)?;
+        let change = AttrChange {
+            mode: Some((inode.mode & !0o777) | bits),
+            ..Default::default()
+        };
+        self.service.setattr(ino, &change, None)?;
+        if minimal {
+            match self.service.remove_xattr(ino, ACL_ACCESS_XATTR) {
+                Ok(()) | Err(Error::NoAttribute(_)) => Ok(()),
+                Err(e) => Err(e),
+            }
+        } else {
+            self.service
+                .set_xattr(ino, ACL_ACCESS_XATTR, value, false, false)
+        }
+    }
+
     /// O_CREAT without O_EXCL on a name that exists: open what is there.
     fn open_existing(&self, parent: u64, name: &[u8], flags: i32) -> Result<(Inode, u64)> {
         let inode = self.service.lookup(parent, name)?;
-        let fh = self.service.open_file(inode.ino, OpenFlags::from_libc(flags))?;
+        let fh = self
+            .service
+            .open_file(inode.ino, OpenFlags::from_libc(flags))?;
         if flags & libc::O_TRUNC != 0 && inode.size > 0 {
-            if let Err(e) = self.service.setattr(inode.ino, &AttrChange::default(), Some(0)) {
+            if let Err(e) = self
+                .service
+                .setattr(inode.ino, &AttrChange::default(), Some(0))
+            {
                 let _ = self.service.release(fh);
                 return Err(e);
             }
@@ -357,7 +448,10 @@ impl Pool {
                     .expect("spawn FUSE worker thread")
             })
             .collect();
-        Pool { tx: Some(tx), threads }
+        Pool {
+            tx: Some(tx),
+            threads,
+        }
     }
 
     fn run(&self, job: impl FnOnce() + Send + 'static) {
@@ -422,15 +516,37 @@ impl MiniFs {
         }
     }
 
-    /// Create a node of `kind` (not opened) and record it.
-    fn make(&self, req: &Request<'_>, parent: u64, name: &OsStr, kind: Kind, mode: u32, rdev: u32, target: Option<&[u8]>) -> Result<Inode> {
-        self.service()
-            .make_node(parent, name.as_bytes(), kind, mode & 0o7777, req.uid(), req.gid(), rdev, target)
+    /// Create a node of `kind` (not opened).
+    #[allow(clippy::too_many_arguments)]
+    fn make(
+        &self,
+        req: &Request<'_>,
+        parent: u64,
+        name: &OsStr,
+        kind: Kind,
+        mode: u32,
+        rdev: u32,
+        target: Option<&[u8]>,
+    ) -> Result<Inode> {
+        self.service().make_node(
+            parent,
+            name.as_bytes(),
+            kind,
+            mode & 0o7777,
+            req.uid(),
+            req.gid(),
+            rdev,
+            target,
+        )
     }
 }
 
 impl Filesystem for MiniFs {
-    fn init(&mut self, _req: &Request<'_>, config: &mut KernelConfig) -> std::result::Result<(), c_int> {
+    fn init(
+        &mut self,
+        _req: &Request<'_>,
+        config: &mut KernelConfig,
+    ) -> std::result::Result<(), c_int> {
         if let Err(max) = config.set_max_write(MAX_IO) {
             let _ = config.set_max_write(max);
         }
@@ -453,7 +569,11 @@ impl Filesystem for MiniFs {
     }
 
     fn lookup(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEntry) {
-        Self::reply_entry("lookup", self.service().lookup(parent, name.as_bytes()), reply);
+        Self::reply_entry(
+            "lookup",
+            self.service().lookup(parent, name.as_bytes()),
+            reply,
+        );
     }
 
     fn forget(&mut self, _req: &Request<'_>, _ino: u64, _nlookup: u64) {}
@@ -512,21 +632,43 @@ impl Filesystem for MiniFs {
         }
     }
 
-    fn mknod(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, mode: u32, _umask: u32, rdev: u32, reply: ReplyEntry) {
+    fn mknod(
+        &mut self,
+        req: &Request<'_>,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
         let Some(kind) = mknod_kind(mode) else {
             reply.error(libc::EINVAL);
             return;
         };
-        let rdev = if matches!(kind, Kind::CharDevice | Kind::BlockDevice) { rdev } else { 0 };
+        let rdev = if matches!(kind, Kind::CharDevice | Kind::BlockDevice) {
+            rdev
+        } else {
+            0
+        };
         let start = Instant::now();
         let r = self.make(req, parent, name, kind, mode, rdev, None);
         if kind == Kind::File {
-            self.shared.record("fuse_create", start, 0, r.as_ref().err());
+            self.shared
+                .record("fuse_create", start, 0, r.as_ref().err());
         }
         Self::reply_entry("mknod", r, reply);
     }
 
-    fn mkdir(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, mode: u32, _umask: u32, reply: ReplyEntry) {
+    fn mkdir(
+        &mut self,
+        req: &Request<'_>,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
         let start = Instant::now();
         let r = self.make(req, parent, name, Kind::Dir, mode, 0, None);
         self.shared.record("fuse_mkdir", start, 0, r.as_ref().err());
@@ -536,20 +678,49 @@ impl Filesystem for MiniFs {
     fn unlink(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
         let start = Instant::now();
         let r = self.service().unlink(parent, name.as_bytes());
-        self.shared.record("fuse_unlink", start, 0, r.as_ref().err());
+        self.shared
+            .record("fuse_unlink", start, 0, r.as_ref().err());
         Self::reply_empty("unlink", r, reply);
     }
 
     fn rmdir(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
-        Self::reply_empty("rmdir", self.service().rmdir(parent, name.as_bytes()), reply);
+        Self::reply_empty(
+            "rmdir",
+            self.service().rmdir(parent, name.as_bytes()),
+            reply,
+        );
     }
 
-    fn symlink(&mut self, req: &Request<'_>, parent: u64, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
-        let r = self.make(req, parent, link_name, Kind::Symlink, 0o777, 0, Some(target.as_os_str().as_bytes()));
+    fn symlink(
+        &mut self,
+        req: &Request<'_>,
+        parent: u64,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let r = self.make(
+            req,
+            parent,
+            link_name,
+            Kind::Symlink,
+            0o777,
+            0,
+            Some(target.as_os_str().as_bytes()),
+        );
         Self::reply_entry("symlink", r, reply);
     }
 
-    fn rename(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, newparent: u64, newname: &OsStr, flags: u32, reply: ReplyEmpty) {
+    fn rename(
+        &mut self,
+        _req: &Request<'_>,
+        parent: u64,
+        name: &OsStr,
+        newparent: u64,
+        newname: &OsStr,
+        flags: u32,
+        reply: ReplyEmpty,
+    ) {
         let Some(mode) = rename_mode(flags) else {
             // RENAME_WHITEOUT and unknown flags.
             reply.error(libc::EINVAL);
@@ -559,27 +730,39 @@ impl Filesystem for MiniFs {
         let r = self
             .service()
             .rename(parent, name.as_bytes(), newparent, newname.as_bytes(), mode);
-        self.shared.record("fuse_rename", start, 0, r.as_ref().err());
+        self.shared
+            .record("fuse_rename", start, 0, r.as_ref().err());
         Self::reply_empty("rename", r, reply);
     }
 
-    fn link(&mut self, _req: &Request<'_>, ino: u64, newparent: u64, newname: &OsStr, reply: ReplyEntry) {
-        Self::reply_entry("link", self.service().link(ino, newparent, newname.as_bytes()), reply);
+    fn link(
+        &mut self,
+        _req: &Request<'_>,
+        ino: u64,
+        newparent: u64,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        Self::reply_entry(
+            "link",
+            self.service().link(ino, newparent, newname.as_bytes()),
+            reply,
+        );
     }
 
     fn open(&mut self, _req: &Request<'_>, ino: u64, flags: i32, reply: ReplyOpen) {
         let shared = self.shared.clone();
         self.pool.run(move || {
             let service = &shared.service;
-            let r = service.open_file(ino, OpenFlags::from_libc(flags)).and_then(|fh| {
-                match service.getattr(ino) {
+            let r = service
+                .open_file(ino, OpenFlags::from_libc(flags))
+                .and_then(|fh| match service.getattr(ino) {
                     Ok(inode) => Ok((fh, inode)),
                     Err(e) => {
                         let _ = service.release(fh);
                         Err(e)
                     }
-                }
-            });
+                });
             match r {
                 Ok((fh, inode)) => {
                     let keep = shared.keep_cache_on_open(&inode);
@@ -590,7 +773,17 @@ impl Filesystem for MiniFs {
         });
     }
 
-    fn read(&mut self, _req: &Request<'_>, _ino: u64, fh: u64, offset: i64, size: u32, _flags: i32, _lock: Option<u64>, reply: ReplyData) {
+    fn read(
+        &mut self,
+        _req: &Request<'_>,
+        _ino: u64,
+        fh: u64,
+        offset: i64,
+        size: u32,
+        _flags: i32,
+        _lock: Option<u64>,
+        reply: ReplyData,
+    ) {
         if offset < 0 {
             reply.error(libc::EINVAL);
             return;
@@ -633,7 +826,12 @@ impl Filesystem for MiniFs {
         self.pool.run(move || {
             let start = Instant::now();
             let r = shared.service.write(fh, offset as u64, &data);
-            shared.record("fuse_write", start, *r.as_ref().unwrap_or(&0) as u64, r.as_ref().err());
+            shared.record(
+                "fuse_write",
+                start,
+                *r.as_ref().unwrap_or(&0) as u64,
+                r.as_ref().err(),
+            );
             match r {
                 Ok(n) => reply.written(n as u32),
                 Err(e) => reply.error(fail("write", &e)),
@@ -641,7 +839,14 @@ impl Filesystem for MiniFs {
         });
     }
 
-    fn flush(&mut self, _req: &Request<'_>, ino: u64, fh: u64, _lock_owner: u64, reply: ReplyEmpty) {
+    fn flush(
+        &mut self,
+        _req: &Request<'_>,
+        ino: u64,
+        fh: u64,
+        _lock_owner: u64,
+        reply: ReplyEmpty,
+    ) {
         let shared = self.shared.clone();
         self.pool.run(move || {
             let start = Instant::now();
@@ -655,7 +860,16 @@ impl Filesystem for MiniFs {
         });
     }
 
-    fn release(&mut self, _req: &Request<'_>, ino: u64, fh: u64, _flags: i32, _lock_owner: Option<u64>, _flush: bool, reply: ReplyEmpty) {
+    fn release(
+        &mut self,
+        _req: &Request<'_>,
+        ino: u64,
+        fh: u64,
+        _flags: i32,
+        _lock_owner: Option<u64>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
         let shared = self.shared.clone();
         self.pool.run(move || {
             let r = shared.service.release(fh);
@@ -699,7 +913,14 @@ impl Filesystem for MiniFs {
         }
     }
 
-    fn readdir(&mut self, _req: &Request<'_>, ino: u64, fh: u64, offset: i64, mut reply: ReplyDirectory) {
+    fn readdir(
+        &mut self,
+        _req: &Request<'_>,
+        ino: u64,
+        fh: u64,
+        offset: i64,
+        mut reply: ReplyDirectory,
+    ) {
         let start = offset.max(0) as usize;
         let r = self.shared.with_dir(ino, fh, offset, |d| {
             for (i, e) in d.entries.iter().enumerate().skip(start) {
@@ -714,7 +935,14 @@ impl Filesystem for MiniFs {
         }
     }
 
-    fn readdirplus(&mut self, _req: &Request<'_>, ino: u64, fh: u64, offset: i64, mut reply: ReplyDirectoryPlus) {
+    fn readdirplus(
+        &mut self,
+        _req: &Request<'_>,
+        ino: u64,
+        fh: u64,
+        offset: i64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
         let start = offset.max(0) as usize;
         let service = self.shared.service.clone();
         let r = self.shared.with_dir(ino, fh, offset, |d| {
@@ -729,7 +957,14 @@ impl Filesystem for MiniFs {
                     },
                     Err(_) => continue,
                 };
-                if reply.add(e.ino, (i + 1) as i64, OsStr::from_bytes(&e.name), &TTL, &to_attr(&inode), 0) {
+                if reply.add(
+                    e.ino,
+                    (i + 1) as i64,
+                    OsStr::from_bytes(&e.name),
+                    &TTL,
+                    &to_attr(&inode),
+                    0,
+                ) {
                     break;
                 }
             }
@@ -740,12 +975,26 @@ impl Filesystem for MiniFs {
         }
     }
 
-    fn releasedir(&mut self, _req: &Request<'_>, _ino: u64, fh: u64, _flags: i32, reply: ReplyEmpty) {
+    fn releasedir(
+        &mut self,
+        _req: &Request<'_>,
+        _ino: u64,
+        fh: u64,
+        _flags: i32,
+        reply: ReplyEmpty,
+    ) {
         self.shared.dirs.lock().remove(&fh);
         reply.ok();
     }
 
-    fn fsyncdir(&mut self, _req: &Request<'_>, _ino: u64, _fh: u64, _datasync: bool, reply: ReplyEmpty) {
+    fn fsyncdir(
+        &mut self,
+        _req: &Request<'_>,
+        _ino: u64,
+        _fh: u64,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
         // Namespace changes are committed (synchronously) when they happen.
         reply.ok();
     }
@@ -757,27 +1006,58 @@ impl Filesystem for MiniFs {
                 let bfree = (s.free_bytes / STATFS_BSIZE).min(blocks);
                 // Inodes are rows in the metadata database: report plenty.
                 let ffree = (u32::MAX as u64).saturating_sub(s.files);
-                reply.statfs(blocks, bfree, bfree, s.files + ffree, ffree, STATFS_BSIZE as u32, 255, STATFS_BSIZE as u32);
+                reply.statfs(
+                    blocks,
+                    bfree,
+                    bfree,
+                    s.files + ffree,
+                    ffree,
+                    STATFS_BSIZE as u32,
+                    255,
+                    STATFS_BSIZE as u32,
+                );
             }
             Err(e) => reply.error(fail("statfs", &e)),
         }
     }
 
-    fn setxattr(&mut self, _req: &Request<'_>, ino: u64, name: &OsStr, value: &[u8], flags: i32, _position: u32, reply: ReplyEmpty) {
+    fn setxattr(
+        &mut self,
+        _req: &Request<'_>,
+        ino: u64,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
         let create = flags & libc::XATTR_CREATE != 0;
         let replace = flags & libc::XATTR_REPLACE != 0;
         if flags & !(libc::XATTR_CREATE | libc::XATTR_REPLACE) != 0 || (create && replace) {
             reply.error(libc::EINVAL);
             return;
         }
-        match self.service().set_xattr(ino, name.as_bytes(), value, create, replace) {
+        let r = if name.as_bytes() == ACL_ACCESS_XATTR {
+            self.shared.set_access_acl(ino, value, create, replace)
+        } else {
+            self.service()
+                .set_xattr(ino, name.as_bytes(), value, create, replace)
+        };
+        match r {
             Ok(()) => reply.ok(),
             Err(Error::TooLarge(_)) => reply.error(libc::E2BIG),
             Err(e) => reply.error(fail("setxattr", &e)),
         }
     }
 
-    fn getxattr(&mut self, _req: &Request<'_>, ino: u64, name: &OsStr, size: u32, reply: ReplyXattr) {
+    fn getxattr(
+        &mut self,
+        _req: &Request<'_>,
+        ino: u64,
+        name: &OsStr,
+        size: u32,
+        reply: ReplyXattr,
+    ) {
         match self.service().get_xattr(ino, name.as_bytes()) {
             Ok(value) => reply_xattr(reply, size, &value),
             Err(e) => reply.error(fail("getxattr", &e)),
@@ -788,7 +1068,10 @@ impl Filesystem for MiniFs {
         match self.service().list_xattrs(ino) {
             Ok(names) => {
                 let mut buf = Vec::new();
-                for n in names.iter().filter(|n| n.as_slice() != Service::PLACEMENT_XATTR) {
+                for n in names
+                    .iter()
+                    .filter(|n| n.as_slice() != Service::PLACEMENT_XATTR)
+                {
                     buf.extend_from_slice(n);
                     buf.push(0);
                 }
@@ -799,7 +1082,11 @@ impl Filesystem for MiniFs {
     }
 
     fn removexattr(&mut self, _req: &Request<'_>, ino: u64, name: &OsStr, reply: ReplyEmpty) {
-        Self::reply_empty("removexattr", self.service().remove_xattr(ino, name.as_bytes()), reply);
+        Self::reply_empty(
+            "removexattr",
+            self.service().remove_xattr(ino, name.as_bytes()),
+            reply,
+        );
     }
 
     fn access(&mut self, _req: &Request<'_>, _ino: u64, _mask: i32, reply: ReplyEmpty) {
@@ -807,15 +1094,33 @@ impl Filesystem for MiniFs {
         reply.ok();
     }
 
-    fn create(&mut self, req: &Request<'_>, parent: u64, name: &OsStr, mode: u32, _umask: u32, flags: i32, reply: ReplyCreate) {
+    fn create(
+        &mut self,
+        req: &Request<'_>,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
         let (uid, gid) = (req.uid(), req.gid());
         let name = name.as_bytes().to_vec();
         let shared = self.shared.clone();
         self.pool.run(move || {
             let start = Instant::now();
             let service = &shared.service;
-            let r = match service.create(parent, &name, mode & 0o7777, uid, gid, OpenFlags::from_libc(flags)) {
-                Err(Error::AlreadyExists(_)) if flags & libc::O_EXCL == 0 => shared.open_existing(parent, &name, flags),
+            let r = match service.create(
+                parent,
+                &name,
+                mode & 0o7777,
+                uid,
+                gid,
+                OpenFlags::from_libc(flags),
+            ) {
+                Err(Error::AlreadyExists(_)) if flags & libc::O_EXCL == 0 => {
+                    shared.open_existing(parent, &name, flags)
+                }
                 other => other,
             };
             shared.record("fuse_create", start, 0, r.as_ref().err());
@@ -830,7 +1135,16 @@ impl Filesystem for MiniFs {
         });
     }
 
-    fn fallocate(&mut self, _req: &Request<'_>, ino: u64, _fh: u64, offset: i64, length: i64, mode: i32, reply: ReplyEmpty) {
+    fn fallocate(
+        &mut self,
+        _req: &Request<'_>,
+        ino: u64,
+        _fh: u64,
+        offset: i64,
+        length: i64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
         if mode != 0 {
             reply.error(libc::EOPNOTSUPP);
             return;
@@ -847,7 +1161,10 @@ impl Filesystem for MiniFs {
         self.pool.run(move || {
             let r = shared.service.getattr(ino).and_then(|inode| {
                 if end > inode.size {
-                    shared.service.setattr(ino, &AttrChange::default(), Some(end)).map(|_| ())
+                    shared
+                        .service
+                        .setattr(ino, &AttrChange::default(), Some(end))
+                        .map(|_| ())
                 } else {
                     Ok(())
                 }
@@ -875,7 +1192,9 @@ impl Invalidator {
 impl ChangeObserver for Invalidator {
     fn changed(&self, change: &Change) {
         // Clone out so a slow kernel call never holds our lock.
-        let Some(notifier) = self.notifier.lock().clone() else { return };
+        let Some(notifier) = self.notifier.lock().clone() else {
+            return;
+        };
         // Errors are normal here: ENOENT when the kernel never saw the inode
         // or the name, ENODEV once unmounted.
         match change {
@@ -887,7 +1206,10 @@ impl ChangeObserver for Invalidator {
             }
             Change::Entry { parent, name } => {
                 if let Err(e) = notifier.inval_entry(*parent, OsStr::from_bytes(name)) {
-                    log::debug!("invalidate entry {parent}/{}: {e}", String::from_utf8_lossy(name));
+                    log::debug!(
+                        "invalidate entry {parent}/{}: {e}",
+                        String::from_utf8_lossy(name)
+                    );
                 }
             }
         }
@@ -921,7 +1243,33 @@ mod tests {
         i.ino = 42;
         i.size = 513;
         let a = to_attr(&i);
-        assert_eq!((a.ino, a.perm, a.uid, a.gid, a.blocks, a.kind), (42, 0o4755, 7, 8, 2, FileType::RegularFile));
+        assert_eq!(
+            (a.ino, a.perm, a.uid, a.gid, a.blocks, a.kind),
+            (42, 0o4755, 7, 8, 2, FileType::RegularFile)
+        );
+    }
+
+    #[test]
+    fn acls_become_mode_bits() {
+        let acl = |entries: &[(u16, u16)]| {
+            let mut v = 2u32.to_le_bytes().to_vec();
+            for (tag, perm) in entries {
+                v.extend_from_slice(&tag.to_le_bytes());
+                v.extend_from_slice(&perm.to_le_bytes());
+                v.extend_from_slice(&u32::MAX.to_le_bytes());
+            }
+            v
+        };
+        assert_eq!(
+            acl_mode_bits(&acl(&[(1, 7), (4, 5), (0x20, 5)])),
+            Some((0o755, true))
+        );
+        assert_eq!(
+            acl_mode_bits(&acl(&[(1, 6), (2, 6), (4, 4), (0x10, 6), (0x20, 0)])),
+            Some((0o660, false))
+        );
+        assert_eq!(acl_mode_bits(&acl(&[(1, 7), (0x20, 5)])), None);
+        assert_eq!(acl_mode_bits(b"\x02\x00"), None);
     }
 
     #[test]
@@ -929,7 +1277,10 @@ mod tests {
         assert_eq!(mknod_kind(libc::S_IFIFO | 0o644), Some(Kind::Fifo));
         assert_eq!(mknod_kind(libc::S_IFREG | 0o644), Some(Kind::File));
         assert_eq!(mknod_kind(libc::S_IFDIR | 0o755), None);
-        assert_eq!(rename_mode(libc::RENAME_EXCHANGE), Some(RenameMode::Exchange));
+        assert_eq!(
+            rename_mode(libc::RENAME_EXCHANGE),
+            Some(RenameMode::Exchange)
+        );
         assert_eq!(rename_mode(libc::RENAME_WHITEOUT), None);
     }
 }

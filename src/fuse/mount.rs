@@ -66,13 +66,17 @@ impl MountHandle {
     /// Whether our FUSE mount is still the one at the mount point.
     fn still_mounted(&self) -> bool {
         match top_mount_at(&self.mountpoint) {
-            Some(m) => m.fstype.starts_with("fuse") && self.dev.is_none_or(|d| m.dev == dev_pair(d)),
+            Some(m) => {
+                m.fstype.starts_with("fuse") && self.dev.is_none_or(|d| m.dev == dev_pair(d))
+            }
             None => false,
         }
     }
 
     fn shutdown(&mut self) -> Result<()> {
-        let Some(thread) = self.thread.take() else { return Ok(()) };
+        let Some(thread) = self.thread.take() else {
+            return Ok(());
+        };
         self.invalidator.detach();
         if !self.is_finished() {
             if let Some(mut u) = self.unmounter.take() {
@@ -80,7 +84,7 @@ impl MountHandle {
                     log::warn!("unmount of {}: {e}", self.mountpoint.display());
                 }
             }
-            if !self.wait_finished(Duration::from_secs(3)) && self.still_mounted() {
+            if !self.wait_finished(Duration::from_secs(2)) && self.still_mounted() {
                 // Busy (a shell's cwd, an open file): detach it from the
                 // namespace; the session ends when the last user lets go.
                 log::warn!("{} is busy; detaching it", self.mountpoint.display());
@@ -88,11 +92,11 @@ impl MountHandle {
                     log::warn!("lazy unmount of {}: {e}", self.mountpoint.display());
                 }
             }
-            if !self.wait_finished(Duration::from_secs(10)) {
+            if !self.wait_finished(Duration::from_secs(5)) {
                 if let Some(dev) = self.dev {
                     abort_connection(dev);
                 }
-                if !self.wait_finished(Duration::from_secs(5)) {
+                if !self.wait_finished(Duration::from_secs(2)) {
                     return Err(Error::Other(format!(
                         "the FUSE session at {} is still in use; it ends when the last open file is closed",
                         self.mountpoint.display()
@@ -120,9 +124,13 @@ impl Drop for MountHandle {
 pub fn mount(service: Arc<Service>, mountpoint: &Path) -> Result<MountHandle> {
     let path = absolute(mountpoint)?;
     clear_stale(&path)?;
-    std::fs::create_dir_all(&path).map_err(|e| with_context(e, &format!("cannot create mount point {}", path.display())))?;
+    std::fs::create_dir_all(&path)
+        .map_err(|e| with_context(e, &format!("cannot create mount point {}", path.display())))?;
     if !std::fs::metadata(&path)?.is_dir() {
-        return Err(Error::NotADirectory(format!("mount point {}", path.display())));
+        return Err(Error::NotADirectory(format!(
+            "mount point {}",
+            path.display()
+        )));
     }
 
     let mut options = mount_options(&service.config);
@@ -190,7 +198,10 @@ pub fn mount(service: Arc<Service>, mountpoint: &Path) -> Result<MountHandle> {
             tune_readahead(m.dev());
         }
         Err(e) => {
-            let msg = format!("the mount at {} does not answer: {e}", handle.mountpoint.display());
+            let msg = format!(
+                "the mount at {} does not answer: {e}",
+                handle.mountpoint.display()
+            );
             drop(handle);
             return Err(Error::Other(msg));
         }
@@ -283,11 +294,18 @@ fn clear_stale(path: &Path) -> Result<()> {
         };
         if stale {
             log::warn!("clearing a stale mount at {}", path.display());
-            umount2(path, MntFlags::MNT_DETACH)
-                .map_err(|e| Error::Io(io::Error::new(io::Error::from(e).kind(), format!("cannot clear the stale mount at {}: {e}", path.display()))))?;
+            umount2(path, MntFlags::MNT_DETACH).map_err(|e| {
+                Error::Io(io::Error::new(
+                    io::Error::from(e).kind(),
+                    format!("cannot clear the stale mount at {}: {e}", path.display()),
+                ))
+            })?;
         }
     }
-    Err(Error::Other(format!("{}: too many stacked stale mounts", path.display())))
+    Err(Error::Other(format!(
+        "{}: too many stacked stale mounts",
+        path.display()
+    )))
 }
 
 /// One line of /proc/self/mountinfo.
@@ -301,7 +319,10 @@ struct MountEntry {
 /// The topmost mount at exactly `path`, if any.
 fn top_mount_at(path: &Path) -> Option<MountEntry> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    text.lines().filter_map(parse_mountinfo_line).filter(|m| m.mount_point == path).last()
+    text.lines()
+        .rev()
+        .filter_map(parse_mountinfo_line)
+        .find(|m| m.mount_point == path)
 }
 
 fn parse_mountinfo_line(line: &str) -> Option<MountEntry> {
@@ -327,7 +348,10 @@ fn unescape_mountinfo(s: &str) -> PathBuf {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
             i += 4;
         } else {
@@ -371,12 +395,21 @@ mod tests {
 
     #[test]
     fn mountinfo_lines_parse_with_escapes_and_optional_fields() {
-        let m = parse_mountinfo_line("36 35 0:52 / /tmp/my\\040mnt rw,nosuid shared:1 master:2 - fuse minigcs rw,user_id=0").unwrap();
+        let m = parse_mountinfo_line(
+            "36 35 0:52 / /tmp/my\\040mnt rw,nosuid shared:1 master:2 - fuse minigcs rw,user_id=0",
+        )
+        .unwrap();
         assert_eq!(m.dev, (0, 52));
         assert_eq!(m.mount_point, PathBuf::from("/tmp/my mnt"));
         assert_eq!(m.fstype, "fuse");
         let m = parse_mountinfo_line("22 1 8:1 / / rw - ext4 /dev/sda1 rw").unwrap();
         assert_eq!(m.fstype, "ext4");
+    }
+
+    #[test]
+    fn a_mount_handle_can_move_to_another_thread() {
+        fn is_send<T: Send>() {}
+        is_send::<MountHandle>();
     }
 
     #[test]

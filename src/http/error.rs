@@ -51,9 +51,7 @@ pub fn status_of(e: &Error) -> StatusCode {
         | Error::NotADirectory(_)
         | Error::AlreadyExists(_)
         | Error::NotEmpty(_) => StatusCode::CONFLICT,
-        Error::NotFound(_) | Error::UnknownNode(_) | Error::NoAttribute(_) => {
-            StatusCode::NOT_FOUND
-        }
+        Error::NotFound(_) | Error::UnknownNode(_) | Error::NoAttribute(_) => StatusCode::NOT_FOUND,
         Error::PermissionDenied(_) => StatusCode::FORBIDDEN,
         Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -105,11 +103,12 @@ impl std::error::Error for BodyError {}
 
 /// Wrap a request-body failure as an `io::Error` the service will return as is.
 pub fn body_io_error(e: impl fmt::Display) -> io::Error {
-    io::Error::new(io::ErrorKind::Other, BodyError(e.to_string()))
+    io::Error::other(BodyError(e.to_string()))
 }
 
 fn body_error(e: &io::Error) -> Option<&BodyError> {
-    e.get_ref().and_then(|inner| inner.downcast_ref::<BodyError>())
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<BodyError>())
 }
 
 #[cfg(test)]

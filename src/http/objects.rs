@@ -70,14 +70,19 @@ fn query_of(uri: &Uri) -> Result<HashMap<String, String>, ApiError> {
         .map_err(|e| ApiError::bad_request(format!("bad query string: {}", e.body_text())))
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// A content type worth storing: not one that only says "some bytes".
 fn meaningful_type(t: Option<&str>) -> Option<String> {
     let t = t?.trim();
-    let essence = t.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = t
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match essence.as_str() {
         "" | "application/octet-stream" | "application/x-www-form-urlencoded" => None,
         _ => Some(t.to_string()),
@@ -93,18 +98,36 @@ fn check_content_type(t: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn record(metrics: &Metrics, op: &str, key: &str, bytes: u64, took: Duration, err: Option<&ApiError>) {
-    metrics.record(op, key, bytes, took, err.is_none(), err.map(|e| e.detail.as_str()));
+fn record(
+    metrics: &Metrics,
+    op: &str,
+    key: &str,
+    bytes: u64,
+    took: Duration,
+    err: Option<&ApiError>,
+) {
+    metrics.record(
+        op,
+        key,
+        bytes,
+        took,
+        err.is_none(),
+        err.map(|e| e.detail.as_str()),
+    );
 }
 
 // ------------------------------------------------------------------ uploads
 
 pub(super) async fn put_object(State(app): State<App>, req: Request) -> Response {
-    upload(app, req, false).await.unwrap_or_else(IntoResponse::into_response)
+    upload(app, req, false)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
 pub(super) async fn post_object(State(app): State<App>, req: Request) -> Response {
-    upload(app, req, true).await.unwrap_or_else(IntoResponse::into_response)
+    upload(app, req, true)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
 async fn upload(app: App, req: Request, multipart_allowed: bool) -> Result<Response, ApiError> {
@@ -113,7 +136,14 @@ async fn upload(app: App, req: Request, multipart_allowed: bool) -> Result<Respo
     let result = upload_inner(&app, key.clone(), req, multipart_allowed).await;
     let took = started.elapsed();
     let bytes = result.as_ref().map(|i| i.size).unwrap_or(0);
-    record(&app.service.metrics, "upload", &key, bytes, took, result.as_ref().err());
+    record(
+        &app.service.metrics,
+        "upload",
+        &key,
+        bytes,
+        took,
+        result.as_ref().err(),
+    );
     let inode = result?;
     let etag = etag_of(&inode);
     let mut res = Json(json!({
@@ -132,10 +162,18 @@ async fn upload(app: App, req: Request, multipart_allowed: bool) -> Result<Respo
     Ok(res)
 }
 
-async fn upload_inner(app: &App, key: String, req: Request, multipart_allowed: bool) -> Result<Inode, ApiError> {
+async fn upload_inner(
+    app: &App,
+    key: String,
+    req: Request,
+    multipart_allowed: bool,
+) -> Result<Inode, ApiError> {
     parse_key(&key)?;
     let query = query_of(req.uri())?;
-    let query_type = query.get("content_type").map(|t| t.trim()).filter(|t| !t.is_empty());
+    let query_type = query
+        .get("content_type")
+        .map(|t| t.trim())
+        .filter(|t| !t.is_empty());
     if let Some(t) = query_type {
         check_content_type(t)?;
     }
@@ -194,12 +232,18 @@ async fn upload_raw(
             let bytes = axum::body::to_bytes(body, n as usize)
                 .await
                 .map_err(|e| ApiError::from(Error::Io(body_io_error(e))))?;
-            blocking(move || service.put_object(&key, &mut &bytes[..], content_type.as_deref(), Some(max))).await
+            blocking(move || {
+                service.put_object(&key, &mut &bytes[..], content_type.as_deref(), Some(max))
+            })
+            .await
         }
         _ => {
             let stream = body.into_data_stream().map_err(body_io_error);
             let mut reader = SyncIoBridge::new(StreamReader::new(stream));
-            blocking(move || service.put_object(&key, &mut reader, content_type.as_deref(), Some(max))).await
+            blocking(move || {
+                service.put_object(&key, &mut reader, content_type.as_deref(), Some(max))
+            })
+            .await
         }
     }
 }
@@ -218,8 +262,17 @@ async fn upload_multipart(
         match multipart.next_field().await {
             Ok(Some(f)) if f.name() == Some("file") => break f,
             Ok(Some(_)) => continue,
-            Ok(None) => return Err(ApiError::bad_request("multipart body has no field named `file`")),
-            Err(e) => return Err(ApiError::bad_request(format!("malformed multipart body: {}", e.body_text()))),
+            Ok(None) => {
+                return Err(ApiError::bad_request(
+                    "multipart body has no field named `file`",
+                ))
+            }
+            Err(e) => {
+                return Err(ApiError::bad_request(format!(
+                    "malformed multipart body: {}",
+                    e.body_text()
+                )))
+            }
         }
     };
     let content_type = query_type.or_else(|| meaningful_type(field.content_type()));
@@ -235,7 +288,8 @@ async fn upload_multipart(
     let mut reader = SyncIoBridge::new(StreamReader::new(stream));
     let service = app.service.clone();
     let max = app.max_file_size;
-    let store = blocking(move || service.put_object(&key, &mut reader, content_type.as_deref(), Some(max)));
+    let store =
+        blocking(move || service.put_object(&key, &mut reader, content_type.as_deref(), Some(max)));
     let pump = async move {
         loop {
             match field.chunk().await {
@@ -303,13 +357,23 @@ enum Outcome {
     Stream(Snapshot, Range<u64>, bool),
 }
 
-pub(super) async fn get_object(State(app): State<App>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+pub(super) async fn get_object(
+    State(app): State<App>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     download(app, method == Method::HEAD, uri, headers)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn download(app: App, head: bool, uri: Uri, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn download(
+    app: App,
+    head: bool,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let key = key_of(&uri)?;
     let started = Instant::now();
     // `{key}/info` is the info of `{key}` when that is a file.
@@ -348,9 +412,11 @@ async fn download(app: App, head: bool, uri: Uri, headers: HeaderMap) -> Result<
             return Ok(Outcome::NotModified(snap.inode.clone()));
         }
         let size = inode.size;
-        let spec = cond
-            .range
-            .filter(|_| cond.if_range.as_deref().is_none_or(|ir| range::if_range_holds(ir, &etag, mtime)));
+        let spec = cond.range.filter(|_| {
+            cond.if_range
+                .as_deref()
+                .is_none_or(|ir| range::if_range_holds(ir, &etag, mtime))
+        });
         let (range, partial) = match spec {
             None => (0..size, false),
             Some(spec) => match range::resolve(spec, size) {
@@ -392,7 +458,10 @@ async fn download(app: App, head: bool, uri: Uri, headers: HeaderMap) -> Result<
         Outcome::Unsatisfiable(inode) => {
             let e = ApiError::new(
                 StatusCode::RANGE_NOT_SATISFIABLE,
-                format!("range not satisfiable for an object of {} bytes", inode.size),
+                format!(
+                    "range not satisfiable for an object of {} bytes",
+                    inode.size
+                ),
             );
             record(metrics, "download", &key, 0, started.elapsed(), Some(&e));
             let mut res = e.into_response();
@@ -406,7 +475,14 @@ async fn download(app: App, head: bool, uri: Uri, headers: HeaderMap) -> Result<
             object_response(&inode, &key, &range, partial, Body::empty())
         }
         Outcome::Whole(inode, range, partial, data) => {
-            record(metrics, "download", &key, data.len() as u64, started.elapsed(), None);
+            record(
+                metrics,
+                "download",
+                &key,
+                data.len() as u64,
+                started.elapsed(),
+                None,
+            );
             object_response(&inode, &key, &range, partial, Body::from(data))
         }
         Outcome::Stream(snap, range, partial) => {
@@ -434,17 +510,30 @@ fn set(h: &mut HeaderMap, name: header::HeaderName, value: String) {
 
 fn validators(h: &mut HeaderMap, inode: &Inode) {
     set(h, header::ETAG, etag_of(inode));
-    set(h, header::LAST_MODIFIED, httpdate::fmt_http_date(mtime_of(inode)));
+    set(
+        h,
+        header::LAST_MODIFIED,
+        httpdate::fmt_http_date(mtime_of(inode)),
+    );
 }
 
-fn object_response(inode: &Inode, key: &str, range: &Range<u64>, partial: bool, body: Body) -> Response {
+fn object_response(
+    inode: &Inode,
+    key: &str,
+    range: &Range<u64>,
+    partial: bool,
+    body: Body,
+) -> Response {
     let mut res = Response::new(body);
     if partial {
         *res.status_mut() = StatusCode::PARTIAL_CONTENT;
     }
     let h = res.headers_mut();
     h.insert(header::CONTENT_TYPE, content_type_of(inode, key));
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(range.end - range.start));
+    h.insert(
+        header::CONTENT_LENGTH,
+        HeaderValue::from(range.end - range.start),
+    );
     validators(h, inode);
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if partial {
@@ -525,33 +614,63 @@ fn stream_body(snap: Snapshot, range: Range<u64>, chunk_size: u64, recorder: Rec
 
 // ------------------------------------------------------------------ delete, list
 
-pub(super) async fn delete_object(State(app): State<App>, uri: Uri) -> Result<Json<Value>, ApiError> {
+pub(super) async fn delete_object(
+    State(app): State<App>,
+    uri: Uri,
+) -> Result<Json<Value>, ApiError> {
     let key = key_of(&uri)?;
     let started = Instant::now();
     let service = app.service.clone();
     let k = key.clone();
     let result = blocking(move || service.delete_object(&k)).await;
-    record(&app.service.metrics, "delete", &key, 0, started.elapsed(), result.as_ref().err());
+    record(
+        &app.service.metrics,
+        "delete",
+        &key,
+        0,
+        started.elapsed(),
+        result.as_ref().err(),
+    );
     result?;
-    Ok(Json(json!({ "message": format!("Object {key} deleted successfully") })))
+    Ok(Json(
+        json!({ "message": format!("Object {key} deleted successfully") }),
+    ))
 }
 
-pub(super) async fn list_objects(State(app): State<App>, uri: Uri) -> Result<Json<Value>, ApiError> {
+pub(super) async fn list_objects(
+    State(app): State<App>,
+    uri: Uri,
+) -> Result<Json<Value>, ApiError> {
     let query = query_of(&uri)?;
     let prefix = query.get("prefix").cloned().unwrap_or_default();
     let start_after = query.get("start_after").filter(|s| !s.is_empty()).cloned();
-    let limit = match query.get("limit").map(|l| l.trim()).filter(|l| !l.is_empty()) {
+    let limit = match query
+        .get("limit")
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty())
+    {
         None => None,
         Some(l) => match l.parse::<usize>() {
             Ok(n) if n > 0 => Some(n),
-            _ => return Err(ApiError::bad_request(format!("limit must be a positive integer, got {l:?}"))),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "limit must be a positive integer, got {l:?}"
+                )))
+            }
         },
     };
     let started = Instant::now();
     let service = app.service.clone();
     let p = prefix.clone();
     let result = blocking(move || service.list_objects(&p, start_after.as_deref(), limit)).await;
-    record(&app.service.metrics, "list", &prefix, 0, started.elapsed(), result.as_ref().err());
+    record(
+        &app.service.metrics,
+        "list",
+        &prefix,
+        0,
+        started.elapsed(),
+        result.as_ref().err(),
+    );
     let (keys, truncated) = result?;
     let mut body = json!({ "count": keys.len() });
     if truncated {
@@ -585,8 +704,14 @@ mod tests {
     #[test]
     fn generic_content_types_are_not_stored() {
         assert_eq!(meaningful_type(Some("application/octet-stream")), None);
-        assert_eq!(meaningful_type(Some("application/x-www-form-urlencoded")), None);
+        assert_eq!(
+            meaningful_type(Some("application/x-www-form-urlencoded")),
+            None
+        );
         assert_eq!(meaningful_type(None), None);
-        assert_eq!(meaningful_type(Some("text/plain; charset=utf-8")).as_deref(), Some("text/plain; charset=utf-8"));
+        assert_eq!(
+            meaningful_type(Some("text/plain; charset=utf-8")).as_deref(),
+            Some("text/plain; charset=utf-8")
+        );
     }
 }

@@ -148,7 +148,16 @@ mod tests {
         assert_eq!(r("bytes=999-"), Ok(999..1000));
         assert_eq!(r("bytes=1000-"), Err(()));
         assert_eq!(r("bytes=-0"), Err(()));
-        assert_eq!(resolve(RangeSpec::From { start: 0, end: None }, 0), Err(()));
+        assert_eq!(
+            resolve(
+                RangeSpec::From {
+                    start: 0,
+                    end: None
+                },
+                0
+            ),
+            Err(())
+        );
         assert_eq!(resolve(RangeSpec::Suffix(3), 0), Err(()));
     }
 

@@ -7,7 +7,6 @@
 
 use crossbeam_channel::{unbounded, Sender};
 use parking_lot::{Condvar, Mutex};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -132,8 +131,6 @@ struct FileState {
     /// Committed chunks at or after this index no longer belong to the file.
     drop_from: Option<u64>,
     modified: bool,
-    /// SHA-256 of bytes [0, n) while the file is written strictly in order.
-    hasher: Option<(u64, Sha256)>,
     unlinked: bool,
 }
 
@@ -172,7 +169,6 @@ impl Service {
                     size: inode.size,
                     mtime: inode.mtime,
                     ctime: inode.ctime,
-                    hasher: (inode.size == 0).then(|| (0, Sha256::new())),
                     ..Default::default()
                 }),
             })
@@ -332,27 +328,24 @@ impl Service {
                 st.dirty.insert(idx, Dirty { buf: base, _permit: permit });
             }
             let d = st.dirty.get_mut(&idx).unwrap();
-            if d.buf.len() < in_off + n {
-                if d.buf.capacity() < in_off + n && in_off == 0 && n >= 64 * 1024 {
-                    d.buf.reserve_exact(cs as usize - d.buf.len());
-                }
-                d.buf.resize(in_off + n, 0);
-            }
             let src = (pos - offset) as usize;
-            d.buf[in_off..in_off + n].copy_from_slice(&data[src..src + n]);
+            if d.buf.capacity() < in_off + n && n >= 64 * 1024 {
+                d.buf.reserve_exact(cs as usize - d.buf.len());
+            }
+            if d.buf.len() == in_off {
+                // Appending (the common case): no zero-fill first.
+                d.buf.extend_from_slice(&data[src..src + n]);
+            } else {
+                if d.buf.len() < in_off + n {
+                    d.buf.resize(in_off + n, 0);
+                }
+                d.buf[in_off..in_off + n].copy_from_slice(&data[src..src + n]);
+            }
             if (in_off + n) as u64 == cs {
                 self.start_upload(&mut st, idx);
             }
             pos += n as u64;
         }
-        let hasher = st.hasher.take();
-        st.hasher = match hasher {
-            Some((upto, mut h)) if upto == offset => {
-                h.update(data);
-                Some((end, h))
-            }
-            _ => None,
-        };
         st.size = st.size.max(end);
         let now = now_nanos();
         st.mtime = now;
@@ -398,8 +391,12 @@ impl Service {
                     None => Vec::new(),
                 },
             };
-            out.extend_from_slice(&piece);
-            out.resize(out.len() + (n - piece.len()), 0);
+            if out.is_empty() && piece.len() == n && pos + n as u64 == end {
+                out = piece; // the whole answer: no copy
+            } else {
+                out.extend_from_slice(&piece);
+                out.resize(out.len() + (n - piece.len()), 0);
+            }
             pos += n as u64;
             last_idx = Some(idx);
         }
@@ -408,7 +405,7 @@ impl Service {
             hh.last_read_end = offset + out.len() as u64;
         }
         if let Some(idx) = last_idx {
-            if sequential && (idx + 1) * cs < size {
+            if (sequential || offset % cs == 0) && (idx + 1) * cs < size {
                 self.prefetch(h.ino, idx + 1);
             }
         }
@@ -469,12 +466,6 @@ impl Service {
                     }
                 }
             }
-            let hasher = st.hasher.take();
-            st.hasher = match hasher {
-                _ if size == 0 => Some((0, Sha256::new())),
-                Some((upto, h)) if upto == size && size == st.size => Some((upto, h)),
-                _ => None,
-            };
             st.size = size;
             let now = now_nanos();
             st.mtime = now;
@@ -530,17 +521,15 @@ impl Service {
             st.dirty.clear();
             st.drop_from = None;
             st.modified = false;
-            st.hasher = None;
             if let Ok(inode) = self.getattr_committed(f.ino) {
                 st.size = inode.size;
                 st.mtime = inode.mtime;
             }
             return Err(e);
         }
-        let checksum = match &st.hasher {
-            Some((upto, h)) if *upto == st.size => Some(hex::encode(h.clone().finalize())),
-            _ => None,
-        };
+        // The whole-file SHA-256 is computed when first asked for (info,
+        // HTTP ETag): hashing inline would cost the writer a core.
+        let checksum = None;
         let staged: Vec<(u64, WrittenChunk)> = st.staged.iter().map(|(i, w)| (*i, w.clone())).collect();
         let commit = FileCommit {
             ino: f.ino,
