@@ -80,9 +80,15 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&results).expect("json"));
     } else {
-        println!("{:<28} {:>12} {:<8} {:>10}", "BENCHMARK", "VALUE", "UNIT", "MS/OP");
+        println!(
+            "{:<28} {:>12} {:<8} {:>10}",
+            "BENCHMARK", "VALUE", "UNIT", "MS/OP"
+        );
         for r in &results {
-            println!("{:<28} {:>12.1} {:<8} {:>10.3}", r.name, r.value, r.unit, r.ms_per_op);
+            println!(
+                "{:<28} {:>12.1} {:<8} {:>10.3}",
+                r.name, r.value, r.unit, r.ms_per_op
+            );
         }
     }
     Ok(())
@@ -90,9 +96,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 
 pub fn measure(args: &BenchArgs) -> Result<Vec<BenchResult>> {
     if args.threads == 0 || args.block_size == 0 {
-        return Err(Error::InvalidArgument("--threads and --block-size must be > 0".into()));
+        return Err(Error::InvalidArgument(
+            "--threads and --block-size must be > 0".into(),
+        ));
     }
-    let root = args.path.join(format!(".minigcs-bench-{}", std::process::id()));
+    let root = args
+        .path
+        .join(format!(".minigcs-bench-{}", std::process::id()));
     fs::create_dir_all(&root)?;
     let quiet = args.json;
     let result = (|| {
@@ -108,7 +118,9 @@ pub fn measure(args: &BenchArgs) -> Result<Vec<BenchResult>> {
 }
 
 fn pattern(block: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..block)
         .map(|_| {
             x ^= x << 13;
@@ -144,7 +156,8 @@ fn big_files(args: &BenchArgs, root: &Path, quiet: bool) -> Result<Vec<BenchResu
             })
             .collect();
         for h in handles {
-            h.join().map_err(|_| Error::Other("writer panicked".into()))??;
+            h.join()
+                .map_err(|_| Error::Other("writer panicked".into()))??;
         }
         Ok(())
     })?;
@@ -171,7 +184,8 @@ fn big_files(args: &BenchArgs, root: &Path, quiet: bool) -> Result<Vec<BenchResu
             })
             .collect();
         for h in handles {
-            h.join().map_err(|_| Error::Other("reader panicked".into()))??;
+            h.join()
+                .map_err(|_| Error::Other("reader panicked".into()))??;
         }
         Ok(())
     })?;
@@ -180,7 +194,9 @@ fn big_files(args: &BenchArgs, root: &Path, quiet: bool) -> Result<Vec<BenchResu
     for t in 0..args.threads {
         let _ = fs::remove_file(root.join(format!("big-{t}")));
     }
-    let blocks = (per_file * args.threads as u64).div_ceil(args.block_size as u64).max(1) as f64;
+    let blocks = (per_file * args.threads as u64)
+        .div_ceil(args.block_size as u64)
+        .max(1) as f64;
     Ok(vec![
         BenchResult {
             name: "big write (+fsync)".into(),
@@ -190,7 +206,11 @@ fn big_files(args: &BenchArgs, root: &Path, quiet: bool) -> Result<Vec<BenchResu
             seconds: write_secs,
         },
         BenchResult {
-            name: if cold { "big read (cold)".into() } else { "big read (cache not dropped)".into() },
+            name: if cold {
+                "big read (cold)".into()
+            } else {
+                "big read (cache not dropped)".into()
+            },
             value: mib / read_secs,
             unit: "MiB/s".into(),
             ms_per_op: read_secs * 1000.0 / blocks,
@@ -220,7 +240,11 @@ fn small_files(args: &BenchArgs, root: &Path, quiet: bool) -> Result<Vec<BenchRe
         drop(f);
         b.inc(1);
     }
-    out.push(rate("small write (create+close)", start.elapsed().as_secs_f64(), "files/s"));
+    out.push(rate(
+        "small write (create+close)",
+        start.elapsed().as_secs_f64(),
+        "files/s",
+    ));
     b.finish_and_clear();
     drop_caches(!args.no_drop_caches);
     let b = bar(n as u64, "small read", quiet);
@@ -230,7 +254,11 @@ fn small_files(args: &BenchArgs, root: &Path, quiet: bool) -> Result<Vec<BenchRe
         buf.clear();
         File::open(dir.join(format!("f{i:06}")))?.read_to_end(&mut buf)?;
         if buf.len() != args.small_size {
-            return Err(Error::Other(format!("f{i:06} read back {} bytes, wrote {}", buf.len(), args.small_size)));
+            return Err(Error::Other(format!(
+                "f{i:06} read back {} bytes, wrote {}",
+                buf.len(),
+                args.small_size
+            )));
         }
         b.inc(1);
     }

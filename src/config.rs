@@ -351,7 +351,10 @@ impl Config {
             {
                 return bad(
                     &format!("nodes[{i}].id"),
-                    format!("must be 1-64 characters of [A-Za-z0-9._-], got {:?}", node.id),
+                    format!(
+                        "must be 1-64 characters of [A-Za-z0-9._-], got {:?}",
+                        node.id
+                    ),
                 );
             }
             if !ids.insert(node.id.clone()) {
@@ -390,7 +393,10 @@ impl Config {
         if ec.chunk_size < 1 || ec.chunk_size > 256 * 1024 * 1024 {
             return bad(
                 "erasure_coding.chunk_size",
-                format!("must be between 1 and 268435456 bytes, got {}", ec.chunk_size),
+                format!(
+                    "must be between 1 and 268435456 bytes, got {}",
+                    ec.chunk_size
+                ),
             );
         }
         if let Some(regions) = &self.replication.regions {
@@ -547,7 +553,9 @@ mod tests {
     #[test]
     fn zero_k_names_the_key() {
         let text = SEED.replace("k: 2", "k: 0");
-        let err = Config::parse(&text, Path::new("/")).unwrap_err().to_string();
+        let err = Config::parse(&text, Path::new("/"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("erasure_coding.k must be ≥ 1, got 0"), "{err}");
     }
 
@@ -565,7 +573,9 @@ mod tests {
     #[test]
     fn region_not_in_replication_list_is_rejected() {
         let text = SEED.replace("region: \"eu-west-1\"", "region: \"ap-south-1\"");
-        let err = Config::parse(&text, Path::new("/")).unwrap_err().to_string();
+        let err = Config::parse(&text, Path::new("/"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("nodes[2].region"), "{err}");
     }
 

@@ -14,14 +14,23 @@ use crate::service::Service;
 
 /// Build the service for a config (metrics, nodes, metadata) and start its workers.
 pub fn open_service(config: Config) -> Result<Arc<Service>> {
-    let metrics = Metrics::new(config.metrics.enabled.then(|| config.metrics.output_file.clone()));
+    let metrics = Metrics::new(
+        config
+            .metrics
+            .enabled
+            .then(|| config.metrics.output_file.clone()),
+    );
     let service = Service::open(Arc::new(config), metrics)?;
     service.start_workers();
     Ok(service)
 }
 
 fn api_address(config: &Config) -> String {
-    let host = if config.api.host == "localhost" { "127.0.0.1" } else { config.api.host.as_str() };
+    let host = if config.api.host == "localhost" {
+        "127.0.0.1"
+    } else {
+        config.api.host.as_str()
+    };
     if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]:{}", config.api.port)
     } else {
@@ -56,7 +65,8 @@ pub fn run(config: Config, mountpoint: Option<&Path>) -> Result<()> {
     let wait_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let mount_abs: Option<PathBuf> = mountpoint.map(|m| std::path::absolute(m).unwrap_or_else(|_| m.to_path_buf()));
+    let mount_abs: Option<PathBuf> =
+        mountpoint.map(|m| std::path::absolute(m).unwrap_or_else(|_| m.to_path_buf()));
     let control = runtime.spawn(crate::control::serve(
         service.clone(),
         control_listener,
@@ -65,7 +75,11 @@ pub fn run(config: Config, mountpoint: Option<&Path>) -> Result<()> {
     ));
     let http = http_listener.map(|l| {
         log::info!("HTTP API on http://{address}");
-        runtime.spawn(crate::http::serve(service.clone(), l, wait_stop(stop_rx.clone())))
+        runtime.spawn(crate::http::serve(
+            service.clone(),
+            l,
+            wait_stop(stop_rx.clone()),
+        ))
     });
     let mount = match &mount_abs {
         Some(m) => match crate::fuse::mount(service.clone(), m) {
@@ -77,7 +91,10 @@ pub fn run(config: Config, mountpoint: Option<&Path>) -> Result<()> {
                 let _ = stop_tx.send(true);
                 service.shutdown();
                 let _ = std::fs::remove_file(&socket_path);
-                return Err(Error::Other(format!("cannot mount at {}: {e}", m.display())));
+                return Err(Error::Other(format!(
+                    "cannot mount at {}: {e}",
+                    m.display()
+                )));
             }
         },
         None => None,

@@ -12,7 +12,11 @@ use minigcs::control::{client, Request};
 use minigcs::error::Error;
 
 #[derive(Parser)]
-#[command(name = "minigcs", version, about = "Erasure-coded, multi-region storage you use as a mounted directory")]
+#[command(
+    name = "minigcs",
+    version,
+    about = "Erasure-coded, multi-region storage you use as a mounted directory"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -121,7 +125,12 @@ fn main() -> ExitCode {
             };
             daemon_exit(minigcs::daemon::run(config, None))
         }
-        Command::Ctl { config, socket, json, command } => {
+        Command::Ctl {
+            config,
+            socket,
+            json,
+            command,
+        } => {
             init_logging("warn");
             let socket = match socket {
                 Some(s) => s,
@@ -164,12 +173,19 @@ fn ctl(socket: &Path, json: bool, command: CtlCommand) -> ExitCode {
         CtlCommand::Stats => Request::Stats,
         CtlCommand::Health => Request::Health,
         CtlCommand::Nodes => Request::Nodes,
-        CtlCommand::Recover { node_id } => Request::Recover { node: node_id.clone() },
+        CtlCommand::Recover { node_id } => Request::Recover {
+            node: node_id.clone(),
+        },
         CtlCommand::Scrub { repair } => Request::Scrub { repair: *repair },
         CtlCommand::Metrics => Request::Metrics,
         CtlCommand::Info { path_or_key } => {
-            let path = std::fs::canonicalize(path_or_key).ok().map(|p| p.to_string_lossy().into_owned());
-            Request::Info { key: path_or_key.trim_start_matches("./").to_string(), path }
+            let path = std::fs::canonicalize(path_or_key)
+                .ok()
+                .map(|p| p.to_string_lossy().into_owned());
+            Request::Info {
+                key: path_or_key.trim_start_matches("./").to_string(),
+                path,
+            }
         }
     };
     let bar = progress_bar(json);
@@ -180,7 +196,10 @@ fn ctl(socket: &Path, json: bool, command: CtlCommand) -> ExitCode {
     match result {
         Ok(data) => {
             if json {
-                println!("{}", serde_json::to_string_pretty(&data).expect("json prints"));
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&data).expect("json prints")
+                );
             } else {
                 print_human(&command, &data);
             }
@@ -201,9 +220,11 @@ fn progress_bar(json: bool) -> Option<indicatif::ProgressBar> {
     }
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} chunks  {prefix}")
-            .expect("template")
-            .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {msg} [{bar:30}] {pos}/{len} chunks  {prefix}",
+        )
+        .expect("template")
+        .progress_chars("=> "),
     );
     Some(bar)
 }
@@ -213,16 +234,20 @@ fn update_bar(bar: &Option<indicatif::ProgressBar>, p: &Value) {
     let total = p["total"].as_u64().unwrap_or(0);
     let bytes = p["bytes"].as_u64().unwrap_or(0);
     let rate = p["rate_bytes_per_sec"].as_f64().unwrap_or(0.0);
-    let eta = p["eta_secs"].as_f64().map(|s| format!("ETA {s:.0}s")).unwrap_or_default();
-    let info = format!("{}  {}/s  {eta}", human_bytes(bytes), human_bytes(rate as u64));
-    match bar {
-        Some(b) => {
-            b.set_message(p["phase"].as_str().unwrap_or("").to_string());
-            b.set_length(total.max(done));
-            b.set_position(done);
-            b.set_prefix(info);
-        }
-        None => {}
+    let eta = p["eta_secs"]
+        .as_f64()
+        .map(|s| format!("ETA {s:.0}s"))
+        .unwrap_or_default();
+    let info = format!(
+        "{}  {}/s  {eta}",
+        human_bytes(bytes),
+        human_bytes(rate as u64)
+    );
+    if let Some(b) = bar {
+        b.set_message(p["phase"].as_str().unwrap_or("").to_string());
+        b.set_length(total.max(done));
+        b.set_position(done);
+        b.set_prefix(info);
     }
 }
 
@@ -257,7 +282,11 @@ fn table(headers: &[&str], rows: &[Vec<String>]) {
         }
     }
     let line = |cells: Vec<String>| {
-        let parts: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect();
+        let parts: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect();
         println!("{}", parts.join("  ").trim_end());
     };
     line(headers.iter().map(|h| h.to_string()).collect());
@@ -270,12 +299,22 @@ fn print_human(command: &CtlCommand, d: &Value) {
     match command {
         CtlCommand::Health => {
             println!("status: {}  ({})", s(&d["status"]), s(&d["message"]));
-            println!("chunks missing shards: {}   shards to repair: {}", d["chunks_missing_shards"], d["repair_queue"]);
+            println!(
+                "chunks missing shards: {}   shards to repair: {}",
+                d["chunks_missing_shards"], d["repair_queue"]
+            );
             let rows: Vec<Vec<String>> = d["nodes"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|n| vec![s(&n["id"]), s(&n["region"]), s(&n["state"]), s(&n["reason"])])
+                .map(|n| {
+                    vec![
+                        s(&n["id"]),
+                        s(&n["region"]),
+                        s(&n["state"]),
+                        s(&n["reason"]),
+                    ]
+                })
                 .collect();
             table(&["NODE", "REGION", "STATE", "REASON"], &rows);
         }
@@ -304,12 +343,21 @@ fn print_human(command: &CtlCommand, d: &Value) {
                     ]
                 })
                 .collect();
-            table(&["NODE", "REGION", "STATE", "SHARDS", "BYTES", "FREE"], &rows);
+            table(
+                &["NODE", "REGION", "STATE", "SHARDS", "BYTES", "FREE"],
+                &rows,
+            );
             let rows: Vec<Vec<String>> = d["region_stats"]
                 .as_object()
                 .into_iter()
                 .flatten()
-                .map(|(r, v)| vec![r.clone(), s(&v["shards"]), human_bytes(v["bytes"].as_u64().unwrap_or(0))])
+                .map(|(r, v)| {
+                    vec![
+                        r.clone(),
+                        s(&v["shards"]),
+                        human_bytes(v["bytes"].as_u64().unwrap_or(0)),
+                    ]
+                })
                 .collect();
             println!();
             table(&["REGION", "SHARDS", "BYTES"], &rows);
@@ -331,7 +379,10 @@ fn print_human(command: &CtlCommand, d: &Value) {
                     ]
                 })
                 .collect();
-            table(&["NODE", "REGION", "PATH", "STATE", "SHARDS", "BYTES", "FREE"], &rows);
+            table(
+                &["NODE", "REGION", "PATH", "STATE", "SHARDS", "BYTES", "FREE"],
+                &rows,
+            );
         }
         CtlCommand::Recover { .. } => {
             println!("{}", s(&d["message"]));
@@ -364,7 +415,15 @@ fn print_human(command: &CtlCommand, d: &Value) {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|p| vec![s(&p["chunk_id"]), s(&p["shard_index"]), s(&p["node"]), s(&p["problem"]), s(&p["repaired"])])
+                .map(|p| {
+                    vec![
+                        s(&p["chunk_id"]),
+                        s(&p["shard_index"]),
+                        s(&p["node"]),
+                        s(&p["problem"]),
+                        s(&p["repaired"]),
+                    ]
+                })
                 .collect();
             if !rows.is_empty() {
                 table(&["CHUNK", "SHARD", "NODE", "PROBLEM", "REPAIRED"], &rows);
@@ -385,10 +444,31 @@ fn print_human(command: &CtlCommand, d: &Value) {
                 .flatten()
                 .map(|(op, v)| {
                     let f = |k: &str| format!("{:.2}", v[k].as_f64().unwrap_or(0.0));
-                    vec![op.clone(), s(&v["count"]), f("success_rate"), f("avg_duration_ms"), f("p50_ms"), f("p99_ms"), f("max_duration_ms"), f("avg_throughput_mbps")]
+                    vec![
+                        op.clone(),
+                        s(&v["count"]),
+                        f("success_rate"),
+                        f("avg_duration_ms"),
+                        f("p50_ms"),
+                        f("p99_ms"),
+                        f("max_duration_ms"),
+                        f("avg_throughput_mbps"),
+                    ]
                 })
                 .collect();
-            table(&["OPERATION", "COUNT", "SUCCESS", "AVG_MS", "P50_MS", "P99_MS", "MAX_MS", "MB/S"], &rows);
+            table(
+                &[
+                    "OPERATION",
+                    "COUNT",
+                    "SUCCESS",
+                    "AVG_MS",
+                    "P50_MS",
+                    "P99_MS",
+                    "MAX_MS",
+                    "MB/S",
+                ],
+                &rows,
+            );
             let r = &d["recovery_summary"];
             if r["count"].as_u64().unwrap_or(0) > 0 {
                 println!(
@@ -401,7 +481,11 @@ fn print_human(command: &CtlCommand, d: &Value) {
         }
         CtlCommand::Info { .. } => {
             println!("key:          {}", s(&d["key"]));
-            println!("size:         {} ({})", d["size"], human_bytes(d["size"].as_u64().unwrap_or(0)));
+            println!(
+                "size:         {} ({})",
+                d["size"],
+                human_bytes(d["size"].as_u64().unwrap_or(0))
+            );
             println!("content type: {}", s(&d["content_type"]));
             println!("version:      {}", d["version"]);
             println!("sha256:       {}", s(&d["checksum"]));

@@ -63,7 +63,9 @@ impl Codec {
             Some(rs) => rs
                 .reconstruct(shards)
                 .map_err(|e| Error::Other(format!("reconstruct: {e:?}"))),
-            None => Err(Error::Unavailable("m = 0: a missing shard cannot be rebuilt".into())),
+            None => Err(Error::Unavailable(
+                "m = 0: a missing shard cannot be rebuilt".into(),
+            )),
         }
     }
 }
@@ -91,7 +93,10 @@ mod tests {
                     shards[(missing + j) % (k + m)] = None;
                 }
                 codec.reconstruct(&mut shards).unwrap();
-                let joined: Vec<u8> = shards[..k].iter().flat_map(|s| s.clone().unwrap()).collect();
+                let joined: Vec<u8> = shards[..k]
+                    .iter()
+                    .flat_map(|s| s.clone().unwrap())
+                    .collect();
                 assert_eq!(&joined[..original.len()], &original[..]);
             }
         }
@@ -101,6 +106,9 @@ mod tests {
     fn too_many_missing_is_an_error() {
         let codec = Codec::new(2, 1).unwrap();
         let mut shards = vec![Some(vec![1u8; 4]), None, None];
-        assert!(matches!(codec.reconstruct(&mut shards), Err(Error::Unavailable(_))));
+        assert!(matches!(
+            codec.reconstruct(&mut shards),
+            Err(Error::Unavailable(_))
+        ));
     }
 }

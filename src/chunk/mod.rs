@@ -203,7 +203,11 @@ impl ChunkStore {
                 log::info!("node {} is up again", self.nodes[index].id());
                 s.since = None;
             } else {
-                log::warn!("node {} is {}: {reason}", self.nodes[index].id(), state.as_str());
+                log::warn!(
+                    "node {} is {}: {reason}",
+                    self.nodes[index].id(),
+                    state.as_str()
+                );
                 if s.since.is_none() {
                     s.since = Some(SystemTime::now());
                 }
@@ -274,7 +278,13 @@ impl ChunkStore {
         }
     }
 
-    fn write_shard(&self, node: usize, layout: &ChunkLayout, index: usize, payload: &[u8]) -> Result<u32> {
+    fn write_shard(
+        &self,
+        node: usize,
+        layout: &ChunkLayout,
+        index: usize,
+        payload: &[u8],
+    ) -> Result<u32> {
         let header = self.header(layout, index).encode();
         let table = shard::block_table(payload);
         let key = ShardKey {
@@ -309,7 +319,10 @@ impl ChunkStore {
         let codec = self.codec(self.k, self.m)?;
         let parity = codec.encode(&mut data)?;
         let l = layout.shard_len();
-        let payloads: Vec<&[u8]> = data.chunks(l).chain(parity.iter().map(|p| &p[..])).collect();
+        let payloads: Vec<&[u8]> = data
+            .chunks(l)
+            .chain(parity.iter().map(|p| &p[..]))
+            .collect();
         let total = layout.shard_count();
         let mut placement = placement::place(&self.candidates(), total, chunk_id);
         let mut checksums: Vec<Option<u32>> = vec![None; total];
@@ -322,12 +335,21 @@ impl ChunkStore {
                 .map(|(i, node)| {
                     let payload = payloads[i];
                     let layout = &layout;
-                    (i, s.spawn(move || self.write_shard(node, layout, i, payload)))
+                    (
+                        i,
+                        s.spawn(move || self.write_shard(node, layout, i, payload)),
+                    )
                 })
                 .collect();
             handles
                 .into_iter()
-                .map(|(i, h)| (i, h.join().unwrap_or_else(|_| Err(Error::Other("shard writer panicked".into())))))
+                .map(|(i, h)| {
+                    (
+                        i,
+                        h.join()
+                            .unwrap_or_else(|_| Err(Error::Other("shard writer panicked".into()))),
+                    )
+                })
                 .collect()
         });
         for (i, r) in results {
@@ -360,7 +382,11 @@ impl ChunkStore {
         let needed = if self.m == 0 { total } else { self.k };
         if durable < needed {
             self.delete_chunk(&layout, &placement);
-            let detail = errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ");
+            let detail = errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; ");
             if errors.iter().any(|e| e.is_no_space()) {
                 return Err(Error::NoSpace(format!(
                     "only {durable} of {total} shards could be stored: {detail}"
@@ -385,7 +411,14 @@ impl ChunkStore {
     }
 
     /// Read and verify `[start, end)` (block-aligned) of one shard's payload.
-    fn read_shard_range(&self, layout: &ChunkLayout, index: usize, node: usize, start: usize, end: usize) -> Result<Vec<u8>> {
+    fn read_shard_range(
+        &self,
+        layout: &ChunkLayout,
+        index: usize,
+        node: usize,
+        start: usize,
+        end: usize,
+    ) -> Result<Vec<u8>> {
         let mut data = vec![0u8; end - start];
         self.read_shard_range_into(layout, index, node, start, &mut data)?;
         Ok(data)
@@ -393,9 +426,19 @@ impl ChunkStore {
 
     /// Read and verify payload bytes from `start` (block-aligned) into `dst`
     /// (whose end is block-aligned or the payload's end).
-    fn read_shard_range_into(&self, layout: &ChunkLayout, index: usize, node: usize, start: usize, dst: &mut [u8]) -> Result<()> {
+    fn read_shard_range_into(
+        &self,
+        layout: &ChunkLayout,
+        index: usize,
+        node: usize,
+        start: usize,
+        dst: &mut [u8],
+    ) -> Result<()> {
         if !self.is_up(node) {
-            return Err(Error::Unavailable(format!("node {} is down", self.nodes[node].id())));
+            return Err(Error::Unavailable(format!(
+                "node {} is down",
+                self.nodes[node].id()
+            )));
         }
         let key = ShardKey {
             chunk_id: layout.chunk_id,
@@ -429,7 +472,13 @@ impl ChunkStore {
 
     /// Read `len` bytes at `offset` of the chunk's data, verified. Missing or
     /// corrupt data shards are rebuilt from the others for just that range.
-    pub fn read(&self, layout: &ChunkLayout, placement: &Placement, offset: u64, len: usize) -> Result<Vec<u8>> {
+    pub fn read(
+        &self,
+        layout: &ChunkLayout,
+        placement: &Placement,
+        offset: u64,
+        len: usize,
+    ) -> Result<Vec<u8>> {
         let end = (offset + len as u64).min(layout.data_len);
         if offset >= end {
             return Ok(Vec::new());
@@ -452,7 +501,10 @@ impl ChunkStore {
             if aligned_a as u64 == a && aligned_b as u64 == b {
                 // Aligned (whole chunks, big reads): straight into the output.
                 if let Some(node) = placement.get(s).copied().flatten() {
-                    if self.read_shard_range_into(layout, s, node, aligned_a, dst).is_ok() {
+                    if self
+                        .read_shard_range_into(layout, s, node, aligned_a, dst)
+                        .is_ok()
+                    {
                         return Ok(());
                     }
                 }
@@ -477,7 +529,8 @@ impl ChunkStore {
                     .map(|(&p, dst)| sc.spawn(move || fetch(p, dst)))
                     .collect();
                 for h in hs {
-                    h.join().unwrap_or_else(|_| Err(Error::Other("reader panicked".into())))?;
+                    h.join()
+                        .unwrap_or_else(|_| Err(Error::Other("reader panicked".into())))?;
                 }
                 Ok(())
             })?;
@@ -489,7 +542,14 @@ impl ChunkStore {
         Ok(out)
     }
 
-    fn read_data_shard_range(&self, layout: &ChunkLayout, placement: &Placement, s: usize, a: usize, b: usize) -> Result<Vec<u8>> {
+    fn read_data_shard_range(
+        &self,
+        layout: &ChunkLayout,
+        placement: &Placement,
+        s: usize,
+        a: usize,
+        b: usize,
+    ) -> Result<Vec<u8>> {
         let first_err = match placement.get(s).copied().flatten() {
             Some(node) => match self.read_shard_range(layout, s, node, a, b) {
                 Ok(d) => return Ok(d),
@@ -502,13 +562,21 @@ impl ChunkStore {
         }
         self.metrics.add_degraded_read();
         let mut shards = self.gather(layout, placement, a, b, &[s])?;
-        self.codec(layout.k as usize, layout.m as usize)?.reconstruct(&mut shards)?;
+        self.codec(layout.k as usize, layout.m as usize)?
+            .reconstruct(&mut shards)?;
         Ok(shards[s].take().expect("reconstructed"))
     }
 
     /// Read `[a, b)` of k verified shards other than `skip`, as a full
     /// Option vector ready for reconstruction.
-    fn gather(&self, layout: &ChunkLayout, placement: &Placement, a: usize, b: usize, skip: &[usize]) -> Result<Vec<Option<Vec<u8>>>> {
+    fn gather(
+        &self,
+        layout: &ChunkLayout,
+        placement: &Placement,
+        a: usize,
+        b: usize,
+        skip: &[usize],
+    ) -> Result<Vec<Option<Vec<u8>>>> {
         let k = layout.k as usize;
         let mut shards: Vec<Option<Vec<u8>>> = vec![None; layout.shard_count()];
         let mut have = 0;
@@ -541,7 +609,13 @@ impl ChunkStore {
     /// Rebuild the given shard indexes from k verified shards and write each to
     /// its target node. Returns per rebuilt shard its checksum. `timeout`
     /// bounds the whole operation.
-    pub fn rebuild(&self, layout: &ChunkLayout, placement: &Placement, targets: &[(usize, usize)], timeout: Duration) -> Result<Vec<(usize, usize, u32)>> {
+    pub fn rebuild(
+        &self,
+        layout: &ChunkLayout,
+        placement: &Placement,
+        targets: &[(usize, usize)],
+        timeout: Duration,
+    ) -> Result<Vec<(usize, usize, u32)>> {
         let started = Instant::now();
         let l = layout.shard_len();
         let skip: Vec<usize> = targets.iter().map(|t| t.0).collect();
@@ -563,7 +637,8 @@ impl ChunkStore {
 
     /// Read a whole shard and verify header and every block.
     pub fn verify_shard(&self, layout: &ChunkLayout, index: usize, node: usize) -> Result<()> {
-        self.read_shard_range(layout, index, node, 0, layout.shard_len()).map(|_| ())
+        self.read_shard_range(layout, index, node, 0, layout.shard_len())
+            .map(|_| ())
     }
 
     /// Remove every shard of a chunk (best effort; absent shards are fine).

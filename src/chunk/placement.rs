@@ -64,7 +64,10 @@ pub fn order(nodes: &[Candidate], seed: u64, exclude: &[usize]) -> Vec<usize> {
         }
         round.sort_by_key(|&r| region_load[r]);
         let lowest = region_load[round[0]];
-        let chosen: Vec<usize> = round.into_iter().filter(|&r| region_load[r] == lowest).collect();
+        let chosen: Vec<usize> = round
+            .into_iter()
+            .filter(|&r| region_load[r] == lowest)
+            .collect();
         for r in chosen {
             out.push(by_region[r][cursor[r]]);
             cursor[r] += 1;
@@ -86,7 +89,10 @@ mod tests {
             let regions = rng.gen_range(1..=5);
             let per_region = rng.gen_range(1..=4);
             let nodes: Vec<Candidate> = (0..regions * per_region)
-                .map(|i| Candidate { region: i % regions, usable: true })
+                .map(|i| Candidate {
+                    region: i % regions,
+                    usable: true,
+                })
                 .collect();
             let total = nodes.len();
             let k = rng.gen_range(1..=total);
@@ -109,9 +115,18 @@ mod tests {
     #[test]
     fn unusable_nodes_are_skipped_and_shortfall_is_none() {
         let nodes = vec![
-            Candidate { region: 0, usable: true },
-            Candidate { region: 1, usable: false },
-            Candidate { region: 2, usable: true },
+            Candidate {
+                region: 0,
+                usable: true,
+            },
+            Candidate {
+                region: 1,
+                usable: false,
+            },
+            Candidate {
+                region: 2,
+                usable: true,
+            },
         ];
         let placed = place(&nodes, 3, 0);
         assert_eq!(placed.iter().filter(|p| p.is_none()).count(), 1);
@@ -122,10 +137,22 @@ mod tests {
     fn uneven_regions_still_use_every_region() {
         // Two nodes in region 0, one in 1, one in 2; 3 shards: one per region.
         let nodes = vec![
-            Candidate { region: 0, usable: true },
-            Candidate { region: 0, usable: true },
-            Candidate { region: 1, usable: true },
-            Candidate { region: 2, usable: true },
+            Candidate {
+                region: 0,
+                usable: true,
+            },
+            Candidate {
+                region: 0,
+                usable: true,
+            },
+            Candidate {
+                region: 1,
+                usable: true,
+            },
+            Candidate {
+                region: 2,
+                usable: true,
+            },
         ];
         for seed in 0..20 {
             let placed = place(&nodes, 3, seed);
@@ -137,7 +164,12 @@ mod tests {
 
     #[test]
     fn start_node_rotates_with_seed() {
-        let nodes: Vec<Candidate> = (0..6).map(|i| Candidate { region: i % 3, usable: true }).collect();
+        let nodes: Vec<Candidate> = (0..6)
+            .map(|i| Candidate {
+                region: i % 3,
+                usable: true,
+            })
+            .collect();
         let firsts: std::collections::BTreeSet<usize> =
             (0..24).map(|s| place(&nodes, 1, s)[0].unwrap()).collect();
         assert_eq!(firsts.len(), 6, "every node gets to be first");

@@ -74,7 +74,10 @@ impl ShardHeader {
         }
         let u16_at = |i: usize| u16::from_le_bytes(h[i..i + 2].try_into().unwrap());
         if u16_at(8) != FORMAT_VERSION {
-            return Err(Error::Corrupt(format!("unknown shard format {}", u16_at(8))));
+            return Err(Error::Corrupt(format!(
+                "unknown shard format {}",
+                u16_at(8)
+            )));
         }
         let block = u32::from_le_bytes(h[52..56].try_into().unwrap());
         if block as usize != BLOCK_SIZE {

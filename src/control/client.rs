@@ -40,5 +40,7 @@ pub fn call(socket: &Path, req: &Request, mut on_progress: impl FnMut(&Value)) -
             )),
         };
     }
-    Err(Error::Other("the daemon closed the connection without a reply".into()))
+    Err(Error::Other(
+        "the daemon closed the connection without a reply".into(),
+    ))
 }

@@ -43,9 +43,12 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
     let text = std::str::from_utf8(line).map_err(|_| "request is not UTF-8".to_string())?;
     let text = text.trim();
     if text.is_empty() {
-        return Err("empty request: send one JSON object per line, e.g. {\"cmd\": \"health\"}".into());
+        return Err(
+            "empty request: send one JSON object per line, e.g. {\"cmd\": \"health\"}".into(),
+        );
     }
-    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("request is not valid JSON: {e}"))?;
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("request is not valid JSON: {e}"))?;
     if !value.is_object() {
         return Err("request must be a JSON object with a \"cmd\" field".into());
     }
@@ -61,12 +64,24 @@ mod tests {
 
     #[test]
     fn requests_parse_and_garbage_gets_clear_errors() {
-        assert_eq!(parse_request(br#"{"cmd":"recover","node":"node-2"}"#).unwrap(), Request::Recover { node: "node-2".into() });
-        assert_eq!(parse_request(br#"{"cmd":"scrub"}"#).unwrap(), Request::Scrub { repair: false });
+        assert_eq!(
+            parse_request(br#"{"cmd":"recover","node":"node-2"}"#).unwrap(),
+            Request::Recover {
+                node: "node-2".into()
+            }
+        );
+        assert_eq!(
+            parse_request(br#"{"cmd":"scrub"}"#).unwrap(),
+            Request::Scrub { repair: false }
+        );
         assert!(parse_request(b"").unwrap_err().contains("empty"));
-        assert!(parse_request(b"garbage").unwrap_err().contains("not valid JSON"));
+        assert!(parse_request(b"garbage")
+            .unwrap_err()
+            .contains("not valid JSON"));
         assert!(parse_request(b"[1,2]").unwrap_err().contains("object"));
-        assert!(parse_request(br#"{"cmd":"launch"}"#).unwrap_err().contains("bad request"));
+        assert!(parse_request(br#"{"cmd":"launch"}"#)
+            .unwrap_err()
+            .contains("bad request"));
         assert!(parse_request(br#"{"cmd":"recover"}"#).is_err());
         assert!(parse_request(&[0xff, 0xfe]).unwrap_err().contains("UTF-8"));
     }

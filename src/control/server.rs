@@ -69,7 +69,11 @@ async fn write_line(stream: &mut UnixStream, value: &Value) -> std::io::Result<(
     stream.write_all(&bytes).await
 }
 
-async fn handle_connection(service: Arc<Service>, mut stream: UnixStream, mountpoint: Option<PathBuf>) -> std::io::Result<()> {
+async fn handle_connection(
+    service: Arc<Service>,
+    mut stream: UnixStream,
+    mountpoint: Option<PathBuf>,
+) -> std::io::Result<()> {
     let mut buf: Vec<u8> = Vec::new();
     let mut discarding = false;
     let mut read_buf = vec![0u8; 64 * 1024];
@@ -113,7 +117,12 @@ async fn handle_connection(service: Arc<Service>, mut stream: UnixStream, mountp
     }
 }
 
-async fn run_request(service: &Arc<Service>, stream: &mut UnixStream, req: Request, mountpoint: Option<&Path>) -> std::io::Result<()> {
+async fn run_request(
+    service: &Arc<Service>,
+    stream: &mut UnixStream,
+    req: Request,
+    mountpoint: Option<&Path>,
+) -> std::io::Result<()> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Value>();
     let svc = service.clone();
     let mountpoint = mountpoint.map(Path::to_path_buf);
@@ -130,7 +139,12 @@ async fn run_request(service: &Arc<Service>, stream: &mut UnixStream, req: Reque
 }
 
 /// Run one command (blocking). Progress goes to `tx`.
-pub fn execute(service: &Arc<Service>, req: Request, mountpoint: Option<&Path>, tx: &mpsc::UnboundedSender<Value>) -> Result<Value> {
+pub fn execute(
+    service: &Arc<Service>,
+    req: Request,
+    mountpoint: Option<&Path>,
+    tx: &mpsc::UnboundedSender<Value>,
+) -> Result<Value> {
     let send = |p: &crate::service::Progress| {
         let _ = tx.send(serde_json::to_value(p).expect("progress serializes"));
     };

@@ -29,7 +29,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -304,6 +304,14 @@ impl Shared {
         }
     }
 
+    /// Keep-cache bookkeeping after a flush, fsync or release.
+    fn after_commit(&self, ino: u64, r: &Result<()>) {
+        match r {
+            Ok(()) => self.cache_matches_committed(ino),
+            Err(_) => self.forget_cache(ino),
+        }
+    }
+
     fn forget_cache(&self, ino: u64) {
         self.cached.lock().remove(&ino);
     }
@@ -478,10 +486,31 @@ impl Drop for Pool {
 
 // ------------------------------------------------------------ filesystem
 
-/// The `fuser::Filesystem` of one mount.
+/// The `fuser::Filesystem` of one mount. Every request that reaches the
+/// service runs on the pool: even a lookup can wait behind a metadata commit
+/// (fsync), and the session thread must keep reading requests meanwhile.
 pub(crate) struct MiniFs {
     shared: Arc<Shared>,
     pool: Pool,
+}
+
+fn reply_entry(op: &str, r: Result<Inode>, reply: ReplyEntry) {
+    match r {
+        Ok(inode) => reply.entry(&TTL, &to_attr(&inode), 0),
+        Err(e) => reply.error(fail(op, &e)),
+    }
+}
+
+fn reply_empty(op: &str, r: Result<()>, reply: ReplyEmpty) {
+    match r {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(fail(op, &e)),
+    }
+}
+
+/// A name from the kernel, owned so it can travel to a worker.
+fn owned(name: &OsStr) -> Vec<u8> {
+    name.as_bytes().to_vec()
 }
 
 impl MiniFs {
@@ -498,47 +527,52 @@ impl MiniFs {
         }
     }
 
-    fn service(&self) -> &Arc<Service> {
-        &self.shared.service
+    /// Run `job` on the worker pool.
+    fn spawn(&self, job: impl FnOnce(&Shared) + Send + 'static) {
+        let shared = self.shared.clone();
+        self.pool.run(move || job(&shared));
     }
 
-    fn reply_entry(op: &str, r: Result<Inode>, reply: ReplyEntry) {
-        match r {
-            Ok(inode) => reply.entry(&TTL, &to_attr(&inode), 0),
-            Err(e) => reply.error(fail(op, &e)),
-        }
-    }
-
-    fn reply_empty(op: &str, r: Result<()>, reply: ReplyEmpty) {
-        match r {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail(op, &e)),
-        }
-    }
-
-    /// Create a node of `kind` (not opened).
-    #[allow(clippy::too_many_arguments)]
+    /// Create a node of `kind` (not opened) owned by the caller.
     fn make(
         &self,
         req: &Request<'_>,
+        op: &'static str,
         parent: u64,
         name: &OsStr,
-        kind: Kind,
-        mode: u32,
-        rdev: u32,
-        target: Option<&[u8]>,
-    ) -> Result<Inode> {
-        self.service().make_node(
-            parent,
-            name.as_bytes(),
-            kind,
-            mode & 0o7777,
-            req.uid(),
-            req.gid(),
-            rdev,
-            target,
-        )
+        node: NewNode,
+        reply: ReplyEntry,
+    ) {
+        let (uid, gid) = (req.uid(), req.gid());
+        let name = owned(name);
+        self.spawn(move |sh| {
+            let start = Instant::now();
+            let r = sh.service.make_node(
+                parent,
+                &name,
+                node.kind,
+                node.mode & 0o7777,
+                uid,
+                gid,
+                node.rdev,
+                node.target.as_deref(),
+            );
+            match node.kind {
+                Kind::Dir => sh.record("fuse_mkdir", start, 0, r.as_ref().err()),
+                Kind::File => sh.record("fuse_create", start, 0, r.as_ref().err()),
+                _ => {}
+            }
+            reply_entry(op, r, reply);
+        });
     }
+}
+
+/// What mknod, mkdir and symlink create.
+struct NewNode {
+    kind: Kind,
+    mode: u32,
+    rdev: u32,
+    target: Option<Vec<u8>>,
 }
 
 impl Filesystem for MiniFs {
@@ -569,20 +603,17 @@ impl Filesystem for MiniFs {
     }
 
     fn lookup(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEntry) {
-        Self::reply_entry(
-            "lookup",
-            self.service().lookup(parent, name.as_bytes()),
-            reply,
-        );
+        let name = owned(name);
+        self.spawn(move |sh| reply_entry("lookup", sh.service.lookup(parent, &name), reply));
     }
 
     fn forget(&mut self, _req: &Request<'_>, _ino: u64, _nlookup: u64) {}
 
     fn getattr(&mut self, _req: &Request<'_>, ino: u64, _fh: Option<u64>, reply: ReplyAttr) {
-        match self.service().getattr(ino) {
+        self.spawn(move |sh| match sh.service.getattr(ino) {
             Ok(inode) => reply.attr(&TTL, &to_attr(&inode)),
             Err(e) => reply.error(fail("getattr", &e)),
-        }
+        });
     }
 
     fn setattr(
@@ -611,25 +642,17 @@ impl Filesystem for MiniFs {
             mtime: mtime.map(time_or_now),
             ctime: ctime.map(to_nanos),
         };
-        let shared = self.shared.clone();
-        let work = move || match shared.service.setattr(ino, &change, size) {
+        self.spawn(move |sh| match sh.service.setattr(ino, &change, size) {
             Ok(inode) => reply.attr(&TTL, &to_attr(&inode)),
             Err(e) => reply.error(fail("setattr", &e)),
-        };
-        // Truncation may read, rewrite and commit a chunk: not on the
-        // session thread.
-        if size.is_some() {
-            self.pool.run(work);
-        } else {
-            work();
-        }
+        });
     }
 
     fn readlink(&mut self, _req: &Request<'_>, ino: u64, reply: ReplyData) {
-        match self.service().readlink(ino) {
+        self.spawn(move |sh| match sh.service.readlink(ino) {
             Ok(target) => reply.data(&target),
             Err(e) => reply.error(fail("readlink", &e)),
-        }
+        });
     }
 
     fn mknod(
@@ -651,13 +674,13 @@ impl Filesystem for MiniFs {
         } else {
             0
         };
-        let start = Instant::now();
-        let r = self.make(req, parent, name, kind, mode, rdev, None);
-        if kind == Kind::File {
-            self.shared
-                .record("fuse_create", start, 0, r.as_ref().err());
-        }
-        Self::reply_entry("mknod", r, reply);
+        let node = NewNode {
+            kind,
+            mode,
+            rdev,
+            target: None,
+        };
+        self.make(req, "mknod", parent, name, node, reply);
     }
 
     fn mkdir(
@@ -669,26 +692,13 @@ impl Filesystem for MiniFs {
         _umask: u32,
         reply: ReplyEntry,
     ) {
-        let start = Instant::now();
-        let r = self.make(req, parent, name, Kind::Dir, mode, 0, None);
-        self.shared.record("fuse_mkdir", start, 0, r.as_ref().err());
-        Self::reply_entry("mkdir", r, reply);
-    }
-
-    fn unlink(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
-        let start = Instant::now();
-        let r = self.service().unlink(parent, name.as_bytes());
-        self.shared
-            .record("fuse_unlink", start, 0, r.as_ref().err());
-        Self::reply_empty("unlink", r, reply);
-    }
-
-    fn rmdir(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
-        Self::reply_empty(
-            "rmdir",
-            self.service().rmdir(parent, name.as_bytes()),
-            reply,
-        );
+        let node = NewNode {
+            kind: Kind::Dir,
+            mode,
+            rdev: 0,
+            target: None,
+        };
+        self.make(req, "mkdir", parent, name, node, reply);
     }
 
     fn symlink(
@@ -699,16 +709,28 @@ impl Filesystem for MiniFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        let r = self.make(
-            req,
-            parent,
-            link_name,
-            Kind::Symlink,
-            0o777,
-            0,
-            Some(target.as_os_str().as_bytes()),
-        );
-        Self::reply_entry("symlink", r, reply);
+        let node = NewNode {
+            kind: Kind::Symlink,
+            mode: 0o777,
+            rdev: 0,
+            target: Some(target.as_os_str().as_bytes().to_vec()),
+        };
+        self.make(req, "symlink", parent, link_name, node, reply);
+    }
+
+    fn unlink(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
+        let name = owned(name);
+        self.spawn(move |sh| {
+            let start = Instant::now();
+            let r = sh.service.unlink(parent, &name);
+            sh.record("fuse_unlink", start, 0, r.as_ref().err());
+            reply_empty("unlink", r, reply);
+        });
+    }
+
+    fn rmdir(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
+        let name = owned(name);
+        self.spawn(move |sh| reply_empty("rmdir", sh.service.rmdir(parent, &name), reply));
     }
 
     fn rename(
@@ -726,13 +748,13 @@ impl Filesystem for MiniFs {
             reply.error(libc::EINVAL);
             return;
         };
-        let start = Instant::now();
-        let r = self
-            .service()
-            .rename(parent, name.as_bytes(), newparent, newname.as_bytes(), mode);
-        self.shared
-            .record("fuse_rename", start, 0, r.as_ref().err());
-        Self::reply_empty("rename", r, reply);
+        let (name, newname) = (owned(name), owned(newname));
+        self.spawn(move |sh| {
+            let start = Instant::now();
+            let r = sh.service.rename(parent, &name, newparent, &newname, mode);
+            sh.record("fuse_rename", start, 0, r.as_ref().err());
+            reply_empty("rename", r, reply);
+        });
     }
 
     fn link(
@@ -743,17 +765,13 @@ impl Filesystem for MiniFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        Self::reply_entry(
-            "link",
-            self.service().link(ino, newparent, newname.as_bytes()),
-            reply,
-        );
+        let newname = owned(newname);
+        self.spawn(move |sh| reply_entry("link", sh.service.link(ino, newparent, &newname), reply));
     }
 
     fn open(&mut self, _req: &Request<'_>, ino: u64, flags: i32, reply: ReplyOpen) {
-        let shared = self.shared.clone();
-        self.pool.run(move || {
-            let service = &shared.service;
+        self.spawn(move |sh| {
+            let service = &sh.service;
             let r = service
                 .open_file(ino, OpenFlags::from_libc(flags))
                 .and_then(|fh| match service.getattr(ino) {
@@ -765,7 +783,7 @@ impl Filesystem for MiniFs {
                 });
             match r {
                 Ok((fh, inode)) => {
-                    let keep = shared.keep_cache_on_open(&inode);
+                    let keep = sh.keep_cache_on_open(&inode);
                     reply.opened(fh, if keep { FOPEN_KEEP_CACHE } else { 0 });
                 }
                 Err(e) => reply.error(fail("open", &e)),
@@ -788,17 +806,15 @@ impl Filesystem for MiniFs {
             reply.error(libc::EINVAL);
             return;
         }
-        let shared = self.shared.clone();
-        self.pool.run(move || {
+        self.spawn(move |sh| {
             let start = Instant::now();
-            let r = shared.service.read(fh, offset as u64, size as usize);
-            match r {
+            match sh.service.read(fh, offset as u64, size as usize) {
                 Ok(data) => {
-                    shared.record("fuse_read", start, data.len() as u64, None);
+                    sh.record("fuse_read", start, data.len() as u64, None);
                     reply.data(&data);
                 }
                 Err(e) => {
-                    shared.record("fuse_read", start, 0, Some(&e));
+                    sh.record("fuse_read", start, 0, Some(&e));
                     reply.error(fail("read", &e));
                 }
             }
@@ -821,12 +837,12 @@ impl Filesystem for MiniFs {
             reply.error(libc::EINVAL);
             return;
         }
+        // The request buffer is reused for the next request: copy.
         let data = data.to_vec();
-        let shared = self.shared.clone();
-        self.pool.run(move || {
+        self.spawn(move |sh| {
             let start = Instant::now();
-            let r = shared.service.write(fh, offset as u64, &data);
-            shared.record(
+            let r = sh.service.write(fh, offset as u64, &data);
+            sh.record(
                 "fuse_write",
                 start,
                 *r.as_ref().unwrap_or(&0) as u64,
@@ -847,16 +863,12 @@ impl Filesystem for MiniFs {
         _lock_owner: u64,
         reply: ReplyEmpty,
     ) {
-        let shared = self.shared.clone();
-        self.pool.run(move || {
+        self.spawn(move |sh| {
             let start = Instant::now();
-            let r = shared.service.flush(fh);
-            shared.record("fuse_flush", start, 0, r.as_ref().err());
-            match &r {
-                Ok(()) => shared.cache_matches_committed(ino),
-                Err(_) => shared.forget_cache(ino),
-            }
-            Self::reply_empty("flush", r, reply);
+            let r = sh.service.flush(fh);
+            sh.record("fuse_flush", start, 0, r.as_ref().err());
+            sh.after_commit(ino, &r);
+            reply_empty("flush", r, reply);
         });
     }
 
@@ -870,36 +882,28 @@ impl Filesystem for MiniFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        let shared = self.shared.clone();
-        self.pool.run(move || {
-            let r = shared.service.release(fh);
-            match &r {
-                Ok(()) => shared.cache_matches_committed(ino),
-                Err(_) => shared.forget_cache(ino),
-            }
-            Self::reply_empty("release", r, reply);
+        self.spawn(move |sh| {
+            let r = sh.service.release(fh);
+            sh.after_commit(ino, &r);
+            reply_empty("release", r, reply);
         });
     }
 
     fn fsync(&mut self, _req: &Request<'_>, ino: u64, fh: u64, _datasync: bool, reply: ReplyEmpty) {
-        let shared = self.shared.clone();
-        self.pool.run(move || {
+        self.spawn(move |sh| {
             let start = Instant::now();
-            let r = shared.service.flush(fh);
-            shared.record("fuse_fsync", start, 0, r.as_ref().err());
-            match &r {
-                Ok(()) => shared.cache_matches_committed(ino),
-                Err(_) => shared.forget_cache(ino),
-            }
-            Self::reply_empty("fsync", r, reply);
+            let r = sh.service.flush(fh);
+            sh.record("fuse_fsync", start, 0, r.as_ref().err());
+            sh.after_commit(ino, &r);
+            reply_empty("fsync", r, reply);
         });
     }
 
     fn opendir(&mut self, _req: &Request<'_>, ino: u64, _flags: i32, reply: ReplyOpen) {
-        match self.shared.snapshot_dir(ino) {
+        self.spawn(move |sh| match sh.snapshot_dir(ino) {
             Ok(entries) => {
-                let fh = self.shared.next_dir.fetch_add(1, Ordering::Relaxed);
-                self.shared.dirs.lock().insert(
+                let fh = sh.next_dir.fetch_add(1, Ordering::Relaxed);
+                sh.dirs.lock().insert(
                     fh,
                     DirHandle {
                         ino,
@@ -910,7 +914,7 @@ impl Filesystem for MiniFs {
                 reply.opened(fh, 0);
             }
             Err(e) => reply.error(fail("opendir", &e)),
-        }
+        });
     }
 
     fn readdir(
@@ -922,17 +926,19 @@ impl Filesystem for MiniFs {
         mut reply: ReplyDirectory,
     ) {
         let start = offset.max(0) as usize;
-        let r = self.shared.with_dir(ino, fh, offset, |d| {
-            for (i, e) in d.entries.iter().enumerate().skip(start) {
-                if reply.add(e.ino, (i + 1) as i64, e.kind, OsStr::from_bytes(&e.name)) {
-                    break;
+        self.spawn(move |sh| {
+            let r = sh.with_dir(ino, fh, offset, |d| {
+                for (i, e) in d.entries.iter().enumerate().skip(start) {
+                    if reply.add(e.ino, (i + 1) as i64, e.kind, OsStr::from_bytes(&e.name)) {
+                        break;
+                    }
                 }
+            });
+            match r {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(fail("readdir", &e)),
             }
         });
-        match r {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("readdir", &e)),
-        }
     }
 
     fn readdirplus(
@@ -944,35 +950,31 @@ impl Filesystem for MiniFs {
         mut reply: ReplyDirectoryPlus,
     ) {
         let start = offset.max(0) as usize;
-        let service = self.shared.service.clone();
-        let r = self.shared.with_dir(ino, fh, offset, |d| {
-            for (i, e) in d.entries.iter().enumerate().skip(start) {
-                // Fresh attributes (the snapshot may be older than writes
-                // in progress); an entry gone since the snapshot is skipped.
-                let inode = match service.getattr(e.ino) {
-                    Ok(inode) => inode,
-                    Err(_) if i < 2 => match service.getattr(ino) {
+        self.spawn(move |sh| {
+            let service = &sh.service;
+            let r = sh.with_dir(ino, fh, offset, |d| {
+                for (i, e) in d.entries.iter().enumerate().skip(start) {
+                    // Fresh attributes (the snapshot may be older than
+                    // writes in progress); an entry gone since is skipped.
+                    let inode = match service.getattr(e.ino) {
                         Ok(inode) => inode,
+                        Err(_) if i < 2 => match service.getattr(ino) {
+                            Ok(inode) => inode,
+                            Err(_) => continue,
+                        },
                         Err(_) => continue,
-                    },
-                    Err(_) => continue,
-                };
-                if reply.add(
-                    e.ino,
-                    (i + 1) as i64,
-                    OsStr::from_bytes(&e.name),
-                    &TTL,
-                    &to_attr(&inode),
-                    0,
-                ) {
-                    break;
+                    };
+                    let name = OsStr::from_bytes(&e.name);
+                    if reply.add(e.ino, (i + 1) as i64, name, &TTL, &to_attr(&inode), 0) {
+                        break;
+                    }
                 }
+            });
+            match r {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(fail("readdirplus", &e)),
             }
         });
-        match r {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("readdirplus", &e)),
-        }
     }
 
     fn releasedir(
@@ -1000,25 +1002,26 @@ impl Filesystem for MiniFs {
     }
 
     fn statfs(&mut self, _req: &Request<'_>, _ino: u64, reply: ReplyStatfs) {
-        match self.service().fs_stats() {
+        self.spawn(move |sh| match sh.service.fs_stats() {
             Ok(s) => {
                 let blocks = s.total_bytes / STATFS_BSIZE;
                 let bfree = (s.free_bytes / STATFS_BSIZE).min(blocks);
                 // Inodes are rows in the metadata database: report plenty.
                 let ffree = (u32::MAX as u64).saturating_sub(s.files);
+                let bsize = STATFS_BSIZE as u32;
                 reply.statfs(
                     blocks,
                     bfree,
                     bfree,
                     s.files + ffree,
                     ffree,
-                    STATFS_BSIZE as u32,
+                    bsize,
                     255,
-                    STATFS_BSIZE as u32,
+                    bsize,
                 );
             }
             Err(e) => reply.error(fail("statfs", &e)),
-        }
+        });
     }
 
     fn setxattr(
@@ -1037,17 +1040,19 @@ impl Filesystem for MiniFs {
             reply.error(libc::EINVAL);
             return;
         }
-        let r = if name.as_bytes() == ACL_ACCESS_XATTR {
-            self.shared.set_access_acl(ino, value, create, replace)
-        } else {
-            self.service()
-                .set_xattr(ino, name.as_bytes(), value, create, replace)
-        };
-        match r {
-            Ok(()) => reply.ok(),
-            Err(Error::TooLarge(_)) => reply.error(libc::E2BIG),
-            Err(e) => reply.error(fail("setxattr", &e)),
-        }
+        let (name, value) = (owned(name), value.to_vec());
+        self.spawn(move |sh| {
+            let r = if name == ACL_ACCESS_XATTR {
+                sh.set_access_acl(ino, &value, create, replace)
+            } else {
+                sh.service.set_xattr(ino, &name, &value, create, replace)
+            };
+            match r {
+                Ok(()) => reply.ok(),
+                Err(Error::TooLarge(_)) => reply.error(libc::E2BIG),
+                Err(e) => reply.error(fail("setxattr", &e)),
+            }
+        });
     }
 
     fn getxattr(
@@ -1058,14 +1063,15 @@ impl Filesystem for MiniFs {
         size: u32,
         reply: ReplyXattr,
     ) {
-        match self.service().get_xattr(ino, name.as_bytes()) {
+        let name = owned(name);
+        self.spawn(move |sh| match sh.service.get_xattr(ino, &name) {
             Ok(value) => reply_xattr(reply, size, &value),
             Err(e) => reply.error(fail("getxattr", &e)),
-        }
+        });
     }
 
     fn listxattr(&mut self, _req: &Request<'_>, ino: u64, size: u32, reply: ReplyXattr) {
-        match self.service().list_xattrs(ino) {
+        self.spawn(move |sh| match sh.service.list_xattrs(ino) {
             Ok(names) => {
                 let mut buf = Vec::new();
                 for n in names
@@ -1078,15 +1084,14 @@ impl Filesystem for MiniFs {
                 reply_xattr(reply, size, &buf);
             }
             Err(e) => reply.error(fail("listxattr", &e)),
-        }
+        });
     }
 
     fn removexattr(&mut self, _req: &Request<'_>, ino: u64, name: &OsStr, reply: ReplyEmpty) {
-        Self::reply_empty(
-            "removexattr",
-            self.service().remove_xattr(ino, name.as_bytes()),
-            reply,
-        );
+        let name = owned(name);
+        self.spawn(move |sh| {
+            reply_empty("removexattr", sh.service.remove_xattr(ino, &name), reply)
+        });
     }
 
     fn access(&mut self, _req: &Request<'_>, _ino: u64, _mask: i32, reply: ReplyEmpty) {
@@ -1105,28 +1110,23 @@ impl Filesystem for MiniFs {
         reply: ReplyCreate,
     ) {
         let (uid, gid) = (req.uid(), req.gid());
-        let name = name.as_bytes().to_vec();
-        let shared = self.shared.clone();
-        self.pool.run(move || {
+        let name = owned(name);
+        self.spawn(move |sh| {
             let start = Instant::now();
-            let service = &shared.service;
-            let r = match service.create(
-                parent,
-                &name,
-                mode & 0o7777,
-                uid,
-                gid,
-                OpenFlags::from_libc(flags),
-            ) {
+            let open_flags = OpenFlags::from_libc(flags);
+            let r = match sh
+                .service
+                .create(parent, &name, mode & 0o7777, uid, gid, open_flags)
+            {
                 Err(Error::AlreadyExists(_)) if flags & libc::O_EXCL == 0 => {
-                    shared.open_existing(parent, &name, flags)
+                    sh.open_existing(parent, &name, flags)
                 }
                 other => other,
             };
-            shared.record("fuse_create", start, 0, r.as_ref().err());
+            sh.record("fuse_create", start, 0, r.as_ref().err());
             match r {
                 Ok((inode, fh)) => {
-                    let keep = shared.keep_cache_on_open(&inode);
+                    let keep = sh.keep_cache_on_open(&inode);
                     let flags = if keep { FOPEN_KEEP_CACHE } else { 0 };
                     reply.created(&TTL, &to_attr(&inode), 0, fh, flags);
                 }
@@ -1157,19 +1157,17 @@ impl Filesystem for MiniFs {
             reply.error(libc::EFBIG);
             return;
         };
-        let shared = self.shared.clone();
-        self.pool.run(move || {
-            let r = shared.service.getattr(ino).and_then(|inode| {
+        self.spawn(move |sh| {
+            let r = sh.service.getattr(ino).and_then(|inode| {
                 if end > inode.size {
-                    shared
-                        .service
+                    sh.service
                         .setattr(ino, &AttrChange::default(), Some(end))
                         .map(|_| ())
                 } else {
                     Ok(())
                 }
             });
-            Self::reply_empty("fallocate", r, reply);
+            reply_empty("fallocate", r, reply);
         });
     }
 }
@@ -1180,7 +1178,8 @@ impl Filesystem for MiniFs {
 /// HTTP side changed. Detached when the session ends.
 pub(crate) struct Invalidator {
     notifier: Mutex<Option<Notifier>>,
-    shared: Arc<Shared>,
+    /// Weak: the service holds this observer, and `Shared` holds the service.
+    shared: Weak<Shared>,
 }
 
 impl Invalidator {
@@ -1199,7 +1198,9 @@ impl ChangeObserver for Invalidator {
         // or the name, ENODEV once unmounted.
         match change {
             Change::Inode(ino) => {
-                self.shared.forget_cache(*ino);
+                if let Some(shared) = self.shared.upgrade() {
+                    shared.forget_cache(*ino);
+                }
                 if let Err(e) = notifier.inval_inode(*ino, 0, 0) {
                     log::debug!("invalidate inode {ino}: {e}");
                 }

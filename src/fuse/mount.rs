@@ -160,7 +160,7 @@ pub fn mount(service: Arc<Service>, mountpoint: &Path) -> Result<MountHandle> {
     let unmounter = session.unmount_callable();
     let invalidator = Arc::new(Invalidator {
         notifier: Mutex::new(Some(session.notifier())),
-        shared,
+        shared: Arc::downgrade(&shared),
     });
     let finished = Arc::new(AtomicBool::new(false));
     let thread = {
@@ -206,7 +206,7 @@ pub fn mount(service: Arc<Service>, mountpoint: &Path) -> Result<MountHandle> {
             return Err(Error::Other(msg));
         }
     }
-    log::info!("mounted {}", handle.mountpoint.display());
+    log::debug!("mounted {}", handle.mountpoint.display());
     Ok(handle)
 }
 

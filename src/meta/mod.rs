@@ -16,6 +16,9 @@ use crate::error::{Error, Result};
 
 pub const ROOT_INO: u64 = 1;
 
+/// (parent, name) of directory entries a call created.
+pub type CreatedEntries = Vec<(u64, Vec<u8>)>;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     File = 1,
@@ -222,7 +225,11 @@ fn row_to_inode(r: &rusqlite::Row) -> rusqlite::Result<Inode> {
 impl Meta {
     /// Open (creating if needed) the database. Returns the cluster id and
     /// whether the database was created now.
-    pub fn open(path: &Path, node_ids: Vec<String>, wanted_cluster_id: Option<&str>) -> Result<(Meta, String, bool)> {
+    pub fn open(
+        path: &Path,
+        node_ids: Vec<String>,
+        wanted_cluster_id: Option<&str>,
+    ) -> Result<(Meta, String, bool)> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
@@ -234,7 +241,11 @@ impl Meta {
         conn.set_prepared_statement_cache_capacity(64);
         schema::migrate(&mut conn)?;
         let existing: Option<String> = conn
-            .query_row("SELECT value FROM settings WHERE key='cluster_id'", [], |r| r.get(0))
+            .query_row(
+                "SELECT value FROM settings WHERE key='cluster_id'",
+                [],
+                |r| r.get(0),
+            )
             .optional()?;
         let (cluster_id, created) = match existing {
             Some(id) => {
@@ -253,7 +264,10 @@ impl Meta {
                     .map(str::to_string)
                     .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()));
                 let tx = conn.transaction()?;
-                tx.execute("INSERT INTO settings(key, value) VALUES('cluster_id', ?1)", [&id])?;
+                tx.execute(
+                    "INSERT INTO settings(key, value) VALUES('cluster_id', ?1)",
+                    [&id],
+                )?;
                 let root = Inode::new(Kind::Dir, 0o755, 0, 0);
                 tx.execute(
                     "INSERT INTO inodes(ino, kind, mode, uid, gid, size, nlink, atime, mtime, ctime, crtime, version)
@@ -290,7 +304,8 @@ impl Meta {
     }
 
     fn get_inode_in(conn: &Connection, ino: u64) -> Result<Option<Inode>> {
-        let mut st = conn.prepare_cached(&format!("SELECT {INODE_COLUMNS} FROM inodes WHERE ino=?1"))?;
+        let mut st =
+            conn.prepare_cached(&format!("SELECT {INODE_COLUMNS} FROM inodes WHERE ino=?1"))?;
         Ok(st.query_row([ino as i64], row_to_inode).optional()?)
     }
 
@@ -337,12 +352,21 @@ impl Meta {
     }
 
     /// Entries of a directory after `after` (exclusive), in name order.
-    pub fn list_dir(&self, parent: u64, after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Inode)>> {
+    pub fn list_dir(
+        &self,
+        parent: u64,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Inode)>> {
         let conn = self.conn.lock();
         let mut st = conn.prepare_cached(&format!(
             "SELECT d.name, {} FROM dentries d JOIN inodes i ON i.ino=d.ino
              WHERE d.parent=?1 AND d.name > ?2 ORDER BY d.name LIMIT ?3",
-            INODE_COLUMNS.split(", ").map(|c| format!("i.{c}")).collect::<Vec<_>>().join(", ")
+            INODE_COLUMNS
+                .split(", ")
+                .map(|c| format!("i.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ))?;
         let after: &[u8] = after.unwrap_or(b"");
         let rows = st.query_map(params![parent as i64, after, limit as i64], |r| {
@@ -383,9 +407,12 @@ impl Meta {
     /// The parent and name of an inode (any one link).
     pub fn parent_of(&self, ino: u64) -> Result<Option<(u64, Vec<u8>)>> {
         let conn = self.conn.lock();
-        let mut st = conn.prepare_cached("SELECT parent, name FROM dentries WHERE ino=?1 LIMIT 1")?;
+        let mut st =
+            conn.prepare_cached("SELECT parent, name FROM dentries WHERE ino=?1 LIMIT 1")?;
         Ok(st
-            .query_row([ino as i64], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
+            .query_row([ino as i64], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+            })
             .optional()?)
     }
 
@@ -529,7 +556,13 @@ impl Meta {
         Ok(out)
     }
 
-    fn drop_name(tx: &Transaction, parent: u64, name: &[u8], inode: &Inode, now: Nanos) -> Result<Unlinked> {
+    fn drop_name(
+        tx: &Transaction,
+        parent: u64,
+        name: &[u8],
+        inode: &Inode,
+        now: Nanos,
+    ) -> Result<Unlinked> {
         tx.prepare_cached("DELETE FROM dentries WHERE parent=?1 AND name=?2")?
             .execute(params![parent as i64, name])?;
         let nlink = if inode.kind == Kind::Dir {
@@ -600,7 +633,9 @@ impl Meta {
             "SELECT ino FROM inodes WHERE ino != 1 AND NOT EXISTS (SELECT 1 FROM dentries d WHERE d.ino = inodes.ino)",
         )?;
         let rows = st.query_map([], |r| r.get::<_, i64>(0))?;
-        Ok(rows.map(|r| r.map(|i| i as u64)).collect::<rusqlite::Result<_>>()?)
+        Ok(rows
+            .map(|r| r.map(|i| i as u64))
+            .collect::<rusqlite::Result<_>>()?)
     }
 
     fn is_ancestor(conn: &Connection, maybe_ancestor: u64, mut ino: u64) -> Result<bool> {
@@ -612,7 +647,10 @@ impl Meta {
             if ino == ROOT_INO {
                 return Ok(false);
             }
-            match st.query_row([ino as i64], |r| r.get::<_, i64>(0)).optional()? {
+            match st
+                .query_row([ino as i64], |r| r.get::<_, i64>(0))
+                .optional()?
+            {
                 Some(p) => ino = p as u64,
                 None => return Ok(false),
             }
@@ -621,7 +659,14 @@ impl Meta {
     }
 
     /// Atomic rename. Returns the inode that lost its last name, if any.
-    pub fn rename(&self, parent: u64, name: &[u8], new_parent: u64, new_name: &[u8], mode: RenameMode) -> Result<Option<Unlinked>> {
+    pub fn rename(
+        &self,
+        parent: u64,
+        name: &[u8],
+        new_parent: u64,
+        new_name: &[u8],
+        mode: RenameMode,
+    ) -> Result<Option<Unlinked>> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction()?;
         let ino = Self::lookup_in(&tx, parent, name)?
@@ -633,13 +678,17 @@ impl Meta {
             return Ok(None);
         }
         if src.kind == Kind::Dir && Self::is_ancestor(&tx, ino, new_parent)? {
-            return Err(Error::InvalidArgument("cannot move a directory inside itself".into()));
+            return Err(Error::InvalidArgument(
+                "cannot move a directory inside itself".into(),
+            ));
         }
         let now = now_nanos();
         let mut lost = None;
         match (mode, existing) {
             (RenameMode::NoReplace, Some(_)) => {
-                return Err(Error::AlreadyExists(String::from_utf8_lossy(new_name).into()))
+                return Err(Error::AlreadyExists(
+                    String::from_utf8_lossy(new_name).into(),
+                ))
             }
             (RenameMode::Exchange, None) => {
                 return Err(Error::NotFound(String::from_utf8_lossy(new_name).into()))
@@ -647,7 +696,9 @@ impl Meta {
             (RenameMode::Exchange, Some(other)) => {
                 let dst = Self::must_inode(&tx, other)?;
                 if dst.kind == Kind::Dir && Self::is_ancestor(&tx, other, parent)? {
-                    return Err(Error::InvalidArgument("cannot move a directory inside itself".into()));
+                    return Err(Error::InvalidArgument(
+                        "cannot move a directory inside itself".into(),
+                    ));
                 }
                 tx.prepare_cached("UPDATE dentries SET ino=?3 WHERE parent=?1 AND name=?2")?
                     .execute(params![parent as i64, name, other as i64])?;
@@ -655,21 +706,36 @@ impl Meta {
                     .execute(params![new_parent as i64, new_name, ino as i64])?;
                 if parent != new_parent {
                     let delta = (src.kind == Kind::Dir) as i64 - (dst.kind == Kind::Dir) as i64;
-                    tx.execute("UPDATE inodes SET nlink=nlink-?2 WHERE ino=?1", params![parent as i64, delta])?;
-                    tx.execute("UPDATE inodes SET nlink=nlink+?2 WHERE ino=?1", params![new_parent as i64, delta])?;
+                    tx.execute(
+                        "UPDATE inodes SET nlink=nlink-?2 WHERE ino=?1",
+                        params![parent as i64, delta],
+                    )?;
+                    tx.execute(
+                        "UPDATE inodes SET nlink=nlink+?2 WHERE ino=?1",
+                        params![new_parent as i64, delta],
+                    )?;
                 }
-                tx.execute("UPDATE inodes SET ctime=?2 WHERE ino IN (?1, ?3)", params![ino as i64, now, other as i64])?;
+                tx.execute(
+                    "UPDATE inodes SET ctime=?2 WHERE ino IN (?1, ?3)",
+                    params![ino as i64, now, other as i64],
+                )?;
             }
             (_, existing) => {
                 if let Some(other) = existing {
                     let dst = Self::must_inode(&tx, other)?;
                     match (src.kind == Kind::Dir, dst.kind == Kind::Dir) {
-                        (true, false) => return Err(Error::NotADirectory(String::from_utf8_lossy(new_name).into())),
-                        (false, true) => return Err(Error::IsADirectory(String::from_utf8_lossy(new_name).into())),
-                        (true, true) => {
-                            if Self::has_children_in(&tx, other)? {
-                                return Err(Error::NotEmpty(String::from_utf8_lossy(new_name).into()));
-                            }
+                        (true, false) => {
+                            return Err(Error::NotADirectory(
+                                String::from_utf8_lossy(new_name).into(),
+                            ))
+                        }
+                        (false, true) => {
+                            return Err(Error::IsADirectory(
+                                String::from_utf8_lossy(new_name).into(),
+                            ))
+                        }
+                        (true, true) if Self::has_children_in(&tx, other)? => {
+                            return Err(Error::NotEmpty(String::from_utf8_lossy(new_name).into()));
                         }
                         _ => {}
                     }
@@ -684,10 +750,19 @@ impl Meta {
                     .execute(params![parent as i64, name])?;
                 Self::insert_dentry(&tx, new_parent, new_name, ino)?;
                 if src.kind == Kind::Dir && parent != new_parent {
-                    tx.execute("UPDATE inodes SET nlink=nlink-1 WHERE ino=?1", [parent as i64])?;
-                    tx.execute("UPDATE inodes SET nlink=nlink+1 WHERE ino=?1", [new_parent as i64])?;
+                    tx.execute(
+                        "UPDATE inodes SET nlink=nlink-1 WHERE ino=?1",
+                        [parent as i64],
+                    )?;
+                    tx.execute(
+                        "UPDATE inodes SET nlink=nlink+1 WHERE ino=?1",
+                        [new_parent as i64],
+                    )?;
                 }
-                tx.execute("UPDATE inodes SET ctime=?2 WHERE ino=?1", params![ino as i64, now])?;
+                tx.execute(
+                    "UPDATE inodes SET ctime=?2 WHERE ino=?1",
+                    params![ino as i64, now],
+                )?;
             }
         }
         Self::touch_dir(&tx, parent, now)?;
@@ -716,8 +791,18 @@ impl Meta {
             inode.mtime = t;
         }
         inode.ctime = change.ctime.unwrap_or_else(now_nanos);
-        tx.prepare_cached("UPDATE inodes SET mode=?2, uid=?3, gid=?4, atime=?5, mtime=?6, ctime=?7 WHERE ino=?1")?
-            .execute(params![ino as i64, inode.mode, inode.uid, inode.gid, inode.atime, inode.mtime, inode.ctime])?;
+        tx.prepare_cached(
+            "UPDATE inodes SET mode=?2, uid=?3, gid=?4, atime=?5, mtime=?6, ctime=?7 WHERE ino=?1",
+        )?
+        .execute(params![
+            ino as i64,
+            inode.mode,
+            inode.uid,
+            inode.gid,
+            inode.atime,
+            inode.mtime,
+            inode.ctime
+        ])?;
         tx.commit()?;
         Ok(inode)
     }
@@ -736,7 +821,9 @@ impl Meta {
     pub fn get_xattr(&self, ino: u64, name: &[u8]) -> Result<Option<Vec<u8>>> {
         let conn = self.conn.lock();
         let mut st = conn.prepare_cached("SELECT value FROM xattrs WHERE ino=?1 AND name=?2")?;
-        Ok(st.query_row(params![ino as i64, name], |r| r.get(0)).optional()?)
+        Ok(st
+            .query_row(params![ino as i64, name], |r| r.get(0))
+            .optional()?)
     }
 
     pub fn list_xattrs(&self, ino: u64) -> Result<Vec<Vec<u8>>> {
@@ -747,7 +834,14 @@ impl Meta {
     }
 
     /// `create_only`/`replace_only` follow XATTR_CREATE / XATTR_REPLACE.
-    pub fn set_xattr(&self, ino: u64, name: &[u8], value: &[u8], create_only: bool, replace_only: bool) -> Result<()> {
+    pub fn set_xattr(
+        &self,
+        ino: u64,
+        name: &[u8],
+        value: &[u8],
+        create_only: bool,
+        replace_only: bool,
+    ) -> Result<()> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction()?;
         Self::must_inode(&tx, ino)?;
@@ -770,22 +864,33 @@ impl Meta {
 
     pub fn remove_xattr(&self, ino: u64, name: &[u8]) -> Result<()> {
         let conn = self.conn.lock();
-        let n = conn.execute("DELETE FROM xattrs WHERE ino=?1 AND name=?2", params![ino as i64, name])?;
+        let n = conn.execute(
+            "DELETE FROM xattrs WHERE ino=?1 AND name=?2",
+            params![ino as i64, name],
+        )?;
         if n == 0 {
             return Err(Error::NoAttribute(String::from_utf8_lossy(name).into()));
         }
-        conn.execute("UPDATE inodes SET ctime=?2 WHERE ino=?1", params![ino as i64, now_nanos()])?;
+        conn.execute(
+            "UPDATE inodes SET ctime=?2 WHERE ino=?1",
+            params![ino as i64, now_nanos()],
+        )?;
         Ok(())
     }
 
     // ---------- chunks ----------
 
-    fn shard_rows(&self, conn: &Connection, layout: &ChunkLayout) -> Result<(Placement, Vec<ShardState>, Vec<Option<u32>>)> {
+    fn shard_rows(
+        &self,
+        conn: &Connection,
+        layout: &ChunkLayout,
+    ) -> Result<(Placement, Vec<ShardState>, Vec<Option<u32>>)> {
         let n = layout.shard_count();
         let mut placement = vec![None; n];
         let mut states = vec![ShardState::Missing; n];
         let mut sums = vec![None; n];
-        let mut st = conn.prepare_cached("SELECT idx, node, state, checksum FROM shards WHERE chunk_id=?1")?;
+        let mut st =
+            conn.prepare_cached("SELECT idx, node, state, checksum FROM shards WHERE chunk_id=?1")?;
         let rows = st.query_map([layout.chunk_id as i64], |r| {
             Ok((
                 r.get::<_, i64>(0)? as usize,
@@ -808,7 +913,15 @@ impl Meta {
         Ok((placement, states, sums))
     }
 
-    fn chunk_from_row(&self, conn: &Connection, chunk_id: i64, idx: i64, data_len: i64, k: i64, m: i64) -> Result<ChunkRecord> {
+    fn chunk_from_row(
+        &self,
+        conn: &Connection,
+        chunk_id: i64,
+        idx: i64,
+        data_len: i64,
+        k: i64,
+        m: i64,
+    ) -> Result<ChunkRecord> {
         let layout = ChunkLayout {
             chunk_id: chunk_id as u64,
             k: k as u16,
@@ -829,7 +942,9 @@ impl Meta {
     pub fn chunk_at(&self, ino: u64, idx: u64) -> Result<Option<ChunkRecord>> {
         let conn = self.conn.lock();
         let row = conn
-            .prepare_cached("SELECT chunk_id, idx, data_len, k, m FROM chunks WHERE ino=?1 AND idx=?2")?
+            .prepare_cached(
+                "SELECT chunk_id, idx, data_len, k, m FROM chunks WHERE ino=?1 AND idx=?2",
+            )?
             .query_row(params![ino as i64, idx as i64], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
             })
@@ -843,8 +958,12 @@ impl Meta {
     pub fn chunks_of(&self, ino: u64) -> Result<Vec<ChunkRecord>> {
         let conn = self.conn.lock();
         let rows: Vec<(i64, i64, i64, i64, i64)> = conn
-            .prepare_cached("SELECT chunk_id, idx, data_len, k, m FROM chunks WHERE ino=?1 ORDER BY idx")?
-            .query_map([ino as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+            .prepare_cached(
+                "SELECT chunk_id, idx, data_len, k, m FROM chunks WHERE ino=?1 ORDER BY idx",
+            )?
+            .query_map([ino as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?
             .collect::<rusqlite::Result<_>>()?;
         rows.into_iter()
             .map(|(c, i, l, k, m)| self.chunk_from_row(&conn, c, i, l, k, m))
@@ -854,25 +973,56 @@ impl Meta {
     pub fn chunk_by_id(&self, chunk_id: u64) -> Result<Option<(Option<u64>, ChunkRecord)>> {
         let conn = self.conn.lock();
         let row = conn
-            .prepare_cached("SELECT chunk_id, idx, data_len, k, m, ino FROM chunks WHERE chunk_id=?1")?
+            .prepare_cached(
+                "SELECT chunk_id, idx, data_len, k, m, ino FROM chunks WHERE chunk_id=?1",
+            )?
             .query_row([chunk_id as i64], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get::<_, Option<i64>>(5)?))
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get::<_, Option<i64>>(5)?,
+                ))
             })
             .optional()?;
         match row {
-            Some((c, i, l, k, m, ino)) => Ok(Some((ino.map(|x| x as u64), self.chunk_from_row(&conn, c, i, l, k, m)?))),
+            Some((c, i, l, k, m, ino)) => Ok(Some((
+                ino.map(|x| x as u64),
+                self.chunk_from_row(&conn, c, i, l, k, m)?,
+            ))),
             None => Ok(None),
         }
     }
 
-    fn insert_chunk(&self, tx: &Transaction, ino: Option<u64>, idx: u64, chunk: &WrittenChunk) -> Result<()> {
+    fn insert_chunk(
+        &self,
+        tx: &Transaction,
+        ino: Option<u64>,
+        idx: u64,
+        chunk: &WrittenChunk,
+    ) -> Result<()> {
         let l = &chunk.layout;
-        tx.prepare_cached("INSERT INTO chunks(chunk_id, ino, idx, data_len, k, m) VALUES(?1, ?2, ?3, ?4, ?5, ?6)")?
-            .execute(params![l.chunk_id as i64, ino.map(|i| i as i64), idx as i64, l.data_len as i64, l.k, l.m])?;
-        let mut st = tx.prepare_cached("INSERT INTO shards(chunk_id, idx, node, state, checksum) VALUES(?1, ?2, ?3, ?4, ?5)")?;
+        tx.prepare_cached(
+            "INSERT INTO chunks(chunk_id, ino, idx, data_len, k, m) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            l.chunk_id as i64,
+            ino.map(|i| i as i64),
+            idx as i64,
+            l.data_len as i64,
+            l.k,
+            l.m
+        ])?;
+        let mut st = tx.prepare_cached(
+            "INSERT INTO shards(chunk_id, idx, node, state, checksum) VALUES(?1, ?2, ?3, ?4, ?5)",
+        )?;
         for (i, node) in chunk.placement.iter().enumerate() {
             let (node_id, state) = match node {
-                Some(n) if chunk.checksums[i].is_some() => (Some(self.node_ids[*n].as_str()), ShardState::Ok),
+                Some(n) if chunk.checksums[i].is_some() => {
+                    (Some(self.node_ids[*n].as_str()), ShardState::Ok)
+                }
                 _ => (None, ShardState::Missing),
             };
             st.execute(params![
@@ -915,7 +1065,10 @@ impl Meta {
             Self::kill_chunks(tx, inode.ino, *idx)?;
             self.insert_chunk(tx, Some(inode.ino), *idx, chunk)?;
         }
-        let content_type = c.content_type.clone().or_else(|| inode.content_type.clone());
+        let content_type = c
+            .content_type
+            .clone()
+            .or_else(|| inode.content_type.clone());
         tx.prepare_cached(
             "UPDATE inodes SET size=?2, mtime=?3, ctime=?4, version=version+1, checksum=?5, content_type=?6 WHERE ino=?1",
         )?
@@ -926,7 +1079,12 @@ impl Meta {
     /// Create or replace the file at `parts` (creating parent directories) with
     /// the given content, in one transaction. Returns the file inode and the
     /// (parent, name) entries created.
-    pub fn put_file(&self, parts: &[&[u8]], template: &Inode, mut commit: FileCommit) -> Result<(Inode, Vec<(u64, Vec<u8>)>)> {
+    pub fn put_file(
+        &self,
+        parts: &[&[u8]],
+        template: &Inode,
+        mut commit: FileCommit,
+    ) -> Result<(Inode, CreatedEntries)> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction()?;
         let mut created = Vec::new();
@@ -964,7 +1122,10 @@ impl Meta {
                     return Err(Error::IsADirectory(String::from_utf8_lossy(name).into()));
                 }
                 if f.kind != Kind::File {
-                    return Err(Error::InvalidArgument(format!("{} is not a regular file", String::from_utf8_lossy(name))));
+                    return Err(Error::InvalidArgument(format!(
+                        "{} is not a regular file",
+                        String::from_utf8_lossy(name)
+                    )));
                 }
                 commit.drop_from = Some(0);
                 f
@@ -991,16 +1152,31 @@ impl Meta {
     pub fn set_shard_state(&self, chunk_id: u64, idx: usize, state: ShardState) -> Result<bool> {
         let conn = self.conn.lock();
         let n = conn
-            .prepare_cached("UPDATE shards SET state=?3 WHERE chunk_id=?1 AND idx=?2 AND state != ?3")?
+            .prepare_cached(
+                "UPDATE shards SET state=?3 WHERE chunk_id=?1 AND idx=?2 AND state != ?3",
+            )?
             .execute(params![chunk_id as i64, idx as i64, state as i64])?;
         Ok(n > 0)
     }
 
     /// Record a rebuilt shard. Only updates if the chunk still exists.
-    pub fn set_shard_ok(&self, chunk_id: u64, idx: usize, node: usize, checksum: u32) -> Result<()> {
+    pub fn set_shard_ok(
+        &self,
+        chunk_id: u64,
+        idx: usize,
+        node: usize,
+        checksum: u32,
+    ) -> Result<()> {
         let conn = self.conn.lock();
-        conn.prepare_cached("UPDATE shards SET node=?3, state=0, checksum=?4 WHERE chunk_id=?1 AND idx=?2")?
-            .execute(params![chunk_id as i64, idx as i64, self.node_ids[node], checksum as i64])?;
+        conn.prepare_cached(
+            "UPDATE shards SET node=?3, state=0, checksum=?4 WHERE chunk_id=?1 AND idx=?2",
+        )?
+        .execute(params![
+            chunk_id as i64,
+            idx as i64,
+            self.node_ids[node],
+            checksum as i64
+        ])?;
         Ok(())
     }
 
@@ -1055,7 +1231,9 @@ impl Meta {
             "SELECT chunk_id FROM chunks WHERE ino IS NOT NULL AND chunk_id > ?1 ORDER BY chunk_id LIMIT ?2",
         )?;
         let rows = st.query_map(params![after as i64, limit as i64], |r| r.get::<_, i64>(0))?;
-        Ok(rows.map(|r| r.map(|i| i as u64)).collect::<rusqlite::Result<_>>()?)
+        Ok(rows
+            .map(|r| r.map(|i| i as u64))
+            .collect::<rusqlite::Result<_>>()?)
     }
 
     /// Live chunks that have a shard recorded on `node` (any state), for recovery.
@@ -1065,15 +1243,21 @@ impl Meta {
             "SELECT s.chunk_id FROM shards s JOIN chunks c ON c.chunk_id=s.chunk_id WHERE s.node=?1 AND c.ino IS NOT NULL",
         )?;
         let rows = st.query_map([&self.node_ids[node]], |r| r.get::<_, i64>(0))?;
-        Ok(rows.map(|r| r.map(|i| i as u64)).collect::<rusqlite::Result<_>>()?)
+        Ok(rows
+            .map(|r| r.map(|i| i as u64))
+            .collect::<rusqlite::Result<_>>()?)
     }
 
     /// Superseded chunks waiting for their shards to be deleted.
     pub fn dead_chunks(&self, limit: usize) -> Result<Vec<ChunkRecord>> {
         let conn = self.conn.lock();
         let rows: Vec<(i64, i64, i64, i64, i64)> = conn
-            .prepare_cached("SELECT chunk_id, idx, data_len, k, m FROM chunks WHERE ino IS NULL LIMIT ?1")?
-            .query_map([limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+            .prepare_cached(
+                "SELECT chunk_id, idx, data_len, k, m FROM chunks WHERE ino IS NULL LIMIT ?1",
+            )?
+            .query_map([limit as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?
             .collect::<rusqlite::Result<_>>()?;
         rows.into_iter()
             .map(|(c, i, l, k, m)| self.chunk_from_row(&conn, c, i, l, k, m))
@@ -1084,7 +1268,8 @@ impl Meta {
         let mut conn = self.conn.lock();
         let tx = conn.transaction()?;
         for id in ids {
-            tx.prepare_cached("DELETE FROM shards WHERE chunk_id=?1")?.execute([*id as i64])?;
+            tx.prepare_cached("DELETE FROM shards WHERE chunk_id=?1")?
+                .execute([*id as i64])?;
             tx.prepare_cached("DELETE FROM chunks WHERE chunk_id=?1 AND ino IS NULL")?
                 .execute([*id as i64])?;
         }
@@ -1096,7 +1281,9 @@ impl Meta {
     pub fn shard_keys_on_node(&self, node: usize) -> Result<HashSet<(u64, u16)>> {
         let conn = self.conn.lock();
         let mut st = conn.prepare("SELECT chunk_id, idx FROM shards WHERE node=?1")?;
-        let rows = st.query_map([&self.node_ids[node]], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u16)))?;
+        let rows = st.query_map([&self.node_ids[node]], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u16))
+        })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -1121,7 +1308,13 @@ impl Meta {
              FROM shards s JOIN chunks c ON c.chunk_id=s.chunk_id
              WHERE s.node IS NOT NULL AND s.state=0 GROUP BY s.node",
         )?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64)))?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)? as u64,
+                r.get::<_, i64>(2)? as u64,
+            ))
+        })?;
         let mut out = BTreeMap::new();
         for row in rows {
             let (node, n, b) = row?;
@@ -1146,7 +1339,17 @@ impl Meta {
         Ok(conn.last_insert_rowid())
     }
 
-    pub fn update_recovery(&self, id: i64, state: &str, total: u64, done: u64, bytes: u64, done_ms: Option<i64>, error: Option<&str>) -> Result<()> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn update_recovery(
+        &self,
+        id: i64,
+        state: &str,
+        total: u64,
+        done: u64,
+        bytes: u64,
+        done_ms: Option<i64>,
+        error: Option<&str>,
+    ) -> Result<()> {
         let conn = self.conn.lock();
         conn.execute(
             "UPDATE recoveries SET state=?2, shards_total=?3, shards_done=?4, bytes=?5, done_ms=?6, error=?7 WHERE id=?1",
@@ -1158,7 +1361,8 @@ impl Meta {
     /// Recoveries left 'running' by a crash: (id, node, detected_ms).
     pub fn interrupted_recoveries(&self) -> Result<Vec<(i64, String, i64)>> {
         let conn = self.conn.lock();
-        let mut st = conn.prepare("SELECT id, node, detected_ms FROM recoveries WHERE state='running'")?;
+        let mut st =
+            conn.prepare("SELECT id, node, detected_ms FROM recoveries WHERE state='running'")?;
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }

@@ -193,7 +193,11 @@ impl NodeBackend for LocalDirNode {
     fn put_shard(&self, key: ShardKey, parts: &[&[u8]]) -> Result<()> {
         let dir = self.shard_dir(key);
         let n = self.temp_counter.fetch_add(1, Ordering::Relaxed);
-        let tmp = dir.join(format!(".tmp-{}-{n}-{}", std::process::id(), key.file_name()));
+        let tmp = dir.join(format!(
+            ".tmp-{}-{n}-{}",
+            std::process::id(),
+            key.file_name()
+        ));
         let write = || -> std::io::Result<()> {
             let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
             for p in parts {
@@ -262,7 +266,10 @@ impl NodeBackend for LocalDirNode {
     fn capacity(&self) -> Result<(u64, u64)> {
         let st = nix::sys::statvfs::statvfs(&self.root).map_err(|e| Error::Io(e.into()))?;
         let frsize = st.fragment_size() as u64;
-        Ok((st.blocks() as u64 * frsize, st.blocks_available() as u64 * frsize))
+        Ok((
+            st.blocks() as u64 * frsize,
+            st.blocks_available() as u64 * frsize,
+        ))
     }
 }
 
@@ -300,14 +307,20 @@ mod tests {
         assert_eq!(node.probe("c"), NodeProbe::Healthy);
         let other = LocalDirNode::new("node-2", "r1", &root);
         assert!(matches!(other.probe("c"), NodeProbe::Failed(_)));
-        assert!(other.initialize("c").is_err(), "must not adopt another node's folder");
+        assert!(
+            other.initialize("c").is_err(),
+            "must not adopt another node's folder"
+        );
         fs::remove_file(root.join(IDENTITY_FILE)).unwrap();
         assert!(matches!(node.probe("c"), NodeProbe::Failed(_)));
     }
 
     #[test]
     fn shard_file_names_round_trip() {
-        let k = ShardKey { chunk_id: 0x0123_4567_89ab_cdef, index: 17 };
+        let k = ShardKey {
+            chunk_id: 0x0123_4567_89ab_cdef,
+            index: 17,
+        };
         assert_eq!(ShardKey::parse_file_name(&k.file_name()), Some(k));
         assert_eq!(ShardKey::parse_file_name("garbage.shard"), None);
     }

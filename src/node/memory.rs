@@ -10,11 +10,14 @@ use std::time::SystemTime;
 use super::{NodeBackend, NodeProbe, ShardKey, ShardReader};
 use crate::error::{Error, Result};
 
+/// Bytes of a shard and when they were stored.
+type StoredShard = (Arc<Vec<u8>>, SystemTime);
+
 pub struct MemoryNode {
     id: String,
     region: String,
     cluster: Mutex<Option<String>>,
-    shards: Mutex<HashMap<ShardKey, (Arc<Vec<u8>>, SystemTime)>>,
+    shards: Mutex<HashMap<ShardKey, StoredShard>>,
     failed: AtomicBool,
 }
 
@@ -46,7 +49,10 @@ impl MemoryNode {
 
     fn check(&self) -> Result<()> {
         if self.failed.load(Ordering::SeqCst) {
-            Err(Error::Io(std::io::Error::other(format!("node {} is failed", self.id))))
+            Err(Error::Io(std::io::Error::other(format!(
+                "node {} is failed",
+                self.id
+            ))))
         } else {
             Ok(())
         }
@@ -112,7 +118,9 @@ impl NodeBackend for MemoryNode {
     fn put_shard(&self, key: ShardKey, parts: &[&[u8]]) -> Result<()> {
         self.check()?;
         let data: Vec<u8> = parts.concat();
-        self.shards.lock().insert(key, (Arc::new(data), SystemTime::now()));
+        self.shards
+            .lock()
+            .insert(key, (Arc::new(data), SystemTime::now()));
         Ok(())
     }
 
@@ -133,11 +141,21 @@ impl NodeBackend for MemoryNode {
 
     fn list_shards(&self) -> Result<Vec<(ShardKey, SystemTime)>> {
         self.check()?;
-        Ok(self.shards.lock().iter().map(|(k, (_, t))| (*k, *t)).collect())
+        Ok(self
+            .shards
+            .lock()
+            .iter()
+            .map(|(k, (_, t))| (*k, *t))
+            .collect())
     }
 
     fn capacity(&self) -> Result<(u64, u64)> {
-        let used: u64 = self.shards.lock().values().map(|(d, _)| d.len() as u64).sum();
+        let used: u64 = self
+            .shards
+            .lock()
+            .values()
+            .map(|(d, _)| d.len() as u64)
+            .sum();
         let total = 1 << 40;
         Ok((total, total - used))
     }

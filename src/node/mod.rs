@@ -110,8 +110,14 @@ pub(crate) mod conformance {
         assert_eq!(node.probe(cluster), NodeProbe::Healthy);
         assert!(matches!(node.probe("other-cluster"), NodeProbe::Failed(_)));
 
-        let a = ShardKey { chunk_id: 0xdead_beef, index: 0 };
-        let b = ShardKey { chunk_id: 0xdead_beef, index: 3 };
+        let a = ShardKey {
+            chunk_id: 0xdead_beef,
+            index: 0,
+        };
+        let b = ShardKey {
+            chunk_id: 0xdead_beef,
+            index: 3,
+        };
         node.put_shard(a, &[b"hello ", b"world"]).unwrap();
         node.put_shard(b, &[&[7u8; 100_000]]).unwrap();
         let mut r = node.open_shard(a).unwrap();
@@ -119,20 +125,31 @@ pub(crate) mod conformance {
         let mut buf = [0u8; 5];
         r.read_exact_at(6, &mut buf).unwrap();
         assert_eq!(&buf, b"world");
-        assert!(r.read_exact_at(8, &mut buf).is_err(), "read past end must fail");
+        assert!(
+            r.read_exact_at(8, &mut buf).is_err(),
+            "read past end must fail"
+        );
 
         // Replace is atomic and complete.
         node.put_shard(a, &[b"again"]).unwrap();
-        let mut r = node.open_shard(a).unwrap();
+        let r = node.open_shard(a).unwrap();
         assert_eq!(r.len(), 5);
 
-        let mut listed: Vec<ShardKey> = node.list_shards().unwrap().into_iter().map(|(k, _)| k).collect();
+        let mut listed: Vec<ShardKey> = node
+            .list_shards()
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
         listed.sort();
         assert_eq!(listed, vec![a, b]);
 
         node.delete_shard(a).unwrap();
         node.delete_shard(a).unwrap();
-        assert!(matches!(node.open_shard(a), Err(crate::error::Error::NotFound(_))));
+        assert!(matches!(
+            node.open_shard(a),
+            Err(crate::error::Error::NotFound(_))
+        ));
         assert_eq!(node.list_shards().unwrap().len(), 1);
         let (total, free) = node.capacity().unwrap();
         assert!(total >= free);

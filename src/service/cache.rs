@@ -59,7 +59,9 @@ impl ChunkCache {
         inner.bytes += size;
         inner.order.push_back(chunk_id);
         while inner.bytes > self.capacity {
-            let Some(old) = inner.order.pop_front() else { break };
+            let Some(old) = inner.order.pop_front() else {
+                break;
+            };
             if let Some(d) = inner.map.remove(&old) {
                 inner.bytes -= d.len() as u64;
             }

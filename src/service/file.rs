@@ -80,7 +80,12 @@ impl Uploader {
     }
 
     /// Encode and store `data`; the permit is held until the bytes are stored.
-    pub fn submit(&self, store: Arc<ChunkStore>, data: Vec<u8>, permit: Option<Permit>) -> Arc<Upload> {
+    pub fn submit(
+        &self,
+        store: Arc<ChunkStore>,
+        data: Vec<u8>,
+        permit: Option<Permit>,
+    ) -> Arc<Upload> {
         let slot = Arc::new(Upload {
             result: Mutex::new(None),
             done: Condvar::new(),
@@ -186,7 +191,9 @@ impl Service {
             _ => return Err(Error::InvalidArgument("not a regular file".into())),
         }
         self.open_file_state(&inode);
-        let fh = self.next_handle.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let fh = self
+            .next_handle
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.handles.lock().insert(
             fh,
             Handle {
@@ -199,7 +206,15 @@ impl Service {
     }
 
     /// Create and open a new file.
-    pub fn create(&self, parent: u64, name: &[u8], mode: u32, uid: u32, gid: u32, flags: OpenFlags) -> Result<(Inode, u64)> {
+    pub fn create(
+        &self,
+        parent: u64,
+        name: &[u8],
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        flags: OpenFlags,
+    ) -> Result<(Inode, u64)> {
         let inode = self.make_node(parent, name, Kind::File, mode, uid, gid, 0, None)?;
         let fh = self.open_file(inode.ino, flags)?;
         Ok((inode, fh))
@@ -234,9 +249,13 @@ impl Service {
             Source::Dirty => Ok(st.dirty[&idx].buf.clone()),
             Source::Pending(up) => {
                 let w = up.wait()?;
-                self.store.read(&w.layout, &w.placement, 0, w.layout.data_len as usize)
+                self.store
+                    .read(&w.layout, &w.placement, 0, w.layout.data_len as usize)
             }
-            Source::Staged(w) => self.store.read(&w.layout, &w.placement, 0, w.layout.data_len as usize),
+            Source::Staged(w) => {
+                self.store
+                    .read(&w.layout, &w.placement, 0, w.layout.data_len as usize)
+            }
             Source::Hole => Ok(Vec::new()),
             Source::Committed => match self.meta.chunk_at(f.ino, idx)? {
                 Some(rec) => self.read_committed_piece(&rec, 0, rec.layout.data_len as usize, true),
@@ -262,7 +281,10 @@ impl Service {
     /// whose writers are idle (not `exclude`) while waiting.
     pub(super) fn acquire_permit(&self, exclude: Option<u64>) -> Permit {
         loop {
-            if let Some(p) = self.budget.acquire_timeout(self.chunk_size, Duration::from_millis(50)) {
+            if let Some(p) = self
+                .budget
+                .acquire_timeout(self.chunk_size, Duration::from_millis(50))
+            {
                 return p;
             }
             let others: Vec<Arc<OpenFile>> = self
@@ -284,7 +306,9 @@ impl Service {
     }
 
     fn start_upload(&self, st: &mut FileState, idx: u64) {
-        let Some(d) = st.dirty.remove(&idx) else { return };
+        let Some(d) = st.dirty.remove(&idx) else {
+            return;
+        };
         if let Some(old) = st.staged.remove(&idx) {
             self.store.delete_chunk(&old.layout, &old.placement);
         }
@@ -303,7 +327,9 @@ impl Service {
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<usize> {
         let h = self.handle(fh)?;
         if !h.flags.write {
-            return Err(Error::PermissionDenied("handle is not open for writing".into()));
+            return Err(Error::PermissionDenied(
+                "handle is not open for writing".into(),
+            ));
         }
         let f = self.file_of(h.ino)?;
         let mut st = f.state.lock();
@@ -317,7 +343,11 @@ impl Service {
             let n = ((cs - in_off as u64).min(end - pos)) as usize;
             if !st.dirty.contains_key(&idx) {
                 let covers_all = in_off == 0 && n as u64 == cs;
-                let base = if covers_all { Vec::new() } else { self.chunk_content(&f, &st, idx)? };
+                let base = if covers_all {
+                    Vec::new()
+                } else {
+                    self.chunk_content(&f, &st, idx)?
+                };
                 let permit = self.reserve(&f, &mut st, idx);
                 if let Some(p) = st.pending.remove(&idx) {
                     // Superseded before commit: free its shards once stored.
@@ -325,7 +355,13 @@ impl Service {
                         self.store.delete_chunk(&w.layout, &w.placement);
                     }
                 }
-                st.dirty.insert(idx, Dirty { buf: base, _permit: permit });
+                st.dirty.insert(
+                    idx,
+                    Dirty {
+                        buf: base,
+                        _permit: permit,
+                    },
+                );
             }
             let d = st.dirty.get_mut(&idx).unwrap();
             let src = (pos - offset) as usize;
@@ -361,7 +397,11 @@ impl Service {
         let sequential = h.last_read_end == offset;
         let cs = self.chunk_size;
         let st = f.state.lock();
-        let size = if st.modified { st.size } else { self.getattr_committed(h.ino)?.size };
+        let size = if st.modified {
+            st.size
+        } else {
+            self.getattr_committed(h.ino)?.size
+        };
         let end = (offset + len as u64).min(size);
         let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
         let mut pos = offset;
@@ -405,7 +445,7 @@ impl Service {
             hh.last_read_end = offset + out.len() as u64;
         }
         if let Some(idx) = last_idx {
-            if (sequential || offset % cs == 0) && (idx + 1) * cs < size {
+            if (sequential || offset.is_multiple_of(cs)) && (idx + 1) * cs < size {
                 self.prefetch(h.ino, idx + 1);
             }
         }
@@ -459,7 +499,13 @@ impl Service {
                                 self.store.delete_chunk(&w.layout, &w.placement);
                             }
                             // The chunk index is below drop_from only if kept.
-                            st.dirty.insert(idx, Dirty { buf: base, _permit: permit });
+                            st.dirty.insert(
+                                idx,
+                                Dirty {
+                                    buf: base,
+                                    _permit: permit,
+                                },
+                            );
                         }
                     } else if let Some(d) = st.dirty.get_mut(&idx) {
                         d.buf.truncate(in_off);
@@ -500,7 +546,8 @@ impl Service {
             self.start_upload(&mut st, idx);
         }
         let removed: Vec<u64> = std::mem::take(&mut st.holes).into_iter().collect();
-        let pending: Vec<(u64, Arc<Upload>)> = std::mem::take(&mut st.pending).into_iter().collect();
+        let pending: Vec<(u64, Arc<Upload>)> =
+            std::mem::take(&mut st.pending).into_iter().collect();
         let mut first_err = None;
         for (idx, up) in pending {
             match up.wait() {
@@ -530,7 +577,8 @@ impl Service {
         // The whole-file SHA-256 is computed when first asked for (info,
         // HTTP ETag): hashing inline would cost the writer a core.
         let checksum = None;
-        let staged: Vec<(u64, WrittenChunk)> = st.staged.iter().map(|(i, w)| (*i, w.clone())).collect();
+        let staged: Vec<(u64, WrittenChunk)> =
+            st.staged.iter().map(|(i, w)| (*i, w.clone())).collect();
         let commit = FileCommit {
             ino: f.ino,
             chunks: staged,
@@ -591,7 +639,9 @@ impl Service {
     pub fn release(&self, fh: u64) -> Result<()> {
         let h = self.handles.lock().remove(&fh);
         let Some(h) = h else { return Ok(()) };
-        let Ok(f) = self.file_of(h.ino) else { return Ok(()) };
+        let Ok(f) = self.file_of(h.ino) else {
+            return Ok(());
+        };
         let unlinked = f.state.lock().unlinked;
         let r = if unlinked && f.state.lock().opens == 1 {
             Ok(())

@@ -12,21 +12,36 @@ pub fn parse_key(key: &str) -> Result<Vec<&str>> {
         return Err(Error::InvalidKey("key is empty".into()));
     }
     if key.len() > MAX_KEY_LEN {
-        return Err(Error::InvalidKey(format!("key is {} bytes, the limit is {MAX_KEY_LEN}", key.len())));
+        return Err(Error::InvalidKey(format!(
+            "key is {} bytes, the limit is {MAX_KEY_LEN}",
+            key.len()
+        )));
     }
     if key.contains('\0') {
         return Err(Error::InvalidKey("key contains a NUL byte".into()));
     }
     if key.starts_with('/') {
-        return Err(Error::InvalidKey("key must be relative (no leading '/')".into()));
+        return Err(Error::InvalidKey(
+            "key must be relative (no leading '/')".into(),
+        ));
     }
     let parts: Vec<&str> = key.split('/').collect();
     for p in &parts {
         match *p {
-            "" => return Err(Error::InvalidKey(format!("key {key:?} has an empty segment"))),
-            "." | ".." => return Err(Error::InvalidKey(format!("key {key:?} has a {p:?} segment"))),
+            "" => {
+                return Err(Error::InvalidKey(format!(
+                    "key {key:?} has an empty segment"
+                )))
+            }
+            "." | ".." => {
+                return Err(Error::InvalidKey(format!(
+                    "key {key:?} has a {p:?} segment"
+                )))
+            }
             _ if p.len() > MAX_NAME_LEN => {
-                return Err(Error::InvalidKey(format!("a segment of {key:?} is over {MAX_NAME_LEN} bytes")))
+                return Err(Error::InvalidKey(format!(
+                    "a segment of {key:?} is over {MAX_NAME_LEN} bytes"
+                )))
             }
             _ => {}
         }
@@ -39,8 +54,12 @@ pub fn validate_name(name: &[u8]) -> Result<()> {
     if name.len() > MAX_NAME_LEN {
         return Err(Error::NameTooLong(format!("{} bytes", name.len())));
     }
-    if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0) {
-        return Err(Error::InvalidArgument(format!("invalid name {:?}", String::from_utf8_lossy(name))));
+    if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0)
+    {
+        return Err(Error::InvalidArgument(format!(
+            "invalid name {:?}",
+            String::from_utf8_lossy(name)
+        )));
     }
     Ok(())
 }
@@ -62,7 +81,10 @@ mod tests {
 
     #[test]
     fn names_over_255_bytes_are_too_long() {
-        assert!(matches!(validate_name(&[b'a'; 256]), Err(Error::NameTooLong(_))));
+        assert!(matches!(
+            validate_name(&[b'a'; 256]),
+            Err(Error::NameTooLong(_))
+        ));
         assert!(validate_name(b"ok").is_ok());
         assert!(validate_name(b"..").is_err());
     }

@@ -63,7 +63,9 @@ pub struct ScrubReport {
 }
 
 fn millis(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Sleeps as needed so that `bytes` over `started` stays under `rate` B/s.
@@ -84,14 +86,16 @@ impl Service {
         let this = self.clone();
         std::thread::Builder::new()
             .name("collector".into())
-            .spawn(move || this.worker_loop(Duration::from_secs(2), |s| {
-                if let Err(e) = s.collect_garbage() {
-                    log::warn!("chunk collection: {e}");
-                }
-                if let Err(e) = s.repair_pending() {
-                    log::warn!("repair: {e}");
-                }
-            }))
+            .spawn(move || {
+                this.worker_loop(Duration::from_secs(2), |s| {
+                    if let Err(e) = s.collect_garbage() {
+                        log::warn!("chunk collection: {e}");
+                    }
+                    if let Err(e) = s.repair_pending() {
+                        log::warn!("repair: {e}");
+                    }
+                })
+            })
             .expect("spawn collector");
         let this = self.clone();
         let interval = Duration::from_secs(self.config.recovery.health_interval_secs);
@@ -104,7 +108,9 @@ impl Service {
             .name("sweeper".into())
             .spawn(move || {
                 match this.sweep_orphans() {
-                    Ok(n) if n > 0 => log::info!("freed {n} orphan shard(s) left by an earlier run"),
+                    Ok(n) if n > 0 => {
+                        log::info!("freed {n} orphan shard(s) left by an earlier run")
+                    }
                     Ok(_) => {}
                     Err(e) => log::warn!("orphan sweep: {e}"),
                 }
@@ -117,12 +123,19 @@ impl Service {
             std::thread::Builder::new()
                 .name("scrubber".into())
                 .spawn(move || {
-                    this.worker_loop(Duration::from_secs(scrub_every), |s| match s.scrub(true, &|_| {}) {
-                        Ok(r) if r.corrupt + r.missing > 0 => {
-                            log::warn!("background scrub: {} corrupt, {} missing, {} repaired", r.corrupt, r.missing, r.repaired)
+                    this.worker_loop(Duration::from_secs(scrub_every), |s| {
+                        match s.scrub(true, &|_| {}) {
+                            Ok(r) if r.corrupt + r.missing > 0 => {
+                                log::warn!(
+                                    "background scrub: {} corrupt, {} missing, {} repaired",
+                                    r.corrupt,
+                                    r.missing,
+                                    r.repaired
+                                )
+                            }
+                            Ok(_) => {}
+                            Err(e) => log::warn!("background scrub: {e}"),
                         }
-                        Ok(_) => {}
-                        Err(e) => log::warn!("background scrub: {e}"),
                     })
                 })
                 .expect("spawn scrubber");
@@ -152,7 +165,10 @@ impl Service {
         loop {
             let dead = self.meta.dead_chunks(256)?;
             let pinned = self.pinned.lock().clone();
-            let dead: Vec<ChunkRecord> = dead.into_iter().filter(|c| !pinned.contains_key(&c.layout.chunk_id)).collect();
+            let dead: Vec<ChunkRecord> = dead
+                .into_iter()
+                .filter(|c| !pinned.contains_key(&c.layout.chunk_id))
+                .collect();
             if dead.is_empty() {
                 return Ok(total);
             }
@@ -178,7 +194,8 @@ impl Service {
             } else {
                 ShardState::Corrupt
             };
-            self.meta.set_shard_state(bad.chunk_id, bad.shard_index, state)?;
+            self.meta
+                .set_shard_state(bad.chunk_id, bad.shard_index, state)?;
             if state == ShardState::Corrupt {
                 self.metrics.add_corrupt_shards_found(1);
             }
@@ -220,11 +237,18 @@ impl Service {
             .iter()
             .enumerate()
             .map(|(i, s)| placement::Candidate {
-                region: self.store.region_names().iter().position(|r| r == self.store.node_region(i)).unwrap_or(0),
+                region: self
+                    .store
+                    .region_names()
+                    .iter()
+                    .position(|r| r == self.store.node_region(i))
+                    .unwrap_or(0),
                 usable: s.state == NodeState::Up,
             })
             .collect();
-        placement::order(&candidates, chunk_id, &others).into_iter().next()
+        placement::order(&candidates, chunk_id, &others)
+            .into_iter()
+            .next()
     }
 
     /// Rebuild the unhealthy shards of one chunk (all of them, or only those
@@ -258,15 +282,24 @@ impl Service {
             .enumerate()
             .map(|(i, p)| p.filter(|_| rec.states[i] == ShardState::Ok))
             .collect();
-        let rebuilt = self.store.rebuild(&rec.layout, &readable, &targets, timeout)?;
+        let rebuilt = self
+            .store
+            .rebuild(&rec.layout, &readable, &targets, timeout)?;
         for (i, node, sum) in &rebuilt {
             // A moved shard leaves its old copy behind: remove it.
             if let Some(old) = rec.placement[*i] {
                 if old != *node {
-                    let _ = self.store.delete_shard_on(old, ShardKey { chunk_id: rec.layout.chunk_id, index: *i as u16 });
+                    let _ = self.store.delete_shard_on(
+                        old,
+                        ShardKey {
+                            chunk_id: rec.layout.chunk_id,
+                            index: *i as u16,
+                        },
+                    );
                 }
             }
-            self.meta.set_shard_ok(rec.layout.chunk_id, *i, *node, *sum)?;
+            self.meta
+                .set_shard_ok(rec.layout.chunk_id, *i, *node, *sum)?;
         }
         Ok(rebuilt.len() as u64)
     }
@@ -315,9 +348,19 @@ impl Service {
     }
 
     fn resume_recoveries(&self) {
-        let Ok(list) = self.meta.interrupted_recoveries() else { return };
+        let Ok(list) = self.meta.interrupted_recoveries() else {
+            return;
+        };
         for (id, node, _) in list {
-            let _ = self.meta.update_recovery(id, "interrupted", 0, 0, 0, Some(millis(SystemTime::now())), Some("daemon stopped"));
+            let _ = self.meta.update_recovery(
+                id,
+                "interrupted",
+                0,
+                0,
+                0,
+                Some(millis(SystemTime::now())),
+                Some("daemon stopped"),
+            );
             log::info!("resuming the interrupted recovery of node {node}");
             match self.recover_node(&node, &|_| {}) {
                 Ok(r) => log::info!("{}", r.message),
@@ -328,10 +371,19 @@ impl Service {
 
     /// Rebuild everything that belongs on `node_id` (its folder re-created if
     /// missing or empty). Idempotent; parallel across chunks; reports progress.
-    pub fn recover_node(&self, node_id: &str, progress: &(dyn Fn(&Progress) + Sync)) -> Result<RecoveryReport> {
-        let idx = self.store.node_index(node_id).ok_or_else(|| Error::UnknownNode(node_id.to_string()))?;
+    pub fn recover_node(
+        &self,
+        node_id: &str,
+        progress: &(dyn Fn(&Progress) + Sync),
+    ) -> Result<RecoveryReport> {
+        let idx = self
+            .store
+            .node_index(node_id)
+            .ok_or_else(|| Error::UnknownNode(node_id.to_string()))?;
         let _one_at_a_time = self.recovery_lock.lock();
-        let detected = self.store.node_status()[idx].since.unwrap_or_else(SystemTime::now);
+        let detected = self.store.node_status()[idx]
+            .since
+            .unwrap_or_else(SystemTime::now);
         let started_at = SystemTime::now();
         let started = Instant::now();
         let (state, _) = self.store.probe_node(idx);
@@ -340,15 +392,21 @@ impl Service {
             let reason = self.store.node_status()[idx].reason.clone();
             let folder_gone_or_empty = state == NodeState::Empty || reason.contains("missing");
             if !folder_gone_or_empty {
-                return Err(Error::Other(format!("node {node_id} cannot be rebuilt in place: {reason}")));
+                return Err(Error::Other(format!(
+                    "node {node_id} cannot be rebuilt in place: {reason}"
+                )));
             }
             self.store.initialize_node(idx)?;
             if !self.store.is_up(idx) {
                 let reason = self.store.node_status()[idx].reason.clone();
-                return Err(Error::Other(format!("node {node_id} is still unusable after re-creating it: {reason}")));
+                return Err(Error::Other(format!(
+                    "node {node_id} is still unusable after re-creating it: {reason}"
+                )));
             }
         }
-        let rec_id = self.meta.start_recovery(node_id, millis(detected), millis(started_at))?;
+        let rec_id = self
+            .meta
+            .start_recovery(node_id, millis(detected), millis(started_at))?;
         // Work: every live chunk with a shard recorded here, plus chunks with
         // shards that were never placed.
         let mut ids: BTreeSet<u64> = self.meta.chunk_ids_on_node(idx)?.into_iter().collect();
@@ -366,7 +424,7 @@ impl Service {
         let retries = self.config.recovery.retry_attempts.max(1);
         let report = |force: bool| {
             let d = done.load(Ordering::Relaxed);
-            if !force && d % 16 != 0 {
+            if !force && !d.is_multiple_of(16) {
                 return;
             }
             let b = bytes.load(Ordering::Relaxed);
@@ -412,16 +470,31 @@ impl Service {
             }
         });
         report(true);
-        let (total_shards, total_bytes, failed) = (shards.into_inner(), bytes.into_inner(), failed.into_inner());
+        let (total_shards, total_bytes, failed) =
+            (shards.into_inner(), bytes.into_inner(), failed.into_inner());
         let finished = SystemTime::now();
         let detect_to_start = started_at.duration_since(detected).unwrap_or_default();
         let start_to_done = finished.duration_since(started_at).unwrap_or_default();
         let ok = failed == 0 && !self.is_shutting_down();
         let err_text = (!ok).then(|| format!("{failed} chunk(s) could not be rebuilt"));
-        self.metrics.record_recovery(node_id, detect_to_start, start_to_done, total_bytes, total_shards, ok, err_text.as_deref());
+        self.metrics.record_recovery(
+            node_id,
+            detect_to_start,
+            start_to_done,
+            total_bytes,
+            total_shards,
+            ok,
+            err_text.as_deref(),
+        );
         self.meta.update_recovery(
             rec_id,
-            if ok { "done" } else if self.is_shutting_down() { "running" } else { "failed" },
+            if ok {
+                "done"
+            } else if self.is_shutting_down() {
+                "running"
+            } else {
+                "failed"
+            },
             total,
             total - failed,
             total_bytes,
@@ -437,7 +510,10 @@ impl Service {
             message: if ok {
                 format!("Recovery completed for node {node_id}")
             } else {
-                format!("Recovery of node {node_id} incomplete: {}", err_text.clone().unwrap_or_default())
+                format!(
+                    "Recovery of node {node_id} incomplete: {}",
+                    err_text.clone().unwrap_or_default()
+                )
             },
             chunks_total: total,
             chunks_failed: failed,
@@ -446,7 +522,11 @@ impl Service {
             detect_to_start_ms: detect_to_start.as_secs_f64() * 1000.0,
             start_to_done_ms: secs * 1000.0,
             mttr_ms: (detect_to_start + start_to_done).as_secs_f64() * 1000.0,
-            rebuild_rate_mb_per_sec: if secs > 0.0 { total_bytes as f64 / 1e6 / secs } else { 0.0 },
+            rebuild_rate_mb_per_sec: if secs > 0.0 {
+                total_bytes as f64 / 1e6 / secs
+            } else {
+                0.0
+            },
         };
         if !ok {
             return Err(Error::Unavailable(report.message));
@@ -456,7 +536,9 @@ impl Service {
 
     /// Rebuild what chunk `id` lacks on node `node`. Returns (shards, bytes).
     fn recover_chunk(&self, id: u64, node: usize, fresh: bool) -> Result<(u64, u64)> {
-        let Some((Some(_), rec)) = self.meta.chunk_by_id(id)? else { return Ok((0, 0)) };
+        let Some((Some(_), rec)) = self.meta.chunk_by_id(id)? else {
+            return Ok((0, 0));
+        };
         let mut want = BTreeSet::new();
         for i in 0..rec.layout.shard_count() {
             match rec.placement[i] {
@@ -482,9 +564,17 @@ impl Service {
         }
         // Prefer this node for shards that have no home.
         let mut targets = Vec::new();
-        let mut used: Vec<usize> = rec.placement.iter().enumerate().filter(|(i, _)| !want.contains(i)).filter_map(|(_, p)| *p).collect();
+        let mut used: Vec<usize> = rec
+            .placement
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !want.contains(i))
+            .filter_map(|(_, p)| *p)
+            .collect();
         for &i in &want {
-            let t = if rec.placement[i] == Some(node) || (!used.contains(&node) && !targets.iter().any(|&(_, n)| n == node)) {
+            let t = if rec.placement[i] == Some(node)
+                || (!used.contains(&node) && !targets.iter().any(|&(_, n)| n == node))
+            {
                 Some(node)
             } else {
                 let mut p = rec.placement.clone();
@@ -510,12 +600,23 @@ impl Service {
             .enumerate()
             .map(|(i, p)| p.filter(|_| !want.contains(&i) && rec.states[i] == ShardState::Ok))
             .collect();
-        let rebuilt = self.store.rebuild(&rec.layout, &readable, &targets, Duration::from_secs(self.config.recovery.timeout))?;
+        let rebuilt = self.store.rebuild(
+            &rec.layout,
+            &readable,
+            &targets,
+            Duration::from_secs(self.config.recovery.timeout),
+        )?;
         let shard_len = rec.layout.shard_len() as u64;
         for (i, n, sum) in &rebuilt {
             if let Some(old) = rec.placement[*i] {
                 if old != *n {
-                    let _ = self.store.delete_shard_on(old, ShardKey { chunk_id: id, index: *i as u16 });
+                    let _ = self.store.delete_shard_on(
+                        old,
+                        ShardKey {
+                            chunk_id: id,
+                            index: *i as u16,
+                        },
+                    );
                 }
             }
             self.meta.set_shard_ok(id, *i, *n, *sum)?;
@@ -525,7 +626,11 @@ impl Service {
 
     /// Verify every shard of every live chunk (parity too); with `repair`,
     /// rebuild the bad ones.
-    pub fn scrub(&self, repair: bool, progress: &(dyn Fn(&Progress) + Sync)) -> Result<ScrubReport> {
+    pub fn scrub(
+        &self,
+        repair: bool,
+        progress: &(dyn Fn(&Progress) + Sync),
+    ) -> Result<ScrubReport> {
         let mut report = ScrubReport::default();
         let started = Instant::now();
         let (total, _) = self.meta.object_totals()?;
@@ -540,7 +645,9 @@ impl Service {
                 if self.is_shutting_down() {
                     return Ok(report);
                 }
-                let Some((Some(_), rec)) = self.meta.chunk_by_id(id)? else { continue };
+                let Some((Some(_), rec)) = self.meta.chunk_by_id(id)? else {
+                    continue;
+                };
                 report.chunks_checked += 1;
                 let mut bad = BTreeSet::new();
                 let mut problems = Vec::new();
@@ -548,13 +655,18 @@ impl Service {
                     report.shards_checked += 1;
                     let problem = match rec.placement[i] {
                         None => Some(("missing", "never placed or lost".to_string())),
-                        Some(n) if !self.store.is_up(n) => Some(("missing", format!("node {} is down", self.store.nodes()[n].id()))),
+                        Some(n) if !self.store.is_up(n) => Some((
+                            "missing",
+                            format!("node {} is down", self.store.nodes()[n].id()),
+                        )),
                         Some(n) => match self.store.verify_shard(&rec.layout, i, n) {
                             Ok(()) => {
                                 report.bytes_checked += rec.layout.shard_len() as u64;
                                 None
                             }
-                            Err(Error::NotFound(_)) => Some(("missing", "shard file is missing".to_string())),
+                            Err(Error::NotFound(_)) => {
+                                Some(("missing", "shard file is missing".to_string()))
+                            }
                             Err(e) => Some(("corrupt", e.to_string())),
                         },
                     };
@@ -597,7 +709,8 @@ impl Service {
                         Err(e) => log::warn!("scrub repair of chunk {id:016x}: {e}"),
                     }
                 }
-                report.unrepairable += problems.iter().filter(|p| !p.repaired).count() as u64 * repair as u64;
+                report.unrepairable +=
+                    problems.iter().filter(|p| !p.repaired).count() as u64 * repair as u64;
                 report.problems.extend(problems);
                 if report.chunks_checked % 16 == 0 {
                     let secs = started.elapsed().as_secs_f64().max(1e-6);
@@ -650,9 +763,19 @@ impl Service {
         let (state, message) = if failed.len() > m {
             ("error", format!("{} nodes failed, more than the {m} the code tolerates: some data is unreadable", failed.len()))
         } else if !failed.is_empty() {
-            ("degraded", format!("{} node(s) failed: {}; data is readable from the others", failed.len(), failed.join(", ")))
+            (
+                "degraded",
+                format!(
+                    "{} node(s) failed: {}; data is readable from the others",
+                    failed.len(),
+                    failed.join(", ")
+                ),
+            )
         } else if chunks_missing > 0 {
-            ("degraded", format!("{chunks_missing} chunk(s) are missing shards; repair is queued"))
+            (
+                "degraded",
+                format!("{chunks_missing} chunk(s) are missing shards; repair is queued"),
+            )
         } else {
             ("healthy", "All nodes are healthy".to_string())
         };
@@ -751,7 +874,10 @@ impl Service {
     pub fn info_json(&self, info: &super::ObjectInfo) -> Value {
         let i = &info.inode;
         let content_type = i.content_type.clone().unwrap_or_else(|| {
-            mime_guess::from_path(&info.key).first().map(|m| m.essence_str().to_string()).unwrap_or_else(|| "application/octet-stream".into())
+            mime_guess::from_path(&info.key)
+                .first()
+                .map(|m| m.essence_str().to_string())
+                .unwrap_or_else(|| "application/octet-stream".into())
         });
         let chunks = self.chunk_infos(&info.chunks);
         let healthy = chunks.iter().all(|c| c.shards.iter().all(|s| s.healthy));
@@ -774,7 +900,10 @@ impl Service {
 
     /// Layout helper for tools: a chunk's shard placement.
     pub fn chunk_layout(&self, chunk_id: u64) -> Result<Option<(ChunkLayout, Placement)>> {
-        Ok(self.meta.chunk_by_id(chunk_id)?.map(|(_, r)| (r.layout, r.placement)))
+        Ok(self
+            .meta
+            .chunk_by_id(chunk_id)?
+            .map(|(_, r)| (r.layout, r.placement)))
     }
 }
 

@@ -29,7 +29,10 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::chunk::{ChunkStore, NodeState, WrittenChunk};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::meta::{now_nanos, AttrChange, ChunkRecord, FileCommit, Inode, Kind, Meta, RenameMode, ShardState, ROOT_INO};
+use crate::meta::{
+    now_nanos, AttrChange, ChunkRecord, FileCommit, Inode, Kind, Meta, RenameMode, ShardState,
+    ROOT_INO,
+};
 use crate::metrics::Metrics;
 use crate::node::{LocalDirNode, NodeBackend};
 use cache::ChunkCache;
@@ -165,23 +168,44 @@ impl Service {
         let nodes: Vec<Arc<dyn NodeBackend>> = config
             .nodes
             .iter()
-            .map(|n| Arc::new(LocalDirNode::new(&n.id, &n.region, &n.storage_path)) as Arc<dyn NodeBackend>)
+            .map(|n| {
+                Arc::new(LocalDirNode::new(&n.id, &n.region, &n.storage_path))
+                    as Arc<dyn NodeBackend>
+            })
             .collect();
         Self::open_with_nodes(config, metrics, nodes)
     }
 
     /// Open with explicit node backends (tests use in-memory doubles).
-    pub fn open_with_nodes(config: Arc<Config>, metrics: Arc<Metrics>, nodes: Vec<Arc<dyn NodeBackend>>) -> Result<Arc<Service>> {
+    pub fn open_with_nodes(
+        config: Arc<Config>,
+        metrics: Arc<Metrics>,
+        nodes: Vec<Arc<dyn NodeBackend>>,
+    ) -> Result<Arc<Service>> {
         let node_ids = nodes.iter().map(|n| n.id().to_string()).collect();
-        let (meta, cluster_id, created) = Meta::open(&config.metadata.path, node_ids, config.cluster.id.as_deref())?;
-        let store = Arc::new(ChunkStore::new(nodes, &cluster_id, config.k(), config.m(), metrics.clone())?);
+        let (meta, cluster_id, created) = Meta::open(
+            &config.metadata.path,
+            node_ids,
+            config.cluster.id.as_deref(),
+        )?;
+        let store = Arc::new(ChunkStore::new(
+            nodes,
+            &cluster_id,
+            config.k(),
+            config.m(),
+            metrics.clone(),
+        )?);
         for i in 0..store.nodes().len() {
             // First start: every folder is new. Later, a missing or empty
             // folder is a failed node until it is recovered.
             if created {
                 if let Err(e) = store.initialize_node(i) {
                     let node = &store.nodes()[i];
-                    log::warn!("cannot initialize node {} at {}: {e}", node.id(), node.location());
+                    log::warn!(
+                        "cannot initialize node {} at {}: {e}",
+                        node.id(),
+                        node.location()
+                    );
                 }
             }
             store.probe_node(i);
@@ -247,7 +271,9 @@ impl Service {
         let parts = parse_key(key)?;
         let parts: Vec<&[u8]> = parts.iter().map(|p| p.as_bytes()).collect();
         match self.meta.resolve(&parts) {
-            Err(Error::NotADirectory(_)) => Err(Error::NotADirectory(format!("{key}: a parent is a file"))),
+            Err(Error::NotADirectory(_)) => {
+                Err(Error::NotADirectory(format!("{key}: a parent is a file")))
+            }
             other => other,
         }
     }
@@ -267,7 +293,11 @@ impl Service {
             }
         }
         parts.reverse();
-        Ok(parts.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect::<Vec<_>>().join("/"))
+        Ok(parts
+            .iter()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect::<Vec<_>>()
+            .join("/"))
     }
 
     // ---------------------------------------------------------- object API
@@ -275,14 +305,26 @@ impl Service {
     /// Store an object from a stream. Memory stays bounded (a few chunks);
     /// nothing becomes visible until every chunk is durable; a failing reader
     /// leaves no object and no shards behind.
-    pub fn put_object(&self, key: &str, reader: &mut dyn Read, content_type: Option<&str>, max_size: Option<u64>) -> Result<Inode> {
+    pub fn put_object(
+        &self,
+        key: &str,
+        reader: &mut dyn Read,
+        content_type: Option<&str>,
+        max_size: Option<u64>,
+    ) -> Result<Inode> {
         let parts = parse_key(key)?;
         let parts: Vec<&[u8]> = parts.iter().map(|p| p.as_bytes()).collect();
         // Refuse early when the key names a directory or goes through a file.
         match self.meta.resolve(&parts) {
             Ok(Some(i)) if i.kind == Kind::Dir => return Err(Error::IsADirectory(key.to_string())),
-            Ok(Some(i)) if i.kind != Kind::File => return Err(Error::InvalidArgument(format!("{key} is not a regular file"))),
-            Err(Error::NotADirectory(_)) => return Err(Error::NotADirectory(format!("{key}: a parent is a file"))),
+            Ok(Some(i)) if i.kind != Kind::File => {
+                return Err(Error::InvalidArgument(format!(
+                    "{key} is not a regular file"
+                )))
+            }
+            Err(Error::NotADirectory(_)) => {
+                return Err(Error::NotADirectory(format!("{key}: a parent is a file")))
+            }
             Err(e) => return Err(e),
             _ => {}
         }
@@ -302,7 +344,9 @@ impl Service {
                 size += n as u64;
                 if let Some(max) = max_size {
                     if size > max {
-                        return Err(Error::TooLarge(format!("object exceeds the {max}-byte limit")));
+                        return Err(Error::TooLarge(format!(
+                            "object exceeds the {max}-byte limit"
+                        )));
                     }
                 }
                 hasher.update(&buf);
@@ -335,9 +379,11 @@ impl Service {
         let now = now_nanos();
         let mut template = Inode::new(Kind::File, 0o644, 0, 0);
         template.ctime = now;
-        let guessed = content_type
-            .map(str::to_string)
-            .or_else(|| mime_guess::from_path(key).first().map(|m| m.essence_str().to_string()));
+        let guessed = content_type.map(str::to_string).or_else(|| {
+            mime_guess::from_path(key)
+                .first()
+                .map(|m| m.essence_str().to_string())
+        });
         template.content_type = guessed.clone();
         let commit = FileCommit {
             ino: 0,
@@ -361,7 +407,11 @@ impl Service {
         };
         self.wake_workers();
         let mut changes = vec![Change::Inode(inode.ino)];
-        changes.extend(created.into_iter().map(|(parent, name)| Change::Entry { parent, name }));
+        changes.extend(
+            created
+                .into_iter()
+                .map(|(parent, name)| Change::Entry { parent, name }),
+        );
         self.notify(&changes);
         Ok(inode)
     }
@@ -394,11 +444,15 @@ impl Service {
     }
 
     pub fn open_object(self: &Arc<Self>, key: &str) -> Result<Snapshot> {
-        let inode = self.resolve_key(key)?.ok_or_else(|| Error::NotFound(key.to_string()))?;
+        let inode = self
+            .resolve_key(key)?
+            .ok_or_else(|| Error::NotFound(key.to_string()))?;
         match inode.kind {
             Kind::File => self.snapshot(inode.ino),
             Kind::Dir => Err(Error::IsADirectory(key.to_string())),
-            _ => Err(Error::InvalidArgument(format!("{key} is not a regular file"))),
+            _ => Err(Error::InvalidArgument(format!(
+                "{key} is not a regular file"
+            ))),
         }
     }
 
@@ -432,7 +486,12 @@ impl Service {
 
     /// Keys of files under `prefix` (a plain string prefix of the key), sorted.
     /// Returns (keys, truncated).
-    pub fn list_objects(&self, prefix: &str, start_after: Option<&str>, limit: Option<usize>) -> Result<(Vec<String>, bool)> {
+    pub fn list_objects(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<(Vec<String>, bool)> {
         // Start at the deepest directory the prefix names completely.
         let mut dir = ROOT_INO;
         let mut base = String::new();
@@ -472,7 +531,9 @@ impl Service {
     /// Metadata, chunks and placement of a file. Computes the SHA-256 when
     /// it is not known yet (after random writes) and stores it.
     pub fn object_info(self: &Arc<Self>, key: &str) -> Result<ObjectInfo> {
-        let inode = self.resolve_key(key)?.ok_or_else(|| Error::NotFound(key.to_string()))?;
+        let inode = self
+            .resolve_key(key)?
+            .ok_or_else(|| Error::NotFound(key.to_string()))?;
         self.info_of(key.to_string(), inode)
     }
 
@@ -487,7 +548,8 @@ impl Service {
                 pos += piece.len() as u64;
             }
             let sum = hex::encode(hasher.finalize());
-            self.meta.set_checksum(inode.ino, snap.inode.version, &sum)?;
+            self.meta
+                .set_checksum(inode.ino, snap.inode.version, &sum)?;
             inode = snap.inode.clone();
             inode.checksum = Some(sum);
         }
@@ -547,7 +609,9 @@ impl Service {
     }
 
     fn getattr_committed(&self, ino: u64) -> Result<Inode> {
-        self.meta.get_inode(ino)?.ok_or_else(|| Error::NotFound(format!("inode {ino}")))
+        self.meta
+            .get_inode(ino)?
+            .ok_or_else(|| Error::NotFound(format!("inode {ino}")))
     }
 
     pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<Inode> {
@@ -568,7 +632,18 @@ impl Service {
 
     /// Create a directory, file, symlink or special file. Applies setgid
     /// directory inheritance.
-    pub fn make_node(&self, parent: u64, name: &[u8], kind: Kind, mode: u32, uid: u32, gid: u32, rdev: u32, target: Option<&[u8]>) -> Result<Inode> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn make_node(
+        &self,
+        parent: u64,
+        name: &[u8],
+        kind: Kind,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        rdev: u32,
+        target: Option<&[u8]>,
+    ) -> Result<Inode> {
         validate_name(name)?;
         let dir = self.getattr_committed(parent)?;
         if dir.kind != Kind::Dir {
@@ -617,7 +692,14 @@ impl Service {
         self.meta.rmdir(parent, name).map(|_| ())
     }
 
-    pub fn rename(&self, parent: u64, name: &[u8], new_parent: u64, new_name: &[u8], mode: RenameMode) -> Result<()> {
+    pub fn rename(
+        &self,
+        parent: u64,
+        name: &[u8],
+        new_parent: u64,
+        new_name: &[u8],
+        mode: RenameMode,
+    ) -> Result<()> {
         validate_name(new_name)?;
         if let Some(lost) = self.meta.rename(parent, name, new_parent, new_name, mode)? {
             self.after_unlink(lost.ino, lost.nlink)?;
@@ -668,7 +750,12 @@ impl Service {
         self.getattr(ino)
     }
 
-    pub fn list_dir(&self, ino: u64, after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Inode)>> {
+    pub fn list_dir(
+        &self,
+        ino: u64,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Inode)>> {
         let dir = self.getattr_committed(ino)?;
         if dir.kind != Kind::Dir {
             return Err(Error::NotADirectory(format!("inode {ino}")));
@@ -680,7 +767,11 @@ impl Service {
         if ino == ROOT_INO {
             return Ok(ROOT_INO);
         }
-        Ok(self.meta.parent_of(ino)?.map(|(p, _)| p).unwrap_or(ROOT_INO))
+        Ok(self
+            .meta
+            .parent_of(ino)?
+            .map(|(p, _)| p)
+            .unwrap_or(ROOT_INO))
     }
 
     // xattrs: `user.minigcs.placement` is virtual and read-only.
@@ -707,17 +798,29 @@ impl Service {
             .ok_or_else(|| Error::NoAttribute(String::from_utf8_lossy(name).into()))
     }
 
-    pub fn set_xattr(&self, ino: u64, name: &[u8], value: &[u8], create_only: bool, replace_only: bool) -> Result<()> {
+    pub fn set_xattr(
+        &self,
+        ino: u64,
+        name: &[u8],
+        value: &[u8],
+        create_only: bool,
+        replace_only: bool,
+    ) -> Result<()> {
         if name == Self::PLACEMENT_XATTR {
-            return Err(Error::PermissionDenied("user.minigcs.placement is read-only".into()));
+            return Err(Error::PermissionDenied(
+                "user.minigcs.placement is read-only".into(),
+            ));
         }
         if name.is_empty() || name.len() > 255 {
-            return Err(Error::InvalidArgument("xattr name must be 1-255 bytes".into()));
+            return Err(Error::InvalidArgument(
+                "xattr name must be 1-255 bytes".into(),
+            ));
         }
         if value.len() > 64 * 1024 {
             return Err(Error::TooLarge("xattr value over 64 KiB".into()));
         }
-        self.meta.set_xattr(ino, name, value, create_only, replace_only)
+        self.meta
+            .set_xattr(ino, name, value, create_only, replace_only)
     }
 
     pub fn list_xattrs(&self, ino: u64) -> Result<Vec<Vec<u8>>> {
@@ -727,7 +830,9 @@ impl Service {
 
     pub fn remove_xattr(&self, ino: u64, name: &[u8]) -> Result<()> {
         if name == Self::PLACEMENT_XATTR {
-            return Err(Error::PermissionDenied("user.minigcs.placement is read-only".into()));
+            return Err(Error::PermissionDenied(
+                "user.minigcs.placement is read-only".into(),
+            ));
         }
         self.meta.remove_xattr(ino, name)
     }
@@ -759,7 +864,13 @@ impl Service {
 
     /// Read part of a committed chunk, via the cache. `whole` loads the whole
     /// chunk (sequential readers), else only the range is read.
-    fn read_committed_piece(&self, rec: &ChunkRecord, in_off: u64, len: usize, whole: bool) -> Result<Vec<u8>> {
+    fn read_committed_piece(
+        &self,
+        rec: &ChunkRecord,
+        in_off: u64,
+        len: usize,
+        whole: bool,
+    ) -> Result<Vec<u8>> {
         let data_len = rec.layout.data_len;
         if in_off >= data_len {
             return Ok(Vec::new());
@@ -769,23 +880,33 @@ impl Service {
             return Ok(data[in_off as usize..end as usize].to_vec());
         }
         if whole {
-            let data = Arc::new(self.store.read(&rec.layout, &rec.placement, 0, data_len as usize)?);
+            let data =
+                Arc::new(
+                    self.store
+                        .read(&rec.layout, &rec.placement, 0, data_len as usize)?,
+                );
             self.cache.insert(rec.layout.chunk_id, data.clone());
             return Ok(data[in_off as usize..end as usize].to_vec());
         }
-        self.store.read(&rec.layout, &rec.placement, in_off, (end - in_off) as usize)
+        self.store
+            .read(&rec.layout, &rec.placement, in_off, (end - in_off) as usize)
     }
 
     /// Load the next chunk of a file into the cache in the background.
     fn prefetch(self: &Arc<Self>, ino: u64, idx: u64) {
-        let Ok(Some(rec)) = self.meta.chunk_at(ino, idx) else { return };
+        let Ok(Some(rec)) = self.meta.chunk_at(ino, idx) else {
+            return;
+        };
         let id = rec.layout.chunk_id;
         if self.cache.contains(id) || !self.prefetching.lock().insert(id) {
             return;
         }
         let this = self.clone();
         std::thread::spawn(move || {
-            if let Ok(data) = this.store.read(&rec.layout, &rec.placement, 0, rec.layout.data_len as usize) {
+            if let Ok(data) =
+                this.store
+                    .read(&rec.layout, &rec.placement, 0, rec.layout.data_len as usize)
+            {
                 this.cache.insert(id, Arc::new(data));
             }
             this.prefetching.lock().remove(&id);
@@ -844,7 +965,12 @@ fn read_full(reader: &mut dyn Read, buf: &mut Vec<u8>, limit: usize) -> Result<u
 }
 
 /// Time a closure and record it as an operation.
-pub fn timed<T>(metrics: &Metrics, op: &str, key: &str, f: impl FnOnce() -> Result<(T, u64)>) -> Result<T> {
+pub fn timed<T>(
+    metrics: &Metrics,
+    op: &str,
+    key: &str,
+    f: impl FnOnce() -> Result<(T, u64)>,
+) -> Result<T> {
     let start = Instant::now();
     let r = f();
     match &r {
