@@ -7,7 +7,7 @@ use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -45,9 +45,12 @@ impl Drop for MountGuard {
 }
 
 fn is_mount_point(path: &Path) -> bool {
-    let Ok(text) = fs::read_to_string("/proc/self/mountinfo") else { return false };
+    let Ok(text) = fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
     let want = path.to_string_lossy().replace(' ', "\\040");
-    text.lines().any(|l| l.split(' ').nth(4) == Some(want.as_str()))
+    text.lines()
+        .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
 }
 
 /// A store in a temp folder, mounted. Fields drop in order: unmount first,
@@ -69,13 +72,21 @@ impl Fixture {
 
     /// Unmount, close the store, open it again from disk and mount it.
     fn remount(self) -> Fixture {
-        let Fixture { mut guard, service, dir } = self;
+        let Fixture {
+            mut guard,
+            service,
+            dir,
+        } = self;
         guard.unmount();
         service.shutdown();
         drop(service);
         let (service, handle) = open_and_mount(dir.path(), &guard.path);
         guard.handle = Some(handle);
-        Fixture { guard, service, dir }
+        Fixture {
+            guard,
+            service,
+            dir,
+        }
     }
 }
 
@@ -105,6 +116,11 @@ fn setup() -> Option<Fixture> {
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().join("mnt");
     let (service, handle) = open_and_mount(dir.path(), &mnt);
+    assert!(
+        is_mount_point(&mnt.canonicalize().unwrap()),
+        "not mounted at {}",
+        mnt.display()
+    );
     Some(Fixture {
         guard: MountGuard {
             handle: Some(handle),
@@ -139,7 +155,15 @@ fn cstr(p: &Path) -> CString {
 fn set_xattr(p: &Path, name: &str, value: &[u8], flags: i32) -> io::Result<()> {
     let (p, n) = (cstr(p), CString::new(name).unwrap());
     // SAFETY: valid NUL-terminated strings and a buffer of the given length.
-    let r = unsafe { libc::setxattr(p.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), flags) };
+    let r = unsafe {
+        libc::setxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            flags,
+        )
+    };
     if r == 0 {
         Ok(())
     } else {
@@ -158,7 +182,14 @@ fn get_xattr(p: &Path, name: &str) -> io::Result<Vec<u8>> {
     if size > 0 {
         // A buffer one byte short must fail with ERANGE.
         // SAFETY: the buffer holds size - 1 bytes.
-        let short = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len() - 1) };
+        let short = unsafe {
+            libc::getxattr(
+                p.as_ptr(),
+                n.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len() - 1,
+            )
+        };
         assert_eq!(short, -1);
         assert_eq!(errno_of(&io::Error::last_os_error()), libc::ERANGE);
     }
@@ -205,7 +236,15 @@ fn remove_xattr(p: &Path, name: &str) -> io::Result<()> {
 fn renameat2(from: &Path, to: &Path, flags: u32) -> io::Result<()> {
     let (a, b) = (cstr(from), cstr(to));
     // SAFETY: valid NUL-terminated paths; AT_FDCWD resolves them normally.
-    let r = unsafe { libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), flags) };
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            flags,
+        )
+    };
     if r == 0 {
         Ok(())
     } else {
@@ -231,7 +270,11 @@ fn files_of_every_boundary_size_read_back_and_survive_a_remount() {
         let data = pattern(size, i as u64 + 1);
         let path = fx.p(&format!("size-{size}"));
         fs::write(&path, &data).unwrap();
-        assert_eq!(fs::metadata(&path).unwrap().len(), size as u64, "size {size}");
+        assert_eq!(
+            fs::metadata(&path).unwrap().len(),
+            size as u64,
+            "size {size}"
+        );
         assert!(fs::read(&path).unwrap() == data, "content of size {size}");
     }
     // Written in odd-sized pieces (not aligned with pages or chunks).
@@ -245,7 +288,7 @@ fn files_of_every_boundary_size_read_back_and_survive_a_remount() {
     }
     assert!(fs::read(fx.p("pieces")).unwrap() == data);
     // A read in the middle, across a chunk boundary.
-    let mut f = File::open(fx.p("pieces")).unwrap();
+    let f = File::open(fx.p("pieces")).unwrap();
     let mut buf = vec![0u8; 5000];
     f.read_exact_at(&mut buf, CHUNK as u64 - 2500).unwrap();
     assert!(buf[..] == data[CHUNK - 2500..CHUNK + 2500]);
@@ -254,7 +297,10 @@ fn files_of_every_boundary_size_read_back_and_survive_a_remount() {
     let fx = fx.remount();
     for (i, &size) in SIZES.iter().enumerate() {
         let data = pattern(size, i as u64 + 1);
-        assert!(fs::read(fx.p(&format!("size-{size}"))).unwrap() == data, "after remount, size {size}");
+        assert!(
+            fs::read(fx.p(&format!("size-{size}"))).unwrap() == data,
+            "after remount, size {size}"
+        );
     }
     assert!(fs::read(fx.p("pieces")).unwrap() == data);
 }
@@ -295,7 +341,10 @@ fn namespace_operations_behave_like_a_local_disk() {
     fs::remove_file(fx.p("moved/c/deep")).unwrap();
     fs::remove_dir(fx.p("moved/c")).unwrap();
     fs::remove_dir(fx.p("moved")).unwrap();
-    assert_eq!(errno_of(&fs::metadata(fx.p("moved")).unwrap_err()), libc::ENOENT);
+    assert_eq!(
+        errno_of(&fs::metadata(fx.p("moved")).unwrap_err()),
+        libc::ENOENT
+    );
     let e = fs::remove_dir(fx.p("a/g.txt")).unwrap_err();
     assert_eq!(errno_of(&e), libc::ENOTDIR);
     let e = fs::remove_file(fx.p("a")).unwrap_err();
@@ -308,7 +357,10 @@ fn namespace_operations_behave_like_a_local_disk() {
     fs::write(fx.p("orig"), b"linked").unwrap();
     fs::hard_link(fx.p("orig"), fx.p("a/link")).unwrap();
     assert_eq!(fs::metadata(fx.p("orig")).unwrap().nlink(), 2);
-    assert_eq!(fs::metadata(fx.p("orig")).unwrap().ino(), fs::metadata(fx.p("a/link")).unwrap().ino());
+    assert_eq!(
+        fs::metadata(fx.p("orig")).unwrap().ino(),
+        fs::metadata(fx.p("a/link")).unwrap().ino()
+    );
     fs::remove_file(fx.p("orig")).unwrap();
     assert_eq!(fs::metadata(fx.p("a/link")).unwrap().nlink(), 1);
     assert_eq!(fs::read(fx.p("a/link")).unwrap(), b"linked");
@@ -316,25 +368,45 @@ fn namespace_operations_behave_like_a_local_disk() {
     // symlinks
     std::os::unix::fs::symlink("a/link", fx.p("sym")).unwrap();
     assert_eq!(fs::read_link(fx.p("sym")).unwrap(), Path::new("a/link"));
-    assert!(fs::symlink_metadata(fx.p("sym")).unwrap().file_type().is_symlink());
+    assert!(fs::symlink_metadata(fx.p("sym"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
     assert_eq!(fs::read(fx.p("sym")).unwrap(), b"linked");
 
     // chmod, utimens
     fs::set_permissions(fx.p("a/link"), fs::Permissions::from_mode(0o640)).unwrap();
     assert_eq!(fs::metadata(fx.p("a/link")).unwrap().mode() & 0o7777, 0o640);
     let t = std::time::UNIX_EPOCH + std::time::Duration::new(1_500_000_000, 123_456_789);
-    File::options().write(true).open(fx.p("a/link")).unwrap().set_modified(t).unwrap();
+    File::options()
+        .write(true)
+        .open(fx.p("a/link"))
+        .unwrap()
+        .set_modified(t)
+        .unwrap();
     assert_eq!(fs::metadata(fx.p("a/link")).unwrap().modified().unwrap(), t);
 
     // O_EXCL and O_APPEND
-    let e = OpenOptions::new().write(true).create_new(true).open(fx.p("a/link")).unwrap_err();
+    let e = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(fx.p("a/link"))
+        .unwrap_err();
     assert_eq!(errno_of(&e), libc::EEXIST);
-    let mut f = OpenOptions::new().append(true).open(fx.p("a/link")).unwrap();
+    let mut f = OpenOptions::new()
+        .append(true)
+        .open(fx.p("a/link"))
+        .unwrap();
     f.write_all(b"+more").unwrap();
     drop(f);
     assert_eq!(fs::read(fx.p("a/link")).unwrap(), b"linked+more");
     // O_CREAT without O_EXCL on an existing file opens it (with O_TRUNC: empties it)
-    let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(fx.p("a/link")).unwrap();
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(fx.p("a/link"))
+        .unwrap();
     f.write_all(b"again").unwrap();
     drop(f);
     assert_eq!(fs::read(fx.p("a/link")).unwrap(), b"again");
@@ -343,7 +415,9 @@ fn namespace_operations_behave_like_a_local_disk() {
     let fifo = cstr(&fx.p("fifo"));
     // SAFETY: a valid NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
-    assert!(std::os::unix::fs::FileTypeExt::is_fifo(&fs::metadata(fx.p("fifo")).unwrap().file_type()));
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(
+        &fs::metadata(fx.p("fifo")).unwrap().file_type()
+    ));
 
     // statfs
     let st = nix::sys::statvfs::statvfs(fx.mnt()).unwrap();
@@ -352,7 +426,12 @@ fn namespace_operations_behave_like_a_local_disk() {
 
     // a listing after all that
     assert_eq!(names(fx.mnt()), ["a", "fifo", "sym", "x", "y"]);
-    assert!(fx.service.metrics.summary_json().to_string().contains("fuse_rename"));
+    assert!(fx
+        .service
+        .metrics
+        .summary_json()
+        .to_string()
+        .contains("fuse_rename"));
 }
 
 #[test]
@@ -374,10 +453,16 @@ fn truncate_and_random_writes_match_a_reference() {
     assert_eq!(fs::metadata(&path).unwrap().len(), CHUNK as u64 * 3);
     assert!(fs::read(&path).unwrap() == reference);
     // random overwrites through one handle, some past the end
-    let mut f = OpenOptions::new().read(true).write(true).open(&path).unwrap();
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
     let mut x = 12345u64;
     for i in 0..40 {
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let off = (x >> 20) as usize % (CHUNK * 3 + 5000);
         let len = 1 + (x >> 40) as usize % 70_000;
         let piece = pattern(len, i + 100);
@@ -407,7 +492,10 @@ fn xattrs_and_the_placement_attribute() {
     let Some(fx) = setup() else { return };
     let path = fx.p("x");
     fs::write(&path, pattern(CHUNK + 5, 1)).unwrap();
-    assert_eq!(errno_of(&get_xattr(&path, "user.nope").unwrap_err()), libc::ENODATA);
+    assert_eq!(
+        errno_of(&get_xattr(&path, "user.nope").unwrap_err()),
+        libc::ENODATA
+    );
     set_xattr(&path, "user.color", b"blue", 0).unwrap();
     assert_eq!(get_xattr(&path, "user.color").unwrap(), b"blue");
     let e = set_xattr(&path, "user.color", b"red", libc::XATTR_CREATE).unwrap_err();
@@ -424,7 +512,10 @@ fn xattrs_and_the_placement_attribute() {
     assert_eq!(json["chunks"].as_array().unwrap().len(), 2, "{placement}");
     assert!(set_xattr(&path, "user.minigcs.placement", b"x", 0).is_err());
     remove_xattr(&path, "user.color").unwrap();
-    assert_eq!(errno_of(&remove_xattr(&path, "user.color").unwrap_err()), libc::ENODATA);
+    assert_eq!(
+        errno_of(&remove_xattr(&path, "user.color").unwrap_err()),
+        libc::ENODATA
+    );
     assert_eq!(list_xattrs(&path).unwrap(), ["user.empty"]);
     // on a directory too
     fs::create_dir(fx.p("d")).unwrap();
@@ -438,7 +529,11 @@ fn an_unlinked_file_stays_usable_through_its_open_handles() {
     let data = pattern(CHUNK * 2 + 3, 7);
     fs::write(fx.p("gone"), &data).unwrap();
     let mut reader = File::open(fx.p("gone")).unwrap();
-    let mut writer = OpenOptions::new().read(true).write(true).open(fx.p("gone")).unwrap();
+    let writer = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(fx.p("gone"))
+        .unwrap();
     fs::remove_file(fx.p("gone")).unwrap();
     assert!(!fx.p("gone").exists());
     assert!(names(fx.mnt()).is_empty());
@@ -458,15 +553,110 @@ fn an_unlinked_file_stays_usable_through_its_open_handles() {
 #[test]
 fn changes_through_the_object_api_show_in_the_mount() {
     let Some(fx) = setup() else { return };
-    fx.service.put_object("api/one.txt", &mut &b"first"[..], None, None).unwrap();
+    fx.service
+        .put_object("api/one.txt", &mut &b"first"[..], None, None)
+        .unwrap();
     assert_eq!(fs::read(fx.p("api/one.txt")).unwrap(), b"first");
     // the kernel has the content cached now; the API replaces it
     let mut f = File::open(fx.p("api/one.txt")).unwrap();
     let mut s = String::new();
     f.read_to_string(&mut s).unwrap();
     drop(f);
-    fx.service.put_object("api/one.txt", &mut &b"second version"[..], None, None).unwrap();
+    fx.service
+        .put_object("api/one.txt", &mut &b"second version"[..], None, None)
+        .unwrap();
     assert_eq!(fs::read(fx.p("api/one.txt")).unwrap(), b"second version");
     fx.service.delete_object("api/one.txt").unwrap();
     assert!(!fx.p("api/one.txt").exists());
+}
+
+#[test]
+fn object_api_updates_while_the_mount_reads_do_not_deadlock() {
+    let Some(fx) = setup() else { return };
+    let size = CHUNK * 3 / 2;
+    let content = move |file: usize, version: usize| pattern(size, (file * 1000 + version) as u64);
+    for f in 0..4 {
+        let mut data = &content(f, 0)[..];
+        fx.service
+            .put_object(&format!("c/f{f}"), &mut data, None, None)
+            .unwrap();
+    }
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut readers = Vec::new();
+    for r in 0..2 {
+        let (done, mnt, tx) = (done.clone(), fx.mnt().to_path_buf(), tx.clone());
+        readers.push(std::thread::spawn(move || {
+            let mut reads = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                let data = fs::read(mnt.join(format!("c/f{}", (reads + r) % 4))).unwrap();
+                assert_eq!(data.len(), size);
+                reads += 1;
+            }
+            tx.send(reads).unwrap();
+        }));
+    }
+    let writer = {
+        let (service, done) = (fx.service.clone(), done.clone());
+        std::thread::spawn(move || {
+            for v in 1..=20 {
+                let f = v % 4;
+                let mut data = &content(f, v)[..];
+                service
+                    .put_object(&format!("c/f{f}"), &mut data, None, None)
+                    .unwrap();
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        })
+    };
+    let timeout = std::time::Duration::from_secs(120);
+    for _ in 0..2 {
+        let reads = rx
+            .recv_timeout(timeout)
+            .expect("readers finished (no deadlock)");
+        assert!(reads > 0);
+    }
+    writer.join().unwrap();
+    for r in readers {
+        r.join().unwrap();
+    }
+    // Every file now reads as its last version through the mount.
+    for f in 0..4 {
+        let last = (1..=20).filter(|v| v % 4 == f).max().unwrap();
+        assert!(
+            fs::read(fx.p(&format!("c/f{f}"))).unwrap() == content(f, last),
+            "file {f}"
+        );
+    }
+}
+
+#[test]
+fn a_large_directory_lists_every_entry_exactly_once() {
+    let Some(fx) = setup() else { return };
+    let dir = fx.p("many");
+    fs::create_dir(&dir).unwrap();
+    let n = 1100; // more than one page of the service's listing
+    for i in 0..n {
+        File::create(dir.join(format!("entry-{i:05}"))).unwrap();
+    }
+    let listed = names(&dir);
+    assert_eq!(listed.len(), n);
+    let expected: Vec<String> = (0..n).map(|i| format!("entry-{i:05}")).collect();
+    assert_eq!(listed, expected);
+    // `ls -l` style: every entry with its attributes.
+    for e in fs::read_dir(&dir).unwrap().take(5) {
+        let e = e.unwrap();
+        assert!(e.metadata().unwrap().is_file());
+    }
+    // Removing entries while a listing is in progress neither fails nor
+    // repeats names.
+    let mut seen = std::collections::HashSet::new();
+    for (i, e) in fs::read_dir(&dir).unwrap().enumerate() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(seen.insert(name), "repeated entry");
+        if i == 10 {
+            fs::remove_file(dir.join("entry-01000")).unwrap();
+        }
+    }
+    assert_eq!(names(&dir).len(), n - 1);
 }

@@ -66,7 +66,10 @@ impl Resp {
         self.headers.get(name).map(|v| v.to_str().unwrap())
     }
     fn detail(&self) -> String {
-        self.json()["detail"].as_str().expect("error body has a string detail").to_string()
+        self.json()["detail"]
+            .as_str()
+            .expect("error body has a string detail")
+            .to_string()
     }
 }
 
@@ -83,8 +86,16 @@ impl Env {
         }
     }
 
-    async fn req(&self, method: &str, uri: &str, headers: &[(&str, &str)], body: impl Into<Body>) -> Resp {
-        let mut b = Request::builder().method(Method::from_bytes(method.as_bytes()).unwrap()).uri(uri);
+    async fn req(
+        &self,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Body>,
+    ) -> Resp {
+        let mut b = Request::builder()
+            .method(Method::from_bytes(method.as_bytes()).unwrap())
+            .uri(uri);
         for (k, v) in headers {
             b = b.header(*k, *v);
         }
@@ -97,8 +108,13 @@ impl Env {
 
     async fn put(&self, key: &str, data: &[u8]) -> Resp {
         let len = data.len().to_string();
-        self.req("PUT", &format!("/objects/{key}"), &[("content-length", &len)], data.to_vec())
-            .await
+        self.req(
+            "PUT",
+            &format!("/objects/{key}"),
+            &[("content-length", &len)],
+            data.to_vec(),
+        )
+        .await
     }
 
     fn shard_files(&self) -> usize {
@@ -111,7 +127,9 @@ fn count_files(root: &Path, within: &str) -> usize {
     let mut n = 0;
     let mut stack = vec![(root.to_path_buf(), false)];
     while let Some((dir, inside)) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for e in entries.flatten() {
             let path = e.path();
             let inside = inside || e.file_name() == within;
@@ -126,7 +144,9 @@ fn count_files(root: &Path, within: &str) -> usize {
 }
 
 fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..len)
         .map(|_| {
             x ^= x << 13;
@@ -141,11 +161,17 @@ fn sha256(b: &[u8]) -> String {
     hex::encode(Sha256::digest(b))
 }
 
-fn multipart(field: &str, filename: &str, content_type: Option<&str>, payload: &[u8]) -> (String, Vec<u8>) {
+fn multipart(
+    field: &str,
+    filename: &str,
+    content_type: Option<&str>,
+    payload: &[u8],
+) -> (String, Vec<u8>) {
     let boundary = "------------------------minigcsTESTboundary";
     let mut body = Vec::new();
     body.extend_from_slice(
-        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nignored\r\n").as_bytes(),
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nignored\r\n")
+            .as_bytes(),
     );
     body.extend_from_slice(
         format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\n")
@@ -198,7 +224,10 @@ async fn raw_upload_then_info_and_download() {
     assert_eq!(i["checksum"], sha256(&payload));
     for t in ["created_at", "updated_at"] {
         let s = i[t].as_str().unwrap();
-        assert!(s.len() >= 19 && &s[4..5] == "-" && &s[10..11] == "T", "{t}: {s}");
+        assert!(
+            s.len() >= 19 && &s[4..5] == "-" && &s[10..11] == "T",
+            "{t}: {s}"
+        );
     }
     assert!(i["chunks"].is_array());
 
@@ -208,12 +237,20 @@ async fn raw_upload_then_info_and_download() {
     assert_eq!(d.header("content-length"), Some("300000"));
     assert_eq!(d.header("content-type"), Some("text/plain"));
     assert_eq!(d.header("accept-ranges"), Some("bytes"));
-    assert_eq!(d.header("etag").unwrap(), format!("\"{}\"", sha256(&payload)));
+    assert_eq!(
+        d.header("etag").unwrap(),
+        format!("\"{}\"", sha256(&payload))
+    );
     assert!(httpdate::parse_http_date(d.header("last-modified").unwrap()).is_ok());
 
     // Overwrite: new version, new bytes; content_type from the query.
     let r = env
-        .req("PUT", "/objects/hello.txt?content_type=application/x-test", &[], b"v2".to_vec())
+        .req(
+            "PUT",
+            "/objects/hello.txt?content_type=application/x-test",
+            &[],
+            b"v2".to_vec(),
+        )
         .await;
     assert_eq!(r.status, 200);
     assert!(r.json()["version"].as_u64().unwrap() > v1);
@@ -234,9 +271,19 @@ async fn multipart_upload_takes_the_file_field() {
     let env = env();
     let payload = data(2 * CHUNK as usize + 1234, 2);
     let (ct, body) = multipart("file", "photo.bin", Some("image/x-test"), &payload);
-    let r = env.req("POST", "/objects/up/photo.bin", &[("content-type", &ct)], body).await;
+    let r = env
+        .req(
+            "POST",
+            "/objects/up/photo.bin",
+            &[("content-type", &ct)],
+            body,
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    assert_eq!(r.json()["message"], "Object up/photo.bin uploaded successfully");
+    assert_eq!(
+        r.json()["message"],
+        "Object up/photo.bin uploaded successfully"
+    );
     assert_eq!(r.json()["size"], payload.len());
     let i = env.get("/objects/up/photo.bin/info").await.json();
     assert_eq!(i["checksum"], sha256(&payload));
@@ -247,26 +294,46 @@ async fn multipart_upload_takes_the_file_field() {
 
     // The query's content_type wins; a generic part type lets the key decide.
     let (ct, body) = multipart("file", "a.txt", Some("application/octet-stream"), b"hi");
-    let r = env.req("POST", "/objects/q.json", &[("content-type", &ct)], body).await;
-    assert_eq!(r.status, 200);
-    assert_eq!(env.get("/objects/q.json").await.header("content-type"), Some("application/json"));
-    let (ct, body) = multipart("file", "a.txt", Some("text/plain"), b"hi");
     let r = env
-        .req("POST", "/objects/q2?content_type=text/csv", &[("content-type", &ct)], body)
+        .req("POST", "/objects/q.json", &[("content-type", &ct)], body)
         .await;
     assert_eq!(r.status, 200);
-    assert_eq!(env.get("/objects/q2").await.header("content-type"), Some("text/csv"));
+    assert_eq!(
+        env.get("/objects/q.json").await.header("content-type"),
+        Some("application/json")
+    );
+    let (ct, body) = multipart("file", "a.txt", Some("text/plain"), b"hi");
+    let r = env
+        .req(
+            "POST",
+            "/objects/q2?content_type=text/csv",
+            &[("content-type", &ct)],
+            body,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        env.get("/objects/q2").await.header("content-type"),
+        Some("text/csv")
+    );
 
     // No `file` field: 400, nothing stored.
     let (ct, body) = multipart("upload", "a.txt", None, b"hi");
-    let r = env.req("POST", "/objects/nofile", &[("content-type", &ct)], body).await;
+    let r = env
+        .req("POST", "/objects/nofile", &[("content-type", &ct)], body)
+        .await;
     assert_eq!(r.status, 400);
     assert!(r.detail().contains("file"));
     assert_eq!(env.get("/objects/nofile").await.status, 404);
 
     // POST with another content type stores the raw body.
     let r = env
-        .req("POST", "/objects/raw.bin", &[("content-type", "application/octet-stream")], b"raw".to_vec())
+        .req(
+            "POST",
+            "/objects/raw.bin",
+            &[("content-type", "application/octet-stream")],
+            b"raw".to_vec(),
+        )
         .await;
     assert_eq!(r.status, 200);
     assert_eq!(env.get("/objects/raw.bin").await.body, b"raw");
@@ -279,15 +346,32 @@ async fn nested_keys_directories_and_files_in_the_way() {
     assert_eq!(env.get("/objects/a/b/c.txt").await.body, b"nested");
     assert_eq!(env.get("/objects/a%2Fb%2Fc.txt").await.body, b"nested");
     let r = env.get("/objects/a/b").await;
-    assert!(r.status.is_client_error(), "GET of a directory: {}", r.status);
+    assert!(
+        r.status.is_client_error(),
+        "GET of a directory: {}",
+        r.status
+    );
     assert!(!r.detail().is_empty());
     let r = env.put("a/b/c.txt/d", b"x").await;
-    assert!(r.status.is_client_error(), "PUT through a file: {}", r.status);
+    assert!(
+        r.status.is_client_error(),
+        "PUT through a file: {}",
+        r.status
+    );
     assert!(!r.detail().is_empty());
     assert_eq!(env.put("a/b", b"x").await.status, 409);
-    assert_eq!(env.req("DELETE", "/objects/a/b", &[], Body::empty()).await.status, 409);
+    assert_eq!(
+        env.req("DELETE", "/objects/a/b", &[], Body::empty())
+            .await
+            .status,
+        409
+    );
     // Reading through a file is a 4xx too, and never a 500.
-    assert!(env.get("/objects/a/b/c.txt/d").await.status.is_client_error());
+    assert!(env
+        .get("/objects/a/b/c.txt/d")
+        .await
+        .status
+        .is_client_error());
     let l = env.get("/objects?prefix=a/").await.json();
     assert_eq!(l["objects"], serde_json::json!(["a/b/c.txt"]));
 }
@@ -311,17 +395,28 @@ async fn ranges_head_and_conditional_requests() {
     let size = payload.len();
     assert_eq!(env.put("r.bin", &payload).await.status, 200);
     let env = &env;
-    let range = |spec: &'static str| async move { env.req("GET", "/objects/r.bin", &[("range", spec)], Body::empty()).await };
+    let range = |spec: &'static str| async move {
+        env.req("GET", "/objects/r.bin", &[("range", spec)], Body::empty())
+            .await
+    };
 
     let r = range("bytes=100-199").await;
     assert_eq!(r.status, 206);
     assert_eq!(r.body, &payload[100..200]);
-    assert_eq!(r.header("content-range"), Some(format!("bytes 100-199/{size}").as_str()));
+    assert_eq!(
+        r.header("content-range"),
+        Some(format!("bytes 100-199/{size}").as_str())
+    );
     assert_eq!(r.header("content-length"), Some("100"));
 
     // Across a chunk boundary, and long enough to be streamed.
     let r = env
-        .req("GET", "/objects/r.bin", &[("range", "bytes=1000-2097000")], Body::empty())
+        .req(
+            "GET",
+            "/objects/r.bin",
+            &[("range", "bytes=1000-2097000")],
+            Body::empty(),
+        )
         .await;
     assert_eq!(r.status, 206);
     assert!(r.body == payload[1000..2_097_001], "streamed range differs");
@@ -336,7 +431,10 @@ async fn ranges_head_and_conditional_requests() {
 
     let r = range("bytes=99999999-").await;
     assert_eq!(r.status, 416);
-    assert_eq!(r.header("content-range"), Some(format!("bytes */{size}").as_str()));
+    assert_eq!(
+        r.header("content-range"),
+        Some(format!("bytes */{size}").as_str())
+    );
     assert!(!r.detail().is_empty());
 
     let h = env.req("HEAD", "/objects/r.bin", &[], Body::empty()).await;
@@ -346,23 +444,50 @@ async fn ranges_head_and_conditional_requests() {
     let etag = h.header("etag").unwrap().to_string();
     let last_modified = h.header("last-modified").unwrap().to_string();
     assert_eq!(etag, format!("\"{}\"", sha256(&payload)));
-    assert_eq!(env.req("HEAD", "/objects/none", &[], Body::empty()).await.status, 404);
+    assert_eq!(
+        env.req("HEAD", "/objects/none", &[], Body::empty())
+            .await
+            .status,
+        404
+    );
 
-    let r = env.req("GET", "/objects/r.bin", &[("if-none-match", &etag)], Body::empty()).await;
+    let r = env
+        .req(
+            "GET",
+            "/objects/r.bin",
+            &[("if-none-match", &etag)],
+            Body::empty(),
+        )
+        .await;
     assert_eq!(r.status, 304);
     assert!(r.body.is_empty());
     assert_eq!(r.header("etag"), Some(etag.as_str()));
     let r = env
-        .req("GET", "/objects/r.bin", &[("if-none-match", "\"other\"")], Body::empty())
+        .req(
+            "GET",
+            "/objects/r.bin",
+            &[("if-none-match", "\"other\"")],
+            Body::empty(),
+        )
         .await;
     assert_eq!(r.status, 200);
     let r = env
-        .req("GET", "/objects/r.bin", &[("if-modified-since", &last_modified)], Body::empty())
+        .req(
+            "GET",
+            "/objects/r.bin",
+            &[("if-modified-since", &last_modified)],
+            Body::empty(),
+        )
         .await;
     assert_eq!(r.status, 304);
     // If-Range with a stale validator: the whole object.
     let r = env
-        .req("GET", "/objects/r.bin", &[("range", "bytes=0-9"), ("if-range", "\"stale\"")], Body::empty())
+        .req(
+            "GET",
+            "/objects/r.bin",
+            &[("range", "bytes=0-9"), ("if-range", "\"stale\"")],
+            Body::empty(),
+        )
         .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body.len(), size);
@@ -375,7 +500,10 @@ async fn listing_with_prefix_and_paging() {
         assert_eq!(env.put(k, k.as_bytes()).await.status, 200);
     }
     let l = env.get("/objects?prefix=list/").await.json();
-    assert_eq!(l["objects"], serde_json::json!(["list/a", "list/b", "list/c", "list/sub/d"]));
+    assert_eq!(
+        l["objects"],
+        serde_json::json!(["list/a", "list/b", "list/c", "list/sub/d"])
+    );
     assert_eq!(l["count"], 4);
     assert!(l.get("next_start_after").is_none());
     let all = env.get("/objects").await.json();
@@ -386,7 +514,10 @@ async fn listing_with_prefix_and_paging() {
     let p1 = env.get("/objects?prefix=list/&limit=2").await.json();
     assert_eq!(p1["objects"], serde_json::json!(["list/a", "list/b"]));
     assert_eq!(p1["next_start_after"], "list/b");
-    let p2 = env.get("/objects?prefix=list/&limit=2&start_after=list/b").await.json();
+    let p2 = env
+        .get("/objects?prefix=list/&limit=2&start_after=list/b")
+        .await
+        .json();
     assert_eq!(p2["objects"], serde_json::json!(["list/c", "list/sub/d"]));
     assert!(p2.get("next_start_after").is_none());
     let none = env.get("/objects?prefix=nothing-here/").await.json();
@@ -400,14 +531,18 @@ async fn listing_with_prefix_and_paging() {
 async fn delete_then_404_and_delete_of_absent_is_ok() {
     let env = env();
     assert_eq!(env.put("gone.txt", b"bye").await.status, 200);
-    let r = env.req("DELETE", "/objects/gone.txt", &[], Body::empty()).await;
+    let r = env
+        .req("DELETE", "/objects/gone.txt", &[], Body::empty())
+        .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["message"], "Object gone.txt deleted successfully");
     let r = env.get("/objects/gone.txt").await;
     assert_eq!(r.status, 404);
     assert!(!r.detail().is_empty());
     assert_eq!(env.get("/objects/gone.txt/info").await.status, 404);
-    let r = env.req("DELETE", "/objects/gone.txt", &[], Body::empty()).await;
+    let r = env
+        .req("DELETE", "/objects/gone.txt", &[], Body::empty())
+        .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["message"], "Object gone.txt deleted successfully");
 }
@@ -436,8 +571,14 @@ async fn invalid_keys_are_400() {
         let r = env.put(key, b"x").await;
         assert_eq!(r.status, 400, "PUT {key}");
         assert!(!r.detail().is_empty());
-        assert_eq!(env.get(&format!("/objects/{key}")).await.status, 400, "GET {key}");
-        let r = env.req("DELETE", &format!("/objects/{key}"), &[], Body::empty()).await;
+        assert_eq!(
+            env.get(&format!("/objects/{key}")).await.status,
+            400,
+            "GET {key}"
+        );
+        let r = env
+            .req("DELETE", &format!("/objects/{key}"), &[], Body::empty())
+            .await;
         assert_eq!(r.status, 400, "DELETE {key}");
     }
     assert_eq!(env.put("", b"x").await.status, 400);
@@ -455,7 +596,9 @@ async fn uploads_over_max_file_size_are_413_and_leave_nothing() {
             "PUT",
             "/objects/big",
             &[("content-length", &(MAX + 1).to_string())],
-            Body::from_stream(futures_util::stream::pending::<Result<Vec<u8>, std::io::Error>>()),
+            Body::from_stream(futures_util::stream::pending::<
+                Result<Vec<u8>, std::io::Error>,
+            >()),
         )
         .await;
     assert_eq!(r.status, 413);
@@ -465,19 +608,31 @@ async fn uploads_over_max_file_size_are_413_and_leave_nothing() {
     let after_exact = env.shard_files();
     assert!(after_exact > before);
     // No length: cut off by the service once past the limit.
-    let pieces: Vec<Result<Vec<u8>, std::io::Error>> = (0..8).map(|i| Ok(data(MIB as usize / 2, i))).collect();
+    let pieces: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..8).map(|i| Ok(data(MIB as usize / 2, i))).collect();
     let r = env
-        .req("PUT", "/objects/big-stream", &[], Body::from_stream(futures_util::stream::iter(pieces)))
+        .req(
+            "PUT",
+            "/objects/big-stream",
+            &[],
+            Body::from_stream(futures_util::stream::iter(pieces)),
+        )
         .await;
     assert_eq!(r.status, 413);
     // Multipart with a small enough Content-Length but a file over the limit.
     let (ct, body) = multipart("file", "big.bin", None, &data(MAX as usize + 10, 5));
-    let r = env.req("POST", "/objects/big-multi", &[("content-type", &ct)], body).await;
+    let r = env
+        .req("POST", "/objects/big-multi", &[("content-type", &ct)], body)
+        .await;
     assert_eq!(r.status, 413);
     for k in ["big", "big-stream", "big-multi"] {
         assert_eq!(env.get(&format!("/objects/{k}")).await.status, 404, "{k}");
     }
-    assert_eq!(env.shard_files(), after_exact, "a refused upload left shards");
+    assert_eq!(
+        env.shard_files(),
+        after_exact,
+        "a refused upload left shards"
+    );
 }
 
 // ------------------------------------------------------------------ cluster and metrics
@@ -499,11 +654,15 @@ async fn cluster_endpoints() {
     assert_eq!(h["failed_nodes"], serde_json::json!([]));
     assert!(h["message"].is_string());
 
-    let r = env.req("POST", "/cluster/recovery/node-2", &[], Body::empty()).await;
+    let r = env
+        .req("POST", "/cluster/recovery/node-2", &[], Body::empty())
+        .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.json()["message"], "Recovery completed for node node-2");
     assert!(r.json()["mttr_ms"].is_number());
-    let r = env.req("POST", "/cluster/recovery/no-such-node", &[], Body::empty()).await;
+    let r = env
+        .req("POST", "/cluster/recovery/no-such-node", &[], Body::empty())
+        .await;
     assert_eq!(r.status, 404);
     assert!(r.detail().contains("no-such-node"));
     assert_eq!(env.get("/cluster/recovery/node-2").await.status, 405);
@@ -524,7 +683,10 @@ async fn metrics_endpoints() {
 
     let p = env.get("/metrics").await;
     assert_eq!(p.status, 200);
-    assert!(p.header("content-type").unwrap().starts_with("text/plain; version=0.0.4"));
+    assert!(p
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
     let text = String::from_utf8(p.body).unwrap();
     assert!(text.lines().any(|l| l.starts_with("minigcs_")), "{text}");
 
@@ -532,14 +694,20 @@ async fn metrics_endpoints() {
     assert_eq!(e.status, 200);
     assert_eq!(e.json()["message"], "Metrics exported successfully");
     let file = e.json()["filename"].as_str().unwrap().to_string();
-    assert!(file.starts_with(env.dir.path().join("out").to_str().unwrap()), "{file}");
+    assert!(
+        file.starts_with(env.dir.path().join("out").to_str().unwrap()),
+        "{file}"
+    );
     assert!(file.contains("metrics_export_") && file.ends_with(".json"));
     let exported: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
     assert!(exported["summary"].is_object());
 
     let c = env.req("POST", "/metrics/clear", &[], Body::empty()).await;
     assert_eq!(c.json()["message"], "Metrics cleared successfully");
-    assert_eq!(env.get("/metrics/summary").await.json()["total_operations"], 0);
+    assert_eq!(
+        env.get("/metrics/summary").await.json()["total_operations"],
+        0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -559,14 +727,34 @@ async fn auth_token_guards_everything_but_root() {
         assert_eq!(r.status, 401, "{method} {uri}");
         assert!(!r.detail().is_empty());
         assert_eq!(r.header("www-authenticate"), Some("Bearer"));
-        let r = env.req(method, uri, &[("authorization", "Bearer wrong")], Body::empty()).await;
+        let r = env
+            .req(
+                method,
+                uri,
+                &[("authorization", "Bearer wrong")],
+                Body::empty(),
+            )
+            .await;
         assert_eq!(r.status, 401, "{method} {uri} with a wrong token");
     }
     let ok = [("authorization", "Bearer s3cret")];
-    assert_eq!(env.req("PUT", "/objects/x", &ok, b"data".to_vec()).await.status, 200);
+    assert_eq!(
+        env.req("PUT", "/objects/x", &ok, b"data".to_vec())
+            .await
+            .status,
+        200
+    );
     let r = env.req("GET", "/objects/x", &ok, Body::empty()).await;
-    assert_eq!((r.status, r.body.as_slice()), (StatusCode::OK, &b"data"[..]));
-    assert_eq!(env.req("GET", "/cluster/health", &ok, Body::empty()).await.status, 200);
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (StatusCode::OK, &b"data"[..])
+    );
+    assert_eq!(
+        env.req("GET", "/cluster/health", &ok, Body::empty())
+            .await
+            .status,
+        200
+    );
 }
 
 // ------------------------------------------------------------------ over a real socket
@@ -593,7 +781,8 @@ impl Conn {
     }
 
     async fn request(&mut self, method: &str, path: &str, body: &[u8]) -> Resp {
-        self.send_head(method, path, &[("Content-Length", body.len().to_string())]).await;
+        self.send_head(method, path, &[("Content-Length", body.len().to_string())])
+            .await;
         self.io.get_mut().write_all(body).await.unwrap();
         self.read_response(method == "HEAD").await
     }
@@ -601,7 +790,12 @@ impl Conn {
     async fn read_response(&mut self, head: bool) -> Resp {
         let mut line = String::new();
         self.io.read_line(&mut line).await.unwrap();
-        let status: u16 = line.split(' ').nth(1).unwrap_or_else(|| panic!("bad status line {line:?}")).parse().unwrap();
+        let status: u16 = line
+            .split(' ')
+            .nth(1)
+            .unwrap_or_else(|| panic!("bad status line {line:?}"))
+            .parse()
+            .unwrap();
         let mut headers = HeaderMap::new();
         loop {
             line.clear();
@@ -654,9 +848,13 @@ async fn start_server(env: &Env) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(minigcs::http::serve(env.service.clone(), listener, async move {
-        let _ = rx.await;
-    }));
+    let task = tokio::spawn(minigcs::http::serve(
+        env.service.clone(),
+        listener,
+        async move {
+            let _ = rx.await;
+        },
+    ));
     Server {
         addr,
         stop: Some(tx),
@@ -685,7 +883,10 @@ async fn serve_keeps_connections_alive_and_shuts_down() {
         let r = c.request("GET", &key, b"").await;
         assert_eq!(r.body, payload);
         let r = c.request("HEAD", &key, b"").await;
-        assert_eq!(r.header("content-length"), Some(payload.len().to_string().as_str()));
+        assert_eq!(
+            r.header("content-length"),
+            Some(payload.len().to_string().as_str())
+        );
     }
     // A multi-chunk object streamed over the socket.
     let big = data(2 * CHUNK as usize + 77, 99);
@@ -705,7 +906,12 @@ async fn declared_oversize_upload_is_refused_before_the_body() {
     let env = env();
     let server = start_server(&env).await;
     let mut c = Conn::open(server.addr).await;
-    c.send_head("PUT", "/objects/huge", &[("Content-Length", (10 * MAX).to_string())]).await;
+    c.send_head(
+        "PUT",
+        "/objects/huge",
+        &[("Content-Length", (10 * MAX).to_string())],
+    )
+    .await;
     let r = tokio::time::timeout(Duration::from_secs(5), c.read_response(false))
         .await
         .expect("413 arrives without the body being sent");
@@ -728,23 +934,42 @@ async fn client_disconnecting_mid_upload_leaves_no_object_and_no_shards() {
             c.send_head(
                 "POST",
                 "/objects/cut",
-                &[("Content-Type", ct), ("Content-Length", body.len().to_string())],
+                &[
+                    ("Content-Type", ct),
+                    ("Content-Length", body.len().to_string()),
+                ],
             )
             .await;
             c.io.get_mut().write_all(&body[..part.len()]).await.unwrap();
         } else {
-            c.send_head("PUT", "/objects/cut", &[("Content-Length", MAX.to_string())]).await;
+            c.send_head(
+                "PUT",
+                "/objects/cut",
+                &[("Content-Length", MAX.to_string())],
+            )
+            .await;
             c.io.get_mut().write_all(&part).await.unwrap();
         }
         c.io.get_mut().flush().await.unwrap();
-        // Let the server store the full chunks it got, then hang up.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Wait until the server has stored the full chunks it got, then hang up.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while env.shard_files() <= before && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            env.shard_files() > before,
+            "the first chunks were never written"
+        );
         drop(c);
         let deadline = Instant::now() + Duration::from_secs(10);
         while env.shard_files() != before && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert_eq!(env.shard_files(), before, "shards leaked (multipart: {multipart_upload})");
+        assert_eq!(
+            env.shard_files(),
+            before,
+            "shards leaked (multipart: {multipart_upload})"
+        );
         assert_eq!(env.get("/objects/cut").await.status, 404);
     }
     let l = env.get("/objects").await.json();
@@ -755,11 +980,21 @@ async fn client_disconnecting_mid_upload_leaves_no_object_and_no_shards() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_uploaders_on_one_key_readers_see_whole_versions() {
     let env = env();
-    let versions: Arc<Vec<Vec<u8>>> =
-        Arc::new((0..8).map(|i| data(CHUNK as usize + 4096 * (i + 1), 100 + i as u64)).collect());
+    let versions: Arc<Vec<Vec<u8>>> = Arc::new(
+        (0..8)
+            .map(|i| data(CHUNK as usize + 4096 * (i + 1), 100 + i as u64))
+            .collect(),
+    );
     let server = start_server(&env).await;
     let addr = server.addr;
-    assert_eq!(Conn::open(addr).await.request("PUT", "/objects/race", &versions[0]).await.status, 200);
+    assert_eq!(
+        Conn::open(addr)
+            .await
+            .request("PUT", "/objects/race", &versions[0])
+            .await
+            .status,
+        200
+    );
     let mut tasks = Vec::new();
     for w in 0..8 {
         let versions = versions.clone();
@@ -778,16 +1013,26 @@ async fn racing_uploaders_on_one_key_readers_see_whole_versions() {
             for _ in 0..10 {
                 let r = c.request("GET", "/objects/race", b"").await;
                 assert_eq!(r.status, 200);
-                assert!(versions.iter().any(|v| *v == r.body), "a read returned a mix of versions");
+                assert!(
+                    versions.contains(&r.body),
+                    "a read returned a mix of versions"
+                );
                 let etag = r.header("etag").unwrap().trim_matches('"').to_string();
-                assert_eq!(etag, sha256(&r.body), "ETag does not match the bytes served");
+                assert_eq!(
+                    etag,
+                    sha256(&r.body),
+                    "ETag does not match the bytes served"
+                );
             }
         }));
     }
     for t in tasks {
         t.await.unwrap();
     }
-    let last = Conn::open(addr).await.request("GET", "/objects/race", b"").await;
-    assert!(versions.iter().any(|v| *v == last.body));
+    let last = Conn::open(addr)
+        .await
+        .request("GET", "/objects/race", b"")
+        .await;
+    assert!(versions.contains(&last.body));
     server.stop().await;
 }

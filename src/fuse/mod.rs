@@ -233,7 +233,7 @@ struct DirEntry {
 /// entries within one pass.
 struct DirHandle {
     ino: u64,
-    entries: Vec<DirEntry>,
+    entries: Arc<Vec<DirEntry>>,
     /// True until the first readdir: an offset-0 readdir after that is a
     /// rewind and takes a new snapshot.
     fresh: bool,
@@ -349,28 +349,31 @@ impl Shared {
         Ok(out)
     }
 
-    /// Run `f` with the directory handle `fh`, re-snapshotting on a rewind.
-    fn with_dir<T>(
-        &self,
-        ino: u64,
-        fh: u64,
-        offset: i64,
-        f: impl FnOnce(&DirHandle) -> T,
-    ) -> Result<T> {
-        let mut dirs = self.dirs.lock();
-        let d = dirs
-            .get_mut(&fh)
-            .ok_or_else(|| Error::InvalidArgument(format!("unknown directory handle {fh}")))?;
-        if d.ino != ino {
-            return Err(Error::InvalidArgument(format!(
-                "directory handle {fh} is not for inode {ino}"
-            )));
+    /// The entries of directory handle `fh`, re-snapshotted on a rewind.
+    /// The handle lock is not held while listing or while the caller fills
+    /// its reply.
+    fn dir_entries(&self, ino: u64, fh: u64, offset: i64) -> Result<Arc<Vec<DirEntry>>> {
+        {
+            let mut dirs = self.dirs.lock();
+            let d = dirs
+                .get_mut(&fh)
+                .ok_or_else(|| Error::InvalidArgument(format!("unknown directory handle {fh}")))?;
+            if d.ino != ino {
+                return Err(Error::InvalidArgument(format!(
+                    "directory handle {fh} is not for inode {ino}"
+                )));
+            }
+            let rewind = offset == 0 && !d.fresh;
+            d.fresh = false;
+            if !rewind {
+                return Ok(d.entries.clone());
+            }
         }
-        if offset == 0 && !d.fresh {
-            d.entries = self.snapshot_dir(ino)?;
+        let entries = Arc::new(self.snapshot_dir(ino)?);
+        if let Some(d) = self.dirs.lock().get_mut(&fh) {
+            d.entries = entries.clone();
         }
-        d.fresh = false;
-        Ok(f(d))
+        Ok(entries)
     }
 
     /// setxattr("system.posix_acl_access"). Without FUSE_POSIX_ACL the
@@ -430,8 +433,8 @@ impl Shared {
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// A fixed set of threads that run slow requests (I/O, commits) so the
-/// session thread keeps reading new requests.
+/// A fixed set of threads that serve requests (I/O, commits, metadata
+/// transactions) so fuser's single session thread only reads and dispatches.
 struct Pool {
     tx: Option<Sender<Job>>,
     threads: Vec<JoinHandle<()>>,
@@ -907,7 +910,7 @@ impl Filesystem for MiniFs {
                     fh,
                     DirHandle {
                         ino,
-                        entries,
+                        entries: Arc::new(entries),
                         fresh: true,
                     },
                 );
@@ -927,17 +930,16 @@ impl Filesystem for MiniFs {
     ) {
         let start = offset.max(0) as usize;
         self.spawn(move |sh| {
-            let r = sh.with_dir(ino, fh, offset, |d| {
-                for (i, e) in d.entries.iter().enumerate().skip(start) {
-                    if reply.add(e.ino, (i + 1) as i64, e.kind, OsStr::from_bytes(&e.name)) {
-                        break;
-                    }
+            let entries = match sh.dir_entries(ino, fh, offset) {
+                Ok(entries) => entries,
+                Err(e) => return reply.error(fail("readdir", &e)),
+            };
+            for (i, e) in entries.iter().enumerate().skip(start) {
+                if reply.add(e.ino, (i + 1) as i64, e.kind, OsStr::from_bytes(&e.name)) {
+                    break;
                 }
-            });
-            match r {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(fail("readdir", &e)),
             }
+            reply.ok();
         });
     }
 
@@ -952,28 +954,27 @@ impl Filesystem for MiniFs {
         let start = offset.max(0) as usize;
         self.spawn(move |sh| {
             let service = &sh.service;
-            let r = sh.with_dir(ino, fh, offset, |d| {
-                for (i, e) in d.entries.iter().enumerate().skip(start) {
-                    // Fresh attributes (the snapshot may be older than
-                    // writes in progress); an entry gone since is skipped.
-                    let inode = match service.getattr(e.ino) {
+            let entries = match sh.dir_entries(ino, fh, offset) {
+                Ok(entries) => entries,
+                Err(e) => return reply.error(fail("readdirplus", &e)),
+            };
+            for (i, e) in entries.iter().enumerate().skip(start) {
+                // Fresh attributes (the snapshot may be older than writes in
+                // progress); an entry gone since the snapshot is skipped.
+                let inode = match service.getattr(e.ino) {
+                    Ok(inode) => inode,
+                    Err(_) if i < 2 => match service.getattr(ino) {
                         Ok(inode) => inode,
-                        Err(_) if i < 2 => match service.getattr(ino) {
-                            Ok(inode) => inode,
-                            Err(_) => continue,
-                        },
                         Err(_) => continue,
-                    };
-                    let name = OsStr::from_bytes(&e.name);
-                    if reply.add(e.ino, (i + 1) as i64, name, &TTL, &to_attr(&inode), 0) {
-                        break;
-                    }
+                    },
+                    Err(_) => continue,
+                };
+                let name = OsStr::from_bytes(&e.name);
+                if reply.add(e.ino, (i + 1) as i64, name, &TTL, &to_attr(&inode), 0) {
+                    break;
                 }
-            });
-            match r {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(fail("readdirplus", &e)),
             }
+            reply.ok();
         });
     }
 

@@ -1209,6 +1209,32 @@ impl Meta {
         Ok(out)
     }
 
+    /// Health of the live chunks when the nodes `down` (indexes) are
+    /// unreachable: (chunks lacking a healthy shard, shards not healthy,
+    /// chunks with fewer than k healthy shards, i.e. unreadable).
+    pub fn live_shard_health(&self, down: &[usize]) -> Result<(u64, u64, u64)> {
+        let conn = self.conn.lock();
+        let down_ids: Vec<&str> = down.iter().map(|&i| self.node_ids[i].as_str()).collect();
+        let placeholders = vec!["?"; down_ids.len()].join(",");
+        let healthy = if down_ids.is_empty() {
+            "s.state = 0 AND s.node IS NOT NULL".to_string()
+        } else {
+            format!("s.state = 0 AND s.node IS NOT NULL AND s.node NOT IN ({placeholders})")
+        };
+        let sql = format!(
+            "SELECT COUNT(*), COALESCE(SUM(total - good), 0), COALESCE(SUM(good < k), 0) FROM (
+               SELECT c.k AS k, COUNT(*) AS total, SUM(CASE WHEN {healthy} THEN 1 ELSE 0 END) AS good
+               FROM chunks c JOIN shards s ON s.chunk_id = c.chunk_id
+               WHERE c.ino IS NOT NULL GROUP BY c.chunk_id
+             ) WHERE good < total"
+        );
+        let (chunks, shards, unreadable): (i64, i64, i64) =
+            conn.query_row(&sql, rusqlite::params_from_iter(down_ids.iter()), |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?;
+        Ok((chunks as u64, shards as u64, unreadable as u64))
+    }
+
     pub fn count_unhealthy_chunks(&self) -> Result<(u64, u64)> {
         let conn = self.conn.lock();
         let chunks: i64 = conn.query_row(
@@ -1224,13 +1250,15 @@ impl Meta {
         Ok((chunks as u64, shards as u64))
     }
 
-    /// Live chunk ids in order, for scrub: (chunk_id) pages after `after`.
-    pub fn live_chunk_ids(&self, after: u64, limit: usize) -> Result<Vec<u64>> {
+    /// Live chunk ids in order, for scrub: pages after `after` (None: from
+    /// the start). Ids are stored as i64, so the order is that of the signed
+    /// values; pass back the last id of a page to get the next one.
+    pub fn live_chunk_ids(&self, after: Option<u64>, limit: usize) -> Result<Vec<u64>> {
         let conn = self.conn.lock();
         let mut st = conn.prepare_cached(
-            "SELECT chunk_id FROM chunks WHERE ino IS NOT NULL AND chunk_id > ?1 ORDER BY chunk_id LIMIT ?2",
+            "SELECT chunk_id FROM chunks WHERE ino IS NOT NULL AND (?1 IS NULL OR chunk_id > ?1) ORDER BY chunk_id LIMIT ?2",
         )?;
-        let rows = st.query_map(params![after as i64, limit as i64], |r| r.get::<_, i64>(0))?;
+        let rows = st.query_map(params![after.map(|a| a as i64), limit as i64], |r| r.get::<_, i64>(0))?;
         Ok(rows
             .map(|r| r.map(|i| i as u64))
             .collect::<rusqlite::Result<_>>()?)

@@ -203,7 +203,7 @@ impl NodeBackend for LocalDirNode {
             for p in parts {
                 f.write_all(p)?;
             }
-            f.sync_all()?;
+            f.sync_data()?;
             fs::rename(&tmp, self.shard_path(key))?;
             fsync_dir(&dir)
         };

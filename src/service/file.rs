@@ -624,8 +624,15 @@ impl Service {
             for (_, w) in std::mem::take(&mut st.staged) {
                 self.store.delete_chunk(&w.layout, &w.placement);
             }
+            // Uploads never committed (an unlinked file): free them once stored.
+            let pending = std::mem::take(&mut st.pending);
             drop(st);
             drop(files);
+            for up in pending.into_values() {
+                if let Ok(w) = up.wait() {
+                    self.store.delete_chunk(&w.layout, &w.placement);
+                }
+            }
             if unlinked {
                 if let Err(e) = self.meta.purge(f.ino) {
                     log::error!("purge of unlinked inode {}: {e}", f.ino);

@@ -62,6 +62,10 @@ pub struct ScrubReport {
     pub problems: Vec<ScrubProblem>,
 }
 
+/// How much older than this daemon's start a shard file must be before the
+/// orphan sweep may delete it.
+const ORPHAN_GRACE: Duration = Duration::from_secs(2);
+
 fn millis(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -331,6 +335,13 @@ impl Service {
     /// Remove shard files no metadata refers to (writes cut short by a crash).
     /// Only files older than this daemon's start are touched.
     pub fn sweep_orphans(&self) -> Result<usize> {
+        // File times can lag the clock (coarse kernel timestamps, 1-2 s
+        // granularity on some filesystems): a shard this daemon is writing
+        // right now must never look older than its start.
+        let cutoff = self
+            .started
+            .checked_sub(ORPHAN_GRACE)
+            .unwrap_or(std::time::UNIX_EPOCH);
         let mut freed = 0;
         for (i, node) in self.store.nodes().iter().enumerate() {
             if !self.store.is_up(i) {
@@ -338,7 +349,7 @@ impl Service {
             }
             let known = self.meta.shard_keys_on_node(i)?;
             for (key, mtime) in node.list_shards()? {
-                if mtime < self.started && !known.contains(&(key.chunk_id, key.index)) {
+                if mtime < cutoff && !known.contains(&(key.chunk_id, key.index)) {
                     self.store.delete_shard_on(i, key)?;
                     freed += 1;
                 }
@@ -562,36 +573,45 @@ impl Service {
         if want.is_empty() {
             return Ok((0, 0));
         }
-        // Prefer this node for shards that have no home.
-        let mut targets = Vec::new();
-        let mut used: Vec<usize> = rec
+        // The recovering node takes back its own shard first; when it holds
+        // none of this chunk it may take one shard that has no home. Every
+        // other shard goes to an up node holding no shard of the chunk, so
+        // the k+m shards stay on distinct nodes.
+        let keep: Vec<usize> = rec
             .placement
             .iter()
             .enumerate()
             .filter(|(i, _)| !want.contains(i))
             .filter_map(|(_, p)| *p)
             .collect();
+        let mut targets: Vec<(usize, usize)> = Vec::new();
+        if let Some(&i) = want.iter().find(|&&i| rec.placement[i] == Some(node)) {
+            targets.push((i, node));
+        }
         for &i in &want {
-            let t = if rec.placement[i] == Some(node)
-                || (!used.contains(&node) && !targets.iter().any(|&(_, n)| n == node))
-            {
+            if targets.iter().any(|&(j, _)| j == i) {
+                continue;
+            }
+            let taken: Vec<usize> = keep.iter().copied().chain(targets.iter().map(|&(_, n)| n)).collect();
+            let t = if !taken.contains(&node) {
                 Some(node)
             } else {
-                let mut p = rec.placement.clone();
+                // Only the shards that stay and the targets chosen so far
+                // count as occupied (plus this shard's own node if still free).
+                let mut p: Placement = vec![None; rec.placement.len()];
                 for (j, slot) in p.iter_mut().enumerate() {
-                    if want.contains(&j) && j != i {
-                        *slot = None;
+                    if !want.contains(&j) {
+                        *slot = rec.placement[j];
                     }
                 }
-                for &(_, n) in &targets {
-                    used.push(n);
+                for &(j, n) in &targets {
+                    p[j] = Some(n);
                 }
-                self.repair_target(id, &p, i).filter(|t| !used.contains(t))
+                p[i] = rec.placement[i].filter(|n| !taken.contains(n));
+                self.repair_target(id, &p, i).filter(|t| !taken.contains(t))
             };
             if let Some(t) = t {
-                if !targets.iter().any(|&(_, n)| n == t) {
-                    targets.push((i, t));
-                }
+                targets.push((i, t));
             }
         }
         let readable: Placement = rec
@@ -635,12 +655,12 @@ impl Service {
         let started = Instant::now();
         let (total, _) = self.meta.object_totals()?;
         let _ = total;
-        let mut after = 0u64;
+        let mut after = None;
         let rate = self.config.recovery.rate_limit_bytes_per_sec;
         loop {
             let ids = self.meta.live_chunk_ids(after, 512)?;
             let Some(&last) = ids.last() else { break };
-            after = last;
+            after = Some(last);
             for id in ids {
                 if self.is_shutting_down() {
                     return Ok(report);
@@ -751,17 +771,26 @@ impl Service {
                 "reason": s.reason,
             }));
         }
-        let (mut chunks_missing, shards_missing) = self.meta.count_unhealthy_chunks()?;
-        let mut on_failed = BTreeSet::new();
-        for (i, s) in status.iter().enumerate() {
-            if s.state != NodeState::Up {
-                on_failed.extend(self.meta.chunk_ids_on_node(i)?);
-            }
-        }
-        chunks_missing = chunks_missing.max(on_failed.len() as u64);
-        let m = self.store.m();
-        let (state, message) = if failed.len() > m {
-            ("error", format!("{} nodes failed, more than the {m} the code tolerates: some data is unreadable", failed.len()))
+        // A shard is missing when it was never placed, is known bad, or sits
+        // on a node that is down; a chunk is unreadable below k good shards.
+        let down: Vec<usize> = (0..status.len()).filter(|&i| status[i].state != NodeState::Up).collect();
+        let (chunks_missing, shards_missing, unreadable) = self.meta.live_shard_health(&down)?;
+        let up = status.len() - down.len();
+        let k = self.store.k();
+        let (state, message) = if unreadable > 0 {
+            (
+                "error",
+                format!(
+                    "{} node(s) failed ({}): {unreadable} chunk(s) have fewer than the {k} shards needed and are unreadable",
+                    failed.len(),
+                    failed.join(", ")
+                ),
+            )
+        } else if up < k {
+            (
+                "error",
+                format!("only {up} node(s) are up, fewer than the {k} a write needs"),
+            )
         } else if !failed.is_empty() {
             (
                 "degraded",
