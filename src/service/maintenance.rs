@@ -754,6 +754,12 @@ impl Service {
     /// The health report: `status`, `failed_nodes`, `message` (as the
     /// prototype's `/cluster/health`) plus per-node state and repair counts.
     pub fn health_report(&self) -> Result<Value> {
+        // Check every node now (folder, identity, writability), not from cache.
+        for (_, state) in self.store.probe_all() {
+            if state == NodeState::Up {
+                self.wake_workers();
+            }
+        }
         let status = self.store.node_status();
         let mut failed = Vec::new();
         let mut nodes = Vec::new();
@@ -762,13 +768,20 @@ impl Service {
             if s.state != NodeState::Up {
                 failed.push(node.id().to_string());
             }
+            let (total_bytes, free_bytes) = node.capacity().unwrap_or((0, 0));
+            let mut reason = s.reason.clone();
+            if s.state == NodeState::Up && total_bytes > 0 && free_bytes < total_bytes / 100 {
+                reason = format!("low on space: {free_bytes} bytes free");
+            }
             nodes.push(json!({
                 "id": node.id(),
                 "region": node.region(),
                 "path": node.location(),
                 "state": if s.state == NodeState::Up { "up" } else { "failed" },
                 "detail": s.state.as_str(),
-                "reason": s.reason,
+                "reason": reason,
+                "free_bytes": free_bytes,
+                "total_bytes": total_bytes,
             }));
         }
         // A shard is missing when it was never placed, is known bad, or sits
