@@ -1258,7 +1258,9 @@ impl Meta {
         let mut st = conn.prepare_cached(
             "SELECT chunk_id FROM chunks WHERE ino IS NOT NULL AND (?1 IS NULL OR chunk_id > ?1) ORDER BY chunk_id LIMIT ?2",
         )?;
-        let rows = st.query_map(params![after.map(|a| a as i64), limit as i64], |r| r.get::<_, i64>(0))?;
+        let rows = st.query_map(params![after.map(|a| a as i64), limit as i64], |r| {
+            r.get::<_, i64>(0)
+        })?;
         Ok(rows
             .map(|r| r.map(|i| i as u64))
             .collect::<rusqlite::Result<_>>()?)

@@ -445,8 +445,13 @@ impl Service {
             hh.last_read_end = offset + out.len() as u64;
         }
         if let Some(idx) = last_idx {
-            if (sequential || offset.is_multiple_of(cs)) && (idx + 1) * cs < size {
-                self.prefetch(h.ino, idx + 1);
+            if sequential || offset.is_multiple_of(cs) {
+                // Keep two chunks ahead of a sequential reader.
+                for ahead in idx + 1..=idx + 2 {
+                    if ahead * cs < size {
+                        self.prefetch(h.ino, ahead);
+                    }
+                }
             }
         }
         Ok(out)

@@ -592,7 +592,11 @@ impl Service {
             if targets.iter().any(|&(j, _)| j == i) {
                 continue;
             }
-            let taken: Vec<usize> = keep.iter().copied().chain(targets.iter().map(|&(_, n)| n)).collect();
+            let taken: Vec<usize> = keep
+                .iter()
+                .copied()
+                .chain(targets.iter().map(|&(_, n)| n))
+                .collect();
             let t = if !taken.contains(&node) {
                 Some(node)
             } else {
@@ -694,10 +698,14 @@ impl Service {
                         if kind == "corrupt" {
                             report.corrupt += 1;
                             self.metrics.add_corrupt_shards_found(1);
-                            self.meta.set_shard_state(id, i, ShardState::Corrupt)?;
+                            // A plain scrub only reports; with --repair the
+                            // state is recorded so a failed rebuild is retried.
+                            if repair {
+                                self.meta.set_shard_state(id, i, ShardState::Corrupt)?;
+                            }
                         } else {
                             report.missing += 1;
-                            if rec.placement[i].is_none_or(|n| self.store.is_up(n)) {
+                            if repair && rec.placement[i].is_none_or(|n| self.store.is_up(n)) {
                                 self.meta.set_shard_state(id, i, ShardState::Missing)?;
                             }
                         }
@@ -786,7 +794,9 @@ impl Service {
         }
         // A shard is missing when it was never placed, is known bad, or sits
         // on a node that is down; a chunk is unreadable below k good shards.
-        let down: Vec<usize> = (0..status.len()).filter(|&i| status[i].state != NodeState::Up).collect();
+        let down: Vec<usize> = (0..status.len())
+            .filter(|&i| status[i].state != NodeState::Up)
+            .collect();
         let (chunks_missing, shards_missing, unreadable) = self.meta.live_shard_health(&down)?;
         let up = status.len() - down.len();
         let k = self.store.k();
