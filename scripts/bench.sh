@@ -1,0 +1,633 @@
+#!/usr/bin/env bash
+# One benchmark run of minigcs against a raw folder and a bindfs passthrough
+# FUSE mount on the same disk, printing every minigcs figure as a ratio to
+# both references and checking it against the targets of the benchmark issue.
+#
+# Usage: scripts/bench.sh            (defaults take a few minutes on 2 cores)
+#
+# Environment (sizes accept a plain byte count or K/M/G/T suffixes, powers of
+# 1024, e.g. 128M, 1G, 1GiB):
+#   BENCH_BIG          big-file size for `minigcs bench` on each target  (1G)
+#   BENCH_SMALL_COUNT  number of small files per target                 (5000)
+#   BENCH_SMALL_SIZE   size of each small file                          (4K)
+#   BENCH_FIO          fio sequential 1 MiB write/read size per target  (1G)
+#   BENCH_RSS_SIZE     file written with dd while watching the daemon's RSS (4G)
+#   BENCH_RECOVERY     data written before a node is deleted and rebuilt (1G)
+#   BENCH_API_SMALL    number of 1–10 KiB objects for the HTTP API test  (1000)
+#   BENCH_API_BIG      number of 1–4 MiB objects for the HTTP API test   (100)
+#   BENCH_CODEC=1      also run `cargo bench --bench codec` for 4+2 (minutes)
+#   BENCH_SKIP_BUILD=1 use the existing target/release/minigcs
+#   BENCH_KEEP_WORK=1  keep target/bench-work (unmounted) for inspection
+# Quick run:
+#   BENCH_BIG=128M BENCH_SMALL_COUNT=500 BENCH_FIO=128M BENCH_RSS_SIZE=256M \
+#   BENCH_RECOVERY=128M scripts/bench.sh
+#
+# Output: a table on stdout, the same table as markdown in
+# target/bench-results.md, raw JSON and daemon logs in target/bench-logs/.
+# Needs root (or passwordless sudo for apt-get only) for dropping the page
+# cache; without it reads are reported as warm and marked so.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+cd "$REPO"
+BIN=$REPO/target/release/minigcs
+WORK=$REPO/target/bench-work
+LOGS=$REPO/target/bench-logs
+RESULTS_MD=$REPO/target/bench-results.md
+
+log()  { echo "== $(date +%T) $*" >&2; }
+warn() { echo "!! $*" >&2; PROBLEMS+=("$*"); }
+die()  { echo "bench.sh: $*" >&2; exit 1; }
+PROBLEMS=()
+
+# ---- sizes -----------------------------------------------------------------
+
+to_bytes() { # 128M, 1G, 1GiB, 4096 -> bytes
+    local v=${1%iB} v2
+    v=${v%B}
+    case $v in
+        *[kK]) v2=$(( ${v%?} * 1024 )) ;;
+        *M) v2=$(( ${v%?} * 1024 * 1024 )) ;;
+        *G) v2=$(( ${v%?} * 1024 * 1024 * 1024 )) ;;
+        *T) v2=$(( ${v%?} * 1024 * 1024 * 1024 * 1024 )) ;;
+        *[0-9]) v2=$(( v )) ;;
+        *) die "cannot parse size '$1'" ;;
+    esac
+    echo "$v2"
+}
+human() { # bytes -> "1 GiB" / "128 MiB" / "4 KiB"
+    awk -v b="$1" 'BEGIN {
+        split("B KiB MiB GiB TiB", u, " "); i = 1
+        while (b >= 1024 && i < 5) { b /= 1024; i++ }
+        if (b == int(b)) printf "%d %s", b, u[i]; else printf "%.1f %s", b, u[i] }'
+}
+
+BIG=$(to_bytes "${BENCH_BIG:-1G}")
+SMALL_COUNT=${BENCH_SMALL_COUNT:-5000}
+SMALL_SIZE=$(to_bytes "${BENCH_SMALL_SIZE:-4K}")
+FIO_SIZE=$(to_bytes "${BENCH_FIO:-1G}")
+RSS_SIZE=$(to_bytes "${BENCH_RSS_SIZE:-4G}")
+RECOVERY_SIZE=$(to_bytes "${BENCH_RECOVERY:-1G}")
+API_SMALL=${BENCH_API_SMALL:-1000}
+API_BIG=${BENCH_API_BIG:-100}
+MiB=1048576
+(( BIG >= MiB && FIO_SIZE >= MiB && RSS_SIZE >= MiB && RECOVERY_SIZE >= MiB )) ||
+    die "BENCH_BIG, BENCH_FIO, BENCH_RSS_SIZE and BENCH_RECOVERY must be at least 1M"
+
+IS_ROOT=0
+[ "$(id -u)" = 0 ] && IS_ROOT=1
+
+# ---- one run at a time ------------------------------------------------------
+
+mkdir -p "$REPO/target"
+exec 9>"$REPO/target/bench.lock"
+flock -n 9 || die "another scripts/bench.sh is running (lock target/bench.lock)"
+
+# ---- packages and build -------------------------------------------------------
+
+need_pkgs=()
+command -v bindfs >/dev/null || need_pkgs+=(bindfs)
+command -v fio >/dev/null || need_pkgs+=(fio)
+command -v jq >/dev/null || need_pkgs+=(jq)
+command -v fusermount3 >/dev/null || need_pkgs+=(fuse3)
+command -v python3 >/dev/null || need_pkgs+=(python3)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+    log "installing ${need_pkgs[*]}"
+    sudo=
+    [ "$IS_ROOT" = 1 ] || sudo=sudo
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get install -y --no-install-recommends "${need_pkgs[@]}" ||
+        { $sudo apt-get update && $sudo apt-get install -y --no-install-recommends "${need_pkgs[@]}"; }
+fi
+[ -c /dev/fuse ] || die "/dev/fuse is missing: the bindfs and minigcs mounts need FUSE"
+[ "$IS_ROOT" = 1 ] || warn "not root: the page cache cannot be dropped, so reads are warm"
+
+if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
+    log "cargo build --release"
+    cargo build --release >&2
+fi
+[ -x "$BIN" ] || die "$BIN not found (cargo build --release)"
+
+# ---- mounts, daemons, cleanup ---------------------------------------------------
+
+is_mounted() { awk -v m="$1" '$2 == m { f = 1 } END { exit !f }' /proc/mounts; }
+mounts_under() { awk -v w="$1/" 'index($2, w) == 1 { print $2 }' /proc/mounts; }
+unmount_one() {
+    local m=$1 n=0
+    while is_mounted "$m" && (( n < 10 )); do
+        if (( n < 3 )); then
+            fusermount3 -u "$m" 2>/dev/null || umount "$m" 2>/dev/null || true
+        else
+            fusermount3 -u -z "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+        fi
+        is_mounted "$m" && sleep 0.5
+        n=$((n + 1))
+    done
+    ! is_mounted "$m"
+}
+pid_alive() { kill -0 "$1" 2>/dev/null && ! grep -q '^[0-9]* (.*) Z' "/proc/$1/stat" 2>/dev/null; }
+
+drop_caches() {
+    sync
+    [ "$IS_ROOT" = 1 ] && echo 3 >/proc/sys/vm/drop_caches
+    return 0
+}
+
+DAEMON_PID=
+DAEMON_DIR=
+SAMPLER_PID=
+MOUNTS=()
+
+# stop_daemon: SIGTERM, wait up to 60 s (then SIGKILL); checks exit 0 and unmount
+stop_daemon() {
+    [ -n "$DAEMON_PID" ] || return 0
+    local start=$SECONDS rc=0 pid=$DAEMON_PID dir=$DAEMON_DIR
+    DAEMON_PID=
+    kill -TERM "$pid" 2>/dev/null || true
+    while pid_alive "$pid"; do
+        if (( SECONDS - start >= 60 )); then
+            warn "daemon $(basename "$dir") did not exit within 60 s of SIGTERM; killed"
+            kill -KILL "$pid" 2>/dev/null || true
+            break
+        fi
+        sleep 0.1
+    done
+    wait "$pid" 2>/dev/null || rc=$?
+    [ "$rc" = 0 ] || warn "daemon $(basename "$dir") exited with code $rc after SIGTERM (expected 0)"
+    if is_mounted "$dir/mnt"; then
+        warn "$dir/mnt still mounted after the daemon exited"
+        unmount_one "$dir/mnt" || true
+    fi
+    cp "$dir/daemon.log" "$LOGS/daemon-$(basename "$dir").log" 2>/dev/null || true
+    grep -E ' (ERROR|WARN) ' "$dir/daemon.log" 2>/dev/null | head -n 20 >"$LOGS/daemon-$(basename "$dir").warnings" || true
+}
+
+cleanup() {
+    local rc=$? m left
+    set +e
+    trap - EXIT
+    [ -n "$SAMPLER_PID" ] && kill "$SAMPLER_PID" 2>/dev/null && wait "$SAMPLER_PID" 2>/dev/null
+    stop_daemon
+    for m in "${MOUNTS[@]}"; do unmount_one "$m"; done
+    left=$(mounts_under "$WORK")
+    if [ -n "$left" ]; then
+        echo "bench.sh: still mounted, leaving $WORK in place: $left" >&2
+    elif [ "${BENCH_KEEP_WORK:-0}" = 1 ]; then
+        echo "bench.sh: kept $WORK" >&2
+    else
+        rm -rf "$WORK"
+    fi
+    [ "$rc" = 0 ] || echo "bench.sh: FAILED (exit $rc); logs in $LOGS" >&2
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+pick_port() {
+    python3 - <<'EOF'
+import random, socket
+for _ in range(500):
+    port = random.randint(20000, 60999)
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(port)
+    break
+else:
+    raise SystemExit("no free TCP port")
+EOF
+}
+
+# write_config DIR PORT: the shipped 2+1 config (3 nodes, 3 regions, 4 MiB
+# chunks), everything inside DIR. recovery.auto is off so that the recovery
+# figure is the one `ctl recover` reports.
+write_config() {
+    cat >"$1/config.yaml" <<EOF
+# generated by scripts/bench.sh
+nodes:
+  - id: "node-1"
+    region: "us-east-1"
+    storage_path: "./node-1"
+  - id: "node-2"
+    region: "us-west-1"
+    storage_path: "./node-2"
+  - id: "node-3"
+    region: "eu-west-1"
+    storage_path: "./node-3"
+erasure_coding:
+  k: 2
+  m: 1
+  chunk_size: 4194304
+replication:
+  factor: 3
+  regions: ["us-east-1", "us-west-1", "eu-west-1"]
+api:
+  enabled: true
+  host: "127.0.0.1"
+  port: $2
+  max_file_size: 104857600
+metrics:
+  enabled: true
+  output_file: "metrics.csv"
+recovery:
+  timeout: 30
+  retry_attempts: 3
+  auto: false
+metadata:
+  path: "./metadata.db"
+control:
+  socket: "./ctl.sock"
+EOF
+}
+
+ctlj() { "$BIN" ctl -c "$DAEMON_DIR/config.yaml" --json "$@"; }
+
+# start_daemon NAME: fresh cluster in $WORK/NAME, mounted at $WORK/NAME/mnt
+start_daemon() {
+    local dir=$WORK/$1 start=$SECONDS
+    [ -z "$DAEMON_PID" ] || die "start_daemon: a daemon is already running"
+    mkdir -p "$dir"
+    API_PORT=$(pick_port)
+    API_URL=http://127.0.0.1:$API_PORT
+    write_config "$dir" "$API_PORT"
+    MOUNTS+=("$dir/mnt")
+    DAEMON_DIR=$dir
+    (cd "$dir" && exec "$BIN" mount "$dir/mnt" -c "$dir/config.yaml") >>"$dir/daemon.log" 2>&1 &
+    DAEMON_PID=$!
+    while :; do
+        if ! pid_alive "$DAEMON_PID"; then
+            tail -n 30 "$dir/daemon.log" >&2
+            DAEMON_PID=
+            die "minigcs mount exited during start-up"
+        fi
+        if ctlj health >/dev/null 2>&1 && curl -s -o /dev/null --max-time 2 "$API_URL/" &&
+            is_mounted "$dir/mnt" && timeout 5 ls "$dir/mnt" >/dev/null 2>&1; then
+            break
+        fi
+        if (( SECONDS - start >= 60 )); then
+            tail -n 30 "$dir/daemon.log" >&2
+            die "minigcs not ready after 60 s"
+        fi
+        sleep 0.2
+    done
+    log "minigcs daemon $1 up (pid $DAEMON_PID, api $API_URL)"
+}
+
+# fast incompressible byte stream: gen_bytes SEED BYTES
+gen_bytes() {
+    if command -v openssl >/dev/null; then
+        (set +o pipefail
+         openssl enc -aes-128-ctr -pass "pass:$1" -nosalt -pbkdf2 </dev/zero 2>/dev/null | head -c "$2")
+    else
+        head -c "$2" /dev/urandom
+    fi
+}
+
+now_ms() { date +%s%3N; }
+
+# ---- work dir ----------------------------------------------------------------------
+
+for m in $(mounts_under "$WORK"); do
+    log "unmounting leftover $m"
+    unmount_one "$m" || die "cannot unmount leftover $m"
+done
+rm -rf "$WORK"
+mkdir -p "$WORK/raw" "$WORK/bindfs-src" "$WORK/bindfs" "$LOGS"
+# One binary for the whole run, even if target/release is rebuilt meanwhile.
+cp "$BIN" "$WORK/minigcs"
+BIN=$WORK/minigcs
+rm -f "$LOGS"/*.json "$LOGS"/*.log "$LOGS"/*.warnings
+RAW=$WORK/raw
+BINDFS=$WORK/bindfs
+MOUNTS+=("$BINDFS")
+bindfs "$WORK/bindfs-src" "$BINDFS" 2>"$LOGS/bindfs.log" || die "bindfs failed: $(cat "$LOGS/bindfs.log")"
+is_mounted "$BINDFS" || die "bindfs did not mount $BINDFS"
+BINDFS_VERSION=$(bindfs --version 2>&1 | sed -n 1p)
+
+T0=$SECONDS
+log "sizes: big $(human "$BIG"), small $SMALL_COUNT × $(human "$SMALL_SIZE"), fio $(human "$FIO_SIZE"), rss $(human "$RSS_SIZE"), recovery $(human "$RECOVERY_SIZE")"
+
+# ---- 1. minigcs bench and fio on all three ---------------------------------------------
+
+start_daemon main
+MGCS=$DAEMON_DIR/mnt
+
+bench_args=(--big-size "$BIG" --small-count "$SMALL_COUNT" --small-size "$SMALL_SIZE" --json)
+[ "$IS_ROOT" = 1 ] || bench_args+=(--no-drop-caches)
+for t in raw bindfs minigcs; do
+    case $t in raw) d=$RAW ;; bindfs) d=$BINDFS ;; minigcs) d=$MGCS ;; esac
+    log "minigcs bench on $t"
+    s=$SECONDS
+    "$BIN" bench "$d" "${bench_args[@]}" >"$LOGS/bench-$t.json" ||
+        die "minigcs bench on $t failed"
+    log "  done in $((SECONDS - s)) s"
+done
+
+fio_run() { # fio_run TARGET DIR
+    local f=$2/fio.dat common
+    common=(--filename="$f" --bs=1M --size="$FIO_SIZE" --ioengine=psync --numjobs=1 --output-format=json)
+    log "fio sequential write+read on $1"
+    rm -f "$f"
+    fio --name="write-$1" --rw=write --end_fsync=1 "${common[@]}" >"$LOGS/fio-write-$1.json" ||
+        die "fio write on $1 failed"
+    drop_caches
+    fio --name="read-$1" --rw=read "${common[@]}" >"$LOGS/fio-read-$1.json" ||
+        die "fio read on $1 failed"
+    rm -f "$f"
+}
+fio_run raw "$RAW"
+fio_run bindfs "$BINDFS"
+fio_run minigcs "$MGCS"
+
+# ---- 2. HTTP API ---------------------------------------------------------------------------
+
+log "HTTP API: $API_SMALL × 1–10 KiB and $API_BIG × 1–4 MiB, one keep-alive client"
+api_args=(--url "$API_URL" --small-count "$API_SMALL" --big-count "$API_BIG")
+[ "$IS_ROOT" = 1 ] && api_args+=(--drop-caches)
+python3 "$REPO/scripts/bench_api.py" "${api_args[@]}" >"$LOGS/api.json" || die "API benchmark failed"
+MAIN_HWM_KB=$(awk '/^VmHWM/ { print $2 }' "/proc/$DAEMON_PID/status")
+stop_daemon
+rm -rf "$WORK/main"
+
+# ---- 3. daemon peak RSS while writing one big file ----------------------------------------------
+
+start_daemon rss
+log "peak RSS: dd $(human "$RSS_SIZE") (bs=1M, conv=fsync) into a fresh daemon's mount"
+( pid=$DAEMON_PID
+  while [ -r "/proc/$pid/status" ]; do
+      awk '/^VmRSS/ { print $2 }' "/proc/$pid/status" 2>/dev/null
+      sleep 0.2
+  done ) >"$WORK/rss-samples" &
+SAMPLER_PID=$!
+s=$(now_ms)
+gen_bytes rss "$RSS_SIZE" | dd of="$DAEMON_DIR/mnt/big.bin" bs=1M iflag=fullblock conv=fsync status=none ||
+    die "dd into the mount failed"
+RSS_DD_MS=$(( $(now_ms) - s ))
+RSS_HWM_KB=$(awk '/^VmHWM/ { print $2 }' "/proc/$DAEMON_PID/status")
+kill "$SAMPLER_PID" 2>/dev/null || true
+wait "$SAMPLER_PID" 2>/dev/null || true
+SAMPLER_PID=
+RSS_SAMPLED_KB=$(sort -n "$WORK/rss-samples" | tail -n1)
+RSS_SIZE_ON_MOUNT=$(stat -c %s "$DAEMON_DIR/mnt/big.bin")
+[ "$RSS_SIZE_ON_MOUNT" = "$RSS_SIZE" ] || warn "RSS step: file on the mount has $RSS_SIZE_ON_MOUNT bytes, wrote $RSS_SIZE"
+stop_daemon
+rm -rf "$WORK/rss"
+
+# ---- 4. recovery of one node ------------------------------------------------------------------
+
+start_daemon rec
+NFILES=8
+per=$(( RECOVERY_SIZE / NFILES / MiB * MiB ))
+(( per >= MiB )) || { NFILES=1; per=$RECOVERY_SIZE; }
+log "recovery: writing $NFILES × $(human "$per") into the mount"
+mkdir -p "$DAEMON_DIR/mnt/rec"
+for ((i = 0; i < NFILES; i++)); do
+    gen_bytes "rec$i" "$per" | dd of="$DAEMON_DIR/mnt/rec/f$i" bs=1M iflag=fullblock conv=fsync status=none ||
+        die "writing recovery data failed"
+done
+(cd "$DAEMON_DIR/mnt/rec" && sha256sum f*) >"$WORK/rec.sha256"
+ctlj stats >"$LOGS/rec-stats-before.json" || true
+
+log "recovery: rm -rf node-2, waiting for ctl health to report it failed"
+rm -rf "$DAEMON_DIR/node-2"
+s=$(now_ms)
+detected=0
+while (( $(now_ms) - s < 120000 )); do
+    if ctlj health 2>/dev/null | jq -e '(.failed_nodes // []) | index("node-2") != null' >/dev/null; then
+        detected=1
+        break
+    fi
+    sleep 0.2
+done
+DETECT_MS=$(( $(now_ms) - s ))
+[ "$detected" = 1 ] || die "node-2 not reported failed within 120 s of rm -rf"
+ctlj health >"$LOGS/rec-health-failed.json" || true
+
+log "recovery: ctl recover node-2"
+s=$(now_ms)
+ctlj recover node-2 >"$LOGS/recover.json" 2>"$LOGS/recover.stderr" || die "ctl recover failed: $(tail -n5 "$LOGS/recover.stderr")"
+RECOVER_WALL_MS=$(( $(now_ms) - s ))
+REC_BYTES=$(jq -r '.bytes_rebuilt // 0' "$LOGS/recover.json")
+REC_MTTR_MS=$(jq -r '.mttr_ms // empty | round' "$LOGS/recover.json")
+REC_DONE_MS=$(jq -r '.start_to_done_ms // empty | round' "$LOGS/recover.json")
+REC_D2S_MS=$(jq -r '.detect_to_start_ms // empty | round' "$LOGS/recover.json")
+REC_SHARDS=$(jq -r '.shards_rebuilt // empty' "$LOGS/recover.json")
+if [ -z "$REC_DONE_MS" ] || [ "$REC_DONE_MS" = 0 ]; then
+    warn "ctl recover --json has no start_to_done_ms; the rebuild rate uses the ctl command's wall time"
+    REC_DONE_MS=$RECOVER_WALL_MS
+fi
+(( REC_BYTES > 0 )) || warn "ctl recover reported bytes_rebuilt=0"
+
+# The same number of bytes read raw from the disk: the surviving nodes' shard
+# files (the bytes recovery reads), page cache dropped first.
+find "$DAEMON_DIR/node-1" "$DAEMON_DIR/node-3" -name '*.shard' -printf '%s %p\n' |
+    awk -v want="$REC_BYTES" 'sum < want { sum += $1; print substr($0, index($0, " ") + 1) }' >"$WORK/raw-read-list"
+RAW_READ_BYTES=$(xargs -d '\n' -r stat -c %s <"$WORK/raw-read-list" | awk '{ s += $1 } END { print s + 0 }')
+drop_caches
+s=$(now_ms)
+xargs -d '\n' -r cat <"$WORK/raw-read-list" >/dev/null
+RAW_READ_MS=$(( $(now_ms) - s ))
+(( RAW_READ_MS > 0 )) || RAW_READ_MS=1
+
+log "recovery: checking health, scrub and file contents"
+s=$(now_ms)
+healthy=0
+while (( $(now_ms) - s < 60000 )); do
+    if ctlj health 2>/dev/null | jq -e '.status == "healthy"' >/dev/null; then healthy=1; break; fi
+    sleep 0.5
+done
+ctlj health >"$LOGS/rec-health-after.json" 2>/dev/null || true
+[ "$healthy" = 1 ] || warn "after recovery, ctl health is not healthy: $(jq -c '{status, failed_nodes, chunks_missing_shards, repair_queue}' "$LOGS/rec-health-after.json" 2>/dev/null)"
+if ctlj scrub >"$LOGS/rec-scrub.json" 2>"$LOGS/rec-scrub.stderr"; then
+    bad=$(jq -r '(.corrupt // 0) + (.missing // 0)' "$LOGS/rec-scrub.json")
+    [ "$bad" = 0 ] || warn "scrub after recovery: $(jq -c '{shards_checked, corrupt, missing}' "$LOGS/rec-scrub.json")"
+    want_chunks=$(( NFILES * ((per + 4194303) / 4194304) ))
+    got_chunks=$(jq -r '.chunks_checked // empty' "$LOGS/rec-scrub.json")
+    [ -z "$got_chunks" ] || [ "$got_chunks" -ge "$want_chunks" ] ||
+        warn "scrub after recovery checked $got_chunks chunks, the recovery data has $want_chunks: $(jq -c '{chunks_checked, shards_checked, bytes_checked}' "$LOGS/rec-scrub.json")"
+else
+    warn "ctl scrub after recovery failed: $(tail -n3 "$LOGS/rec-scrub.stderr")"
+fi
+drop_caches
+if ! (cd "$DAEMON_DIR/mnt/rec" && sha256sum --quiet -c "$WORK/rec.sha256") >"$LOGS/rec-verify.txt" 2>&1; then
+    warn "files read back after recovery differ: $(head -n3 "$LOGS/rec-verify.txt")"
+fi
+stop_daemon
+rm -rf "$WORK/rec"
+
+# ---- 5. codec (optional) -------------------------------------------------------------------------
+
+CODEC_SIZES=()
+if [ "${BENCH_CODEC:-0}" = 1 ]; then
+    log "cargo bench --bench codec (4+2 encode and memcpy)"
+    cargo bench --bench codec -- 'rs_4\+2/(encode|memcpy)' >"$LOGS/codec.txt" 2>&1 ||
+        die "cargo bench --bench codec failed (see $LOGS/codec.txt)"
+    CODEC_SIZES=(64KiB 256KiB 1MiB)
+fi
+# codec_gibs WHAT SIZE -> GiB/s over the k = 4 data shards, from criterion's
+# estimate (the slope when it has one, as criterion prints, else the mean)
+codec_gibs() {
+    local f bytes
+    f=$(find "$REPO/target/criterion" -path "*4+2/$1/$2/new/estimates.json" 2>/dev/null | sed -n 1p)
+    [ -n "$f" ] || return 0
+    case $2 in *KiB) bytes=$(( ${2%KiB} * 1024 )) ;; *MiB) bytes=$(( ${2%MiB} * 1048576 )) ;; esac
+    jq -r --argjson b "$(( 4 * bytes ))" '$b / ((.slope.point_estimate // .mean.point_estimate) / 1e9) / 1073741824' "$f"
+}
+
+# ---- table -------------------------------------------------------------------------------------------
+
+bv() { jq -r --arg n "$2" '[.[] | select(.name | startswith($n)) | .value][0] // empty' "$LOGS/bench-$1.json"; }
+fio_mibs() { jq -r ".jobs[0].$2.bw_bytes / 1048576" "$LOGS/fio-$2-$1.json"; }
+api() { jq -r "$1" "$LOGS/api.json"; }
+
+f1() { awk -v x="$1" 'BEGIN { if (x == "") print "—"; else if (x >= 100) printf "%.0f", x; else printf "%.1f", x }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print ""; else if (a / b < 0.095) printf "%.3f", a / b; else printf "%.2f", a / b }'; }
+rfmt() { [ -n "$1" ] && echo "$1×" || echo "—"; }
+ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a != "" && a + 0 >= b + 0) }'; }
+le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a != "" && a + 0 <= b + 0) }'; }
+ge2() { ge "$1" "$2" && ge "$3" "$4"; }
+yn() { if "$@"; then echo yes; else echo no; fi; }
+
+ROWS=()
+row() { ROWS+=("$(printf '%s\t' "$@")"); }   # figure mgcs raw bindfs r_raw r_bindfs target met
+
+add_rate_row() { # FIGURE MGCS RAW BINDFS KIND(write|read|small|none)
+    local rr rb met target
+    rr=$(ratio "$2" "$3")
+    rb=$(ratio "$2" "$4")
+    case $5 in
+        write) target="≥ 0.5× raw and ≥ 2× bindfs"; met=$(yn ge2 "$rr" 0.5 "$rb" 2) ;;
+        read)  target="≥ 0.8× raw"; met=$(yn ge "$rr" 0.8) ;;
+        small) target="≥ 0.5× bindfs"; met=$(yn ge "$rb" 0.5) ;;
+        *)     target="—"; met="—" ;;
+    esac
+    row "$1" "$(f1 "$2")" "$(f1 "$3")" "$(f1 "$4")" "$(rfmt "$rr")" "$(rfmt "$rb")" "$target" "$met"
+}
+
+cold=" (cold)"
+[ "$IS_ROOT" = 1 ] || cold=" (warm: not root)"
+add_rate_row "bench: big write $(human "$BIG") +fsync, MiB/s" \
+    "$(bv minigcs 'big write')" "$(bv raw 'big write')" "$(bv bindfs 'big write')" write
+add_rate_row "bench: big read $(human "$BIG")$cold, MiB/s" \
+    "$(bv minigcs 'big read')" "$(bv raw 'big read')" "$(bv bindfs 'big read')" read
+add_rate_row "fio: seq write 1 MiB × $(human "$FIO_SIZE"), end_fsync, MiB/s" \
+    "$(fio_mibs minigcs write)" "$(fio_mibs raw write)" "$(fio_mibs bindfs write)" write
+add_rate_row "fio: seq read 1 MiB × $(human "$FIO_SIZE")$cold, MiB/s" \
+    "$(fio_mibs minigcs read)" "$(fio_mibs raw read)" "$(fio_mibs bindfs read)" read
+add_rate_row "bench: small create+write+close $(human "$SMALL_SIZE") × $SMALL_COUNT, files/s" \
+    "$(bv minigcs 'small write')" "$(bv raw 'small write')" "$(bv bindfs 'small write')" small
+add_rate_row "bench: small read$cold, files/s" \
+    "$(bv minigcs 'small read')" "$(bv raw 'small read')" "$(bv bindfs 'small read')" small
+add_rate_row "bench: stat, ops/s" "$(bv minigcs stat)" "$(bv raw stat)" "$(bv bindfs stat)" small
+add_rate_row "bench: readdir, entries/s" "$(bv minigcs readdir)" "$(bv raw readdir)" "$(bv bindfs readdir)" none
+add_rate_row "bench: unlink, ops/s" "$(bv minigcs unlink)" "$(bv raw unlink)" "$(bv bindfs unlink)" none
+
+RSS_MIB=$(awk -v k="$RSS_HWM_KB" 'BEGIN { printf "%.0f", k / 1024 }')
+row "daemon peak RSS (VmHWM of a fresh daemon) writing $(human "$RSS_SIZE") with dd, MiB" \
+    "$RSS_MIB" "—" "—" "—" "—" "≤ 256 MiB" "$(yn le "$RSS_MIB" 256)"
+
+RAW_W=$(fio_mibs raw write)
+RAW_R=$(fio_mibs raw read)
+for cls in small big; do
+    for dir in upload download; do
+        ops=$(api ".$cls.$dir.ops_per_s")
+        mibs=$(api ".$cls.$dir.mib_per_s")
+        lat=$(api "\"p50 \" + (.$cls.$dir.p50_ms * 100 | round / 100 | tostring) + \" / p99 \" + (.$cls.$dir.p99_ms * 100 | round / 100 | tostring) + \" ms\"")
+        if [ "$cls" = small ]; then
+            n=$API_SMALL
+            if [ "$dir" = upload ]; then want=1000; else want=2000; fi
+            row "API: $n × 1–10 KiB ${dir}s, ops/s ($lat)" "$(f1 "$ops")" "—" "—" "—" "—" \
+                "≥ $want ops/s" "$(yn ge "$ops" "$want")"
+        else
+            n=$API_BIG
+            if [ "$dir" = upload ]; then rawv=$RAW_W; else rawv=$RAW_R; fi
+            rr=$(ratio "$mibs" "$rawv")
+            row "API: $n × 1–4 MiB ${dir}s, MiB/s ($(f1 "$ops") ops/s, $lat)" "$(f1 "$mibs")" "$(f1 "$rawv")" "—" \
+                "$(rfmt "$rr")" "—" "≥ 0.3× raw (fio)" "$(yn ge "$rr" 0.3)"
+        fi
+    done
+done
+
+REC_MIBS=$(awk -v b="$REC_BYTES" -v ms="$REC_DONE_MS" 'BEGIN { if (ms > 0) printf "%.2f", b / 1048576 / (ms / 1000) }')
+RAWREAD_MIBS=$(awk -v b="$RAW_READ_BYTES" -v ms="$RAW_READ_MS" 'BEGIN { printf "%.2f", b / 1048576 / (ms / 1000) }')
+rr=$(ratio "$REC_MIBS" "$RAWREAD_MIBS")
+row "recovery: rebuild rate of node-2 ($(human "$REC_BYTES") rebuilt, start→done ${REC_DONE_MS} ms), MiB/s" \
+    "$(f1 "$REC_MIBS")" "$(f1 "$RAWREAD_MIBS")" "—" "$(rfmt "$rr")" "—" "≥ 0.5× raw read of the same bytes" "$(yn ge "$rr" 0.5)"
+row "recovery: MTTR for $(human "$REC_BYTES") of lost shards (detect→done), ms" \
+    "${REC_MTTR_MS:-—}" "—" "—" "—" "—" "recorded (no target)" "—"
+
+for sz in "${CODEC_SIZES[@]}"; do
+    enc=$(codec_gibs encode "$sz")
+    cpy=$(codec_gibs memcpy "$sz")
+    if [ -z "$enc" ] || [ -z "$cpy" ]; then
+        warn "no criterion estimates for rs_4+2 encode/memcpy at $sz"
+        continue
+    fi
+    rr=$(ratio "$enc" "$cpy")
+    enc_gbs=$(awk -v g="$enc" 'BEGIN { printf "%.2f", g * 1.073741824 }')
+    row "codec: RS 4+2 encode, $sz shards, one core, GiB/s (raw = memcpy)" \
+        "$(awk -v x="$enc" 'BEGIN { printf "%.2f", x }')" "$(awk -v x="$cpy" 'BEGIN { printf "%.2f", x }')" "—" \
+        "$(rfmt "$rr")" "—" "≥ 10 GB/s (9.31 GiB/s) and ≥ 0.5× memcpy" "$(yn ge2 "$enc_gbs" 10 "$rr" 0.5)"
+done
+
+HEADER="figure	minigcs	raw	bindfs	÷ raw	÷ bindfs	target	met"
+ELAPSED=$((SECONDS - T0))
+CPU=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+MEM=$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
+FS=$(df -PT "$REPO/target" | awk 'NR == 2 { print $2 " on " $1 }')
+MACHINE="$(nproc) × $CPU, $MEM RAM, $FS, Linux $(uname -r), load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"
+NOTES=(
+    "minigcs: default 2+1 config (3 nodes in 3 regions, 4 MiB chunks) on the same disk as raw and bindfs ($BINDFS_VERSION); $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$REPO" diff --quiet HEAD 2>/dev/null || echo '+local changes')."
+    "bench/fio/API ran on one daemon; the RSS figure is VmHWM of a fresh daemon read right after the dd (start-up included; VmRSS sampled every 0.2 s peaked at $(awk -v k="${RSS_SAMPLED_KB:-0}" 'BEGIN { printf "%.0f", k / 1024 }') MiB; dd wrote at $(awk -v b="$RSS_SIZE" -v ms="$RSS_DD_MS" 'BEGIN { printf "%.0f", b / 1048576 / (ms / 1000) }') MiB/s). VmHWM of the first daemon after bench, fio and API: $(awk -v k="${MAIN_HWM_KB:-0}" 'BEGIN { printf "%.0f", k / 1024 }') MiB."
+    "API: one python3 http.client keep-alive connection; uploads are PUT of the raw body, downloads are cold (page cache dropped) and checked byte for byte; raw = the fio raw write/read figures above."
+    "Recovery: node-2's folder deleted with rm -rf, detected by ctl health after ${DETECT_MS} ms (polled every 0.2 s; health_interval_secs is 5 by default), then ctl recover node-2 (daemon's detect→start ${REC_D2S_MS:-?} ms, the script's wait before calling ctl included) ($REC_SHARDS shards, wall ${RECOVER_WALL_MS} ms); raw = cat of $(human "$RAW_READ_BYTES") of surviving shard files after dropping the page cache (${RAW_READ_MS} ms)."
+    "Whole run: ${ELAPSED} s (without the build)."
+)
+
+print_table() {
+    {
+        echo "$HEADER"
+        printf '%s\n' "${ROWS[@]}"
+    } | sed 's/\t$//' | column -t -s $'\t'
+}
+print_md() {
+    echo "# minigcs benchmark ($(date -u +'%Y-%m-%d %H:%M UTC'))"
+    echo
+    echo "Machine: $MACHINE."
+    echo
+    echo "| ${HEADER//	/ | } |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |"
+    local r
+    for r in "${ROWS[@]}"; do
+        r=${r%	}
+        echo "| ${r//	/ | } |"
+    done
+    echo
+    for r in "${NOTES[@]}"; do echo "- $r"; done
+    if [ ${#PROBLEMS[@]} -gt 0 ]; then
+        echo
+        echo "Problems seen during the run:"
+        echo
+        for r in "${PROBLEMS[@]}"; do echo "- $r"; done
+    fi
+}
+
+print_md >"$RESULTS_MD"
+echo
+echo "minigcs benchmark — $MACHINE"
+echo
+print_table
+echo
+for r in "${NOTES[@]}"; do echo "- $r"; done
+if [ ${#PROBLEMS[@]} -gt 0 ]; then
+    echo
+    echo "Problems seen during the run:"
+    for r in "${PROBLEMS[@]}"; do echo "- $r"; done
+fi
+echo
+echo "markdown: $RESULTS_MD   raw JSON and logs: $LOGS/"
