@@ -20,7 +20,9 @@ fn one_gib_put_and_get_stay_under_200_mib_peak_rss() {
 
     let started = Instant::now();
     let mut reader = SeededReader::new(0x1_0000_0000, SIZE);
-    let inode = svc.put_object("big/1gib.bin", &mut reader, None, None).unwrap();
+    let inode = svc
+        .put_object("big/1gib.bin", &mut reader, None, None)
+        .unwrap();
     let put_secs = started.elapsed().as_secs_f64();
     let want = reader.hex_digest();
     assert_eq!(inode.size, SIZE);
@@ -41,5 +43,9 @@ fn one_gib_put_and_get_stay_under_200_mib_peak_rss() {
         after_put as f64 / MIB as f64,
         peak as f64 / MIB as f64
     );
-    assert!(peak < 200 * MIB, "peak RSS {:.1} MiB is over 200 MiB", peak as f64 / MIB as f64);
+    assert!(
+        peak < 200 * MIB,
+        "peak RSS {:.1} MiB is over 200 MiB",
+        peak as f64 / MIB as f64
+    );
 }

@@ -895,7 +895,7 @@ impl Filesystem for MiniFs {
     fn fsync(&mut self, _req: &Request<'_>, ino: u64, fh: u64, _datasync: bool, reply: ReplyEmpty) {
         self.spawn(move |sh| {
             let start = Instant::now();
-            let r = sh.service.flush(fh);
+            let r = sh.service.fsync(fh);
             sh.record("fuse_fsync", start, 0, r.as_ref().err());
             sh.after_commit(ino, &r);
             reply_empty("fsync", r, reply);
@@ -998,8 +998,9 @@ impl Filesystem for MiniFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        // Namespace changes are committed (synchronously) when they happen.
-        reply.ok();
+        // Namespace changes commit without fsync; fsync of a directory makes
+        // them durable, as on a local filesystem.
+        self.spawn(move |sh| reply_empty("fsyncdir", sh.service.sync_metadata(), reply));
     }
 
     fn statfs(&mut self, _req: &Request<'_>, _ino: u64, reply: ReplyStatfs) {

@@ -541,6 +541,17 @@ impl Service {
         self.commit(&f)
     }
 
+    /// fsync: like flush, and also makes metadata-only changes (create,
+    /// chmod, rename) durable when there was no content to commit.
+    pub fn fsync(&self, fh: u64) -> Result<()> {
+        let h = self.handle(fh)?;
+        let f = self.file_of(h.ino)?;
+        if !f.state.lock().modified {
+            return self.sync_metadata();
+        }
+        self.commit(&f)
+    }
+
     pub(super) fn commit(&self, f: &OpenFile) -> Result<()> {
         let mut st = f.state.lock();
         if !st.modified {

@@ -664,6 +664,11 @@ impl Service {
         self.meta.create(parent, name, &template)
     }
 
+    /// Make every namespace change so far durable (fsync of a directory).
+    pub fn sync_metadata(&self) -> Result<()> {
+        self.meta.sync()
+    }
+
     pub fn readlink(&self, ino: u64) -> Result<Vec<u8>> {
         let inode = self.getattr_committed(ino)?;
         inode

@@ -39,7 +39,13 @@ impl TestStore {
     }
 
     /// A store over an existing folder (e.g. a copy of another store's).
-    pub fn open_in(dir: tempfile::TempDir, regions: &[&str], k: usize, m: usize, chunk_size: u64) -> TestStore {
+    pub fn open_in(
+        dir: tempfile::TempDir,
+        regions: &[&str],
+        k: usize,
+        m: usize,
+        chunk_size: u64,
+    ) -> TestStore {
         let mut store = TestStore {
             service: None,
             regions: regions.iter().map(|r| r.to_string()).collect(),
@@ -53,8 +59,16 @@ impl TestStore {
     }
 
     /// `nodes` nodes spread round-robin over `regions` regions named r1, r2, ….
-    pub fn round_robin(nodes: usize, regions: usize, k: usize, m: usize, chunk_size: u64) -> TestStore {
-        let names: Vec<String> = (0..nodes).map(|i| format!("r{}", i % regions + 1)).collect();
+    pub fn round_robin(
+        nodes: usize,
+        regions: usize,
+        k: usize,
+        m: usize,
+        chunk_size: u64,
+    ) -> TestStore {
+        let names: Vec<String> = (0..nodes)
+            .map(|i| format!("r{}", i % regions + 1))
+            .collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         TestStore::new(&refs, k, m, chunk_size)
     }
@@ -78,7 +92,11 @@ impl TestStore {
             while Arc::strong_count(&s) > 1 && std::time::Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
             }
-            assert_eq!(Arc::strong_count(&s), 1, "something still holds the service");
+            assert_eq!(
+                Arc::strong_count(&s),
+                1,
+                "something still holds the service"
+            );
         }
     }
 
@@ -96,7 +114,10 @@ impl TestStore {
 
     /// Folder of node `index` (0-based, as in placements): `nodes/node-{index+1}`.
     pub fn node_dir(&self, index: usize) -> PathBuf {
-        self.dir.path().join("nodes").join(format!("node-{}", index + 1))
+        self.dir
+            .path()
+            .join("nodes")
+            .join(format!("node-{}", index + 1))
     }
 
     pub fn node_id(index: usize) -> String {
@@ -106,6 +127,32 @@ impl TestStore {
     /// Delete a node's folder with everything in it (a lost disk).
     pub fn delete_node(&self, index: usize) {
         std::fs::remove_dir_all(self.node_dir(index)).expect("delete node folder");
+    }
+
+    /// Restart the service with the folders of `nodes` (0-based) gone. For
+    /// the store this is a deleted folder; the folders are parked outside
+    /// the node tree so `restore_nodes` can put them back for the next
+    /// scenario without rebuilding the whole store.
+    pub fn restart_without_nodes(&mut self, nodes: &[usize]) -> &Arc<Service> {
+        self.close();
+        let parked = self.dir.path().join("parked");
+        std::fs::create_dir_all(&parked).expect("create parking folder");
+        for &i in nodes {
+            std::fs::rename(self.node_dir(i), parked.join(Self::node_id(i)))
+                .expect("park node folder");
+        }
+        self.reopen()
+    }
+
+    /// Close the service and bring back folders parked by `restart_without_nodes`
+    /// (reopen the service afterwards).
+    pub fn restore_nodes(&mut self, nodes: &[usize]) {
+        self.close();
+        let parked = self.dir.path().join("parked");
+        for &i in nodes {
+            std::fs::rename(parked.join(Self::node_id(i)), self.node_dir(i))
+                .expect("restore node folder");
+        }
     }
 
     /// Path of one shard file on node `node` (0-based).
@@ -120,9 +167,13 @@ impl TestStore {
     pub fn shard_files(&self, node: usize) -> Vec<PathBuf> {
         let mut out = Vec::new();
         let shards = self.node_dir(node).join("shards");
-        let Ok(dirs) = std::fs::read_dir(&shards) else { return out };
+        let Ok(dirs) = std::fs::read_dir(&shards) else {
+            return out;
+        };
         for d in dirs.flatten() {
-            let Ok(entries) = std::fs::read_dir(d.path()) else { continue };
+            let Ok(entries) = std::fs::read_dir(d.path()) else {
+                continue;
+            };
             for e in entries.flatten() {
                 if e.file_name().to_string_lossy().ends_with(".shard") {
                     out.push(e.path());
@@ -135,7 +186,9 @@ impl TestStore {
 
     /// Every shard file on every node.
     pub fn all_shard_files(&self) -> Vec<PathBuf> {
-        (0..self.node_count()).flat_map(|n| self.shard_files(n)).collect()
+        (0..self.node_count())
+            .flat_map(|n| self.shard_files(n))
+            .collect()
     }
 
     /// Set the modification time of every shard file `age` into the past, so
@@ -143,7 +196,10 @@ impl TestStore {
     pub fn age_shard_files(&self, age: Duration) {
         let when = SystemTime::now() - age;
         for path in self.all_shard_files() {
-            let f = std::fs::OpenOptions::new().write(true).open(&path).expect("open shard");
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .expect("open shard");
             f.set_modified(when).expect("set mtime");
         }
     }
@@ -189,7 +245,7 @@ pub struct SeededReader {
 impl SeededReader {
     pub fn new(seed: u64, len: u64) -> SeededReader {
         SeededReader {
-            state: seed ^ 0x5eed_0f_da7a,
+            state: seed ^ 0x5eed_f00d_da7a,
             remaining: len,
             pending: [0; 8],
             pending_len: 0,
