@@ -580,21 +580,56 @@ impl ChunkStore {
         let k = layout.k as usize;
         let mut shards: Vec<Option<Vec<u8>>> = vec![None; layout.shard_count()];
         let mut have = 0;
-        for (i, p) in placement.iter().enumerate() {
-            if have == k {
-                break;
-            }
-            if skip.contains(&i) {
-                continue;
-            }
-            let Some(node) = *p else { continue };
-            match self.read_shard_range(layout, i, node, a, b) {
-                Ok(d) => {
-                    shards[i] = Some(d);
-                    have += 1;
+        let candidates: Vec<(usize, usize)> = placement
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !skip.contains(i))
+            .filter_map(|(i, p)| p.map(|node| (i, node)))
+            .filter(|&(_, node)| self.is_up(node))
+            .collect();
+        let mut next = 0;
+        // Read k candidates at once (they sit on different nodes); fall back
+        // to the next ones for any that fail.
+        while have < k && next < candidates.len() {
+            let wave: Vec<(usize, usize)> =
+                candidates[next..].iter().copied().take(k - have).collect();
+            next += wave.len();
+            let results: Vec<(usize, Result<Vec<u8>>)> = if wave.len() > 1 && b - a >= 256 * 1024 {
+                std::thread::scope(|sc| {
+                    let hs: Vec<_> = wave
+                        .iter()
+                        .map(|&(i, node)| {
+                            (
+                                i,
+                                sc.spawn(move || self.read_shard_range(layout, i, node, a, b)),
+                            )
+                        })
+                        .collect();
+                    hs.into_iter()
+                        .map(|(i, h)| {
+                            (
+                                i,
+                                h.join().unwrap_or_else(|_| {
+                                    Err(Error::Other("reader panicked".into()))
+                                }),
+                            )
+                        })
+                        .collect()
+                })
+            } else {
+                wave.iter()
+                    .map(|&(i, node)| (i, self.read_shard_range(layout, i, node, a, b)))
+                    .collect()
+            };
+            for (i, r) in results {
+                match r {
+                    Ok(d) => {
+                        shards[i] = Some(d);
+                        have += 1;
+                    }
+                    Err(Error::Unavailable(_)) => {}
+                    Err(e) => self.report_bad(layout.chunk_id, i, e.to_string()),
                 }
-                Err(Error::Unavailable(_)) => {}
-                Err(e) => self.report_bad(layout.chunk_id, i, e.to_string()),
             }
         }
         if have < k {
