@@ -8,6 +8,7 @@
 use crossbeam_channel::{unbounded, Sender};
 use parking_lot::{Condvar, Mutex};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -124,7 +125,6 @@ enum Source {
 
 #[derive(Default)]
 struct FileState {
-    opens: usize,
     size: u64,
     mtime: i64,
     ctime: i64,
@@ -141,6 +141,10 @@ struct FileState {
 
 pub struct OpenFile {
     pub ino: u64,
+    /// Handles (and in-flight truncations) using this state. Changed only
+    /// under the service's `open_files` lock, which is never held while
+    /// waiting for `state` (writers holding `state` may take `open_files`).
+    opens: AtomicUsize,
     state: Mutex<FileState>,
 }
 
@@ -170,6 +174,7 @@ impl Service {
         let f = files.entry(inode.ino).or_insert_with(|| {
             Arc::new(OpenFile {
                 ino: inode.ino,
+                opens: AtomicUsize::new(0),
                 state: Mutex::new(FileState {
                     size: inode.size,
                     mtime: inode.mtime,
@@ -178,7 +183,7 @@ impl Service {
                 }),
             })
         });
-        f.state.lock().opens += 1;
+        f.opens.fetch_add(1, Ordering::SeqCst);
         f.clone()
     }
 
@@ -524,7 +529,7 @@ impl Service {
             st.modified = true;
             Ok(())
         })();
-        let only_us = f.state.lock().opens == 1;
+        let only_us = f.opens.load(Ordering::SeqCst) == 1;
         if result.is_ok() && only_us {
             let r = self.commit(&f);
             self.close_state(&f);
@@ -631,11 +636,16 @@ impl Service {
     /// Drop one open of a file's state; the last one frees it (and purges an
     /// unlinked inode).
     fn close_state(&self, f: &Arc<OpenFile>) {
-        let mut files = self.open_files.lock();
-        let mut st = f.state.lock();
-        st.opens -= 1;
-        if st.opens == 0 {
-            files.remove(&f.ino);
+        let last = {
+            let mut files = self.open_files.lock();
+            let last = f.opens.fetch_sub(1, Ordering::SeqCst) == 1;
+            if last {
+                files.remove(&f.ino);
+            }
+            last
+        };
+        if last {
+            let mut st = f.state.lock();
             let unlinked = st.unlinked;
             for (_, w) in std::mem::take(&mut st.staged) {
                 self.store.delete_chunk(&w.layout, &w.placement);
@@ -643,7 +653,6 @@ impl Service {
             // Uploads never committed (an unlinked file): free them once stored.
             let pending = std::mem::take(&mut st.pending);
             drop(st);
-            drop(files);
             for up in pending.into_values() {
                 if let Ok(w) = up.wait() {
                     self.store.delete_chunk(&w.layout, &w.placement);
@@ -666,7 +675,7 @@ impl Service {
             return Ok(());
         };
         let unlinked = f.state.lock().unlinked;
-        let r = if unlinked && f.state.lock().opens == 1 {
+        let r = if unlinked && f.opens.load(Ordering::SeqCst) == 1 {
             Ok(())
         } else {
             self.commit(&f)

@@ -679,7 +679,8 @@ impl Service {
     pub fn link(&self, ino: u64, new_parent: u64, new_name: &[u8]) -> Result<Inode> {
         validate_name(new_name)?;
         let mut inode = self.meta.link(ino, new_parent, new_name)?;
-        if let Some(f) = self.open_files.lock().get(&ino).cloned() {
+        let open = self.open_files.lock().get(&ino).cloned();
+        if let Some(f) = open {
             f.overlay_attrs(&mut inode);
         }
         Ok(inode)
