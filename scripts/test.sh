@@ -44,10 +44,10 @@ install_tools() {
     fi
     log "installing: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    if ! $sudo apt-get install -y --no-install-recommends "${missing[@]}"; then
+    if ! $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"; then
         log "apt-get install failed; running apt-get update and trying again"
-        $sudo apt-get update
-        $sudo apt-get install -y --no-install-recommends "${missing[@]}"
+        $sudo apt-get update -q
+        $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
     fi
 }
 install_tools
@@ -88,10 +88,16 @@ SUITE_TMP=$(mktemp -d "${TMPDIR:-/tmp}/minigcs-shell.XXXXXX")
 
 # Kill daemons and lazily unmount anything a test left under its temp dir.
 sweep() {
-    local dir=$1 pidfile mnt
+    local dir=$1 pidfile pid mnt
     for pidfile in "$dir"/*/daemon.pid; do
         [ -f "$pidfile" ] || continue
-        kill -KILL "$(cat "$pidfile")" 2>/dev/null || true
+        pid=$(cat "$pidfile")
+        # only a daemon of this test (its command line names the test's folder)
+        if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$dir/"; then
+            echo "   (killing leftover daemon $pid)"
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+        rm -f "$pidfile"
     done
     while read -r mnt; do
         [ -n "$mnt" ] || continue
@@ -103,6 +109,8 @@ cleanup_suite() {
     sweep "$SUITE_TMP"
     if awk -v d="$SUITE_TMP/" 'index($2, d) == 1 { f = 1 } END { exit !f }' /proc/mounts; then
         echo "WARNING: mounts remain under $SUITE_TMP; not removing it" >&2
+    elif [ "${MINIGCS_KEEP_WORK:-0}" = 1 ]; then
+        echo "kept test folders under $SUITE_TMP (MINIGCS_KEEP_WORK=1)"
     else
         rm -rf "$SUITE_TMP"
     fi

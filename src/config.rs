@@ -304,8 +304,15 @@ impl Config {
         }
         let mut unknown = Vec::new();
         collect_unknown_keys(&value, "", &mut unknown);
-        let mut config: Config = serde_yaml::from_value(value)
-            .map_err(|e| Error::Config(format!("invalid config: {e}")))?;
+        let mut config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if path.is_empty() || path == "." {
+                Error::Config(format!("invalid config: {inner}"))
+            } else {
+                Error::Config(format!("{path}: {inner}"))
+            }
+        })?;
         for key in unknown {
             config
                 .warnings
@@ -591,6 +598,25 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("needs at least"));
+    }
+
+    #[test]
+    fn type_errors_name_the_key() {
+        let text = SEED.replace("k: 2", "k: \"two\"");
+        let err = Config::parse(&text, Path::new("/"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("erasure_coding.k"), "{err}");
+        let text = SEED.replace("port: 8000", "port: 70000");
+        let err = Config::parse(&text, Path::new("/"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("api.port"), "{err}");
+        let text = SEED.replace("id: \"node-2\"", "id: [1]");
+        let err = Config::parse(&text, Path::new("/"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nodes[1].id"), "{err}");
     }
 
     #[test]

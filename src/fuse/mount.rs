@@ -259,7 +259,16 @@ fn stat_with_timeout(path: &Path, timeout: Duration) -> Option<io::Result<std::f
     std::thread::Builder::new()
         .name("mount-probe".into())
         .spawn(move || {
-            let _ = tx.send(std::fs::metadata(&p));
+            // statfs first: the kernel answers `stat` from cached attributes
+            // for a while after the daemon died, but always asks the daemon
+            // for statfs, so a dead one shows up as ENOTCONN at once.
+            let probe = match nix::sys::statvfs::statvfs(&p) {
+                Err(nix::errno::Errno::ENOTCONN) => {
+                    Err(io::Error::from_raw_os_error(libc::ENOTCONN))
+                }
+                _ => std::fs::metadata(&p),
+            };
+            let _ = tx.send(probe);
         })
         .ok()?;
     rx.recv_timeout(timeout).ok()

@@ -50,6 +50,7 @@ CFG_MAX_FILE_SIZE=${MINIGCS_TEST_MAX_FILE_SIZE:-104857600}
 CFG_RECOVERY_AUTO=false
 CFG_HEALTH_INTERVAL=1
 CFG_EXTRA=""          # raw YAML appended at the end of the config (top-level keys)
+CFG_API_EXTRA=""      # raw YAML lines added inside api: (indent them by 2 spaces)
 if [ "$(id -u)" = 0 ]; then CFG_ALLOW_OTHER=true; else CFG_ALLOW_OTHER=false; fi
 
 say()  { echo "--- $*"; }
@@ -115,6 +116,7 @@ api:
   host: "127.0.0.1"
   port: $API_PORT
   max_file_size: $CFG_MAX_FILE_SIZE
+${CFG_API_EXTRA}
 metrics:
   enabled: true
   output_file: "metrics.csv"
@@ -177,7 +179,9 @@ ctl_answers() {
 }
 api_answers() { curl -s -o /dev/null --max-time 2 "$API_URL/"; }
 
+LOG_PRINTED=0
 print_log() {
+    LOG_PRINTED=1
     if [ -s "$DAEMON_LOG" ]; then
         echo "----- last 80 lines of the daemon log ($DAEMON_LOG) -----" >&2
         tail -n 80 "$DAEMON_LOG" >&2
@@ -204,6 +208,7 @@ start_daemon() {
             rc=0
             wait "$DAEMON_PID" || rc=$?
             DAEMON_PID=
+            rm -f "$WORK/daemon.pid"
             print_log
             fail "minigcs $mode exited during start-up (exit code $rc)"
         fi
@@ -235,6 +240,7 @@ stop_daemon() {
     done
     wait "$DAEMON_PID" || rc=$?
     DAEMON_PID=
+    rm -f "$WORK/daemon.pid"
     if [ "$rc" -ne 0 ]; then print_log; fail "daemon exited with code $rc after SIGTERM (expected 0)"; fi
     if [ "$DAEMON_MODE" = mount ] && is_mounted; then fail "$MNT is still mounted after the daemon exited"; fi
 }
@@ -245,9 +251,12 @@ kill9_daemon() {
     kill -KILL "$DAEMON_PID" 2>/dev/null || true
     wait "$DAEMON_PID" 2>/dev/null || true
     DAEMON_PID=
+    rm -f "$WORK/daemon.pid"
 }
 
 track_bg() { BG_PIDS+=("$1"); }
+# is PID a live child of this shell? (never signal a recycled pid)
+own_child() { [ "$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f2)" = "$$" ]; }
 
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true; }
 
@@ -263,7 +272,7 @@ cleanup() {
     local rc=$? p n
     set +e
     trap - EXIT
-    for p in "${BG_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
+    for p in "${BG_PIDS[@]}"; do own_child "$p" && kill -KILL "$p" 2>/dev/null; done
     if [ -n "$DAEMON_PID" ]; then
         kill -TERM "$DAEMON_PID" 2>/dev/null
         n=0
@@ -272,7 +281,7 @@ cleanup() {
         wait "$DAEMON_PID" 2>/dev/null
         DAEMON_PID=
     fi
-    if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; then print_log; fi
+    if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ] && [ "$LOG_PRINTED" = 0 ]; then print_log; fi
     unmount_mnt
     if is_mounted; then
         echo "WARNING: $MNT is still mounted; leaving $WORK in place" >&2

@@ -66,6 +66,11 @@ run_other() { # run_other CONFIG_FILE LABEL [HTTP_BASE]
         wait_until 10 curl -s -o /dev/null "$base/" || fail "$label: API not answering at $base"
         curl -sS "$base/" | jq -e '.message == "MiniGCS API"' >/dev/null || fail "$label: GET / answer"
     fi
+    if ! pid_alive $pid; then
+        wait $pid || rc=$?
+        cat "$WORK/$label.log" >&2
+        fail "$label: daemon exited by itself (code $rc) right after answering ctl health"
+    fi
     kill -TERM $pid
     n=0
     while pid_alive $pid && (( n < 300 )); do sleep 0.1; n=$((n + 1)); done

@@ -168,7 +168,8 @@ sleep 1
 csv0=$(csv_rows)
 for i in $(seq 1 $N); do api "/objects/metrics/k$i" -X PUT --data-binary "payload $i" --fail -o /dev/null; done
 for i in $(seq 1 $M); do api "/objects/metrics/k$(( (i - 1) % N + 1 ))" --fail -o /dev/null; done
-wait_until 10 test "$(csv_rows)" -ge $((csv0 + N + M)) || fail "CSV grew by $(( $(csv_rows) - csv0 )) rows, expected $((N + M))"
+csv_has() { [ "$(csv_rows)" -ge "$1" ]; }
+wait_until 10 csv_has $((csv0 + N + M)) || fail "CSV grew by $(( $(csv_rows) - csv0 )) rows, expected $((N + M))"
 sleep 1
 csv1=$(csv_rows)
 after=$(api /metrics/summary)

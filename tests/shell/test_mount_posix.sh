@@ -90,6 +90,9 @@ say "find: same listing"
 assert_eq "$(cd "$REF" && find . | LC_ALL=C sort | sha256sum)" "$(cd "$T" && find . | LC_ALL=C sort | sha256sum)" "find listing"
 assert_eq "3" "$(find "$T" -type l -o -type p | wc -l)" "find -type l -o -type p count"
 
+say "symlink is followed"
+assert_eq "$(sha_of "$WORK/big")" "$(sha_of "$T/a/b/big_sym")" "content through symlink"
+
 say "hard links: nlink counts"
 assert_eq 2 "$(stat -c %h "$T/a/big")" "nlink of a/big"
 assert_eq "$(stat -c %i "$T/a/big")" "$(stat -c %i "$T/a/big_hard")" "inode of hard link"
@@ -103,14 +106,13 @@ assert_eq "$(sha_of "$T/big_l1")" "$(sha_of "$T/a/b/big_l2")" "content shared by
 rm "$T/big_l1" "$T/a/b/big_l2"
 assert_eq 1 "$(stat -c %h "$T/a/big")" "nlink after removing both links"
 
-say "symlink is followed"
-assert_eq "$(sha_of "$WORK/big")" "$(sha_of "$T/a/b/big_sym")" "content through symlink"
-
 say "du and df"
 du -s "$T" >/dev/null || fail "du failed"
-big_kib=$(du -k "$T/a/big" | cut -f1)
-(( big_kib >= 2900 )) || fail "du -k a/big = $big_kib KiB, expected about 2930 (st_blocks must reflect the size)"
-assert_eq "3000000" "$(du -b "$T/a/big" | cut -f1)" "du -b (apparent size) of a/big"
+mid=$T/a/b/dir2_moved/sub/mid
+mid_kib=$(du -k "$mid" | cut -f1)
+(( mid_kib >= 1450 )) || fail "du -k of a 1500000-byte file = $mid_kib KiB, expected about 1465 (st_blocks must reflect the size)"
+assert_eq "1500000" "$(du -b "$mid" | cut -f1)" "du -b (apparent size) of a 1500000-byte file"
+assert_eq "$(du -sb "$REF/a/b/dir2_moved/sub/mid" | cut -f1)" "$(du -sb "$mid" | cut -f1)" "du -sb vs the local folder"
 read -r df_size df_used df_avail < <(df -B1 --output=size,used,avail "$MNT" | tail -n 1)
 (( df_size > 0 )) || fail "df shows size $df_size"
 (( df_avail > 0 )) || fail "df shows avail $df_avail"
@@ -176,6 +178,25 @@ mv "$T/r2" "$T/r1"
 assert_eq old-content "$(cat <&7)" "content via fd opened before rename-over"
 exec 7<&-
 assert_eq new-content "$(cat "$T/r1")" "content after rename-over"
+
+say "xattrs: user.minigcs.placement (virtual, read-only, not listed), user xattrs"
+getfattr --only-values -n user.minigcs.placement "$T/a/big" >"$WORK/placement" || fail "getfattr user.minigcs.placement failed"
+jq -e . "$WORK/placement" >/dev/null || fail "user.minigcs.placement is not JSON: $(head -c 300 "$WORK/placement")"
+grep -q node- "$WORK/placement" || fail "placement JSON names no node: $(head -c 300 "$WORK/placement")"
+if getfattr -d -m - "$T/a/big" 2>/dev/null | grep -q minigcs.placement; then fail "user.minigcs.placement is listed by listxattr"; fi
+if setfattr -n user.minigcs.placement -v x "$T/a/big" 2>/dev/null; then fail "user.minigcs.placement is writable"; fi
+setfattr -n user.color -v blue "$T/a/big" || fail "setfattr user.color"
+assert_eq blue "$(getfattr --only-values -n user.color "$T/a/big")" "user.color"
+getfattr -d "$T/a/big" | grep -q 'user.color="blue"' || fail "user.color not listed"
+if setfattr -n user.nothere -x "$T/a/big" 2>/dev/null; then fail "removing a missing xattr succeeded"; fi
+setfattr -x user.color "$T/a/big" || fail "setfattr -x user.color"
+if getfattr -n user.color "$T/a/big" >/dev/null 2>&1; then fail "user.color still present after removal"; fi
+cp -a "$T/a/big" "$T/a/big_copy"
+assert_eq "$(sha_of "$T/a/big")" "$(sha_of "$T/a/big_copy")" "cp -a copy content"
+rm "$T/a/big_copy"
+
+say "ctl info accepts a path in the mount"
+ctlj info "$T/a/b/c/file1" | jq -e '.key == "t/a/b/c/file1" and .size == 6' >/dev/null || fail "ctl info PATH: $(ctlj info "$T/a/b/c/file1" 2>&1)"
 
 say "state survives remount"
 fingerprint "$T" >"$WORK/fp_before"
