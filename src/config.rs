@@ -114,7 +114,7 @@ impl Default for RecoveryConfig {
             health_interval_secs: 5,
             scrub_interval_secs: 0,
             rate_limit_bytes_per_sec: 0,
-            parallelism: 4,
+            parallelism: 8,
         }
     }
 }

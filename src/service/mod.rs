@@ -336,7 +336,7 @@ impl Service {
             let mut idx = 0u64;
             loop {
                 let permit = Some(self.acquire_permit(None));
-                let mut buf = Vec::with_capacity(self.chunk_size as usize);
+                let mut buf = Vec::new();
                 let n = read_full(reader, &mut buf, self.chunk_size as usize)?;
                 if n == 0 {
                     break;
@@ -952,10 +952,15 @@ impl Service {
 }
 
 /// Read until `limit` bytes or end of stream.
+/// The buffer grows as data arrives, so a small object never costs a whole
+/// chunk of zeroed memory.
 fn read_full(reader: &mut dyn Read, buf: &mut Vec<u8>, limit: usize) -> Result<usize> {
-    buf.resize(limit, 0);
     let mut filled = 0;
     while filled < limit {
+        if buf.len() == filled {
+            let grown = (filled * 2).clamp(64 * 1024, limit);
+            buf.resize(grown, 0);
+        }
         match reader.read(&mut buf[filled..]) {
             Ok(0) => break,
             Ok(n) => filled += n,
