@@ -1065,3 +1065,69 @@ fn list_objects_prefix_sorted_paging() {
     assert!(svc.delete_object("p/b/d").unwrap());
     assert_eq!(list("p/b/", None, None).0, vec!["p/b/c", "p/b/c2/x"]);
 }
+
+// ------------------------------------------- regressions from review
+
+/// An API PUT over a file open in the mount: the key shows the PUT's bytes,
+/// the open handle keeps writing its own version, never a mix of both.
+#[test]
+fn put_over_an_open_file_never_mixes_versions() {
+    let store = TestStore::new(&["a", "b", "c"], 2, 1, CS);
+    let svc = store.service().clone();
+    let old = seeded_bytes(1, (5 * CS) as usize);
+    put(&svc, "log", &old);
+    let ino = svc.resolve_key("log").unwrap().unwrap().ino;
+    let fh = svc
+        .open_file(
+            ino,
+            OpenFlags {
+                read: true,
+                write: true,
+                append: true,
+            },
+        )
+        .unwrap();
+    let new = b"fresh content from the API".to_vec();
+    put(&svc, "log", &new);
+    svc.write(fh, 0, b"x").unwrap();
+    // The handle sees its own version: the old bytes plus its append.
+    let mut expected_handle = old.clone();
+    expected_handle.push(b'x');
+    assert_eq!(
+        read_handle(&svc, fh, expected_handle.len()),
+        expected_handle
+    );
+    svc.release(fh).unwrap();
+    assert_eq!(
+        get(&svc, "log").unwrap(),
+        new,
+        "the key holds exactly the PUT"
+    );
+    svc.collect_garbage().unwrap();
+    assert_eq!(get(&svc, "log").unwrap(), new);
+}
+
+/// A failed commit drops buffered data shared by every handle of the file:
+/// each of those handles must hear of it once, not report success.
+#[test]
+fn failed_commit_is_reported_to_every_open_handle() {
+    let store = TestStore::new(&["a", "b", "c"], 2, 1, CS);
+    let svc = store.service().clone();
+    put(&svc, "f", b"committed");
+    let ino = svc.resolve_key("f").unwrap().unwrap().ino;
+    let a = svc.open_file(ino, rw()).unwrap();
+    let b = svc.open_file(ino, rw()).unwrap();
+    svc.write(b, 0, &seeded_bytes(2, 1000)).unwrap();
+    // Two of three nodes gone: fewer than k shards can be stored.
+    store.delete_node(0);
+    store.delete_node(1);
+    svc.store.probe_all();
+    assert!(svc.flush(a).is_err(), "the commit cannot be durable");
+    assert!(
+        svc.flush(b).is_err(),
+        "b's data was dropped: b must hear of it"
+    );
+    assert!(svc.flush(b).is_ok(), "reported once");
+    svc.release(a).unwrap();
+    svc.release(b).unwrap();
+}

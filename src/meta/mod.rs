@@ -19,6 +19,17 @@ pub const ROOT_INO: u64 = 1;
 /// (parent, name) of directory entries a call created.
 pub type CreatedEntries = Vec<(u64, Vec<u8>)>;
 
+/// What `put_file` did.
+#[derive(Debug)]
+pub struct PutOutcome {
+    pub inode: Inode,
+    pub created: CreatedEntries,
+    /// The file's (parent, name).
+    pub entry: (u64, Vec<u8>),
+    /// An open file whose name moved to the new inode.
+    pub replaced: Option<Unlinked>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     File = 1,
@@ -1107,17 +1118,20 @@ impl Meta {
     }
 
     /// Create or replace the file at `parts` (creating parent directories) with
-    /// the given content, in one transaction. Returns the file inode and the
-    /// (parent, name) entries created.
+    /// the given content, in one transaction. An existing file is replaced in
+    /// place, unless `in_use(ino)` says it is open: then the name moves to a
+    /// new inode (as a rename over it would) and the old one, which lost its
+    /// name, is returned so its handles keep their own version.
     pub fn put_file(
         &self,
         parts: &[&[u8]],
         template: &Inode,
         commit: FileCommit,
-    ) -> Result<(Inode, CreatedEntries)> {
+        in_use: &dyn Fn(u64) -> bool,
+    ) -> Result<PutOutcome> {
         let mut conn = self.conn.lock();
         Self::durably(&mut conn, |conn| {
-            self.put_file_in(conn, parts, template, commit)
+            self.put_file_in(conn, parts, template, commit, in_use)
         })
     }
 
@@ -1127,7 +1141,9 @@ impl Meta {
         parts: &[&[u8]],
         template: &Inode,
         mut commit: FileCommit,
-    ) -> Result<(Inode, CreatedEntries)> {
+        in_use: &dyn Fn(u64) -> bool,
+    ) -> Result<PutOutcome> {
+        let mut replaced = None;
         let tx = conn.transaction()?;
         let mut created = Vec::new();
         let mut dir = ROOT_INO;
@@ -1169,8 +1185,22 @@ impl Meta {
                         String::from_utf8_lossy(name)
                     )));
                 }
-                commit.drop_from = Some(0);
-                f
+                if in_use(ino) {
+                    let new_ino = Self::insert_inode(&tx, template)?;
+                    tx.prepare_cached("UPDATE dentries SET ino=?3 WHERE parent=?1 AND name=?2")?
+                        .execute(params![dir as i64, name, new_ino as i64])?;
+                    let nlink = f.nlink.saturating_sub(1);
+                    tx.prepare_cached("UPDATE inodes SET nlink=?2, ctime=?3 WHERE ino=?1")?
+                        .execute(params![ino as i64, nlink, now])?;
+                    replaced = Some(Unlinked { ino, nlink });
+                    Self::touch_dir(&tx, dir, now)?;
+                    let mut nf = template.clone();
+                    nf.ino = new_ino;
+                    nf
+                } else {
+                    commit.drop_from = Some(0);
+                    f
+                }
             }
             None => {
                 let ino = Self::insert_inode(&tx, template)?;
@@ -1186,7 +1216,12 @@ impl Meta {
         self.commit_in(&tx, &inode, &commit)?;
         let inode = Self::must_inode(&tx, inode.ino)?;
         tx.commit()?;
-        Ok((inode, created))
+        Ok(PutOutcome {
+            inode,
+            created,
+            entry: (dir, name.to_vec()),
+            replaced,
+        })
     }
 
     // ---------- shard health, repair and collection ----------
@@ -1202,24 +1237,28 @@ impl Meta {
     }
 
     /// Record a rebuilt shard. Only updates if the chunk still exists.
+    /// Record a rebuilt shard. Returns false (changing nothing) when the
+    /// chunk is no longer live: the caller then removes what it wrote.
     pub fn set_shard_ok(
         &self,
         chunk_id: u64,
         idx: usize,
         node: usize,
         checksum: u32,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let conn = self.conn.lock();
-        conn.prepare_cached(
-            "UPDATE shards SET node=?3, state=0, checksum=?4 WHERE chunk_id=?1 AND idx=?2",
-        )?
-        .execute(params![
-            chunk_id as i64,
-            idx as i64,
-            self.node_ids[node],
-            checksum as i64
-        ])?;
-        Ok(())
+        let changed = conn
+            .prepare_cached(
+                "UPDATE shards SET node=?3, state=0, checksum=?4 WHERE chunk_id=?1 AND idx=?2
+                 AND EXISTS (SELECT 1 FROM chunks c WHERE c.chunk_id=?1 AND c.ino IS NOT NULL)",
+            )?
+            .execute(params![
+                chunk_id as i64,
+                idx as i64,
+                self.node_ids[node],
+                checksum as i64
+            ])?;
+        Ok(changed > 0)
     }
 
     /// Mark every healthy shard on a node missing (the node was lost).

@@ -137,6 +137,9 @@ struct FileState {
     drop_from: Option<u64>,
     modified: bool,
     unlinked: bool,
+    /// Commits that failed and dropped buffered data; every handle open at
+    /// the time hears of it once, at its next flush/fsync/close.
+    failed_commits: u64,
 }
 
 pub struct OpenFile {
@@ -195,7 +198,8 @@ impl Service {
             Kind::Dir => return Err(Error::IsADirectory(format!("inode {ino}"))),
             _ => return Err(Error::InvalidArgument("not a regular file".into())),
         }
-        self.open_file_state(&inode);
+        let f = self.open_file_state(&inode);
+        let seen_failures = f.state.lock().failed_commits;
         let fh = self
             .next_handle
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -205,6 +209,7 @@ impl Service {
                 ino,
                 flags,
                 last_read_end: u64::MAX,
+                seen_failures,
             },
         );
         Ok(fh)
@@ -543,7 +548,26 @@ impl Service {
     pub fn flush(&self, fh: u64) -> Result<()> {
         let h = self.handle(fh)?;
         let f = self.file_of(h.ino)?;
-        self.commit(&f)
+        let r = self.commit(&f);
+        self.report_lost_writes(fh, &f, r)
+    }
+
+    /// Like Linux's writeback errors: when a commit failed (through any
+    /// handle), each handle open then gets the error once, so no close
+    /// reports success for data that was dropped.
+    fn report_lost_writes(&self, fh: u64, f: &OpenFile, r: Result<()>) -> Result<()> {
+        let failures = f.state.lock().failed_commits;
+        let mut handles = self.handles.lock();
+        let Some(h) = handles.get_mut(&fh) else {
+            return r;
+        };
+        if h.seen_failures == failures {
+            return r;
+        }
+        h.seen_failures = failures;
+        r.and(Err(Error::Unavailable(
+            "data written to this file could not be stored; it was dropped".into(),
+        )))
     }
 
     /// fsync: like flush, and also makes metadata-only changes (create,
@@ -551,10 +575,12 @@ impl Service {
     pub fn fsync(&self, fh: u64) -> Result<()> {
         let h = self.handle(fh)?;
         let f = self.file_of(h.ino)?;
-        if !f.state.lock().modified {
-            return self.sync_metadata();
-        }
-        self.commit(&f)
+        let r = if !f.state.lock().modified {
+            self.sync_metadata()
+        } else {
+            self.commit(&f)
+        };
+        self.report_lost_writes(fh, &f, r)
     }
 
     pub(super) fn commit(&self, f: &OpenFile) -> Result<()> {
@@ -593,6 +619,7 @@ impl Service {
                 st.size = inode.size;
                 st.mtime = inode.mtime;
             }
+            st.failed_commits += 1;
             return Err(e);
         }
         // The whole-file SHA-256 is computed when first asked for (info,
@@ -669,9 +696,11 @@ impl Service {
 
     /// Close a handle: commit pending writes, report whether they are durable.
     pub fn release(&self, fh: u64) -> Result<()> {
-        let h = self.handles.lock().remove(&fh);
-        let Some(h) = h else { return Ok(()) };
+        let Some(h) = self.handles.lock().get(&fh).copied() else {
+            return Ok(());
+        };
         let Ok(f) = self.file_of(h.ino) else {
+            self.handles.lock().remove(&fh);
             return Ok(());
         };
         let unlinked = f.state.lock().unlinked;
@@ -680,6 +709,8 @@ impl Service {
         } else {
             self.commit(&f)
         };
+        let r = self.report_lost_writes(fh, &f, r);
+        self.handles.lock().remove(&fh);
         self.close_state(&f);
         r
     }

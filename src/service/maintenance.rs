@@ -289,23 +289,34 @@ impl Service {
         let rebuilt = self
             .store
             .rebuild(&rec.layout, &readable, &targets, timeout)?;
-        for (i, node, sum) in &rebuilt {
-            // A moved shard leaves its old copy behind: remove it.
-            if let Some(old) = rec.placement[*i] {
-                if old != *node {
-                    let _ = self.store.delete_shard_on(
-                        old,
-                        ShardKey {
-                            chunk_id: rec.layout.chunk_id,
-                            index: *i as u16,
-                        },
-                    );
+        self.record_rebuilt(rec.layout.chunk_id, &rec.placement, &rebuilt)?;
+        Ok(rebuilt.len() as u64)
+    }
+
+    /// Point the shard map at rebuilt shards, then remove the copies they
+    /// replace. A chunk that stopped being live meanwhile keeps nothing.
+    fn record_rebuilt(
+        &self,
+        chunk_id: u64,
+        old: &Placement,
+        rebuilt: &[(usize, usize, u32)],
+    ) -> Result<()> {
+        for &(i, node, sum) in rebuilt {
+            let key = ShardKey {
+                chunk_id,
+                index: i as u16,
+            };
+            if !self.meta.set_shard_ok(chunk_id, i, node, sum)? {
+                let _ = self.store.delete_shard_on(node, key);
+                continue;
+            }
+            if let Some(previous) = old[i] {
+                if previous != node {
+                    let _ = self.store.delete_shard_on(previous, key);
                 }
             }
-            self.meta
-                .set_shard_ok(rec.layout.chunk_id, *i, *node, *sum)?;
         }
-        Ok(rebuilt.len() as u64)
+        Ok(())
     }
 
     /// Probe every node; rebuild automatically a node whose folder came back
@@ -631,20 +642,7 @@ impl Service {
             Duration::from_secs(self.config.recovery.timeout),
         )?;
         let shard_len = rec.layout.shard_len() as u64;
-        for (i, n, sum) in &rebuilt {
-            if let Some(old) = rec.placement[*i] {
-                if old != *n {
-                    let _ = self.store.delete_shard_on(
-                        old,
-                        ShardKey {
-                            chunk_id: id,
-                            index: *i as u16,
-                        },
-                    );
-                }
-            }
-            self.meta.set_shard_ok(id, *i, *n, *sum)?;
-        }
+        self.record_rebuilt(id, &rec.placement, &rebuilt)?;
         Ok((rebuilt.len() as u64, rebuilt.len() as u64 * shard_len))
     }
 

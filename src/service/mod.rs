@@ -38,6 +38,9 @@ use crate::node::{LocalDirNode, NodeBackend};
 use cache::ChunkCache;
 use file::OpenFile;
 
+/// Chunks read ahead at once, across all readers (each is a chunk of memory).
+const MAX_PREFETCH: usize = 4;
+
 /// A change made through the object API that the mount must learn about.
 #[derive(Debug, Clone)]
 pub enum Change {
@@ -159,6 +162,8 @@ struct Handle {
     ino: u64,
     flags: OpenFlags,
     last_read_end: u64,
+    /// `failed_commits` of the file as this handle last reported it.
+    seen_failures: u64,
 }
 
 impl Service {
@@ -335,12 +340,14 @@ impl Service {
         let result = (|| -> Result<()> {
             let mut idx = 0u64;
             loop {
-                let permit = Some(self.acquire_permit(None));
+                // The permit is taken once the bytes are here: a client that
+                // stalls mid-body must not hold write budget the mount needs.
                 let mut buf = Vec::new();
                 let n = read_full(reader, &mut buf, self.chunk_size as usize)?;
                 if n == 0 {
                     break;
                 }
+                let permit = Some(self.acquire_permit(None));
                 size += n as u64;
                 if let Some(max) = max_size {
                     if size > max {
@@ -396,7 +403,8 @@ impl Service {
             checksum: Some(hex::encode(hasher.finalize())),
             content_type: guessed,
         };
-        let (inode, created) = match self.meta.put_file(&parts, &template, commit) {
+        let in_use = |ino: u64| self.open_files.lock().contains_key(&ino);
+        let outcome = match self.meta.put_file(&parts, &template, commit, &in_use) {
             Ok(r) => r,
             Err(e) => {
                 for (_, w) in &written {
@@ -405,15 +413,25 @@ impl Service {
                 return Err(e);
             }
         };
+        let mut changes = vec![Change::Inode(outcome.inode.ino)];
+        if let Some(old) = outcome.replaced {
+            // Open handles keep the version they had; the name shows the new one.
+            self.after_unlink(old.ino, old.nlink)?;
+            changes.push(Change::Inode(old.ino));
+            changes.push(Change::Entry {
+                parent: outcome.entry.0,
+                name: outcome.entry.1.clone(),
+            });
+        }
         self.wake_workers();
-        let mut changes = vec![Change::Inode(inode.ino)];
         changes.extend(
-            created
+            outcome
+                .created
                 .into_iter()
                 .map(|(parent, name)| Change::Entry { parent, name }),
         );
         self.notify(&changes);
-        Ok(inode)
+        Ok(outcome.inode)
     }
 
     /// Capture a version of a file for reading.
@@ -904,8 +922,12 @@ impl Service {
             return;
         };
         let id = rec.layout.chunk_id;
-        if self.cache.contains(id) || !self.prefetching.lock().insert(id) {
-            return;
+        {
+            // At most a few chunks in flight, whatever the number of readers.
+            let mut inflight = self.prefetching.lock();
+            if self.cache.contains(id) || inflight.len() >= MAX_PREFETCH || !inflight.insert(id) {
+                return;
+            }
         }
         let this = self.clone();
         std::thread::spawn(move || {
