@@ -26,8 +26,6 @@ pub struct PutOutcome {
     pub created: CreatedEntries,
     /// The file's (parent, name).
     pub entry: (u64, Vec<u8>),
-    /// An open file whose name moved to the new inode.
-    pub replaced: Option<Unlinked>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1118,20 +1116,17 @@ impl Meta {
     }
 
     /// Create or replace the file at `parts` (creating parent directories) with
-    /// the given content, in one transaction. An existing file is replaced in
-    /// place, unless `in_use(ino)` says it is open: then the name moves to a
-    /// new inode (as a rename over it would) and the old one, which lost its
-    /// name, is returned so its handles keep their own version.
+    /// the given content, in one transaction. An existing file keeps its inode
+    /// (hard links and open handles see the new content).
     pub fn put_file(
         &self,
         parts: &[&[u8]],
         template: &Inode,
         commit: FileCommit,
-        in_use: &dyn Fn(u64) -> bool,
     ) -> Result<PutOutcome> {
         let mut conn = self.conn.lock();
         Self::durably(&mut conn, |conn| {
-            self.put_file_in(conn, parts, template, commit, in_use)
+            self.put_file_in(conn, parts, template, commit)
         })
     }
 
@@ -1141,9 +1136,7 @@ impl Meta {
         parts: &[&[u8]],
         template: &Inode,
         mut commit: FileCommit,
-        in_use: &dyn Fn(u64) -> bool,
     ) -> Result<PutOutcome> {
-        let mut replaced = None;
         let tx = conn.transaction()?;
         let mut created = Vec::new();
         let mut dir = ROOT_INO;
@@ -1185,22 +1178,8 @@ impl Meta {
                         String::from_utf8_lossy(name)
                     )));
                 }
-                if in_use(ino) {
-                    let new_ino = Self::insert_inode(&tx, template)?;
-                    tx.prepare_cached("UPDATE dentries SET ino=?3 WHERE parent=?1 AND name=?2")?
-                        .execute(params![dir as i64, name, new_ino as i64])?;
-                    let nlink = f.nlink.saturating_sub(1);
-                    tx.prepare_cached("UPDATE inodes SET nlink=?2, ctime=?3 WHERE ino=?1")?
-                        .execute(params![ino as i64, nlink, now])?;
-                    replaced = Some(Unlinked { ino, nlink });
-                    Self::touch_dir(&tx, dir, now)?;
-                    let mut nf = template.clone();
-                    nf.ino = new_ino;
-                    nf
-                } else {
-                    commit.drop_from = Some(0);
-                    f
-                }
+                commit.drop_from = Some(0);
+                f
             }
             None => {
                 let ino = Self::insert_inode(&tx, template)?;
@@ -1220,7 +1199,6 @@ impl Meta {
             inode,
             created,
             entry: (dir, name.to_vec()),
-            replaced,
         })
     }
 

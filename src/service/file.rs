@@ -190,6 +190,28 @@ impl Service {
         f.clone()
     }
 
+    /// Forget buffered, uncommitted changes of an open file after another
+    /// writer (an API PUT) replaced its content: later writes and reads of the
+    /// handles start from `inode`'s version.
+    pub(super) fn rebase_open_file(&self, f: &OpenFile, inode: &Inode) {
+        let mut st = f.state.lock();
+        st.dirty.clear();
+        for (_, up) in std::mem::take(&mut st.pending) {
+            if let Ok(w) = up.wait() {
+                self.store.delete_chunk(&w.layout, &w.placement);
+            }
+        }
+        for (_, w) in std::mem::take(&mut st.staged) {
+            self.store.delete_chunk(&w.layout, &w.placement);
+        }
+        st.holes.clear();
+        st.drop_from = None;
+        st.modified = false;
+        st.size = inode.size;
+        st.mtime = inode.mtime;
+        st.ctime = inode.ctime;
+    }
+
     /// Open a file; returns the handle.
     pub fn open_file(&self, ino: u64, flags: OpenFlags) -> Result<u64> {
         let inode = self.getattr_committed(ino)?;

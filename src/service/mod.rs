@@ -403,8 +403,7 @@ impl Service {
             checksum: Some(hex::encode(hasher.finalize())),
             content_type: guessed,
         };
-        let in_use = |ino: u64| self.open_files.lock().contains_key(&ino);
-        let outcome = match self.meta.put_file(&parts, &template, commit, &in_use) {
+        let outcome = match self.meta.put_file(&parts, &template, commit) {
             Ok(r) => r,
             Err(e) => {
                 for (_, w) in &written {
@@ -413,16 +412,19 @@ impl Service {
                 return Err(e);
             }
         };
-        let mut changes = vec![Change::Inode(outcome.inode.ino)];
-        if let Some(old) = outcome.replaced {
-            // Open handles keep the version they had; the name shows the new one.
-            self.after_unlink(old.ino, old.nlink)?;
-            changes.push(Change::Inode(old.ino));
-            changes.push(Change::Entry {
+        // Handles open in the mount now build on the new version (the PUT is
+        // the later writer), never on a mix of old chunks and new ones.
+        let open = self.open_files.lock().get(&outcome.inode.ino).cloned();
+        if let Some(f) = open {
+            self.rebase_open_file(&f, &outcome.inode);
+        }
+        let mut changes = vec![
+            Change::Inode(outcome.inode.ino),
+            Change::Entry {
                 parent: outcome.entry.0,
                 name: outcome.entry.1.clone(),
-            });
-        }
+            },
+        ];
         self.wake_workers();
         changes.extend(
             outcome
