@@ -406,11 +406,6 @@ impl Meta {
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
-    pub fn has_children(&self, ino: u64) -> Result<bool> {
-        let conn = self.conn.lock();
-        Self::has_children_in(&conn, ino)
-    }
-
     fn has_children_in(conn: &Connection, ino: u64) -> Result<bool> {
         let mut st = conn.prepare_cached("SELECT 1 FROM dentries WHERE parent=?1 LIMIT 1")?;
         Ok(st.exists([ino as i64])?)

@@ -174,7 +174,7 @@ impl NodeBackend for LocalDirNode {
         }
         // Writability: create and remove a probe file. Root ignores mode bits,
         // so also refuse a folder whose owner permissions were removed.
-        if meta.permissions().mode_bits() & 0o700 == 0 {
+        if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o700 == 0 {
             return NodeProbe::Failed("folder permissions deny access (mode 000)".into());
         }
         let probe = self.root.join(".probe");
@@ -270,17 +270,6 @@ impl NodeBackend for LocalDirNode {
             st.blocks() as u64 * frsize,
             st.blocks_available() as u64 * frsize,
         ))
-    }
-}
-
-trait ModeBits {
-    fn mode_bits(&self) -> u32;
-}
-
-impl ModeBits for fs::Permissions {
-    fn mode_bits(&self) -> u32 {
-        use std::os::unix::fs::PermissionsExt;
-        self.mode()
     }
 }
 

@@ -260,8 +260,7 @@ impl Service {
             .ok_or_else(|| Error::InvalidArgument(format!("inode {ino} is not open")))
     }
 
-    fn source(&self, f: &OpenFile, st: &FileState, idx: u64) -> Source {
-        let _ = f;
+    fn source(&self, st: &FileState, idx: u64) -> Source {
         if st.dirty.contains_key(&idx) {
             Source::Dirty
         } else if let Some(p) = st.pending.get(&idx) {
@@ -277,7 +276,7 @@ impl Service {
 
     /// The current bytes of chunk `idx` (its data length, not padded).
     fn chunk_content(&self, f: &OpenFile, st: &FileState, idx: u64) -> Result<Vec<u8>> {
-        match self.source(f, st, idx) {
+        match self.source(st, idx) {
             Source::Dirty => Ok(st.dirty[&idx].buf.clone()),
             Source::Pending(up) => {
                 let w = up.wait()?;
@@ -442,7 +441,7 @@ impl Service {
             let idx = pos / cs;
             let in_off = pos % cs;
             let n = ((cs - in_off).min(end - pos)) as usize;
-            let piece = match self.source(&f, &st, idx) {
+            let piece = match self.source(&st, idx) {
                 Source::Dirty => {
                     let b = &st.dirty[&idx].buf;
                     let s = (in_off as usize).min(b.len());

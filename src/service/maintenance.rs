@@ -319,15 +319,22 @@ impl Service {
         Ok(())
     }
 
+    /// Probe every node; a node that came back wakes the repair worker.
+    fn probe_nodes(&self) {
+        if self
+            .store
+            .probe_all()
+            .iter()
+            .any(|(_, s)| *s == NodeState::Up)
+        {
+            self.wake_workers();
+        }
+    }
+
     /// Probe every node; rebuild automatically a node whose folder came back
     /// empty when `recovery.auto` is on.
     pub fn check_health(&self) {
-        for (i, state) in self.store.probe_all() {
-            if state == NodeState::Up {
-                self.wake_workers();
-            }
-            let _ = i;
-        }
+        self.probe_nodes();
         if !self.config.recovery.auto {
             return;
         }
@@ -655,8 +662,6 @@ impl Service {
     ) -> Result<ScrubReport> {
         let mut report = ScrubReport::default();
         let started = Instant::now();
-        let (total, _) = self.meta.object_totals()?;
-        let _ = total;
         let mut after = None;
         let rate = self.config.recovery.rate_limit_bytes_per_sec;
         loop {
@@ -761,11 +766,7 @@ impl Service {
     /// prototype's `/cluster/health`) plus per-node state and repair counts.
     pub fn health_report(&self) -> Result<Value> {
         // Check every node now (folder, identity, writability), not from cache.
-        for (_, state) in self.store.probe_all() {
-            if state == NodeState::Up {
-                self.wake_workers();
-            }
-        }
+        self.probe_nodes();
         let status = self.store.node_status();
         let mut failed = Vec::new();
         let mut nodes = Vec::new();

@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
 use crate::chunk::{ChunkStore, NodeState, WrittenChunk};
 use crate::config::Config;
@@ -957,10 +957,6 @@ impl Service {
         self.open_files.lock().len()
     }
 
-    pub fn uptime(&self) -> Duration {
-        self.started.elapsed().unwrap_or_default()
-    }
-
     /// Stop accepting work: commit every open file.
     pub fn shutdown(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
@@ -997,20 +993,4 @@ fn read_full(reader: &mut dyn Read, buf: &mut Vec<u8>, limit: usize) -> Result<u
     }
     buf.truncate(filled);
     Ok(filled)
-}
-
-/// Time a closure and record it as an operation.
-pub fn timed<T>(
-    metrics: &Metrics,
-    op: &str,
-    key: &str,
-    f: impl FnOnce() -> Result<(T, u64)>,
-) -> Result<T> {
-    let start = Instant::now();
-    let r = f();
-    match &r {
-        Ok((_, bytes)) => metrics.record(op, key, *bytes, start.elapsed(), true, None),
-        Err(e) => metrics.record(op, key, 0, start.elapsed(), false, Some(&e.to_string())),
-    }
-    r.map(|(t, _)| t)
 }
