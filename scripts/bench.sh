@@ -15,6 +15,13 @@
 #   BENCH_RECOVERY     data written before a node is deleted and rebuilt (1G)
 #   BENCH_API_SMALL    number of 1–10 KiB objects for the HTTP API test  (1000)
 #   BENCH_API_BIG      number of 1–4 MiB objects for the HTTP API test   (100)
+#   BENCH_CONC_SIZE    size of each of the two files of the concurrency step (1G)
+#   BENCH_CONC_SECONDS seconds of stat sampling, alone and during commits  (10)
+#   BENCH_BASELINE_BIN another minigcs binary (e.g. the previous release) run
+#                      through the concurrency step too, for before/after
+#                      figures from the same run
+#   BENCH_ONLY         comma-separated steps to run (main = bench+fio+API, rss,
+#                      recovery, concurrency); default: all of them
 #   BENCH_CODEC=1      also run `cargo bench --bench codec` for 4+2 (minutes)
 #   BENCH_SKIP_BUILD=1 use the existing target/release/minigcs
 #   BENCH_KEEP_WORK=1  keep target/bench-work (unmounted) for inspection
@@ -70,6 +77,12 @@ RSS_SIZE=$(to_bytes "${BENCH_RSS_SIZE:-4G}")
 RECOVERY_SIZE=$(to_bytes "${BENCH_RECOVERY:-1G}")
 API_SMALL=${BENCH_API_SMALL:-1000}
 API_BIG=${BENCH_API_BIG:-100}
+CONC_SIZE=$(to_bytes "${BENCH_CONC_SIZE:-1G}")
+CONC_SECONDS=${BENCH_CONC_SECONDS:-10}
+BASELINE_BIN=${BENCH_BASELINE_BIN:-}
+[ -z "$BASELINE_BIN" ] || [ -x "$BASELINE_BIN" ] || die "BENCH_BASELINE_BIN=$BASELINE_BIN is not an executable"
+# step NAME: is this step part of the run (BENCH_ONLY)?
+step() { [ -z "${BENCH_ONLY:-}" ] || [[ ",$BENCH_ONLY," == *",$1,"* ]]; }
 MiB=1048576
 (( BIG >= MiB && FIO_SIZE >= MiB && RSS_SIZE >= MiB && RECOVERY_SIZE >= MiB )) ||
     die "BENCH_BIG, BENCH_FIO, BENCH_RSS_SIZE and BENCH_RECOVERY must be at least 1M"
@@ -314,6 +327,7 @@ log "sizes: big $(human "$BIG"), small $SMALL_COUNT × $(human "$SMALL_SIZE"), f
 
 # ---- 1. minigcs bench and fio on all three ---------------------------------------------
 
+if step main; then
 start_daemon main
 MGCS=$DAEMON_DIR/mnt
 
@@ -353,9 +367,11 @@ python3 "$REPO/scripts/bench_api.py" "${api_args[@]}" >"$LOGS/api.json" || die "
 MAIN_HWM_KB=$(awk '/^VmHWM/ { print $2 }' "/proc/$DAEMON_PID/status")
 stop_daemon
 rm -rf "$WORK/main"
+fi
 
 # ---- 3. daemon peak RSS while writing one big file ----------------------------------------------
 
+if step rss; then
 start_daemon rss
 log "peak RSS: dd $(human "$RSS_SIZE") (bs=1M, conv=fsync) into a fresh daemon's mount"
 ( pid=$DAEMON_PID
@@ -377,9 +393,11 @@ RSS_SIZE_ON_MOUNT=$(stat -c %s "$DAEMON_DIR/mnt/big.bin")
 [ "$RSS_SIZE_ON_MOUNT" = "$RSS_SIZE" ] || warn "RSS step: file on the mount has $RSS_SIZE_ON_MOUNT bytes, wrote $RSS_SIZE"
 stop_daemon
 rm -rf "$WORK/rss"
+fi
 
 # ---- 4. recovery of one node ------------------------------------------------------------------
 
+if step recovery; then
 start_daemon rec
 NFILES=8
 per=$(( RECOVERY_SIZE / NFILES / MiB * MiB ))
@@ -459,8 +477,45 @@ if ! (cd "$DAEMON_DIR/mnt/rec" && sha256sum --quiet -c "$WORK/rec.sha256") >"$LO
 fi
 stop_daemon
 rm -rf "$WORK/rec"
+fi
 
-# ---- 5. codec (optional) -------------------------------------------------------------------------
+# ---- 5. concurrency: readers of one open file, stat during commits ----------------------------------
+
+# concurrency_step LABEL BINARY: two CONC_SIZE files written and fsynced, then
+# scripts/bench_concurrency.py (one reader vs four readers of one open file,
+# statx latency alone and while another thread closes 4 MiB files).
+concurrency_step() {
+    local saved=$BIN
+    BIN=$2
+    start_daemon "conc-$1"
+    mkdir -p "$DAEMON_DIR/mnt/conc"
+    log "concurrency ($1): writing 2 × $(human "$CONC_SIZE")"
+    gen_bytes conc-a "$CONC_SIZE" | dd of="$DAEMON_DIR/mnt/conc/a.bin" bs=1M iflag=fullblock conv=fsync status=none ||
+        die "writing the concurrency files failed"
+    gen_bytes conc-b "$CONC_SIZE" | dd of="$DAEMON_DIR/mnt/conc/b.bin" bs=1M iflag=fullblock conv=fsync status=none ||
+        die "writing the concurrency files failed"
+    log "concurrency ($1): readers, then stat for 2 × $CONC_SECONDS s"
+    local args=(--dir "$DAEMON_DIR/mnt/conc" --file-a "$DAEMON_DIR/mnt/conc/a.bin"
+        --file-b "$DAEMON_DIR/mnt/conc/b.bin" --readers 4 --seconds "$CONC_SECONDS")
+    [ "$IS_ROOT" = 1 ] && args+=(--drop-caches)
+    python3 "$REPO/scripts/bench_concurrency.py" "${args[@]}" >"$LOGS/concurrency-$1.json" ||
+        die "concurrency benchmark ($1) failed"
+    stop_daemon
+    rm -rf "$WORK/conc-$1"
+    BIN=$saved
+}
+CONC_LABELS=()
+if step concurrency; then
+    concurrency_step current "$BIN"
+    CONC_LABELS+=(current)
+    if [ -n "$BASELINE_BIN" ]; then
+        cp "$BASELINE_BIN" "$WORK/minigcs-baseline"
+        concurrency_step baseline "$WORK/minigcs-baseline"
+        CONC_LABELS+=(baseline)
+    fi
+fi
+
+# ---- 6. codec (optional) -------------------------------------------------------------------------
 
 CODEC_SIZES=()
 if [ "${BENCH_CODEC:-0}" = 1 ]; then
@@ -511,6 +566,7 @@ add_rate_row() { # FIGURE MGCS RAW BINDFS KIND(write|read|small|none)
 
 cold=" (cold)"
 [ "$IS_ROOT" = 1 ] || cold=" (warm: not root)"
+if step main; then
 add_rate_row "bench: big write $(human "$BIG") +fsync, MiB/s" \
     "$(bv minigcs 'big write')" "$(bv raw 'big write')" "$(bv bindfs 'big write')" write
 add_rate_row "bench: big read $(human "$BIG")$cold, MiB/s" \
@@ -526,11 +582,16 @@ add_rate_row "bench: small read$cold, files/s" \
 add_rate_row "bench: stat, ops/s" "$(bv minigcs stat)" "$(bv raw stat)" "$(bv bindfs stat)" small
 add_rate_row "bench: readdir, entries/s" "$(bv minigcs readdir)" "$(bv raw readdir)" "$(bv bindfs readdir)" none
 add_rate_row "bench: unlink, ops/s" "$(bv minigcs unlink)" "$(bv raw unlink)" "$(bv bindfs unlink)" none
+fi
+
+if step rss; then
 
 RSS_MIB=$(awk -v k="$RSS_HWM_KB" 'BEGIN { printf "%.0f", k / 1024 }')
 row "daemon peak RSS (VmHWM of a fresh daemon) writing $(human "$RSS_SIZE") with dd, MiB" \
     "$RSS_MIB" "—" "—" "—" "—" "≤ 256 MiB" "$(yn le "$RSS_MIB" 256)"
+fi
 
+if step main; then
 RAW_W=$(fio_mibs raw write)
 RAW_R=$(fio_mibs raw read)
 for cls in small big; do
@@ -552,7 +613,9 @@ for cls in small big; do
         fi
     done
 done
+fi
 
+if step recovery; then
 REC_MIBS=$(awk -v b="$REC_BYTES" -v ms="$REC_DONE_MS" 'BEGIN { if (ms > 0) printf "%.2f", b / 1048576 / (ms / 1000) }')
 RAWREAD_MIBS=$(awk -v b="$RAW_READ_BYTES" -v ms="$RAW_READ_MS" 'BEGIN { printf "%.2f", b / 1048576 / (ms / 1000) }')
 rr=$(ratio "$REC_MIBS" "$RAWREAD_MIBS")
@@ -560,6 +623,29 @@ row "recovery: rebuild rate of node-2 ($(human "$REC_BYTES") rebuilt, start→do
     "$(f1 "$REC_MIBS")" "$(f1 "$RAWREAD_MIBS")" "—" "$(rfmt "$rr")" "—" "≥ 0.5× raw read of the same bytes" "$(yn ge "$rr" 0.5)"
 row "recovery: MTTR for $(human "$REC_BYTES") of lost shards (detect→done), ms" \
     "${REC_MTTR_MS:-—}" "—" "—" "—" "—" "recorded (no target)" "—"
+fi
+
+# Concurrency rows: the minigcs column is this build; "raw" holds the same-run
+# reference (one reader, or stat with no writer); the baseline binary, when
+# given, gets rows of its own.
+conc() { jq -r "$2 // empty" "$LOGS/concurrency-$1.json"; }
+for label in "${CONC_LABELS[@]}"; do
+    tag=""
+    [ "$label" = current ] || tag=" [$label binary]"
+    one=$(conc "$label" .one_reader.mib_per_s)
+    many=$(conc "$label" .many_readers.mib_per_s)
+    rr=$(ratio "$many" "$one")
+    row "concurrency: 4 readers of one open $(human "$CONC_SIZE") file$cold, aggregate MiB/s (raw = 1 reader)$tag" \
+        "$(f1 "$many")" "$(f1 "$one")" "—" "$(rfmt "$rr")" "—" "≥ 1.5× one reader" "$(yn ge "$rr" 1.5)"
+    alone=$(conc "$label" .stat_alone.p99_ms)
+    busy=$(conc "$label" .stat_during_commits.p99_ms)
+    closes=$(conc "$label" .writer.files_closed)
+    close_p50=$(conc "$label" .writer.close.p50_ms)
+    rr=$(ratio "$busy" "$alone")
+    row "concurrency: stat p99 while $closes × 4 MiB files close (close p50 $close_p50 ms), ms (raw = no writer)$tag" \
+        "$busy" "$alone" "—" "$(rfmt "$rr")" "—" "below the close p50 (no wait for commits)" \
+        "$(yn awk -v a="$busy" -v b="$close_p50" 'BEGIN { exit !(a != "" && b != "" && a + 0 < b + 0) }')"
+done
 
 for sz in "${CODEC_SIZES[@]}"; do
     enc=$(codec_gibs encode "$sz")
@@ -583,9 +669,20 @@ FS=$(df -PT "$REPO/target" | awk 'NR == 2 { print $2 " on " $1 }')
 MACHINE="$(nproc) × $CPU, $MEM RAM, $FS, Linux $(uname -r), load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"
 NOTES=(
     "minigcs: default 2+1 config (3 nodes in 3 regions, 4 MiB chunks) on the same disk as raw and bindfs ($BINDFS_VERSION); $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$REPO" diff --quiet HEAD 2>/dev/null || echo '+local changes')."
+)
+if step rss; then NOTES+=(
     "bench/fio/API ran on one daemon; the RSS figure is VmHWM of a fresh daemon read right after the dd (start-up included; VmRSS sampled every 0.2 s peaked at $(awk -v k="${RSS_SAMPLED_KB:-0}" 'BEGIN { printf "%.0f", k / 1024 }') MiB; dd wrote at $(awk -v b="$RSS_SIZE" -v ms="$RSS_DD_MS" 'BEGIN { printf "%.0f", b / 1048576 / (ms / 1000) }') MiB/s). VmHWM of the first daemon after bench, fio and API: $(awk -v k="${MAIN_HWM_KB:-0}" 'BEGIN { printf "%.0f", k / 1024 }') MiB."
+); fi
+if step main; then NOTES+=(
     "API: one python3 http.client keep-alive connection; uploads are PUT of the raw body, downloads are cold (page cache dropped) and checked byte for byte; raw = the fio raw write/read figures above."
+); fi
+if step recovery; then NOTES+=(
     "Recovery: node-2's folder deleted with rm -rf, detected by ctl health after ${DETECT_MS} ms (polled every 0.2 s; health_interval_secs is 5 by default), then ctl recover node-2 (daemon's detect→start ${REC_D2S_MS:-?} ms, the script's wait before calling ctl included) ($REC_SHARDS shards, wall ${RECOVER_WALL_MS} ms); raw = cat of $(human "$RAW_READ_BYTES") of surviving shard files after dropping the page cache (${RAW_READ_MS} ms)."
+); fi
+if step concurrency; then NOTES+=(
+    "Concurrency: a fresh daemon per binary; two $(human "$CONC_SIZE") files written with dd conv=fsync; one thread reads file A, then 4 threads read their quarter of file B through one shared descriptor (page cache dropped before each pass); stat = statx with AT_STATX_FORCE_SYNC of a small file for $CONC_SECONDS s alone, then $CONC_SECONDS s while another thread writes and closes 4 MiB files (raw JSON: concurrency-*.json)."
+); fi
+NOTES+=(
     "Whole run: ${ELAPSED} s (without the build)."
 )
 
