@@ -23,5 +23,6 @@ pub mod fuse;
 pub mod http;
 pub mod meta;
 pub mod metrics;
+pub mod model;
 pub mod node;
 pub mod service;

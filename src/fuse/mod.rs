@@ -34,7 +34,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
-use crate::meta::{now_nanos, AttrChange, Inode, Kind, RenameMode};
+use crate::model::{now_nanos, AttrChange, Inode, Kind, RenameMode};
 use crate::service::{Change, ChangeObserver, OpenFlags, Service};
 
 /// How long the kernel may cache attributes and entries. The service tells

@@ -24,8 +24,8 @@ use super::error::body_io_error;
 use super::range::{self, RangeSpec};
 use super::{blocking, ApiError, App};
 use crate::error::Error;
-use crate::meta::{Inode, Kind};
 use crate::metrics::Metrics;
+use crate::model::{Inode, Kind};
 use crate::service::{parse_key, Snapshot};
 
 /// Room for multipart boundaries and part headers on top of

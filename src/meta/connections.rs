@@ -1,0 +1,187 @@
+//! The connection layer of the metadata database: one writer connection and
+//! a small pool of WAL reader connections, and the only two ways the rest of
+//! `meta` reaches SQLite.
+//!
+//! - `Database::read` runs a query on a reader connection inside one read
+//!   transaction, so it sees one committed state. In WAL mode a reader reads
+//!   the last committed state while the writer is in the middle of a
+//!   transaction or an fsync: lookups, getattr and listings never wait behind
+//!   a durable commit. A write is visible to every read that starts after the
+//!   write returned.
+//! - `Database::write_transaction` is the write funnel: every change to the
+//!   database is one (IMMEDIATE) transaction on the writer connection that
+//!   goes through it, with the reads that belong to the change. It is the one
+//!   place a replicated metadata journal hooks in: each committed change, in
+//!   commit order, passes here.
+//!
+//! Durability: the writer runs with synchronous=NORMAL, so changes commit
+//! without fsync (they survive a daemon crash and reach the disk with the
+//! next durable commit, like a local filesystem's metadata before fsync).
+//! `Durability::Durable` transactions run with synchronous=FULL: when they
+//! return, they and every commit before them are on stable storage.
+//!
+//! This module knows nothing about the tables; schema and queries live in the
+//! other files of `meta`.
+
+use parking_lot::Mutex;
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::error::Result;
+
+/// Reader connections kept open. Reads are short and CPU-bound on SQLite's
+/// page cache, so more connections than cores add no throughput, while each
+/// keeps its own page cache (up to 2 MiB) and statement cache. Four cover the
+/// usual concurrent readers (FUSE request workers, HTTP handlers, one
+/// maintenance scan) on a small machine; a read that finds all four busy opens
+/// a short-lived extra connection instead of waiting behind a long scan.
+pub(super) const READER_POOL_SIZE: usize = 4;
+/// How long a connection waits for a lock held by another process (a
+/// checkpoint, an external `sqlite3` shell) before reporting busy.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Prepared statements cached per connection.
+const STATEMENT_CACHE: usize = 64;
+
+/// How a write transaction reaches the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Durability {
+    /// Commit without fsync (synchronous=NORMAL): namespace changes, shard
+    /// states, queues, recovery records.
+    Buffered,
+    /// Commit with synchronous=FULL: file content commits and explicit syncs.
+    Durable,
+}
+
+pub(super) struct Database {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    idle_readers: Mutex<Vec<Connection>>,
+}
+
+impl Database {
+    /// Open the writer connection (switching the database to WAL) and let
+    /// `prepare` bring the schema up to date before any reader opens.
+    pub(super) fn open(
+        path: &Path,
+        prepare: impl FnOnce(&mut Connection) -> Result<()>,
+    ) -> Result<Database> {
+        let mut writer = Connection::open(path)?;
+        writer.pragma_update(None, "journal_mode", "WAL")?;
+        writer.pragma_update(None, "synchronous", "NORMAL")?;
+        writer.pragma_update(None, "foreign_keys", "OFF")?;
+        writer.busy_timeout(BUSY_TIMEOUT)?;
+        writer.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        prepare(&mut writer)?;
+        // Extra readers open later: a relative path must not follow a chdir.
+        let path = std::fs::canonicalize(path)?;
+        let readers = (0..READER_POOL_SIZE)
+            .map(|_| open_reader(&path))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Database {
+            path,
+            writer: Mutex::new(writer),
+            idle_readers: Mutex::new(readers),
+        })
+    }
+
+    /// Run `query` on a reader connection in one read transaction: it sees
+    /// the last committed state and never waits for the writer.
+    pub(super) fn read<T>(&self, query: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let mut reader = self.take_reader()?;
+        let result = (|| {
+            let snapshot = reader.connection().transaction()?;
+            let value = query(&snapshot)?;
+            snapshot.commit()?;
+            Ok(value)
+        })();
+        drop(reader);
+        result
+    }
+
+    /// The write funnel: run `change` in one transaction on the writer and
+    /// commit it with the given durability. An error from `change` rolls the
+    /// whole transaction back.
+    pub(super) fn write_transaction<T>(
+        &self,
+        durability: Durability,
+        change: impl FnOnce(&Transaction) -> Result<T>,
+    ) -> Result<T> {
+        let mut writer = self.writer.lock();
+        if durability == Durability::Buffered {
+            return commit_change(&mut writer, change);
+        }
+        writer.pragma_update(None, "synchronous", "FULL")?;
+        let result = commit_change(&mut writer, change);
+        let restored = writer.pragma_update(None, "synchronous", "NORMAL");
+        let value = result?;
+        restored?;
+        Ok(value)
+    }
+
+    #[cfg(test)]
+    pub(super) fn idle_reader_count(&self) -> usize {
+        self.idle_readers.lock().len()
+    }
+
+    fn take_reader(&self) -> Result<PooledReader<'_>> {
+        let idle = self.idle_readers.lock().pop();
+        let connection = match idle {
+            Some(connection) => connection,
+            None => open_reader(&self.path)?,
+        };
+        Ok(PooledReader {
+            pool: self,
+            connection: Some(connection),
+        })
+    }
+}
+
+fn commit_change<T>(
+    writer: &mut Connection,
+    change: impl FnOnce(&Transaction) -> Result<T>,
+) -> Result<T> {
+    let tx = writer.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let value = change(&tx)?;
+    tx.commit()?;
+    Ok(value)
+}
+
+/// A connection that only reads (query_only): a bug that writes through it
+/// fails instead of bypassing the write funnel.
+fn open_reader(path: &Path) -> Result<Connection> {
+    let reader = Connection::open(path)?;
+    reader.pragma_update(None, "query_only", "ON")?;
+    reader.busy_timeout(BUSY_TIMEOUT)?;
+    reader.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(reader)
+}
+
+/// A reader taken from the pool; back to the pool on drop. It is closed
+/// instead when the pool is already full (it was an extra one) or when a
+/// failure left it inside a transaction.
+struct PooledReader<'a> {
+    pool: &'a Database,
+    connection: Option<Connection>,
+}
+
+impl PooledReader<'_> {
+    fn connection(&mut self) -> &mut Connection {
+        self.connection.as_mut().expect("reader present until drop")
+    }
+}
+
+impl Drop for PooledReader<'_> {
+    fn drop(&mut self) {
+        let Some(connection) = self.connection.take() else {
+            return;
+        };
+        if !connection.is_autocommit() {
+            return;
+        }
+        let mut idle = self.pool.idle_readers.lock();
+        if idle.len() < READER_POOL_SIZE {
+            idle.push(connection);
+        }
+    }
+}

@@ -1,0 +1,341 @@
+//! File content: each file's chunk list (chunk index → chunk with its shard
+//! map) and the commits that replace it. A file commit (`commit_file`) and an
+//! object upload (`put_file`, which also creates missing parent directories)
+//! are each one durable transaction (synchronous=FULL), as is `sync` (fsync,
+//! fsyncdir). Superseded chunks are not deleted here: they lose their file
+//! (ino NULL) and wait in the collection queue.
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+use super::shard_map::{ChunkRecord, ShardState};
+use super::{Durability, Meta};
+use crate::chunk::{ChunkLayout, Placement, WrittenChunk};
+use crate::error::{Error, Result};
+use crate::model::{Inode, Kind, Nanos, ROOT_INO};
+
+/// (parent, name) of directory entries a call created.
+pub type CreatedEntries = Vec<(u64, Vec<u8>)>;
+
+/// What `put_file` did.
+#[derive(Debug)]
+pub struct PutOutcome {
+    pub inode: Inode,
+    pub created: CreatedEntries,
+    /// The file's (parent, name).
+    pub entry: (u64, Vec<u8>),
+}
+
+/// What a file commit changes.
+pub struct FileCommit {
+    pub ino: u64,
+    /// New chunks by index (replacing whatever was there).
+    pub chunks: Vec<(u64, WrittenChunk)>,
+    /// Indexes whose chunk is removed without replacement (holes).
+    pub removed: Vec<u64>,
+    /// Chunks at or after this index are dropped (truncation).
+    pub drop_from: Option<u64>,
+    pub size: u64,
+    pub mtime: Nanos,
+    pub ctime: Nanos,
+    pub checksum: Option<String>,
+    pub content_type: Option<String>,
+}
+
+/// A `chunks` row: (chunk_id, idx, data_len, k, m).
+type ChunkRow = (i64, i64, i64, i64, i64);
+
+impl Meta {
+    /// The shard map of a chunk: node, state and checksum per shard index.
+    fn shard_rows(
+        &self,
+        conn: &Connection,
+        layout: &ChunkLayout,
+    ) -> Result<(Placement, Vec<ShardState>, Vec<Option<u32>>)> {
+        let n = layout.shard_count();
+        let mut placement = vec![None; n];
+        let mut states = vec![ShardState::Missing; n];
+        let mut sums = vec![None; n];
+        let mut st =
+            conn.prepare_cached("SELECT idx, node, state, checksum FROM shards WHERE chunk_id=?1")?;
+        let rows = st.query_map([layout.chunk_id as i64], |r| {
+            Ok((
+                r.get::<_, i64>(0)? as usize,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, Option<i64>>(3)?,
+            ))
+        })?;
+        for row in rows {
+            let (idx, node, state, sum) = row?;
+            if idx < n {
+                placement[idx] = self.node_index(node);
+                states[idx] = ShardState::from_code(state);
+                sums[idx] = sum.map(|s| s as u32);
+                if placement[idx].is_none() {
+                    states[idx] = ShardState::Missing;
+                }
+            }
+        }
+        Ok((placement, states, sums))
+    }
+
+    /// A chunk row with its shard map.
+    pub(super) fn chunk_from_row(&self, conn: &Connection, row: ChunkRow) -> Result<ChunkRecord> {
+        let (chunk_id, idx, data_len, k, m) = row;
+        let layout = ChunkLayout {
+            chunk_id: chunk_id as u64,
+            k: k as u16,
+            m: m as u16,
+            data_len: data_len as u64,
+        };
+        let (placement, states, checksums) = self.shard_rows(conn, &layout)?;
+        Ok(ChunkRecord {
+            idx: idx as u64,
+            layout,
+            placement,
+            states,
+            checksums,
+        })
+    }
+
+    /// Chunk rows selected by `sql` (which selects the `ChunkRow` columns).
+    pub(super) fn chunk_records(
+        &self,
+        conn: &Connection,
+        sql: &str,
+        key: impl rusqlite::Params,
+    ) -> Result<Vec<ChunkRecord>> {
+        let rows: Vec<ChunkRow> = conn
+            .prepare_cached(sql)?
+            .query_map(key, |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        rows.into_iter()
+            .map(|row| self.chunk_from_row(conn, row))
+            .collect()
+    }
+
+    /// The live chunk at `idx` of a file.
+    pub fn chunk_at(&self, ino: u64, idx: u64) -> Result<Option<ChunkRecord>> {
+        self.db.read(|conn| {
+            let found = self.chunk_records(
+                conn,
+                "SELECT chunk_id, idx, data_len, k, m FROM chunks WHERE ino=?1 AND idx=?2",
+                params![ino as i64, idx as i64],
+            )?;
+            Ok(found.into_iter().next())
+        })
+    }
+
+    pub fn chunks_of(&self, ino: u64) -> Result<Vec<ChunkRecord>> {
+        self.db.read(|conn| {
+            self.chunk_records(
+                conn,
+                "SELECT chunk_id, idx, data_len, k, m FROM chunks WHERE ino=?1 ORDER BY idx",
+                [ino as i64],
+            )
+        })
+    }
+
+    /// A chunk (live or dead) by id, with the file it belongs to (None: dead).
+    pub fn chunk_by_id(&self, chunk_id: u64) -> Result<Option<(Option<u64>, ChunkRecord)>> {
+        self.db.read(|conn| self.chunk_by_id_in(conn, chunk_id))
+    }
+
+    pub(super) fn chunk_by_id_in(
+        &self,
+        conn: &Connection,
+        chunk_id: u64,
+    ) -> Result<Option<(Option<u64>, ChunkRecord)>> {
+        let row = conn
+            .prepare_cached(
+                "SELECT chunk_id, idx, data_len, k, m, ino FROM chunks WHERE chunk_id=?1",
+            )?
+            .query_row([chunk_id as i64], |r| {
+                Ok((
+                    (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?),
+                    r.get::<_, Option<i64>>(5)?,
+                ))
+            })
+            .optional()?;
+        match row {
+            Some((row, ino)) => Ok(Some((
+                ino.map(|x| x as u64),
+                self.chunk_from_row(conn, row)?,
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    fn insert_chunk(
+        &self,
+        tx: &Transaction,
+        ino: Option<u64>,
+        idx: u64,
+        chunk: &WrittenChunk,
+    ) -> Result<()> {
+        let l = &chunk.layout;
+        tx.prepare_cached(
+            "INSERT INTO chunks(chunk_id, ino, idx, data_len, k, m) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            l.chunk_id as i64,
+            ino.map(|i| i as i64),
+            idx as i64,
+            l.data_len as i64,
+            l.k,
+            l.m
+        ])?;
+        let mut st = tx.prepare_cached(
+            "INSERT INTO shards(chunk_id, idx, node, state, checksum) VALUES(?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for (i, node) in chunk.placement.iter().enumerate() {
+            let (node_id, state) = match node {
+                Some(n) if chunk.checksums[i].is_some() => {
+                    (Some(self.node_ids[*n].as_str()), ShardState::Ok)
+                }
+                _ => (None, ShardState::Missing),
+            };
+            st.execute(params![
+                l.chunk_id as i64,
+                i as i64,
+                node_id,
+                state as i64,
+                chunk.checksums[i].map(|c| c as i64)
+            ])?;
+        }
+        Ok(())
+    }
+
+    /// The chunk at (ino, idx) leaves the file and joins the collection queue.
+    fn kill_chunks(tx: &Transaction, ino: u64, idx: u64) -> Result<()> {
+        tx.prepare_cached("UPDATE chunks SET ino=NULL WHERE ino=?1 AND idx=?2")?
+            .execute(params![ino as i64, idx as i64])?;
+        Ok(())
+    }
+
+    /// Commit new content of a file: one transaction. Returns the new inode.
+    pub fn commit_file(&self, commit: &FileCommit) -> Result<Inode> {
+        self.db.write_transaction(Durability::Durable, |tx| {
+            let inode = Self::must_inode(tx, commit.ino)?;
+            self.commit_in(tx, &inode, commit)?;
+            Self::must_inode(tx, commit.ino)
+        })
+    }
+
+    /// Make every change so far durable (fsync of a directory).
+    pub fn sync(&self) -> Result<()> {
+        self.db.write_transaction(Durability::Durable, |tx| {
+            tx.execute("UPDATE settings SET value=value WHERE key='cluster_id'", [])?;
+            Ok(())
+        })
+    }
+
+    fn commit_in(&self, tx: &Transaction, inode: &Inode, c: &FileCommit) -> Result<()> {
+        if let Some(from) = c.drop_from {
+            tx.prepare_cached("UPDATE chunks SET ino=NULL WHERE ino=?1 AND idx>=?2")?
+                .execute(params![inode.ino as i64, from as i64])?;
+        }
+        for idx in &c.removed {
+            Self::kill_chunks(tx, inode.ino, *idx)?;
+        }
+        for (idx, chunk) in &c.chunks {
+            Self::kill_chunks(tx, inode.ino, *idx)?;
+            self.insert_chunk(tx, Some(inode.ino), *idx, chunk)?;
+        }
+        let content_type = c
+            .content_type
+            .clone()
+            .or_else(|| inode.content_type.clone());
+        tx.prepare_cached(
+            "UPDATE inodes SET size=?2, mtime=?3, ctime=?4, version=version+1, checksum=?5, content_type=?6 WHERE ino=?1",
+        )?
+        .execute(params![inode.ino as i64, c.size as i64, c.mtime, c.ctime, c.checksum, content_type])?;
+        Ok(())
+    }
+
+    /// Create or replace the file at `parts` (creating parent directories) with
+    /// the given content, in one transaction. An existing file keeps its inode
+    /// (hard links and open handles see the new content).
+    pub fn put_file(
+        &self,
+        parts: &[&[u8]],
+        template: &Inode,
+        commit: FileCommit,
+    ) -> Result<PutOutcome> {
+        self.db.write_transaction(Durability::Durable, |tx| {
+            self.put_file_in(tx, parts, template, commit)
+        })
+    }
+
+    fn put_file_in(
+        &self,
+        tx: &Transaction,
+        parts: &[&[u8]],
+        template: &Inode,
+        mut commit: FileCommit,
+    ) -> Result<PutOutcome> {
+        let mut created = Vec::new();
+        let mut dir = ROOT_INO;
+        let now = template.ctime;
+        for part in &parts[..parts.len() - 1] {
+            dir = match Self::lookup_in(tx, dir, part)? {
+                Some(ino) => {
+                    let d = Self::must_inode(tx, ino)?;
+                    if d.kind != Kind::Dir {
+                        return Err(Error::NotADirectory(String::from_utf8_lossy(part).into()));
+                    }
+                    ino
+                }
+                None => {
+                    let mut d = template.clone();
+                    d.kind = Kind::Dir;
+                    d.mode = 0o755;
+                    d.nlink = 2;
+                    d.content_type = None;
+                    let ino = Self::insert_inode(tx, &d)?;
+                    Self::insert_dentry(tx, dir, part, ino)?;
+                    tx.execute("UPDATE inodes SET nlink=nlink+1 WHERE ino=?1", [dir as i64])?;
+                    Self::touch_dir(tx, dir, now)?;
+                    created.push((dir, part.to_vec()));
+                    ino
+                }
+            };
+        }
+        let name = parts[parts.len() - 1];
+        let inode = match Self::lookup_in(tx, dir, name)? {
+            Some(ino) => {
+                let f = Self::must_inode(tx, ino)?;
+                if f.kind == Kind::Dir {
+                    return Err(Error::IsADirectory(String::from_utf8_lossy(name).into()));
+                }
+                if f.kind != Kind::File {
+                    return Err(Error::InvalidArgument(format!(
+                        "{} is not a regular file",
+                        String::from_utf8_lossy(name)
+                    )));
+                }
+                commit.drop_from = Some(0);
+                f
+            }
+            None => {
+                let ino = Self::insert_inode(tx, template)?;
+                Self::insert_dentry(tx, dir, name, ino)?;
+                Self::touch_dir(tx, dir, now)?;
+                created.push((dir, name.to_vec()));
+                let mut f = template.clone();
+                f.ino = ino;
+                f
+            }
+        };
+        commit.ino = inode.ino;
+        self.commit_in(tx, &inode, &commit)?;
+        let inode = Self::must_inode(tx, inode.ino)?;
+        Ok(PutOutcome {
+            inode,
+            created,
+            entry: (dir, name.to_vec()),
+        })
+    }
+}

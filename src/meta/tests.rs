@@ -1,0 +1,172 @@
+//! Unit tests of the connection layer: reads on the reader pool never wait
+//! behind the writer, see every write that returned before them, and cannot
+//! write; durable and buffered commits use the synchronous modes they always
+//! did.
+
+use std::sync::mpsc::channel;
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use super::connections::{Durability, READER_POOL_SIZE};
+use super::Meta;
+use crate::model::{Inode, Kind, ROOT_INO};
+
+/// Generous bound for "did not block": far above any query's time, far
+/// below a hang.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn open_meta(dir: &tempfile::TempDir) -> Meta {
+    let path = dir.path().join("meta").join("meta.db");
+    let (meta, _, created) = Meta::open(&path, vec!["n1".into(), "n2".into()], None).unwrap();
+    assert!(created);
+    meta
+}
+
+fn file_template() -> Inode {
+    Inode::new(Kind::File, 0o644, 0, 0)
+}
+
+fn synchronous_mode(conn: &rusqlite::Connection) -> i64 {
+    conn.query_row("PRAGMA synchronous", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn lookup_is_not_blocked_by_an_open_write_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = Arc::new(open_meta(&dir));
+    let before = meta.create(ROOT_INO, b"before", &file_template()).unwrap();
+
+    // A durable write transaction that stays open until released.
+    let (entered_tx, entered_rx) = channel();
+    let (release_tx, release_rx) = channel::<()>();
+    let writer = {
+        let meta = meta.clone();
+        thread::spawn(move || {
+            meta.db.write_transaction(Durability::Durable, |tx| {
+                let ino = Meta::insert_inode(tx, &file_template())?;
+                Meta::insert_dentry(tx, ROOT_INO, b"during", ino)?;
+                entered_tx.send(()).unwrap();
+                release_rx.recv().unwrap();
+                Ok(ino)
+            })
+        })
+    };
+    entered_rx.recv_timeout(PATIENCE).unwrap();
+
+    // Reads from another thread while the writer holds its transaction.
+    let (read_tx, read_rx) = channel();
+    let reader = {
+        let meta = meta.clone();
+        thread::spawn(move || {
+            let found = meta.lookup(ROOT_INO, b"before").unwrap();
+            let attrs = meta.get_inode(before.ino).unwrap();
+            let during = meta.lookup(ROOT_INO, b"during").unwrap();
+            let listing = meta.list_dir(ROOT_INO, None, 10).unwrap();
+            read_tx.send((found, attrs, during, listing)).unwrap();
+        })
+    };
+    let reads = read_rx.recv_timeout(PATIENCE);
+    // Release the writer whatever happened, so a failure cannot hang.
+    release_tx.send(()).unwrap();
+    let during_ino = writer.join().unwrap().unwrap();
+    reader.join().unwrap();
+
+    let (found, attrs, during, listing) =
+        reads.expect("reads completed while the write transaction was open");
+    assert_eq!(found.map(|i| i.ino), Some(before.ino));
+    assert_eq!(attrs.map(|i| i.ino), Some(before.ino));
+    assert!(during.is_none(), "an uncommitted entry is not visible");
+    let names: Vec<&[u8]> = listing.iter().map(|(n, _)| n.as_slice()).collect();
+    assert_eq!(names, vec![b"before".as_slice()]);
+
+    // Once the write returned, every new read sees it, from any thread.
+    let seen = {
+        let meta = meta.clone();
+        thread::spawn(move || meta.lookup(ROOT_INO, b"during").unwrap())
+            .join()
+            .unwrap()
+    };
+    assert_eq!(seen.map(|i| i.ino), Some(during_ino));
+}
+
+#[test]
+fn a_create_is_visible_to_a_lookup_on_another_thread_right_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = Arc::new(open_meta(&dir));
+    for i in 0..50u32 {
+        let name = format!("f{i}").into_bytes();
+        let created = meta.create(ROOT_INO, &name, &file_template()).unwrap();
+        let looked_up = {
+            let meta = meta.clone();
+            thread::spawn(move || meta.lookup(ROOT_INO, &name).unwrap())
+                .join()
+                .unwrap()
+        };
+        assert_eq!(looked_up.map(|i| i.ino), Some(created.ino));
+    }
+}
+
+#[test]
+fn reads_beyond_the_pool_open_an_extra_reader_instead_of_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = open_meta(&dir);
+    let created = meta.create(ROOT_INO, b"x", &file_template()).unwrap();
+    // Nest reads so every pooled reader is busy when the innermost runs.
+    fn nested(meta: &Meta, depth: usize, ino: u64) -> Option<Inode> {
+        meta.db
+            .read(|_| {
+                Ok(if depth == 0 {
+                    meta.get_inode(ino).unwrap()
+                } else {
+                    nested(meta, depth - 1, ino)
+                })
+            })
+            .unwrap()
+    }
+    let found = nested(&meta, READER_POOL_SIZE, created.ino);
+    assert_eq!(found.map(|i| i.ino), Some(created.ino));
+    assert_eq!(meta.db.idle_reader_count(), READER_POOL_SIZE);
+}
+
+#[test]
+fn readers_cannot_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = open_meta(&dir);
+    let attempt = meta.db.read(|conn| {
+        conn.execute("UPDATE settings SET value='x' WHERE key='cluster_id'", [])?;
+        Ok(())
+    });
+    assert!(attempt.is_err());
+    // The failed read did not poison the pool.
+    assert!(meta.lookup(ROOT_INO, b"nothing").unwrap().is_none());
+}
+
+#[test]
+fn only_durable_writes_commit_with_full_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = open_meta(&dir);
+    let (normal, full) = (1, 2);
+    let buffered = meta
+        .db
+        .write_transaction(Durability::Buffered, |tx| Ok(synchronous_mode(tx)))
+        .unwrap();
+    assert_eq!(buffered, normal);
+    let durable = meta
+        .db
+        .write_transaction(Durability::Durable, |tx| Ok(synchronous_mode(tx)))
+        .unwrap();
+    assert_eq!(durable, full);
+    // A failed durable change still leaves the writer in buffered mode.
+    let failed: crate::error::Result<()> = meta.db.write_transaction(Durability::Durable, |_| {
+        Err(crate::error::Error::Other("refused".into()))
+    });
+    assert!(failed.is_err());
+    meta.sync().unwrap();
+    let after = meta
+        .db
+        .write_transaction(Durability::Buffered, |tx| Ok(synchronous_mode(tx)))
+        .unwrap();
+    assert_eq!(after, normal);
+}

@@ -1,0 +1,95 @@
+//! The types every layer speaks: an inode's attributes (`Inode`, `Kind`),
+//! timestamps (`Nanos`, `now_nanos`), requested attribute changes
+//! (`AttrChange`), rename modes (`RenameMode`) and the root inode number.
+//! Front ends, the file service and the metadata database all use them, so
+//! they live here rather than in `meta`: nothing in this module knows how
+//! the values are stored, and it must not grow a dependency on any layer.
+
+/// The inode number of the root directory.
+pub const ROOT_INO: u64 = 1;
+
+/// What an inode is. The discriminants are the codes stored in the
+/// metadata database; they never change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    File = 1,
+    Dir = 2,
+    Symlink = 3,
+    Fifo = 4,
+    CharDevice = 5,
+    BlockDevice = 6,
+    Socket = 7,
+}
+
+/// Nanoseconds since the Unix epoch.
+pub type Nanos = i64;
+
+pub fn now_nanos() -> Nanos {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inode {
+    pub ino: u64,
+    pub kind: Kind,
+    /// Permission bits including setuid/setgid/sticky (no file-type bits).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    pub nlink: u32,
+    pub rdev: u32,
+    pub atime: Nanos,
+    pub mtime: Nanos,
+    pub ctime: Nanos,
+    pub crtime: Nanos,
+    pub target: Option<Vec<u8>>,
+    pub content_type: Option<String>,
+    pub version: u64,
+    pub checksum: Option<String>,
+}
+
+impl Inode {
+    pub fn new(kind: Kind, mode: u32, uid: u32, gid: u32) -> Inode {
+        let now = now_nanos();
+        Inode {
+            ino: 0,
+            kind,
+            mode: mode & 0o7777,
+            uid,
+            gid,
+            size: 0,
+            nlink: if kind == Kind::Dir { 2 } else { 1 },
+            rdev: 0,
+            atime: now,
+            mtime: now,
+            ctime: now,
+            crtime: now,
+            target: None,
+            content_type: None,
+            version: 0,
+            checksum: None,
+        }
+    }
+}
+
+/// Changes to an inode's attributes; None = unchanged.
+#[derive(Debug, Default, Clone)]
+pub struct AttrChange {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub atime: Option<Nanos>,
+    pub mtime: Option<Nanos>,
+    pub ctime: Option<Nanos>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RenameMode {
+    Replace,
+    NoReplace,
+    Exchange,
+}
