@@ -25,3 +25,4 @@ pub mod meta;
 pub mod metrics;
 pub mod node;
 pub mod service;
+pub mod test_data;
