@@ -17,6 +17,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use minigcs::test_data::seeded_bytes;
 use reed_solomon_erasure::galois_8::ReedSolomon;
 
 const PARAMS: [(usize, usize); 4] = [(2, 1), (4, 2), (8, 3), (10, 4)];
@@ -28,19 +29,6 @@ fn size_label(bytes: usize) -> String {
     } else {
         format!("{}KiB", bytes >> 10)
     }
-}
-
-/// Deterministic, non-trivial shard contents (a cheap xorshift stream).
-fn filled(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 fn codec(c: &mut Criterion) {
@@ -55,7 +43,7 @@ fn codec(c: &mut Criterion) {
             let mut shards: Vec<Vec<u8>> = (0..k + m)
                 .map(|i| {
                     if i < k {
-                        filled(shard_len, i as u64 + 1)
+                        seeded_bytes(i as u64 + 1, shard_len)
                     } else {
                         vec![0u8; shard_len]
                     }

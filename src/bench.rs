@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::error::{Error, Result};
+use crate::test_data::seeded_bytes;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
@@ -117,23 +118,9 @@ pub fn measure(args: &BenchArgs) -> Result<Vec<BenchResult>> {
     result
 }
 
-fn pattern(block: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..block)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 fn big_files(args: &BenchArgs, root: &Path, quiet: bool) -> Result<Vec<BenchResult>> {
     let per_file = args.big_size / args.threads as u64;
-    let block = pattern(args.block_size, 7);
+    let block = seeded_bytes(7, args.block_size);
     let mib = (per_file * args.threads as u64) as f64 / (1024.0 * 1024.0);
     let b = bar(per_file * args.threads as u64, "big write", quiet);
     let start = Instant::now();
@@ -222,7 +209,7 @@ fn big_files(args: &BenchArgs, root: &Path, quiet: bool) -> Result<Vec<BenchResu
 fn small_files(args: &BenchArgs, root: &Path, quiet: bool) -> Result<Vec<BenchResult>> {
     let dir = root.join("small");
     fs::create_dir_all(&dir)?;
-    let content = pattern(args.small_size, 11);
+    let content = seeded_bytes(11, args.small_size);
     let n = args.small_count;
     let rate = |name: &str, secs: f64, unit: &str| BenchResult {
         name: name.into(),

@@ -26,3 +26,4 @@ pub mod metrics;
 pub mod model;
 pub mod node;
 pub mod service;
+pub mod test_data;

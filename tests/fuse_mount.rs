@@ -133,15 +133,7 @@ fn setup() -> Option<Fixture> {
 
 /// Deterministic, non-repeating bytes (so a misplaced block shows).
 fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    minigcs::test_data::seeded_bytes(seed, len)
 }
 
 fn errno_of(e: &io::Error) -> i32 {

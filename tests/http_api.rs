@@ -144,17 +144,7 @@ fn count_files(root: &Path, within: &str) -> usize {
 }
 
 fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
+    minigcs::test_data::seeded_bytes(seed, len)
 }
 
 fn sha256(b: &[u8]) -> String {

@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime};
 use minigcs::config::Config;
 use minigcs::metrics::Metrics;
 use minigcs::service::Service;
+use minigcs::test_data::SeededBytes;
 
 /// A store in its own temporary folder: `<dir>/nodes/node-N` (N from 1),
 /// `<dir>/meta.db`. The service is dropped before the folder is removed.
@@ -224,41 +225,24 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
-/// Deterministic bytes from a seed (SplitMix64).
-pub fn seeded_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut r = SeededReader::new(seed, len as u64);
-    let mut out = Vec::with_capacity(len);
-    r.read_to_end(&mut out).expect("generate");
-    out
-}
+// Not every test crate that includes this module uses it.
+#[allow(unused_imports)]
+pub use minigcs::test_data::seeded_bytes;
 
-/// A reader producing `len` pseudo-random bytes from a seed and hashing them
-/// as it goes; `hex_digest` gives the SHA-256 of everything produced.
+/// A reader producing `len` pseudo-random bytes from a seed (the stream of
+/// [`seeded_bytes`]) and hashing them as it goes; `hex_digest` gives the
+/// SHA-256 of everything produced.
 pub struct SeededReader {
-    state: u64,
-    remaining: u64,
-    pending: [u8; 8],
-    pending_len: usize,
+    bytes: SeededBytes,
     hasher: Sha256,
 }
 
 impl SeededReader {
     pub fn new(seed: u64, len: u64) -> SeededReader {
         SeededReader {
-            state: seed ^ 0x5eed_f00d_da7a,
-            remaining: len,
-            pending: [0; 8],
-            pending_len: 0,
+            bytes: SeededBytes::new(seed, len),
             hasher: Sha256::new(),
         }
-    }
-
-    fn next_word(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
     }
 
     /// SHA-256 (hex) of the bytes produced so far.
@@ -269,30 +253,8 @@ impl SeededReader {
 
 impl Read for SeededReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = (buf.len() as u64).min(self.remaining) as usize;
-        let out = &mut buf[..n];
-        let mut i = 0;
-        while i < n && self.pending_len > 0 {
-            out[i] = self.pending[8 - self.pending_len];
-            self.pending_len -= 1;
-            i += 1;
-        }
-        while i + 8 <= n {
-            let w = self.next_word().to_le_bytes();
-            out[i..i + 8].copy_from_slice(&w);
-            i += 8;
-        }
-        if i < n {
-            self.pending = self.next_word().to_le_bytes();
-            self.pending_len = 8;
-            while i < n {
-                out[i] = self.pending[8 - self.pending_len];
-                self.pending_len -= 1;
-                i += 1;
-            }
-        }
-        self.hasher.update(&*out);
-        self.remaining -= n as u64;
+        let n = self.bytes.fill(buf);
+        self.hasher.update(&buf[..n]);
         Ok(n)
     }
 }
