@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::Service;
-use crate::chunk::{placement, ChunkLayout, NodeState, Placement};
+use crate::chunk::{placement, ChunkLayout, NodeState, Placement, ShardFault};
 use crate::error::{Error, Result};
 use crate::meta::{ChunkRecord, ShardState};
 use crate::node::ShardKey;
@@ -193,7 +193,7 @@ impl Service {
     /// shard that has somewhere to go.
     pub fn repair_pending(&self) -> Result<u64> {
         for bad in self.store.take_bad_shards() {
-            let state = if bad.reason.contains("not found") || bad.reason.contains("not placed") {
+            let state = if bad.fault.is_missing() {
                 ShardState::Missing
             } else {
                 ShardState::Corrupt
@@ -681,24 +681,17 @@ impl Service {
                 for i in 0..rec.layout.shard_count() {
                     report.shards_checked += 1;
                     let problem = match rec.placement[i] {
-                        None => Some(("missing", "never placed or lost".to_string())),
-                        Some(n) if !self.store.is_up(n) => Some((
-                            "missing",
-                            format!("node {} is down", self.store.nodes()[n].id()),
-                        )),
+                        None => Some(ShardFault::NotPlaced),
                         Some(n) => match self.store.verify_shard(&rec.layout, i, n) {
                             Ok(()) => {
                                 report.bytes_checked += rec.layout.shard_len() as u64;
                                 None
                             }
-                            Err(Error::NotFound(_)) => {
-                                Some(("missing", "shard file is missing".to_string()))
-                            }
-                            Err(e) => Some(("corrupt", e.to_string())),
+                            Err(fault) => Some(fault),
                         },
                     };
-                    if let Some((kind, text)) = problem {
-                        if kind == "corrupt" {
+                    if let Some(fault) = problem {
+                        if !fault.is_missing() {
                             report.corrupt += 1;
                             self.metrics.add_corrupt_shards_found(1);
                             // A plain scrub only reports; with --repair the
@@ -717,7 +710,7 @@ impl Service {
                             chunk_id: format!("{id:016x}"),
                             shard_index: i,
                             node: rec.placement[i].map(|n| self.store.nodes()[n].id().to_string()),
-                            problem: format!("{kind}: {text}"),
+                            problem: fault.to_string(),
                             repaired: false,
                         });
                     }
