@@ -57,7 +57,8 @@ pub struct WrittenChunk {
     pub checksums: Vec<Option<u32>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum NodeState {
     Up,
     /// Present but empty: a new or replaced disk waiting to be rebuilt.
