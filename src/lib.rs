@@ -11,7 +11,8 @@
 //! Front ends translate (errno, HTTP status, JSON); every rule about files,
 //! versions and durability lives once, in `service`. `meta` never sees bytes;
 //! `chunk` never sees paths or inodes. `daemon` builds everything and owns the
-//! shutdown signal.
+//! shutdown signal. `report` holds the typed JSON documents (health, stats,
+//! info, recovery, scrub, …) that the service builds and the front ends send.
 
 pub mod bench;
 pub mod chunk;
@@ -25,5 +26,6 @@ pub mod meta;
 pub mod metrics;
 pub mod model;
 pub mod node;
+pub mod report;
 pub mod service;
 pub mod test_data;

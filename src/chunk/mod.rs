@@ -5,6 +5,7 @@
 //! `Placement` and record the outcome themselves.
 
 pub mod codec;
+mod fault;
 pub mod placement;
 pub mod shard;
 
@@ -19,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::node::{NodeBackend, NodeProbe, ShardKey};
 use codec::Codec;
+pub use fault::{ShardFault, UnknownFault};
 use placement::Candidate;
 use shard::{ShardHeader, BLOCK_SIZE, HEADER_LEN};
 
@@ -43,6 +45,9 @@ impl ChunkLayout {
 /// Per shard index: the node index holding it, or None when it is missing.
 pub type Placement = Vec<Option<usize>>;
 
+/// Verified bytes of one shard, or what is wrong with it.
+type ShardRead = Result<Vec<u8>, ShardFault>;
+
 /// The outcome of writing one chunk.
 #[derive(Debug, Clone)]
 pub struct WrittenChunk {
@@ -52,7 +57,8 @@ pub struct WrittenChunk {
     pub checksums: Vec<Option<u32>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum NodeState {
     Up,
     /// Present but empty: a new or replaced disk waiting to be rebuilt.
@@ -83,7 +89,7 @@ pub struct NodeStatus {
 pub struct BadShard {
     pub chunk_id: u64,
     pub shard_index: usize,
-    pub reason: String,
+    pub fault: ShardFault,
 }
 
 pub struct ChunkStore {
@@ -245,12 +251,16 @@ impl ChunkStore {
         std::mem::take(&mut *self.bad_shards.lock())
     }
 
-    fn report_bad(&self, chunk_id: u64, shard_index: usize, reason: String) {
-        log::warn!("chunk {chunk_id:016x} shard {shard_index}: {reason}");
+    /// Queue a faulty shard for repair (a down node is not a shard fault).
+    fn report_bad(&self, chunk_id: u64, shard_index: usize, fault: ShardFault) {
+        if !fault.needs_repair() {
+            return;
+        }
+        log::warn!("chunk {chunk_id:016x} shard {shard_index}: {fault}");
         self.bad_shards.lock().push(BadShard {
             chunk_id,
             shard_index,
-            reason,
+            fault,
         });
     }
 
@@ -418,7 +428,7 @@ impl ChunkStore {
         node: usize,
         start: usize,
         end: usize,
-    ) -> Result<Vec<u8>> {
+    ) -> ShardRead {
         let mut data = vec![0u8; end - start];
         self.read_shard_range_into(layout, index, node, start, &mut data)?;
         Ok(data)
@@ -433,12 +443,11 @@ impl ChunkStore {
         node: usize,
         start: usize,
         dst: &mut [u8],
-    ) -> Result<()> {
+    ) -> Result<(), ShardFault> {
         if !self.is_up(node) {
-            return Err(Error::Unavailable(format!(
-                "node {} is down",
-                self.nodes[node].id()
-            )));
+            return Err(ShardFault::NodeDown {
+                node: self.nodes[node].id().to_string(),
+            });
         }
         let key = ShardKey {
             chunk_id: layout.chunk_id,
@@ -451,19 +460,24 @@ impl ChunkStore {
         let blocks = expected.block_count();
         let mut head = vec![0u8; HEADER_LEN + 4 * blocks];
         if reader.len() != expected.file_len() {
-            return Err(Error::Corrupt(format!(
-                "shard length {} differs from expected {}",
-                reader.len(),
-                expected.file_len()
-            )));
+            return Err(ShardFault::Corrupt {
+                reason: format!(
+                    "shard length {} differs from expected {}",
+                    reader.len(),
+                    expected.file_len()
+                ),
+            });
         }
         reader.read_exact_at(0, &mut head)?;
         let header = ShardHeader::decode(&head)?;
         if header != expected {
-            return Err(Error::Corrupt(format!(
-                "shard header describes chunk {:016x} shard {} (k={} m={} len={}), expected chunk {:016x} shard {index}",
-                header.chunk_id, header.shard_index, header.k, header.m, header.data_len, layout.chunk_id
-            )));
+            return Err(ShardFault::WrongIdentity {
+                found: format!(
+                    "chunk {:016x} shard {} (k={} m={} len={})",
+                    header.chunk_id, header.shard_index, header.k, header.m, header.data_len
+                ),
+                expected: format!("chunk {:016x} shard {index}", layout.chunk_id),
+            });
         }
         reader.read_exact_at(expected.payload_offset() + start as u64, dst)?;
         shard::verify_blocks(&head[HEADER_LEN..], start / BLOCK_SIZE, dst)?;
@@ -550,16 +564,14 @@ impl ChunkStore {
         a: usize,
         b: usize,
     ) -> Result<Vec<u8>> {
-        let first_err = match placement.get(s).copied().flatten() {
+        let fault = match placement.get(s).copied().flatten() {
             Some(node) => match self.read_shard_range(layout, s, node, a, b) {
                 Ok(d) => return Ok(d),
-                Err(e) => e,
+                Err(fault) => fault,
             },
-            None => Error::NotFound("shard is not placed".into()),
+            None => ShardFault::NotPlaced,
         };
-        if !matches!(first_err, Error::Unavailable(_)) {
-            self.report_bad(layout.chunk_id, s, first_err.to_string());
-        }
+        self.report_bad(layout.chunk_id, s, fault);
         self.metrics.add_degraded_read();
         let mut shards = self.gather(layout, placement, a, b, &[s])?;
         self.codec(layout.k as usize, layout.m as usize)?
@@ -594,7 +606,7 @@ impl ChunkStore {
             let wave: Vec<(usize, usize)> =
                 candidates[next..].iter().copied().take(k - have).collect();
             next += wave.len();
-            let results: Vec<(usize, Result<Vec<u8>>)> = if wave.len() > 1 && b - a >= 256 * 1024 {
+            let results: Vec<(usize, ShardRead)> = if wave.len() > 1 && b - a >= 256 * 1024 {
                 std::thread::scope(|sc| {
                     let hs: Vec<_> = wave
                         .iter()
@@ -610,7 +622,7 @@ impl ChunkStore {
                             (
                                 i,
                                 h.join().unwrap_or_else(|_| {
-                                    Err(Error::Other("reader panicked".into()))
+                                    Err(Error::Other("reader panicked".into()).into())
                                 }),
                             )
                         })
@@ -627,8 +639,7 @@ impl ChunkStore {
                         shards[i] = Some(d);
                         have += 1;
                     }
-                    Err(Error::Unavailable(_)) => {}
-                    Err(e) => self.report_bad(layout.chunk_id, i, e.to_string()),
+                    Err(fault) => self.report_bad(layout.chunk_id, i, fault),
                 }
             }
         }
@@ -671,7 +682,12 @@ impl ChunkStore {
     }
 
     /// Read a whole shard and verify header and every block.
-    pub fn verify_shard(&self, layout: &ChunkLayout, index: usize, node: usize) -> Result<()> {
+    pub fn verify_shard(
+        &self,
+        layout: &ChunkLayout,
+        index: usize,
+        node: usize,
+    ) -> Result<(), ShardFault> {
         self.read_shard_range(layout, index, node, 0, layout.shard_len())
             .map(|_| ())
     }

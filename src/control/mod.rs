@@ -3,11 +3,15 @@
 //! `{"cmd": "recover", "node": "node-2"}`; the reply is zero or more
 //! `{"progress": {…}}` lines then exactly one `{"ok": true, "data": {…}}` or
 //! `{"ok": false, "error": "…"}`. This module owns the protocol, the server
-//! (which only translates to service calls) and the client `ctl` uses.
+//! (which only translates to service calls and sends their typed reports from
+//! `crate::report`), the client `ctl` uses (which decodes them back) and the
+//! human rendering of those reports.
 
 pub mod client;
+pub mod print;
 mod server;
 
+pub use client::Reply;
 pub use server::{bind, execute, serve};
 
 use serde::{Deserialize, Serialize};

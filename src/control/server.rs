@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 
 use super::{parse_request, Request, MAX_LINE};
 use crate::error::{Error, Result};
+use crate::report::{to_value, PingReply, Progress};
 use crate::service::Service;
 
 /// Bind the socket (replacing a stale one; refusing if a daemon answers).
@@ -138,32 +139,27 @@ async fn run_request(
     write_line(stream, &reply).await
 }
 
-/// Run one command (blocking). Progress goes to `tx`.
+/// Run one command (blocking) and return its report as the reply's `data`.
+/// Progress goes to `tx`.
 pub fn execute(
     service: &Arc<Service>,
     req: Request,
     mountpoint: Option<&Path>,
     tx: &mpsc::UnboundedSender<Value>,
 ) -> Result<Value> {
-    let send = |p: &crate::service::Progress| {
-        let _ = tx.send(serde_json::to_value(p).expect("progress serializes"));
+    let send = |p: &Progress| {
+        let _ = tx.send(to_value(p));
     };
     let send = std::sync::Mutex::new(send);
-    let progress = |p: &crate::service::Progress| (send.lock().unwrap())(p);
+    let progress = |p: &Progress| (send.lock().unwrap())(p);
     match req {
-        Request::Ping => Ok(json!({"pong": true, "version": env!("CARGO_PKG_VERSION")})),
-        Request::Stats => service.stats_report(),
-        Request::Health => service.health_report(),
-        Request::Nodes => service.nodes_report(),
+        Request::Ping => Ok(to_value(&PingReply::now())),
+        Request::Stats => Ok(to_value(&service.stats_report()?)),
+        Request::Health => Ok(to_value(&service.health_report()?)),
+        Request::Nodes => Ok(to_value(&service.nodes_report()?)),
         Request::Metrics => Ok(service.metrics.summary_json()),
-        Request::Recover { node } => {
-            let r = service.recover_node(&node, &progress)?;
-            Ok(serde_json::to_value(r).expect("report serializes"))
-        }
-        Request::Scrub { repair } => {
-            let r = service.scrub(repair, &progress)?;
-            Ok(serde_json::to_value(r).expect("report serializes"))
-        }
+        Request::Recover { node } => Ok(to_value(&service.recover_node(&node, &progress)?)),
+        Request::Scrub { repair } => Ok(to_value(&service.scrub(repair, &progress)?)),
         Request::Info { key, path } => {
             let key = match (path, mountpoint) {
                 (Some(p), Some(m)) => match Path::new(&p).strip_prefix(m) {
@@ -172,7 +168,7 @@ pub fn execute(
                 },
                 _ => key,
             };
-            service.info_report(&key)
+            Ok(to_value(&service.info_report(&key)?))
         }
     }
 }

@@ -12,36 +12,30 @@ use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{blocking, ApiError, App};
+use crate::report::{self, RecoveryReply};
 
 pub(super) async fn stats(State(app): State<App>) -> Result<Json<Value>, ApiError> {
     let service = app.service.clone();
-    blocking(move || service.stats_report()).await.map(Json)
+    let stats = blocking(move || service.stats_report()).await?;
+    Ok(Json(report::to_value(&stats)))
 }
 
 pub(super) async fn health(State(app): State<App>) -> Result<Json<Value>, ApiError> {
     let service = app.service.clone();
-    blocking(move || service.health_report()).await.map(Json)
+    let health = blocking(move || service.health_report()).await?;
+    Ok(Json(report::to_value(&health)))
 }
 
+/// The recovery report with the prototype's fixed `message`; the report's
+/// own message is in `summary`.
 pub(super) async fn recover(
     State(app): State<App>,
     node: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Path(node) = node.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let service = app.service.clone();
-    let id = node.clone();
-    let report = blocking(move || service.recover_node(&id, &|_| {})).await?;
-    let mut body = serde_json::to_value(&report).map_err(|e| ApiError::internal(e.to_string()))?;
-    if let Value::Object(map) = &mut body {
-        if let Some(summary) = map.remove("message") {
-            map.insert("summary".into(), summary);
-        }
-        map.insert(
-            "message".into(),
-            Value::String(format!("Recovery completed for node {node}")),
-        );
-    }
-    Ok(Json(body))
+    let recovery = blocking(move || service.recover_node(&node, &|_| {})).await?;
+    Ok(Json(report::to_value(&RecoveryReply::from(recovery))))
 }
 
 pub(super) async fn summary(State(app): State<App>) -> Json<Value> {

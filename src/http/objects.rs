@@ -26,6 +26,7 @@ use super::{blocking, ApiError, App};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::model::{Inode, Kind};
+use crate::report::{self, InfoReport};
 use crate::service::{parse_key, Snapshot};
 
 /// Room for multipart boundaries and part headers on top of
@@ -346,7 +347,7 @@ struct Conditions {
 }
 
 enum Outcome {
-    Info(Value),
+    Info(InfoReport),
     NotModified(Inode),
     Unsatisfiable(Inode),
     /// Headers only (HEAD).
@@ -395,7 +396,7 @@ async fn download(
             if let Ok(Some(inode)) = service.resolve_key(&prefix) {
                 if inode.kind == Kind::File {
                     let info = service.info_of(prefix, inode)?;
-                    return Ok(Outcome::Info(service.info_json(&info)));
+                    return Ok(Outcome::Info(service.object_report(&info)));
                 }
             }
         }
@@ -445,9 +446,8 @@ async fn download(
     };
     let res = match outcome {
         Outcome::Info(info) => {
-            let info_key = info["key"].as_str().unwrap_or(&key).to_string();
-            record(metrics, "info", &info_key, 0, started.elapsed(), None);
-            Json(info).into_response()
+            record(metrics, "info", &info.key, 0, started.elapsed(), None);
+            Json(report::to_value(&info)).into_response()
         }
         Outcome::NotModified(inode) => {
             record(metrics, "download", &key, 0, started.elapsed(), None);

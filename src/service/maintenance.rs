@@ -3,64 +3,20 @@
 //! crash, scrub, and node recovery with MTTR. Also the health and statistics
 //! reports that the control socket and the HTTP API both serve.
 
-use serde::Serialize;
-use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::Service;
-use crate::chunk::{placement, ChunkLayout, NodeState, Placement};
+use crate::chunk::{placement, ChunkLayout, NodeState, Placement, ShardFault};
 use crate::error::{Error, Result};
 use crate::meta::{ChunkRecord, ShardState};
 use crate::node::ShardKey;
-
-/// Progress of a long operation, sent to `ctl` while it runs.
-#[derive(Debug, Clone, Serialize)]
-pub struct Progress {
-    pub phase: String,
-    pub done: u64,
-    pub total: u64,
-    pub bytes: u64,
-    pub rate_bytes_per_sec: f64,
-    pub eta_secs: Option<f64>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct RecoveryReport {
-    pub node_id: String,
-    pub message: String,
-    pub chunks_total: u64,
-    pub chunks_failed: u64,
-    pub shards_rebuilt: u64,
-    pub bytes_rebuilt: u64,
-    pub detect_to_start_ms: f64,
-    pub start_to_done_ms: f64,
-    pub mttr_ms: f64,
-    pub rebuild_rate_mb_per_sec: f64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ScrubProblem {
-    pub chunk_id: String,
-    pub shard_index: usize,
-    pub node: Option<String>,
-    pub problem: String,
-    pub repaired: bool,
-}
-
-#[derive(Debug, Clone, Serialize, Default)]
-pub struct ScrubReport {
-    pub chunks_checked: u64,
-    pub shards_checked: u64,
-    pub bytes_checked: u64,
-    pub corrupt: u64,
-    pub missing: u64,
-    pub repaired: u64,
-    pub unrepairable: u64,
-    pub problems: Vec<ScrubProblem>,
-}
+use crate::report::{
+    HealthReport, HealthStatus, InfoReport, NodeAvailability, NodeHealth, NodeListEntry, NodeStats,
+    NodesReport, Progress, RecoveryReport, RegionStats, ScrubProblem, ScrubReport, StatsReport,
+};
 
 /// How much older than this daemon's start a shard file must be before the
 /// orphan sweep may delete it.
@@ -193,7 +149,7 @@ impl Service {
     /// shard that has somewhere to go.
     pub fn repair_pending(&self) -> Result<u64> {
         for bad in self.store.take_bad_shards() {
-            let state = if bad.reason.contains("not found") || bad.reason.contains("not placed") {
+            let state = if bad.fault.is_missing() {
                 ShardState::Missing
             } else {
                 ShardState::Corrupt
@@ -681,24 +637,17 @@ impl Service {
                 for i in 0..rec.layout.shard_count() {
                     report.shards_checked += 1;
                     let problem = match rec.placement[i] {
-                        None => Some(("missing", "never placed or lost".to_string())),
-                        Some(n) if !self.store.is_up(n) => Some((
-                            "missing",
-                            format!("node {} is down", self.store.nodes()[n].id()),
-                        )),
+                        None => Some(ShardFault::NotPlaced),
                         Some(n) => match self.store.verify_shard(&rec.layout, i, n) {
                             Ok(()) => {
                                 report.bytes_checked += rec.layout.shard_len() as u64;
                                 None
                             }
-                            Err(Error::NotFound(_)) => {
-                                Some(("missing", "shard file is missing".to_string()))
-                            }
-                            Err(e) => Some(("corrupt", e.to_string())),
+                            Err(fault) => Some(fault),
                         },
                     };
-                    if let Some((kind, text)) = problem {
-                        if kind == "corrupt" {
+                    if let Some(fault) = problem {
+                        if !fault.is_missing() {
                             report.corrupt += 1;
                             self.metrics.add_corrupt_shards_found(1);
                             // A plain scrub only reports; with --repair the
@@ -717,7 +666,7 @@ impl Service {
                             chunk_id: format!("{id:016x}"),
                             shard_index: i,
                             node: rec.placement[i].map(|n| self.store.nodes()[n].id().to_string()),
-                            problem: format!("{kind}: {text}"),
+                            problem: fault,
                             repaired: false,
                         });
                     }
@@ -764,7 +713,7 @@ impl Service {
 
     /// The health report: `status`, `failed_nodes`, `message` (as the
     /// prototype's `/cluster/health`) plus per-node state and repair counts.
-    pub fn health_report(&self) -> Result<Value> {
+    pub fn health_report(&self) -> Result<HealthReport> {
         // Check every node now (folder, identity, writability), not from cache.
         self.probe_nodes();
         let status = self.store.node_status();
@@ -780,16 +729,16 @@ impl Service {
             if s.state == NodeState::Up && total_bytes > 0 && free_bytes < total_bytes / 100 {
                 reason = format!("low on space: {free_bytes} bytes free");
             }
-            nodes.push(json!({
-                "id": node.id(),
-                "region": node.region(),
-                "path": node.location(),
-                "state": if s.state == NodeState::Up { "up" } else { "failed" },
-                "detail": s.state.as_str(),
-                "reason": reason,
-                "free_bytes": free_bytes,
-                "total_bytes": total_bytes,
-            }));
+            nodes.push(NodeHealth {
+                id: node.id().to_string(),
+                region: node.region().to_string(),
+                path: node.location(),
+                state: NodeAvailability::of(s.state),
+                detail: s.state,
+                reason,
+                free_bytes,
+                total_bytes,
+            });
         }
         // A shard is missing when it was never placed, is known bad, or sits
         // on a node that is down; a chunk is unreadable below k good shards.
@@ -801,7 +750,7 @@ impl Service {
         let k = self.store.k();
         let (state, message) = if unreadable > 0 {
             (
-                "error",
+                HealthStatus::Error,
                 format!(
                     "{} node(s) failed ({}): {unreadable} chunk(s) have fewer than the {k} shards needed and are unreadable",
                     failed.len(),
@@ -810,12 +759,12 @@ impl Service {
             )
         } else if up < k {
             (
-                "error",
+                HealthStatus::Error,
                 format!("only {up} node(s) are up, fewer than the {k} a write needs"),
             )
         } else if !failed.is_empty() {
             (
-                "degraded",
+                HealthStatus::Degraded,
                 format!(
                     "{} node(s) failed: {}; data is readable from the others",
                     failed.len(),
@@ -824,105 +773,97 @@ impl Service {
             )
         } else if chunks_missing > 0 {
             (
-                "degraded",
+                HealthStatus::Degraded,
                 format!("{chunks_missing} chunk(s) are missing shards; repair is queued"),
             )
         } else {
-            ("healthy", "All nodes are healthy".to_string())
+            (HealthStatus::Healthy, "All nodes are healthy".to_string())
         };
-        Ok(json!({
-            "status": state,
-            "failed_nodes": failed,
-            "message": message,
-            "nodes": nodes,
-            "chunks_missing_shards": chunks_missing,
-            "shards_missing": shards_missing,
-            "repair_queue": shards_missing,
-        }))
+        Ok(HealthReport {
+            status: state,
+            failed_nodes: failed,
+            message,
+            nodes,
+            chunks_missing_shards: chunks_missing,
+            shards_missing,
+            repair_queue: shards_missing,
+        })
     }
 
     /// Cluster statistics (the prototype's `/cluster/stats` shape plus extras).
-    pub fn stats_report(&self) -> Result<Value> {
+    pub fn stats_report(&self) -> Result<StatsReport> {
         let (objects, size) = self.meta.object_totals()?;
         let usage = self.meta.node_usage()?;
         let status = self.store.node_status();
-        let mut by_region: BTreeMap<String, u64> = BTreeMap::new();
-        let mut region_stats: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-        let mut node_stats = serde_json::Map::new();
+        let mut nodes_by_region: BTreeMap<String, u64> = BTreeMap::new();
+        let mut region_stats: BTreeMap<String, RegionStats> = BTreeMap::new();
+        let mut node_stats = BTreeMap::new();
         for (i, node) in self.store.nodes().iter().enumerate() {
-            *by_region.entry(node.region().to_string()).or_default() += 1;
+            *nodes_by_region
+                .entry(node.region().to_string())
+                .or_default() += 1;
             let (shards, bytes) = usage.get(node.id()).copied().unwrap_or((0, 0));
-            let r = region_stats.entry(node.region().to_string()).or_default();
-            r.0 += shards;
-            r.1 += bytes;
+            let region = region_stats.entry(node.region().to_string()).or_default();
+            region.shards += shards;
+            region.bytes += bytes;
             let (total_bytes, free_bytes) = node.capacity().unwrap_or((0, 0));
             node_stats.insert(
                 node.id().to_string(),
-                json!({
-                    "region": node.region(),
-                    "path": node.location(),
-                    "state": if status[i].state == NodeState::Up { "up" } else { "failed" },
-                    "shards": shards,
-                    "bytes": bytes,
-                    "free_bytes": free_bytes,
-                    "total_bytes": total_bytes,
-                }),
+                NodeStats {
+                    region: node.region().to_string(),
+                    path: node.location(),
+                    state: NodeAvailability::of(status[i].state),
+                    shards,
+                    bytes,
+                    free_bytes,
+                    total_bytes,
+                },
             );
         }
-        let region_stats: serde_json::Map<String, Value> = region_stats
-            .into_iter()
-            .map(|(r, (s, b))| (r, json!({"shards": s, "bytes": b})))
-            .collect();
-        Ok(json!({
-            "total_nodes": self.store.nodes().len(),
-            "nodes_by_region": by_region,
-            "total_objects": objects,
-            "total_size": size,
-            "node_stats": node_stats,
-            "region_stats": region_stats,
-            "k": self.store.k(),
-            "m": self.store.m(),
-            "chunk_size": self.chunk_size,
-            "open_files": self.statistics_open_files(),
-            "write_buffer_bytes": self.budget.used(),
-            "write_buffer_limit": self.budget.limit(),
-        }))
+        Ok(StatsReport {
+            total_nodes: self.store.nodes().len(),
+            nodes_by_region,
+            total_objects: objects,
+            total_size: size,
+            node_stats,
+            region_stats,
+            k: self.store.k(),
+            m: self.store.m(),
+            chunk_size: self.chunk_size,
+            open_files: self.statistics_open_files(),
+            write_buffer_bytes: self.budget.used(),
+            write_buffer_limit: self.budget.limit(),
+        })
     }
 
-    /// The node list for `ctl nodes`.
-    pub fn nodes_report(&self) -> Result<Value> {
-        let stats = self.stats_report()?;
+    /// The node list for `ctl nodes`, in configuration order.
+    pub fn nodes_report(&self) -> Result<NodesReport> {
+        let mut stats = self.stats_report()?.node_stats;
         let status = self.store.node_status();
-        let nodes: Vec<Value> = self
+        let nodes = self
             .store
             .nodes()
             .iter()
-            .enumerate()
-            .map(|(i, n)| {
-                let s = &stats["node_stats"][n.id()];
-                json!({
-                    "id": n.id(),
-                    "region": n.region(),
-                    "path": n.location(),
-                    "state": s["state"],
-                    "reason": status[i].reason,
-                    "shards": s["shards"],
-                    "bytes": s["bytes"],
-                    "free_bytes": s["free_bytes"],
-                    "total_bytes": s["total_bytes"],
+            .zip(status)
+            .filter_map(|(n, s)| {
+                Some(NodeListEntry {
+                    id: n.id().to_string(),
+                    reason: s.reason,
+                    stats: stats.remove(n.id())?,
                 })
             })
             .collect();
-        Ok(json!({ "nodes": nodes }))
+        Ok(NodesReport { nodes })
     }
 
     /// `info` of a key: metadata plus chunk placement and health.
-    pub fn info_report(self: &Arc<Self>, key: &str) -> Result<Value> {
+    pub fn info_report(self: &Arc<Self>, key: &str) -> Result<InfoReport> {
         let info = self.object_info(key)?;
-        Ok(self.info_json(&info))
+        Ok(self.object_report(&info))
     }
 
-    pub fn info_json(&self, info: &super::ObjectInfo) -> Value {
+    /// The `info` report of an object already looked up.
+    pub fn object_report(&self, info: &super::ObjectInfo) -> InfoReport {
         let i = &info.inode;
         let content_type = i.content_type.clone().unwrap_or_else(|| {
             mime_guess::from_path(&info.key)
@@ -931,22 +872,21 @@ impl Service {
                 .unwrap_or_else(|| "application/octet-stream".into())
         });
         let chunks = self.chunk_infos(&info.chunks);
-        let healthy = chunks.iter().all(|c| c.shards.iter().all(|s| s.healthy));
-        json!({
-            "key": info.key,
-            "size": i.size,
-            "content_type": content_type,
-            "created_at": iso8601(i.crtime),
-            "updated_at": iso8601(i.mtime),
-            "version": i.version,
-            "checksum": i.checksum,
-            "kind": format!("{:?}", i.kind).to_lowercase(),
-            "mode": format!("{:o}", i.mode),
-            "nlink": i.nlink,
-            "chunk_size": self.chunk_size,
-            "chunks": chunks,
-            "healthy": healthy,
-        })
+        InfoReport {
+            key: info.key.clone(),
+            size: i.size,
+            content_type,
+            created_at: iso8601(i.crtime),
+            updated_at: iso8601(i.mtime),
+            version: i.version,
+            checksum: i.checksum.clone(),
+            kind: format!("{:?}", i.kind).to_lowercase(),
+            mode: format!("{:o}", i.mode),
+            nlink: i.nlink,
+            chunk_size: self.chunk_size,
+            healthy: InfoReport::all_healthy(&chunks),
+            chunks,
+        }
     }
 
     /// Layout helper for tools: a chunk's shard placement.

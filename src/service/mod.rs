@@ -12,13 +12,14 @@ mod file;
 mod keys;
 mod maintenance;
 
+pub use crate::report::{
+    ChunkInfo, Progress, RecoveryReport, ScrubProblem, ScrubReport, ShardInfo,
+};
 pub use budget::Budget;
 pub use file::OpenFlags;
 pub use keys::{parse_key, validate_name, MAX_KEY_LEN, MAX_NAME_LEN};
-pub use maintenance::{Progress, RecoveryReport, ScrubProblem, ScrubReport};
 
 use parking_lot::{Condvar, Mutex, RwLock};
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
@@ -35,6 +36,7 @@ use crate::meta::{
 };
 use crate::metrics::Metrics;
 use crate::node::{LocalDirNode, NodeBackend};
+use crate::report::{PlacementReport, ShardStatus};
 use cache::ChunkCache;
 use file::OpenFile;
 
@@ -53,26 +55,6 @@ pub enum Change {
 /// Something that wants to hear about changes made outside the mount.
 pub trait ChangeObserver: Send + Sync {
     fn changed(&self, change: &Change);
-}
-
-/// One shard's placement and health, for `info` and the placement xattr.
-#[derive(Debug, Clone, Serialize)]
-pub struct ShardInfo {
-    pub index: usize,
-    pub node: Option<String>,
-    pub region: Option<String>,
-    pub state: String,
-    pub healthy: bool,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ChunkInfo {
-    pub index: u64,
-    pub chunk_id: String,
-    pub len: u64,
-    pub k: u16,
-    pub m: u16,
-    pub shards: Vec<ShardInfo>,
 }
 
 /// An object's metadata, as the API and `ctl info` show it.
@@ -599,9 +581,9 @@ impl Service {
                     .map(|(i, p)| {
                         let node_up = p.map(|n| status[n].state == NodeState::Up).unwrap_or(false);
                         let state = if p.is_some() && !node_up && c.states[i] == ShardState::Ok {
-                            "node-down".to_string()
+                            ShardStatus::NodeDown
                         } else {
-                            c.states[i].as_str().to_string()
+                            ShardStatus::from(c.states[i])
                         };
                         ShardInfo {
                             index: i,
@@ -810,14 +792,14 @@ impl Service {
                 return Err(Error::NoAttribute("placement exists on files only".into()));
             }
             let chunks = self.meta.chunks_of(ino)?;
-            let json = serde_json::json!({
-                "size": inode.size,
-                "version": inode.version,
-                "k": self.store.k(),
-                "m": self.store.m(),
-                "chunks": self.chunk_infos(&chunks),
-            });
-            return Ok(json.to_string().into_bytes());
+            let placement = PlacementReport {
+                size: inode.size,
+                version: inode.version,
+                k: self.store.k(),
+                m: self.store.m(),
+                chunks: self.chunk_infos(&chunks),
+            };
+            return Ok(crate::report::to_value(&placement).to_string().into_bytes());
         }
         self.meta
             .get_xattr(ino, name)?

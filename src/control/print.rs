@@ -1,0 +1,362 @@
+//! Human-readable text for `minigcs ctl`: renders each typed reply (`Reply`)
+//! as the tables and summary lines `ctl` prints without `--json`, and the
+//! detail of a progress line. Only formats; `main.rs` does the printing and
+//! nothing here talks to the socket.
+
+use std::fmt::Write as _;
+
+use super::client::Reply;
+use crate::report::{
+    HealthReport, InfoReport, MetricsSummary, NodeStats, NodesReport, Progress, RecoveryReport,
+    ScrubReport, StatsReport,
+};
+
+/// The text `ctl` prints for a reply (ends with a newline).
+pub fn render(reply: &Reply) -> String {
+    let mut out = String::new();
+    match reply {
+        Reply::Pong(p) => {
+            let _ = writeln!(out, "pong: minigcs {}", p.version);
+        }
+        Reply::Health(h) => health(h, &mut out),
+        Reply::Stats(s) => stats(s, &mut out),
+        Reply::Nodes(n) => nodes(n, &mut out),
+        Reply::Recovery(r) => recovery(r, &mut out),
+        Reply::Scrub(s) => scrub(s, &mut out),
+        Reply::Metrics(m) => metrics(m, &mut out),
+        Reply::Info(i) => info(i, &mut out),
+    }
+    out
+}
+
+/// `1.5 MiB`-style sizes (`512 B` below a KiB).
+pub fn human_bytes(n: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < units.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", units[u])
+    }
+}
+
+/// Bytes done, rate and time left of a running operation.
+pub fn progress_detail(p: &Progress) -> String {
+    let eta = p
+        .eta_secs
+        .map(|s| format!("ETA {s:.0}s"))
+        .unwrap_or_default();
+    format!(
+        "{}  {}/s  {eta}",
+        human_bytes(p.bytes),
+        human_bytes(p.rate_bytes_per_sec as u64)
+    )
+}
+
+/// Columns padded to their widest cell, two spaces apart.
+struct Table {
+    headers: &'static [&'static str],
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    fn new(headers: &'static [&'static str]) -> Table {
+        Table {
+            headers,
+            rows: Vec::new(),
+        }
+    }
+
+    fn row(&mut self, cells: Vec<String>) {
+        debug_assert_eq!(cells.len(), self.headers.len());
+        self.rows.push(cells);
+    }
+
+    fn render(&self, out: &mut String) {
+        let mut widths: Vec<usize> = self.headers.iter().map(|h| h.len()).collect();
+        for row in &self.rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let headers = self.headers.iter().map(|h| h.to_string()).collect();
+        for cells in std::iter::once(&headers).chain(&self.rows) {
+            let line: Vec<String> = cells
+                .iter()
+                .zip(&widths)
+                .map(|(c, &w)| format!("{c:<w$}"))
+                .collect();
+            out.push_str(line.join("  ").trim_end());
+            out.push('\n');
+        }
+    }
+}
+
+/// `name: value` pairs three spaces apart, as one line.
+fn summary_line(out: &mut String, pairs: &[(&str, String)]) {
+    let parts: Vec<String> = pairs
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}"))
+        .collect();
+    out.push_str(&parts.join("   "));
+    out.push('\n');
+}
+
+/// `-` where a value is absent.
+fn or_dash(v: &Option<String>) -> String {
+    v.clone().unwrap_or_else(|| "-".into())
+}
+
+fn health(h: &HealthReport, out: &mut String) {
+    let _ = writeln!(out, "status: {}  ({})", h.status.as_str(), h.message);
+    summary_line(
+        out,
+        &[
+            ("chunks missing shards", h.chunks_missing_shards.to_string()),
+            ("shards to repair", h.repair_queue.to_string()),
+        ],
+    );
+    let mut table = Table::new(&["NODE", "REGION", "STATE", "REASON"]);
+    for n in &h.nodes {
+        table.row(vec![
+            n.id.clone(),
+            n.region.clone(),
+            n.state.as_str().into(),
+            n.reason.clone(),
+        ]);
+    }
+    table.render(out);
+}
+
+/// State, shards, bytes and free space of a node: the last columns of its row.
+fn usage_cells(n: &NodeStats) -> [String; 4] {
+    [
+        n.state.as_str().into(),
+        n.shards.to_string(),
+        human_bytes(n.bytes),
+        human_bytes(n.free_bytes),
+    ]
+}
+
+fn stats(s: &StatsReport, out: &mut String) {
+    let _ = writeln!(
+        out,
+        "objects: {}   bytes: {} ({})   k={} m={} chunk_size={}",
+        s.total_objects,
+        s.total_size,
+        human_bytes(s.total_size),
+        s.k,
+        s.m,
+        human_bytes(s.chunk_size)
+    );
+    let mut table = Table::new(&["NODE", "REGION", "STATE", "SHARDS", "BYTES", "FREE"]);
+    for (id, n) in &s.node_stats {
+        let mut row = vec![id.clone(), n.region.clone()];
+        row.extend(usage_cells(n));
+        table.row(row);
+    }
+    table.render(out);
+    out.push('\n');
+    let mut table = Table::new(&["REGION", "SHARDS", "BYTES"]);
+    for (region, r) in &s.region_stats {
+        table.row(vec![
+            region.clone(),
+            r.shards.to_string(),
+            human_bytes(r.bytes),
+        ]);
+    }
+    table.render(out);
+}
+
+fn nodes(report: &NodesReport, out: &mut String) {
+    let mut table = Table::new(&["NODE", "REGION", "PATH", "STATE", "SHARDS", "BYTES", "FREE"]);
+    for n in &report.nodes {
+        let mut row = vec![n.id.clone(), n.stats.region.clone(), n.stats.path.clone()];
+        row.extend(usage_cells(&n.stats));
+        table.row(row);
+    }
+    table.render(out);
+}
+
+fn recovery(r: &RecoveryReport, out: &mut String) {
+    let _ = writeln!(out, "{}", r.message);
+    summary_line(
+        out,
+        &[
+            (
+                "chunks",
+                format!("{} ({} failed)", r.chunks_total, r.chunks_failed),
+            ),
+            ("shards rebuilt", r.shards_rebuilt.to_string()),
+            ("bytes rebuilt", human_bytes(r.bytes_rebuilt)),
+            ("rate", format!("{:.1} MB/s", r.rebuild_rate_mb_per_sec)),
+        ],
+    );
+    let _ = writeln!(
+        out,
+        "MTTR: {:.1} ms (detect→start {:.1} ms, start→done {:.1} ms)",
+        r.mttr_ms, r.detect_to_start_ms, r.start_to_done_ms
+    );
+}
+
+fn scrub(s: &ScrubReport, out: &mut String) {
+    summary_line(
+        out,
+        &[
+            ("chunks", s.chunks_checked.to_string()),
+            ("shards checked", s.shards_checked.to_string()),
+            ("bytes verified", human_bytes(s.bytes_checked)),
+            ("corrupt", s.corrupt.to_string()),
+            ("missing", s.missing.to_string()),
+            ("repaired", s.repaired.to_string()),
+        ],
+    );
+    if !s.problems.is_empty() {
+        let mut table = Table::new(&["CHUNK", "SHARD", "NODE", "PROBLEM", "REPAIRED"]);
+        for p in &s.problems {
+            table.row(vec![
+                p.chunk_id.clone(),
+                p.shard_index.to_string(),
+                or_dash(&p.node),
+                p.problem.to_string(),
+                p.repaired.to_string(),
+            ]);
+        }
+        table.render(out);
+    }
+}
+
+fn metrics(m: &MetricsSummary, out: &mut String) {
+    summary_line(
+        out,
+        &[
+            ("operations", m.total_operations.to_string()),
+            ("success rate", format!("{:.3}", m.overall_success_rate)),
+            ("data", format!("{:.1} MB", m.total_data_processed_mb)),
+            ("recoveries", m.total_recoveries.to_string()),
+            ("degraded reads", m.degraded_reads.to_string()),
+        ],
+    );
+    let mut table = Table::new(&[
+        "OPERATION",
+        "COUNT",
+        "SUCCESS",
+        "AVG_MS",
+        "P50_MS",
+        "P99_MS",
+        "MAX_MS",
+        "MB/S",
+    ]);
+    for (op, o) in &m.operation_summary {
+        let mut row = vec![op.clone(), o.count.to_string()];
+        row.extend(
+            [
+                o.success_rate,
+                o.avg_duration_ms,
+                o.p50_ms,
+                o.p99_ms,
+                o.max_duration_ms,
+                o.avg_throughput_mbps,
+            ]
+            .map(|v| format!("{v:.2}")),
+        );
+        table.row(row);
+    }
+    table.render(out);
+    let r = &m.recovery_summary;
+    if r.count > 0 {
+        let _ = writeln!(
+            out,
+            "recovery MTTR: avg {:.1} ms, min {:.1} ms, max {:.1} ms",
+            r.avg_mttr_ms, r.min_mttr_ms, r.max_mttr_ms
+        );
+    }
+}
+
+fn info(i: &InfoReport, out: &mut String) {
+    let fields = [
+        ("key", i.key.clone()),
+        ("size", format!("{} ({})", i.size, human_bytes(i.size))),
+        ("content type", i.content_type.clone()),
+        ("version", i.version.to_string()),
+        ("sha256", or_dash(&i.checksum)),
+        ("created", i.created_at.clone()),
+        ("updated", i.updated_at.clone()),
+        ("healthy", i.healthy.to_string()),
+    ];
+    for (name, value) in fields {
+        let _ = writeln!(out, "{:<14}{value}", format!("{name}:"));
+    }
+    let mut table = Table::new(&["CHUNK", "ID", "SHARD", "NODE", "REGION", "STATE"]);
+    for c in &i.chunks {
+        for s in &c.shards {
+            table.row(vec![
+                c.index.to_string(),
+                c.chunk_id.clone(),
+                s.index.to_string(),
+                or_dash(&s.node),
+                or_dash(&s.region),
+                s.state.as_str().into(),
+            ]);
+        }
+    }
+    if !table.rows.is_empty() {
+        out.push('\n');
+        table.render(out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_as_humans_write_them() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3932163), "3.8 MiB");
+    }
+
+    #[test]
+    fn recovery_prints_counts_and_mttr() {
+        let report = RecoveryReport {
+            node_id: "node-2".into(),
+            message: "Recovery completed for node node-2".into(),
+            chunks_total: 10,
+            chunks_failed: 0,
+            shards_rebuilt: 4,
+            bytes_rebuilt: 2 * 1024 * 1024,
+            detect_to_start_ms: 0.000191,
+            start_to_done_ms: 2.464196,
+            mttr_ms: 2.464387,
+            rebuild_rate_mb_per_sec: 851.25,
+        };
+        assert_eq!(
+            render(&Reply::Recovery(report)),
+            "Recovery completed for node node-2\n\
+             chunks: 10 (0 failed)   shards rebuilt: 4   bytes rebuilt: 2.0 MiB   rate: 851.2 MB/s\n\
+             MTTR: 2.5 ms (detect→start 0.0 ms, start→done 2.5 ms)\n"
+        );
+    }
+
+    #[test]
+    fn progress_shows_bytes_rate_and_eta() {
+        let mut p = Progress {
+            phase: "recover".into(),
+            done: 3,
+            total: 11,
+            bytes: 3 * 1024 * 1024,
+            rate_bytes_per_sec: 1024.0 * 1024.0,
+            eta_secs: Some(8.4),
+        };
+        assert_eq!(progress_detail(&p), "3.0 MiB  1.0 MiB/s  ETA 8s");
+        p.eta_secs = None;
+        assert_eq!(progress_detail(&p), "3.0 MiB  1.0 MiB/s  ");
+    }
+}

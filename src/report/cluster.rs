@@ -1,0 +1,151 @@
+//! Reports about the cluster as a whole: health (`GET /cluster/health`,
+//! `ctl health`), statistics (`GET /cluster/stats`, `ctl stats`) and the node
+//! list (`ctl nodes`). Maps keyed by node id or region are `BTreeMap`s, so
+//! they serialize in name order as they always have.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use crate::chunk::NodeState;
+
+/// The cluster's overall state (the prototype's three words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    /// Every node is up and every chunk has all its shards.
+    Healthy,
+    /// Something is missing, but every chunk is readable.
+    Degraded,
+    /// Some data is unreadable, or too few nodes are up to write.
+    Error,
+}
+
+impl HealthStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            HealthStatus::Healthy => "healthy",
+            HealthStatus::Degraded => "degraded",
+            HealthStatus::Error => "error",
+        }
+    }
+}
+
+/// Whether a node serves shards: `up`, or `failed` for anything else (the
+/// finer state is `NodeHealth::detail`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeAvailability {
+    Up,
+    Failed,
+}
+
+impl NodeAvailability {
+    pub fn of(state: NodeState) -> NodeAvailability {
+        if state == NodeState::Up {
+            NodeAvailability::Up
+        } else {
+            NodeAvailability::Failed
+        }
+    }
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            NodeAvailability::Up => "up",
+            NodeAvailability::Failed => "failed",
+        }
+    }
+}
+
+/// `GET /cluster/health` and `ctl health`: the prototype's `status`,
+/// `failed_nodes` and `message`, plus each node and the repair counts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthReport {
+    pub status: HealthStatus,
+    /// Ids of the nodes that are not up.
+    pub failed_nodes: Vec<String>,
+    /// One sentence for humans.
+    pub message: String,
+    pub nodes: Vec<NodeHealth>,
+    /// Live chunks lacking at least one healthy shard.
+    pub chunks_missing_shards: u64,
+    /// Shards that are missing, known bad or on a down node.
+    pub shards_missing: u64,
+    /// Shards waiting to be rebuilt (the same count as `shards_missing`).
+    pub repair_queue: u64,
+}
+
+/// One node in the health report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeHealth {
+    pub id: String,
+    pub region: String,
+    /// Where the node lives, for humans.
+    pub path: String,
+    pub state: NodeAvailability,
+    /// The probe's finer state: `up`, `empty` (waiting to be rebuilt) or `failed`.
+    pub detail: NodeState,
+    /// Why the node is not up, or a warning (low on space); empty when fine.
+    pub reason: String,
+    pub free_bytes: u64,
+    pub total_bytes: u64,
+}
+
+/// `GET /cluster/stats` and `ctl stats`: the prototype's keys (`total_nodes`,
+/// `nodes_by_region`, `total_objects`, `total_size`, `node_stats`) plus extras.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatsReport {
+    pub total_nodes: usize,
+    /// Region name → number of nodes in it.
+    pub nodes_by_region: BTreeMap<String, u64>,
+    /// Files (objects) in the namespace.
+    pub total_objects: u64,
+    /// Their bytes.
+    pub total_size: u64,
+    /// Node id → its figures.
+    pub node_stats: BTreeMap<String, NodeStats>,
+    /// Region name → shards and bytes stored there.
+    pub region_stats: BTreeMap<String, RegionStats>,
+    pub k: usize,
+    pub m: usize,
+    pub chunk_size: u64,
+    pub open_files: usize,
+    /// Bytes of written data buffered in memory, and the cap.
+    pub write_buffer_bytes: u64,
+    pub write_buffer_limit: u64,
+}
+
+/// One node's figures in the statistics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeStats {
+    pub region: String,
+    pub path: String,
+    pub state: NodeAvailability,
+    /// Healthy shards recorded on the node.
+    pub shards: u64,
+    /// Their payload bytes.
+    pub bytes: u64,
+    pub free_bytes: u64,
+    pub total_bytes: u64,
+}
+
+/// Shards and bytes stored in one region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct RegionStats {
+    pub shards: u64,
+    pub bytes: u64,
+}
+
+/// `ctl nodes`: every node in configuration order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodesReport {
+    pub nodes: Vec<NodeListEntry>,
+}
+
+/// One node of `ctl nodes`: its statistics plus id and probe reason.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeListEntry {
+    pub id: String,
+    /// Why the node is not up; empty when it is.
+    pub reason: String,
+    #[serde(flatten)]
+    pub stats: NodeStats,
+}
