@@ -155,7 +155,7 @@ pub fn execute(
         Request::Stats => service.stats_report(),
         Request::Health => service.health_report(),
         Request::Nodes => service.nodes_report(),
-        Request::Metrics => Ok(service.metrics.summary_json()),
+        Request::Metrics => Ok(service.metrics().summary_json()),
         Request::Recover { node } => {
             let r = service.recover_node(&node, &progress)?;
             Ok(serde_json::to_value(r).expect("report serializes"))
