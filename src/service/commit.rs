@@ -5,8 +5,9 @@
 
 use std::sync::Arc;
 
+use super::state::{let_go, Content, FileState, Slot, Truncation};
 use super::upload::Upload;
-use super::writer::{let_go, Content, FileState, OpenFile, Slot, Truncation};
+use super::writer::OpenFile;
 use super::Env;
 use crate::error::{Error, Result};
 use crate::meta::{FileCommit, Nanos};

@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::meta::{Inode, Meta};
 use crate::metrics::Metrics;
+use crate::node::{LocalDirNode, NodeBackend};
 
 /// A change made through the object API that the mount must learn about.
 #[derive(Debug, Clone)]
@@ -56,7 +57,63 @@ pub(crate) struct Context {
 }
 
 impl Context {
-    pub fn new(
+    /// The local-directory nodes `config` lists.
+    pub fn local_nodes(config: &Config) -> Vec<Arc<dyn NodeBackend>> {
+        config
+            .nodes
+            .iter()
+            .map(|n| {
+                Arc::new(LocalDirNode::new(&n.id, &n.region, &n.storage_path))
+                    as Arc<dyn NodeBackend>
+            })
+            .collect()
+    }
+
+    /// Open the metadata and the chunk store over `nodes` (initialized on
+    /// first start, probed always) and purge inodes that lost their last
+    /// name while open before a crash.
+    pub fn open(
+        config: Arc<Config>,
+        metrics: Arc<Metrics>,
+        nodes: Vec<Arc<dyn NodeBackend>>,
+    ) -> Result<Context> {
+        let node_ids = nodes.iter().map(|n| n.id().to_string()).collect();
+        let (meta, cluster_id, created) = Meta::open(
+            &config.metadata.path,
+            node_ids,
+            config.cluster.id.as_deref(),
+        )?;
+        let store = Arc::new(ChunkStore::new(
+            nodes,
+            &cluster_id,
+            config.k(),
+            config.m(),
+            metrics.clone(),
+        )?);
+        for i in 0..store.nodes().len() {
+            // First start: every folder is new. Later, a missing or empty
+            // folder is a failed node until it is recovered.
+            if created {
+                if let Err(e) = store.initialize_node(i) {
+                    let node = &store.nodes()[i];
+                    log::warn!(
+                        "cannot initialize node {} at {}: {e}",
+                        node.id(),
+                        node.location()
+                    );
+                }
+            }
+            store.probe_node(i);
+        }
+        let ctx = Context::new(config, meta, store, metrics);
+        // Inodes that lost their last name while open before a crash.
+        for ino in ctx.meta.unlinked_inodes()? {
+            ctx.meta.purge(ino)?;
+        }
+        Ok(ctx)
+    }
+
+    fn new(
         config: Arc<Config>,
         meta: Meta,
         store: Arc<ChunkStore>,

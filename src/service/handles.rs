@@ -28,8 +28,9 @@ use std::sync::Arc;
 use super::context::Context;
 use super::upload::UploadPipeline;
 use super::writer::OpenFile;
+use super::Env;
 use crate::error::{Error, Result};
-use crate::meta::Inode;
+use crate::meta::{Inode, Kind};
 
 /// What a handle was opened for.
 #[derive(Debug, Clone, Copy, Default)]
@@ -224,6 +225,92 @@ impl HandleTable {
         for f in self.open_files() {
             if Some(f.ino) != except {
                 f.spill_if_idle(uploads);
+            }
+        }
+    }
+}
+
+/// Operations by file handle: open, read, write, flush, fsync, release.
+pub(crate) struct Handles<'a>(pub Env<'a>);
+
+impl Handles<'_> {
+    /// Open a file; returns the handle.
+    pub fn open(&self, ino: u64, flags: OpenFlags) -> Result<u64> {
+        let inode = self.0.ctx.committed_inode(ino)?;
+        match inode.kind {
+            Kind::File => Ok(self.0.files.open(&inode, flags)),
+            Kind::Dir => Err(Error::IsADirectory(format!("inode {ino}"))),
+            _ => Err(Error::InvalidArgument("not a regular file".into())),
+        }
+    }
+
+    /// Write bytes at `offset` (at the end for O_APPEND handles).
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<usize> {
+        let (h, f) = self.0.files.file_of(fh)?;
+        if !h.flags.write {
+            return Err(Error::PermissionDenied(
+                "handle is not open for writing".into(),
+            ));
+        }
+        f.write(&self.0, offset, data, h.flags.append)
+    }
+
+    /// Read up to `len` bytes at `offset`; sequential readers get read-ahead.
+    pub fn read(&self, fh: u64, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let Env { ctx, files, .. } = self.0;
+        let (h, f) = files.file_of(fh)?;
+        let sequential = h.last_read_end == offset;
+        let (out, size) = f.read(ctx, offset, len, sequential)?;
+        files.record_read_end(fh, offset + out.len() as u64);
+        self.0
+            .prefetch
+            .after_read(ctx, h.ino, offset, out.len(), size, sequential);
+        Ok(out)
+    }
+
+    /// Make everything written so far durable and visible (flush/fsync).
+    pub fn flush(&self, fh: u64) -> Result<()> {
+        let (_, f) = self.0.files.file_of(fh)?;
+        let r = f.commit(&self.0);
+        self.0.files.report_lost_writes(fh, &f, r)
+    }
+
+    /// Like flush; with nothing to commit, makes metadata-only changes
+    /// (create, chmod, rename) durable.
+    pub fn fsync(&self, fh: u64) -> Result<()> {
+        let (_, f) = self.0.files.file_of(fh)?;
+        let r = match f.is_modified() {
+            false => self.0.ctx.meta.sync(),
+            true => f.commit(&self.0),
+        };
+        self.0.files.report_lost_writes(fh, &f, r)
+    }
+
+    /// Close a handle: commit pending writes (not for the last handle of an
+    /// unlinked file), report whether they are durable.
+    pub fn release(&self, fh: u64) -> Result<()> {
+        let files = self.0.files;
+        let Some(h) = files.get(fh) else {
+            return Ok(());
+        };
+        let Some(f) = files.file(h.ino) else {
+            files.forget(fh);
+            return Ok(());
+        };
+        let r = match f.is_unlinked() && files.users(&f) == 1 {
+            true => Ok(()),
+            false => f.commit(&self.0),
+        };
+        let r = files.report_lost_writes(fh, &f, r);
+        files.close(fh, &f, self.0.ctx);
+        r
+    }
+
+    /// Commit every open file (shutdown).
+    pub fn commit_all(&self) {
+        for f in self.0.files.open_files() {
+            if let Err(e) = f.commit(&self.0) {
+                log::error!("could not commit inode {} at shutdown: {e}", f.ino);
             }
         }
     }

@@ -3,16 +3,18 @@
 //!
 //! - `context`: what everything shares (config, metadata, chunk store,
 //!   metrics, cache, pins, wake-up, shutdown, change observers);
-//! - `handles`: the handle table (fh → handle, inode → open file) and the
-//!   lock order of the whole service;
-//! - `writer` + `commit`: `OpenFile`, buffered writes, truncation, commits
-//!   (new chunks visible in one metadata transaction after their shards are
-//!   durable), rebase after an API PUT;
+//! - `handles`: the handle table (fh → handle, inode → open file), the
+//!   operations by handle, and the lock order of the whole service;
+//! - `writer` + `state` + `commit`: `OpenFile`, buffered writes, truncation,
+//!   commits (new chunks visible in one metadata transaction after their
+//!   shards are durable), rebase after an API PUT;
 //! - `upload` + `uncommitted`: the write budget, the uploader pool, spilling,
 //!   and the guard that deletes the shards of chunks never committed;
-//! - `read` + `cache`: chunk spans, pins, snapshots, cached reads, read-ahead;
+//! - `read` + `cache`: chunk spans, pins, snapshots, cached reads, read-ahead
+//!   (on `pool`, like the uploaders);
 //! - `objects`: operations by key (the HTTP view); `namespace`: operations by
 //!   inode (the mount's view); `keys`: key and name rules;
+//! - `info`: chunk placement and object metadata as shown to users;
 //! - `maintenance`: background care of the store and its reports.
 
 mod budget;
@@ -20,12 +22,14 @@ mod cache;
 mod commit;
 mod context;
 mod handles;
+mod info;
 mod keys;
 mod maintenance;
 mod namespace;
 mod objects;
 mod pool;
 mod read;
+mod state;
 mod uncommitted;
 mod upload;
 mod writer;
@@ -33,22 +37,23 @@ mod writer;
 pub use budget::Budget;
 pub use context::{Change, ChangeObserver};
 pub use handles::OpenFlags;
+pub use info::{ChunkInfo, ObjectInfo, ShardInfo};
 pub use keys::{parse_key, validate_name, MAX_KEY_LEN, MAX_NAME_LEN};
 pub use maintenance::{Progress, RecoveryReport, ScrubProblem, ScrubReport};
+pub use namespace::FsStats;
 pub use read::Snapshot;
 
-use serde::Serialize;
 use std::io::Read;
 use std::sync::Arc;
 
-use crate::chunk::{ChunkStore, NodeState};
+use crate::chunk::ChunkStore;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::meta::{AttrChange, ChunkRecord, Inode, Kind, Meta, RenameMode, ShardState};
+use crate::meta::{AttrChange, Inode, Kind, RenameMode};
 use crate::metrics::Metrics;
-use crate::node::{LocalDirNode, NodeBackend};
+use crate::node::NodeBackend;
 use context::Context;
-use handles::HandleTable;
+use handles::{HandleTable, Handles};
 use namespace::Namespace;
 use objects::Objects;
 use read::Prefetcher;
@@ -57,48 +62,13 @@ use upload::UploadPipeline;
 /// The virtual, read-only extended attribute holding a file's placement.
 const PLACEMENT_XATTR: &[u8] = b"user.minigcs.placement";
 
-/// One shard's placement and health, for `info` and the placement xattr.
-#[derive(Debug, Clone, Serialize)]
-pub struct ShardInfo {
-    pub index: usize,
-    pub node: Option<String>,
-    pub region: Option<String>,
-    pub state: String,
-    pub healthy: bool,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ChunkInfo {
-    pub index: u64,
-    pub chunk_id: String,
-    pub len: u64,
-    pub k: u16,
-    pub m: u16,
-    pub shards: Vec<ShardInfo>,
-}
-
-/// An object's metadata, as the API and `ctl info` show it.
-#[derive(Debug, Clone)]
-pub struct ObjectInfo {
-    pub key: String,
-    pub inode: Inode,
-    pub chunks: Vec<ChunkRecord>,
-}
-
-/// Statistics for `df`.
-#[derive(Debug, Clone, Copy)]
-pub struct FsStats {
-    pub total_bytes: u64,
-    pub free_bytes: u64,
-    pub files: u64,
-}
-
-/// What an operation needs besides its arguments, borrowed from the facade.
+/// The facade's parts, borrowed by the owners' operations.
 #[derive(Clone, Copy)]
 pub(crate) struct Env<'a> {
     pub ctx: &'a Arc<Context>,
     pub files: &'a HandleTable,
     pub uploads: &'a UploadPipeline,
+    pub prefetch: &'a Prefetcher,
 }
 
 pub struct Service {
@@ -112,14 +82,7 @@ impl Service {
     /// Open the store described by `config`: metadata, nodes (initialized
     /// on first start), chunk store.
     pub fn open(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<Arc<Service>> {
-        let nodes: Vec<Arc<dyn NodeBackend>> = config
-            .nodes
-            .iter()
-            .map(|n| {
-                Arc::new(LocalDirNode::new(&n.id, &n.region, &n.storage_path))
-                    as Arc<dyn NodeBackend>
-            })
-            .collect();
+        let nodes = Context::local_nodes(&config);
         Self::open_with_nodes(config, metrics, nodes)
     }
 
@@ -129,39 +92,7 @@ impl Service {
         metrics: Arc<Metrics>,
         nodes: Vec<Arc<dyn NodeBackend>>,
     ) -> Result<Arc<Service>> {
-        let node_ids = nodes.iter().map(|n| n.id().to_string()).collect();
-        let (meta, cluster_id, created) = Meta::open(
-            &config.metadata.path,
-            node_ids,
-            config.cluster.id.as_deref(),
-        )?;
-        let store = Arc::new(ChunkStore::new(
-            nodes,
-            &cluster_id,
-            config.k(),
-            config.m(),
-            metrics.clone(),
-        )?);
-        for i in 0..store.nodes().len() {
-            // First start: every folder is new. Later, a missing or empty
-            // folder is a failed node until it is recovered.
-            if created {
-                if let Err(e) = store.initialize_node(i) {
-                    let node = &store.nodes()[i];
-                    log::warn!(
-                        "cannot initialize node {} at {}: {e}",
-                        node.id(),
-                        node.location()
-                    );
-                }
-            }
-            store.probe_node(i);
-        }
-        let ctx = Arc::new(Context::new(config, meta, store, metrics));
-        // Inodes that lost their last name while open before a crash.
-        for ino in ctx.meta.unlinked_inodes()? {
-            ctx.meta.purge(ino)?;
-        }
+        let ctx = Arc::new(Context::open(config, metrics, nodes)?);
         Ok(Arc::new(Service {
             files: HandleTable::new(),
             uploads: UploadPipeline::new(&ctx),
@@ -204,6 +135,7 @@ impl Service {
             ctx: &self.ctx,
             files: &self.files,
             uploads: &self.uploads,
+            prefetch: &self.prefetch,
         }
     }
 
@@ -213,6 +145,10 @@ impl Service {
 
     fn namespace(&self) -> Namespace<'_> {
         Namespace(self.env())
+    }
+
+    fn handles(&self) -> Handles<'_> {
+        Handles(self.env())
     }
 
     // ------------------------------------------------------ objects by key
@@ -273,41 +209,6 @@ impl Service {
 
     pub fn info_of(&self, key: String, inode: Inode) -> Result<ObjectInfo> {
         self.objects().info_of(key, inode)
-    }
-
-    /// Placement and health of each chunk, for humans and JSON.
-    pub fn chunk_infos(&self, chunks: &[ChunkRecord]) -> Vec<ChunkInfo> {
-        let status = self.ctx.store.node_status();
-        chunks
-            .iter()
-            .map(|c| ChunkInfo {
-                index: c.idx,
-                chunk_id: format!("{:016x}", c.layout.chunk_id),
-                len: c.layout.data_len,
-                k: c.layout.k,
-                m: c.layout.m,
-                shards: c
-                    .placement
-                    .iter()
-                    .enumerate()
-                    .map(|(i, p)| {
-                        let node_up = p.map(|n| status[n].state == NodeState::Up).unwrap_or(false);
-                        let state = if p.is_some() && !node_up && c.states[i] == ShardState::Ok {
-                            "node-down".to_string()
-                        } else {
-                            c.states[i].as_str().to_string()
-                        };
-                        ShardInfo {
-                            index: i,
-                            node: p.map(|n| self.ctx.store.nodes()[n].id().to_string()),
-                            region: p.map(|n| self.ctx.store.node_region(n).to_string()),
-                            healthy: node_up && c.states[i] == ShardState::Ok,
-                            state,
-                        }
-                    })
-                    .collect(),
-            })
-            .collect()
     }
 
     // --------------------------------------------------- namespace by inode
@@ -394,22 +295,10 @@ impl Service {
     pub const PLACEMENT_XATTR: &'static [u8] = PLACEMENT_XATTR;
 
     pub fn get_xattr(&self, ino: u64, name: &[u8]) -> Result<Vec<u8>> {
-        if name != PLACEMENT_XATTR {
-            return self.namespace().get_xattr(ino, name);
+        match name == PLACEMENT_XATTR {
+            true => self.placement_xattr(ino),
+            false => self.namespace().get_xattr(ino, name),
         }
-        let inode = self.ctx.committed_inode(ino)?;
-        if inode.kind != Kind::File {
-            return Err(Error::NoAttribute("placement exists on files only".into()));
-        }
-        let chunks = self.ctx.meta.chunks_of(ino)?;
-        let json = serde_json::json!({
-            "size": inode.size,
-            "version": inode.version,
-            "k": self.ctx.store.k(),
-            "m": self.ctx.store.m(),
-            "chunks": self.chunk_infos(&chunks),
-        });
-        Ok(json.to_string().into_bytes())
     }
 
     pub fn set_xattr(
@@ -441,12 +330,7 @@ impl Service {
 
     /// Open a file; returns the handle.
     pub fn open_file(&self, ino: u64, flags: OpenFlags) -> Result<u64> {
-        let inode = self.ctx.committed_inode(ino)?;
-        match inode.kind {
-            Kind::File => Ok(self.files.open(&inode, flags)),
-            Kind::Dir => Err(Error::IsADirectory(format!("inode {ino}"))),
-            _ => Err(Error::InvalidArgument("not a regular file".into())),
-        }
+        self.handles().open(ino, flags)
     }
 
     /// Create and open a new file.
@@ -466,24 +350,12 @@ impl Service {
 
     /// Write bytes at `offset` (at the end for O_APPEND handles).
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<usize> {
-        let (h, f) = self.files.file_of(fh)?;
-        if !h.flags.write {
-            return Err(Error::PermissionDenied(
-                "handle is not open for writing".into(),
-            ));
-        }
-        f.write(&self.env(), offset, data, h.flags.append)
+        self.handles().write(fh, offset, data)
     }
 
     /// Read up to `len` bytes at `offset`; sequential readers get read-ahead.
     pub fn read(&self, fh: u64, offset: u64, len: usize) -> Result<Vec<u8>> {
-        let (h, f) = self.files.file_of(fh)?;
-        let sequential = h.last_read_end == offset;
-        let (out, size) = f.read(&self.ctx, offset, len, sequential)?;
-        self.files.record_read_end(fh, offset + out.len() as u64);
-        self.prefetch
-            .after_read(&self.ctx, h.ino, offset, out.len(), size, sequential);
-        Ok(out)
+        self.handles().read(fh, offset, len)
     }
 
     /// Truncate or extend a file; commits at once unless the file is open.
@@ -493,38 +365,18 @@ impl Service {
 
     /// Make everything written so far durable and visible (flush/fsync).
     pub fn flush(&self, fh: u64) -> Result<()> {
-        let (_, f) = self.files.file_of(fh)?;
-        let r = f.commit(&self.env());
-        self.files.report_lost_writes(fh, &f, r)
+        self.handles().flush(fh)
     }
 
     /// fsync: like flush, and also makes metadata-only changes (create,
     /// chmod, rename) durable when there was no content to commit.
     pub fn fsync(&self, fh: u64) -> Result<()> {
-        let (_, f) = self.files.file_of(fh)?;
-        let r = match f.is_modified() {
-            false => self.sync_metadata(),
-            true => f.commit(&self.env()),
-        };
-        self.files.report_lost_writes(fh, &f, r)
+        self.handles().fsync(fh)
     }
 
     /// Close a handle: commit pending writes, report whether they are durable.
     pub fn release(&self, fh: u64) -> Result<()> {
-        let Some(h) = self.files.get(fh) else {
-            return Ok(());
-        };
-        let Some(f) = self.files.file(h.ino) else {
-            self.files.forget(fh);
-            return Ok(());
-        };
-        let r = match f.is_unlinked() && self.files.users(&f) == 1 {
-            true => Ok(()),
-            false => f.commit(&self.env()),
-        };
-        let r = self.files.report_lost_writes(fh, &f, r);
-        self.files.close(fh, &f, &self.ctx);
-        r
+        self.handles().release(fh)
     }
 
     pub fn statistics_open_files(&self) -> usize {
@@ -534,12 +386,11 @@ impl Service {
     /// Stop accepting work: commit every open file.
     pub fn shutdown(&self) {
         self.ctx.begin_shutdown();
-        for f in self.files.open_files() {
-            if let Err(e) = f.commit(&self.env()) {
-                log::error!("could not commit inode {} at shutdown: {e}", f.ino);
-            }
-        }
+        self.handles().commit_all();
         self.ctx.wake_workers();
         self.ctx.metrics.flush();
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -7,9 +7,17 @@
 use std::collections::HashSet;
 
 use super::keys::{validate_name, MAX_NAME_LEN};
-use super::{Env, FsStats, PLACEMENT_XATTR};
+use super::{Env, PLACEMENT_XATTR};
 use crate::error::{Error, Result};
 use crate::meta::{AttrChange, Inode, Kind, RenameMode, ROOT_INO};
+
+/// Statistics for `df`.
+#[derive(Debug, Clone, Copy)]
+pub struct FsStats {
+    pub total_bytes: u64,
+    pub free_bytes: u64,
+    pub files: u64,
+}
 
 pub(crate) struct Namespace<'a>(pub Env<'a>);
 

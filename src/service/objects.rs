@@ -76,6 +76,7 @@ impl Objects<'_> {
             ctx,
             files,
             uploads,
+            ..
         } = self.0;
         let parts = parse_key(key)?;
         let parts: Vec<&[u8]> = parts.iter().map(|p| p.as_bytes()).collect();
