@@ -150,22 +150,26 @@ impl Upload {
     /// Wait until the chunk is stored; its layout and placement. Waiters of
     /// one upload queue on its own slot, nothing else.
     pub fn wait(&self) -> Result<WrittenChunk> {
+        match &*self.finished() {
+            UploadState::Done(Ok(chunk)) => Ok(chunk.written().clone()),
+            UploadState::Done(Err(e)) => Err(e.to_error()),
+            UploadState::Running(_) => unreachable!("finished"),
+        }
+    }
+
+    /// The metadata now references this chunk: keep its shards.
+    pub fn mark_committed(&self) {
+        if let UploadState::Done(Ok(chunk)) = &*self.finished() {
+            chunk.mark_committed();
+        }
+    }
+
+    fn finished(&self) -> parking_lot::MutexGuard<'_, UploadState> {
         let mut state = self.state.lock();
         if let UploadState::Running(rx) = &*state {
             let result = received(rx.recv());
             *state = UploadState::Done(result);
         }
-        match &*state {
-            UploadState::Done(Ok(chunk)) => Ok(chunk.written().clone()),
-            UploadState::Done(Err(e)) => Err(e.to_error()),
-            UploadState::Running(_) => unreachable!("received above"),
-        }
-    }
-
-    /// The metadata now references this chunk (after a successful `wait`).
-    pub fn mark_committed(&self) {
-        if let UploadState::Done(Ok(chunk)) = &*self.state.lock() {
-            chunk.mark_committed();
-        }
+        state
     }
 }
