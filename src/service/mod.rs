@@ -158,11 +158,6 @@ impl Service {
         self.objects().resolve(key)
     }
 
-    /// The key of an inode (walking up its first name).
-    pub fn key_of(&self, ino: u64) -> Result<String> {
-        self.objects().key_of(ino)
-    }
-
     /// Store an object from a stream (bounded memory; visible only once
     /// every chunk is durable; a failing reader leaves nothing behind).
     pub fn put_object(

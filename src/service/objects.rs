@@ -38,30 +38,6 @@ impl Objects<'_> {
         }
     }
 
-    /// The key of an inode (walking up its first name).
-    pub fn key_of(&self, mut ino: u64) -> Result<String> {
-        let mut parts: Vec<Vec<u8>> = Vec::new();
-        while ino != ROOT_INO {
-            let (parent, name) = self
-                .0
-                .ctx
-                .meta
-                .parent_of(ino)?
-                .ok_or_else(|| Error::NotFound(format!("inode {ino} has no name")))?;
-            parts.push(name);
-            ino = parent;
-            if parts.len() > 4096 {
-                return Err(Error::Other("directory loop".into()));
-            }
-        }
-        parts.reverse();
-        Ok(parts
-            .iter()
-            .map(|p| String::from_utf8_lossy(p).into_owned())
-            .collect::<Vec<_>>()
-            .join("/"))
-    }
-
     /// Store an object from a stream. Memory stays bounded (a few chunks);
     /// nothing becomes visible until every chunk is durable; a failing reader
     /// leaves no object and no shards behind.
