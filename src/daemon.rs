@@ -102,10 +102,10 @@ pub fn run(config: Config, mountpoint: Option<&Path>) -> Result<()> {
     log::info!(
         "minigcs {} ready: k={} m={} chunk_size={} nodes={} control socket {}",
         env!("CARGO_PKG_VERSION"),
-        service.store.k(),
-        service.store.m(),
-        service.chunk_size,
-        service.store.nodes().len(),
+        service.chunk_store().k(),
+        service.chunk_store().m(),
+        service.chunk_size(),
+        service.chunk_store().nodes().len(),
         socket_path.display()
     );
     // Wait for a signal or for the mount to go away.
@@ -141,7 +141,7 @@ pub fn run(config: Config, mountpoint: Option<&Path>) -> Result<()> {
     });
     runtime.shutdown_timeout(Duration::from_secs(1));
     let _ = std::fs::remove_file(&socket_path);
-    service.metrics.flush();
+    service.metrics().flush();
     log::info!("stopped cleanly");
     Ok(())
 }

@@ -420,7 +420,7 @@ fn namespace_operations_behave_like_a_local_disk() {
     assert_eq!(names(fx.mnt()), ["a", "fifo", "sym", "x", "y"]);
     assert!(fx
         .service
-        .metrics
+        .metrics()
         .summary_json()
         .to_string()
         .contains("fuse_rename"));

@@ -233,11 +233,11 @@ fn live_reports_have_the_captured_shape() {
     let ends = [lines[0].clone(), lines[lines.len() - 1].clone()];
     same_shape("progress", &ends);
 
-    svc.metrics
+    svc.metrics()
         .record("upload", "k", 5, Duration::from_millis(3), true, None);
-    svc.metrics
+    svc.metrics()
         .record("download", "k", 5, Duration::from_millis(1), true, None);
-    let summary = svc.metrics.summary_json();
+    let summary = svc.metrics().summary_json();
     let typed: MetricsSummary = serde_json::from_value(summary.clone()).unwrap();
     assert_eq!(
         to_value(&typed),

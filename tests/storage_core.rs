@@ -200,7 +200,10 @@ fn ranged_reads_at_chunk_boundaries() {
         (CS - 1, 10),
         (0, cs),
     ] {
-        let got = svc.store.read(&c.layout, &c.placement, off, len).unwrap();
+        let got = svc
+            .chunk_store()
+            .read(&c.layout, &c.placement, off, len)
+            .unwrap();
         let start = cs + off as usize;
         let end = (start + len).min(2 * cs);
         assert_same(
@@ -259,7 +262,7 @@ fn node_loss_scenarios(k: usize, m: usize) {
 
     for gone in combinations(n, m) {
         let svc = template.restart_without_nodes(&gone).clone();
-        svc.store.probe_all();
+        svc.chunk_store().probe_all();
         assert_all_read_back(
             &svc,
             &objects,
@@ -348,10 +351,10 @@ fn corruption_scenarios(k: usize, m: usize) {
             flip_last_byte(&store.shard_path(node, c.layout.chunk_id, index));
             flipped.insert((format!("{:016x}", c.layout.chunk_id), index));
         }
-        let before = svc.metrics.degraded_reads();
+        let before = svc.metrics().degraded_reads();
         let got = get(svc, &key).unwrap_or_else(|e| panic!("shard {index} corrupt: {e}"));
         assert_same(&format!("shard {index} corrupt"), &got, &data);
-        let after = svc.metrics.degraded_reads();
+        let after = svc.metrics().degraded_reads();
         if index < k {
             assert!(
                 after >= before + recs.len() as u64,
@@ -406,7 +409,7 @@ fn corruption_scenarios(k: usize, m: usize) {
         );
     }
     assert_eq!(
-        svc.metrics.degraded_reads(),
+        svc.metrics().degraded_reads(),
         0,
         "repaired shards still needed reconstruction"
     );
@@ -453,7 +456,7 @@ fn uncommitted_shards_are_invisible_and_swept_after_restart() {
     for seed in 0..2 {
         let w = store
             .service()
-            .store
+            .chunk_store()
             .write_chunk(seeded_bytes(77 + seed, CS as usize + 3))
             .unwrap();
         for (i, p) in w.placement.iter().enumerate() {
@@ -478,7 +481,7 @@ fn uncommitted_shards_are_invisible_and_swept_after_restart() {
     }
 
     // A write in flight in the new service must not be swept.
-    let inflight = svc.store.write_chunk(seeded_bytes(5, 100)).unwrap();
+    let inflight = svc.chunk_store().write_chunk(seeded_bytes(5, 100)).unwrap();
     let freed = svc.sweep_orphans().unwrap();
     assert_eq!(freed, orphan_files.len());
     for f in &orphan_files {
@@ -492,7 +495,7 @@ fn uncommitted_shards_are_invisible_and_swept_after_restart() {
             "an in-flight shard was swept"
         );
     }
-    svc.store
+    svc.chunk_store()
         .delete_chunk(&inflight.layout, &inflight.placement);
     assert_eq!(store.all_shard_files(), committed_files);
     assert_all_read_back(&svc, &objects, "after sweep");
@@ -817,7 +820,7 @@ fn write_with_a_node_down_then_recover_it() {
     put(&svc, "before.bin", &before);
 
     store.delete_node(1);
-    svc.store.probe_all();
+    svc.chunk_store().probe_all();
     let during = seeded_bytes(22, (CS * 7 / 2) as usize);
     put(&svc, "during.bin", &during);
     let during_chunks = chunks(&svc, "during.bin");
@@ -891,7 +894,7 @@ fn region_loss(nodes: usize, k: usize, m: usize) {
         store.delete_node(i);
     }
     let svc = store.service().clone();
-    svc.store.probe_all();
+    svc.chunk_store().probe_all();
     assert_all_read_back(&svc, &objects, &format!("{ctx}: region r1 lost"));
     assert_eq!(health_json(&svc)["status"], "degraded");
     for &i in &lost {
@@ -1120,7 +1123,7 @@ fn failed_commit_is_reported_to_every_open_handle() {
     // Two of three nodes gone: fewer than k shards can be stored.
     store.delete_node(0);
     store.delete_node(1);
-    svc.store.probe_all();
+    svc.chunk_store().probe_all();
     assert!(svc.flush(a).is_err(), "the commit cannot be durable");
     assert!(
         svc.flush(b).is_err(),

@@ -270,7 +270,7 @@ struct Shared {
 impl Shared {
     fn record(&self, op: &str, start: Instant, bytes: u64, err: Option<&Error>) {
         let msg = err.map(|e| e.to_string());
-        self.service.metrics.record(
+        self.service.metrics().record(
             op,
             "",
             bytes,
@@ -518,7 +518,7 @@ fn owned(name: &OsStr) -> Vec<u8> {
 
 impl MiniFs {
     pub(crate) fn new(service: Arc<Service>) -> MiniFs {
-        let threads = service.config.mount.threads;
+        let threads = service.config().mount.threads;
         MiniFs {
             shared: Arc::new(Shared {
                 service,

@@ -133,7 +133,7 @@ pub fn mount(service: Arc<Service>, mountpoint: &Path) -> Result<MountHandle> {
         )));
     }
 
-    let mut options = mount_options(&service.config);
+    let mut options = mount_options(service.config());
     options.push(MountOption::CUSTOM(MAX_READ_OPTION.into()));
     let attempt = |options: &[MountOption]| {
         let fs = MiniFs::new(service.clone());

@@ -39,11 +39,11 @@ pub(super) async fn recover(
 }
 
 pub(super) async fn summary(State(app): State<App>) -> Json<Value> {
-    Json(app.service.metrics.summary_json())
+    Json(app.service.metrics().summary_json())
 }
 
 pub(super) async fn prometheus(State(app): State<App>) -> Response {
-    let mut res = app.service.metrics.prometheus_text().into_response();
+    let mut res = app.service.metrics().prometheus_text().into_response();
     res.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4"),
@@ -55,7 +55,7 @@ pub(super) async fn prometheus(State(app): State<App>) -> Response {
 pub(super) async fn export(State(app): State<App>) -> Result<Json<Value>, ApiError> {
     let folder = app
         .service
-        .config
+        .config()
         .metrics
         .output_file
         .parent()
@@ -67,7 +67,7 @@ pub(super) async fn export(State(app): State<App>) -> Result<Json<Value>, ApiErr
         .map(|d| d.as_millis())
         .unwrap_or(0);
     let path = folder.join(format!("metrics_export_{millis}.json"));
-    let metrics = app.service.metrics.clone();
+    let metrics = app.service.metrics().clone();
     let target = path.clone();
     blocking(move || metrics.export_json(&target).map_err(Into::into)).await?;
     Ok(Json(json!({
@@ -77,6 +77,6 @@ pub(super) async fn export(State(app): State<App>) -> Result<Json<Value>, ApiErr
 }
 
 pub(super) async fn clear(State(app): State<App>) -> Json<Value> {
-    app.service.metrics.clear();
+    app.service.metrics().clear();
     Json(json!({"message": "Metrics cleared successfully"}))
 }

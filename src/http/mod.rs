@@ -45,7 +45,7 @@ pub(crate) struct App {
 
 /// The API's routes over `service`, with auth when `api.auth_token` is set.
 pub fn router(service: Arc<Service>) -> Router {
-    let api = &service.config.api;
+    let api = &service.config().api;
     let app = App {
         max_file_size: api.max_file_size,
         auth_token: api

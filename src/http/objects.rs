@@ -138,7 +138,7 @@ async fn upload(app: App, req: Request, multipart_allowed: bool) -> Result<Respo
     let took = started.elapsed();
     let bytes = result.as_ref().map(|i| i.size).unwrap_or(0);
     record(
-        &app.service.metrics,
+        app.service.metrics(),
         "upload",
         &key,
         bytes,
@@ -229,7 +229,7 @@ async fn upload_raw(
     let max = app.max_file_size;
     match length {
         // Small bodies: gather them here and store in one blocking call.
-        Some(n) if n <= service.chunk_size => {
+        Some(n) if n <= service.chunk_size() => {
             let bytes = axum::body::to_bytes(body, n as usize)
                 .await
                 .map_err(|e| ApiError::from(Error::Io(body_io_error(e))))?;
@@ -429,14 +429,14 @@ async fn download(
             return Ok(Outcome::Head(snap.inode.clone(), range, partial));
         }
         let len = range.end - range.start;
-        if len <= service.chunk_size {
+        if len <= service.chunk_size() {
             let data = snap.read(range.start, len as usize)?;
             return Ok(Outcome::Whole(snap.inode.clone(), range, partial, data));
         }
         Ok(Outcome::Stream(snap, range, partial))
     })
     .await;
-    let metrics = &app.service.metrics;
+    let metrics = app.service.metrics();
     let outcome = match outcome {
         Ok(o) => o,
         Err(e) => {
@@ -488,14 +488,14 @@ async fn download(
         Outcome::Stream(snap, range, partial) => {
             let inode = snap.inode.clone();
             let recorder = Recorder {
-                metrics: app.service.metrics.clone(),
+                metrics: app.service.metrics().clone(),
                 key: key.clone(),
                 started,
                 expected: range.end - range.start,
                 sent: 0,
                 error: None,
             };
-            let body = stream_body(snap, range.clone(), app.service.chunk_size, recorder);
+            let body = stream_body(snap, range.clone(), app.service.chunk_size(), recorder);
             object_response(&inode, &key, &range, partial, body)
         }
     };
@@ -624,7 +624,7 @@ pub(super) async fn delete_object(
     let k = key.clone();
     let result = blocking(move || service.delete_object(&k)).await;
     record(
-        &app.service.metrics,
+        app.service.metrics(),
         "delete",
         &key,
         0,
@@ -664,7 +664,7 @@ pub(super) async fn list_objects(
     let p = prefix.clone();
     let result = blocking(move || service.list_objects(&p, start_after.as_deref(), limit)).await;
     record(
-        &app.service.metrics,
+        app.service.metrics(),
         "list",
         &prefix,
         0,

@@ -58,7 +58,7 @@ impl Service {
             })
             .expect("spawn collector");
         let this = self.clone();
-        let interval = Duration::from_secs(self.config.recovery.health_interval_secs);
+        let interval = Duration::from_secs(self.ctx.config.recovery.health_interval_secs);
         std::thread::Builder::new()
             .name("health".into())
             .spawn(move || this.worker_loop(interval, |s| s.check_health()))
@@ -77,7 +77,7 @@ impl Service {
                 this.resume_recoveries();
             })
             .expect("spawn sweeper");
-        let scrub_every = self.config.recovery.scrub_interval_secs;
+        let scrub_every = self.ctx.config.recovery.scrub_interval_secs;
         if scrub_every > 0 {
             let this = self.clone();
             std::thread::Builder::new()
@@ -105,7 +105,7 @@ impl Service {
     fn worker_loop(&self, every: Duration, mut work: impl FnMut(&Service)) {
         loop {
             {
-                let (lock, cv) = &self.wake;
+                let (lock, cv) = &self.ctx.wake;
                 let mut woken = lock.lock();
                 if !*woken {
                     cv.wait_for(&mut woken, every);
@@ -123,21 +123,21 @@ impl Service {
     pub fn collect_garbage(&self) -> Result<usize> {
         let mut total = 0;
         loop {
-            let dead = self.meta.dead_chunks(256)?;
-            let pinned = self.pinned.lock().clone();
+            let dead = self.ctx.meta.dead_chunks(256)?;
+            let pinned = self.ctx.pins.pinned();
             let dead: Vec<ChunkRecord> = dead
                 .into_iter()
-                .filter(|c| !pinned.contains_key(&c.layout.chunk_id))
+                .filter(|c| !pinned.contains(&c.layout.chunk_id))
                 .collect();
             if dead.is_empty() {
                 return Ok(total);
             }
             for c in &dead {
-                self.store.delete_chunk(&c.layout, &c.placement);
-                self.cache.remove(c.layout.chunk_id);
+                self.ctx.store.delete_chunk(&c.layout, &c.placement);
+                self.ctx.cache.remove(c.layout.chunk_id);
             }
             let ids: Vec<u64> = dead.iter().map(|c| c.layout.chunk_id).collect();
-            self.meta.forget_chunks(&ids)?;
+            self.ctx.meta.forget_chunks(&ids)?;
             total += ids.len();
             if ids.len() < 256 {
                 return Ok(total);
@@ -148,20 +148,21 @@ impl Service {
     /// Record shards the read path found bad, then rebuild every unhealthy
     /// shard that has somewhere to go.
     pub fn repair_pending(&self) -> Result<u64> {
-        for bad in self.store.take_bad_shards() {
+        for bad in self.ctx.store.take_bad_shards() {
             let state = if bad.fault.is_missing() {
                 ShardState::Missing
             } else {
                 ShardState::Corrupt
             };
-            self.meta
+            self.ctx
+                .meta
                 .set_shard_state(bad.chunk_id, bad.shard_index, state)?;
             if state == ShardState::Corrupt {
-                self.metrics.add_corrupt_shards_found(1);
+                self.ctx.metrics.add_corrupt_shards_found(1);
             }
         }
         let mut repaired = 0;
-        for (_, rec) in self.meta.chunks_needing_repair(1000)? {
+        for (_, rec) in self.ctx.meta.chunks_needing_repair(1000)? {
             if self.is_shutting_down() {
                 break;
             }
@@ -171,7 +172,7 @@ impl Service {
             }
         }
         if repaired > 0 {
-            self.metrics.add_repaired_shards(repaired);
+            self.ctx.metrics.add_repaired_shards(repaired);
             log::info!("repaired {repaired} shard(s)");
         }
         Ok(repaired)
@@ -181,7 +182,7 @@ impl Service {
     /// another up node that holds no shard of the chunk, keeping regions even.
     fn repair_target(&self, chunk_id: u64, placement: &Placement, index: usize) -> Option<usize> {
         if let Some(n) = placement[index] {
-            if self.store.is_up(n) {
+            if self.ctx.store.is_up(n) {
                 return Some(n);
             }
         }
@@ -192,16 +193,18 @@ impl Service {
             .filter_map(|(_, p)| *p)
             .collect();
         let candidates: Vec<placement::Candidate> = self
+            .ctx
             .store
             .node_status()
             .iter()
             .enumerate()
             .map(|(i, s)| placement::Candidate {
                 region: self
+                    .ctx
                     .store
                     .region_names()
                     .iter()
-                    .position(|r| r == self.store.node_region(i))
+                    .position(|r| r == self.ctx.store.node_region(i))
                     .unwrap_or(0),
                 usable: s.state == NodeState::Up,
             })
@@ -231,7 +234,7 @@ impl Service {
         if targets.is_empty() {
             return Ok(0);
         }
-        let timeout = Duration::from_secs(self.config.recovery.timeout);
+        let timeout = Duration::from_secs(self.ctx.config.recovery.timeout);
         let mut placement = rec.placement.clone();
         for &(i, _) in &targets {
             placement[i] = None;
@@ -243,6 +246,7 @@ impl Service {
             .map(|(i, p)| p.filter(|_| rec.states[i] == ShardState::Ok))
             .collect();
         let rebuilt = self
+            .ctx
             .store
             .rebuild(&rec.layout, &readable, &targets, timeout)?;
         self.record_rebuilt(rec.layout.chunk_id, &rec.placement, &rebuilt)?;
@@ -262,13 +266,13 @@ impl Service {
                 chunk_id,
                 index: i as u16,
             };
-            if !self.meta.set_shard_ok(chunk_id, i, node, sum)? {
-                let _ = self.store.delete_shard_on(node, key);
+            if !self.ctx.meta.set_shard_ok(chunk_id, i, node, sum)? {
+                let _ = self.ctx.store.delete_shard_on(node, key);
                 continue;
             }
             if let Some(previous) = old[i] {
                 if previous != node {
-                    let _ = self.store.delete_shard_on(previous, key);
+                    let _ = self.ctx.store.delete_shard_on(previous, key);
                 }
             }
         }
@@ -278,6 +282,7 @@ impl Service {
     /// Probe every node; a node that came back wakes the repair worker.
     fn probe_nodes(&self) {
         if self
+            .ctx
             .store
             .probe_all()
             .iter()
@@ -291,12 +296,12 @@ impl Service {
     /// empty when `recovery.auto` is on.
     pub fn check_health(&self) {
         self.probe_nodes();
-        if !self.config.recovery.auto {
+        if !self.ctx.config.recovery.auto {
             return;
         }
-        for (i, s) in self.store.node_status().iter().enumerate() {
+        for (i, s) in self.ctx.store.node_status().iter().enumerate() {
             if s.state == NodeState::Empty {
-                let id = self.store.nodes()[i].id().to_string();
+                let id = self.ctx.store.nodes()[i].id().to_string();
                 log::info!("node {id} came back empty: rebuilding it");
                 match self.recover_node(&id, &|_| {}) {
                     Ok(r) => log::info!("{}", r.message),
@@ -313,18 +318,19 @@ impl Service {
         // granularity on some filesystems): a shard this daemon is writing
         // right now must never look older than its start.
         let cutoff = self
+            .ctx
             .started
             .checked_sub(ORPHAN_GRACE)
             .unwrap_or(std::time::UNIX_EPOCH);
         let mut freed = 0;
-        for (i, node) in self.store.nodes().iter().enumerate() {
-            if !self.store.is_up(i) {
+        for (i, node) in self.ctx.store.nodes().iter().enumerate() {
+            if !self.ctx.store.is_up(i) {
                 continue;
             }
-            let known = self.meta.shard_keys_on_node(i)?;
+            let known = self.ctx.meta.shard_keys_on_node(i)?;
             for (key, mtime) in node.list_shards()? {
                 if mtime < cutoff && !known.contains(&(key.chunk_id, key.index)) {
-                    self.store.delete_shard_on(i, key)?;
+                    self.ctx.store.delete_shard_on(i, key)?;
                     freed += 1;
                 }
             }
@@ -333,11 +339,11 @@ impl Service {
     }
 
     fn resume_recoveries(&self) {
-        let Ok(list) = self.meta.interrupted_recoveries() else {
+        let Ok(list) = self.ctx.meta.interrupted_recoveries() else {
             return;
         };
         for (id, node, _) in list {
-            let _ = self.meta.update_recovery(
+            let _ = self.ctx.meta.update_recovery(
                 id,
                 "interrupted",
                 0,
@@ -362,40 +368,42 @@ impl Service {
         progress: &(dyn Fn(&Progress) + Sync),
     ) -> Result<RecoveryReport> {
         let idx = self
+            .ctx
             .store
             .node_index(node_id)
             .ok_or_else(|| Error::UnknownNode(node_id.to_string()))?;
-        let _one_at_a_time = self.recovery_lock.lock();
-        let detected = self.store.node_status()[idx]
+        let _one_at_a_time = self.ctx.recovery_lock.lock();
+        let detected = self.ctx.store.node_status()[idx]
             .since
             .unwrap_or_else(SystemTime::now);
         let started_at = SystemTime::now();
         let started = Instant::now();
-        let (state, _) = self.store.probe_node(idx);
+        let (state, _) = self.ctx.store.probe_node(idx);
         let fresh = state != NodeState::Up;
         if fresh {
-            let reason = self.store.node_status()[idx].reason.clone();
+            let reason = self.ctx.store.node_status()[idx].reason.clone();
             let folder_gone_or_empty = state == NodeState::Empty || reason.contains("missing");
             if !folder_gone_or_empty {
                 return Err(Error::Other(format!(
                     "node {node_id} cannot be rebuilt in place: {reason}"
                 )));
             }
-            self.store.initialize_node(idx)?;
-            if !self.store.is_up(idx) {
-                let reason = self.store.node_status()[idx].reason.clone();
+            self.ctx.store.initialize_node(idx)?;
+            if !self.ctx.store.is_up(idx) {
+                let reason = self.ctx.store.node_status()[idx].reason.clone();
                 return Err(Error::Other(format!(
                     "node {node_id} is still unusable after re-creating it: {reason}"
                 )));
             }
         }
         let rec_id = self
+            .ctx
             .meta
             .start_recovery(node_id, millis(detected), millis(started_at))?;
         // Work: every live chunk with a shard recorded here, plus chunks with
         // shards that were never placed.
-        let mut ids: BTreeSet<u64> = self.meta.chunk_ids_on_node(idx)?.into_iter().collect();
-        for (_, rec) in self.meta.chunks_needing_repair(usize::MAX >> 1)? {
+        let mut ids: BTreeSet<u64> = self.ctx.meta.chunk_ids_on_node(idx)?.into_iter().collect();
+        for (_, rec) in self.ctx.meta.chunks_needing_repair(usize::MAX >> 1)? {
             ids.insert(rec.layout.chunk_id);
         }
         let ids: Vec<u64> = ids.into_iter().collect();
@@ -405,8 +413,8 @@ impl Service {
         let failed = AtomicU64::new(0);
         let shards = AtomicU64::new(0);
         let bytes = AtomicU64::new(0);
-        let rate = self.config.recovery.rate_limit_bytes_per_sec;
-        let retries = self.config.recovery.retry_attempts.max(1);
+        let rate = self.ctx.config.recovery.rate_limit_bytes_per_sec;
+        let retries = self.ctx.config.recovery.retry_attempts.max(1);
         let report = |force: bool| {
             let d = done.load(Ordering::Relaxed);
             if !force && !d.is_multiple_of(16) {
@@ -426,7 +434,7 @@ impl Service {
         };
         report(true);
         std::thread::scope(|s| {
-            for _ in 0..self.config.recovery.parallelism {
+            for _ in 0..self.ctx.config.recovery.parallelism {
                 s.spawn(|| loop {
                     let n = next.fetch_add(1, Ordering::Relaxed) as usize;
                     if n >= ids.len() || self.is_shutting_down() {
@@ -462,7 +470,7 @@ impl Service {
         let start_to_done = finished.duration_since(started_at).unwrap_or_default();
         let ok = failed == 0 && !self.is_shutting_down();
         let err_text = (!ok).then(|| format!("{failed} chunk(s) could not be rebuilt"));
-        self.metrics.record_recovery(
+        self.ctx.metrics.record_recovery(
             node_id,
             detect_to_start,
             start_to_done,
@@ -471,7 +479,7 @@ impl Service {
             ok,
             err_text.as_deref(),
         );
-        self.meta.update_recovery(
+        self.ctx.meta.update_recovery(
             rec_id,
             if ok {
                 "done"
@@ -487,7 +495,7 @@ impl Service {
             err_text.as_deref(),
         )?;
         if total_shards > 0 {
-            self.metrics.add_repaired_shards(total_shards);
+            self.ctx.metrics.add_repaired_shards(total_shards);
         }
         let secs = start_to_done.as_secs_f64();
         let report = RecoveryReport {
@@ -521,7 +529,7 @@ impl Service {
 
     /// Rebuild what chunk `id` lacks on node `node`. Returns (shards, bytes).
     fn recover_chunk(&self, id: u64, node: usize, fresh: bool) -> Result<(u64, u64)> {
-        let Some((Some(_), rec)) = self.meta.chunk_by_id(id)? else {
+        let Some((Some(_), rec)) = self.ctx.meta.chunk_by_id(id)? else {
             return Ok((0, 0));
         };
         let mut want = BTreeSet::new();
@@ -530,7 +538,7 @@ impl Service {
                 Some(n) if n == node => {
                     let needs = fresh
                         || rec.states[i] != ShardState::Ok
-                        || self.store.verify_shard(&rec.layout, i, node).is_err();
+                        || self.ctx.store.verify_shard(&rec.layout, i, node).is_err();
                     if needs {
                         want.insert(i);
                     }
@@ -538,7 +546,7 @@ impl Service {
                 None => {
                     want.insert(i);
                 }
-                Some(n) if rec.states[i] != ShardState::Ok || !self.store.is_up(n) => {
+                Some(n) if rec.states[i] != ShardState::Ok || !self.ctx.store.is_up(n) => {
                     want.insert(i);
                 }
                 _ => {}
@@ -598,11 +606,11 @@ impl Service {
             .enumerate()
             .map(|(i, p)| p.filter(|_| !want.contains(&i) && rec.states[i] == ShardState::Ok))
             .collect();
-        let rebuilt = self.store.rebuild(
+        let rebuilt = self.ctx.store.rebuild(
             &rec.layout,
             &readable,
             &targets,
-            Duration::from_secs(self.config.recovery.timeout),
+            Duration::from_secs(self.ctx.config.recovery.timeout),
         )?;
         let shard_len = rec.layout.shard_len() as u64;
         self.record_rebuilt(id, &rec.placement, &rebuilt)?;
@@ -619,16 +627,16 @@ impl Service {
         let mut report = ScrubReport::default();
         let started = Instant::now();
         let mut after = None;
-        let rate = self.config.recovery.rate_limit_bytes_per_sec;
+        let rate = self.ctx.config.recovery.rate_limit_bytes_per_sec;
         loop {
-            let ids = self.meta.live_chunk_ids(after, 512)?;
+            let ids = self.ctx.meta.live_chunk_ids(after, 512)?;
             let Some(&last) = ids.last() else { break };
             after = Some(last);
             for id in ids {
                 if self.is_shutting_down() {
                     return Ok(report);
                 }
-                let Some((Some(_), rec)) = self.meta.chunk_by_id(id)? else {
+                let Some((Some(_), rec)) = self.ctx.meta.chunk_by_id(id)? else {
                     continue;
                 };
                 report.chunks_checked += 1;
@@ -638,7 +646,10 @@ impl Service {
                     report.shards_checked += 1;
                     let problem = match rec.placement[i] {
                         None => Some(ShardFault::NotPlaced),
-                        Some(n) => match self.store.verify_shard(&rec.layout, i, n) {
+                        Some(n) if !self.ctx.store.is_up(n) => Some(ShardFault::NodeDown {
+                            node: self.ctx.store.nodes()[n].id().to_string(),
+                        }),
+                        Some(n) => match self.ctx.store.verify_shard(&rec.layout, i, n) {
                             Ok(()) => {
                                 report.bytes_checked += rec.layout.shard_len() as u64;
                                 None
@@ -649,23 +660,24 @@ impl Service {
                     if let Some(fault) = problem {
                         if !fault.is_missing() {
                             report.corrupt += 1;
-                            self.metrics.add_corrupt_shards_found(1);
+                            self.ctx.metrics.add_corrupt_shards_found(1);
                             // A plain scrub only reports; with --repair the
                             // state is recorded so a failed rebuild is retried.
                             if repair {
-                                self.meta.set_shard_state(id, i, ShardState::Corrupt)?;
+                                self.ctx.meta.set_shard_state(id, i, ShardState::Corrupt)?;
                             }
                         } else {
                             report.missing += 1;
-                            if repair && rec.placement[i].is_none_or(|n| self.store.is_up(n)) {
-                                self.meta.set_shard_state(id, i, ShardState::Missing)?;
+                            if repair && rec.placement[i].is_none_or(|n| self.ctx.store.is_up(n)) {
+                                self.ctx.meta.set_shard_state(id, i, ShardState::Missing)?;
                             }
                         }
                         bad.insert(i);
                         problems.push(ScrubProblem {
                             chunk_id: format!("{id:016x}"),
                             shard_index: i,
-                            node: rec.placement[i].map(|n| self.store.nodes()[n].id().to_string()),
+                            node: rec.placement[i]
+                                .map(|n| self.ctx.store.nodes()[n].id().to_string()),
                             problem: fault,
                             repaired: false,
                         });
@@ -679,7 +691,7 @@ impl Service {
                     match self.repair_chunk(&fixed_rec, Some(&bad)) {
                         Ok(n) => {
                             report.repaired += n;
-                            self.metrics.add_repaired_shards(n);
+                            self.ctx.metrics.add_repaired_shards(n);
                             if n as usize == bad.len() {
                                 for p in &mut problems {
                                     p.repaired = true;
@@ -716,11 +728,11 @@ impl Service {
     pub fn health_report(&self) -> Result<HealthReport> {
         // Check every node now (folder, identity, writability), not from cache.
         self.probe_nodes();
-        let status = self.store.node_status();
+        let status = self.ctx.store.node_status();
         let mut failed = Vec::new();
         let mut nodes = Vec::new();
         for (i, s) in status.iter().enumerate() {
-            let node = &self.store.nodes()[i];
+            let node = &self.ctx.store.nodes()[i];
             if s.state != NodeState::Up {
                 failed.push(node.id().to_string());
             }
@@ -745,9 +757,10 @@ impl Service {
         let down: Vec<usize> = (0..status.len())
             .filter(|&i| status[i].state != NodeState::Up)
             .collect();
-        let (chunks_missing, shards_missing, unreadable) = self.meta.live_shard_health(&down)?;
+        let (chunks_missing, shards_missing, unreadable) =
+            self.ctx.meta.live_shard_health(&down)?;
         let up = status.len() - down.len();
-        let k = self.store.k();
+        let k = self.ctx.store.k();
         let (state, message) = if unreadable > 0 {
             (
                 HealthStatus::Error,
@@ -792,13 +805,13 @@ impl Service {
 
     /// Cluster statistics (the prototype's `/cluster/stats` shape plus extras).
     pub fn stats_report(&self) -> Result<StatsReport> {
-        let (objects, size) = self.meta.object_totals()?;
-        let usage = self.meta.node_usage()?;
-        let status = self.store.node_status();
+        let (objects, size) = self.ctx.meta.object_totals()?;
+        let usage = self.ctx.meta.node_usage()?;
+        let status = self.ctx.store.node_status();
         let mut nodes_by_region: BTreeMap<String, u64> = BTreeMap::new();
         let mut region_stats: BTreeMap<String, RegionStats> = BTreeMap::new();
         let mut node_stats = BTreeMap::new();
-        for (i, node) in self.store.nodes().iter().enumerate() {
+        for (i, node) in self.ctx.store.nodes().iter().enumerate() {
             *nodes_by_region
                 .entry(node.region().to_string())
                 .or_default() += 1;
@@ -821,26 +834,27 @@ impl Service {
             );
         }
         Ok(StatsReport {
-            total_nodes: self.store.nodes().len(),
+            total_nodes: self.ctx.store.nodes().len(),
             nodes_by_region,
             total_objects: objects,
             total_size: size,
             node_stats,
             region_stats,
-            k: self.store.k(),
-            m: self.store.m(),
-            chunk_size: self.chunk_size,
+            k: self.ctx.store.k(),
+            m: self.ctx.store.m(),
+            chunk_size: self.ctx.chunk_size,
             open_files: self.statistics_open_files(),
-            write_buffer_bytes: self.budget.used(),
-            write_buffer_limit: self.budget.limit(),
+            write_buffer_bytes: self.uploads.budget().used(),
+            write_buffer_limit: self.uploads.budget().limit(),
         })
     }
 
     /// The node list for `ctl nodes`, in configuration order.
     pub fn nodes_report(&self) -> Result<NodesReport> {
         let mut stats = self.stats_report()?.node_stats;
-        let status = self.store.node_status();
+        let status = self.ctx.store.node_status();
         let nodes = self
+            .ctx
             .store
             .nodes()
             .iter()
@@ -883,7 +897,7 @@ impl Service {
             kind: format!("{:?}", i.kind).to_lowercase(),
             mode: format!("{:o}", i.mode),
             nlink: i.nlink,
-            chunk_size: self.chunk_size,
+            chunk_size: self.ctx.chunk_size,
             healthy: InfoReport::all_healthy(&chunks),
             chunks,
         }
@@ -892,6 +906,7 @@ impl Service {
     /// Layout helper for tools: a chunk's shard placement.
     pub fn chunk_layout(&self, chunk_id: u64) -> Result<Option<(ChunkLayout, Placement)>> {
         Ok(self
+            .ctx
             .meta
             .chunk_by_id(chunk_id)?
             .map(|(_, r)| (r.layout, r.placement)))

@@ -1,0 +1,174 @@
+//! The state every part of the file service shares, held in one `Arc`: the
+//! configuration, the metadata store, the chunk store, metrics, the chunk
+//! cache and the pins that keep chunks in use from collection, the signal that
+//! wakes background work, the shutdown flag and the observers told about
+//! changes made outside the mount. Background maintenance reaches all of it
+//! through this struct without going through the `Service` facade.
+//!
+//! It owns no open files, handles, buffers or threads: those belong to the
+//! handle table, the writer and the upload pipeline.
+
+use parking_lot::{Condvar, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::cache::ChunkCache;
+use super::read::Pins;
+use crate::chunk::ChunkStore;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::meta::{Inode, Meta};
+use crate::metrics::Metrics;
+use crate::node::{LocalDirNode, NodeBackend};
+
+/// A change made through the object API that the mount must learn about.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// Content or attributes of an inode changed.
+    Inode(u64),
+    /// A name appeared or disappeared in a directory.
+    Entry { parent: u64, name: Vec<u8> },
+}
+
+/// Something that wants to hear about changes made outside the mount.
+pub trait ChangeObserver: Send + Sync {
+    fn changed(&self, change: &Change);
+}
+
+pub(crate) struct Context {
+    pub(crate) config: Arc<Config>,
+    pub(crate) meta: Meta,
+    pub(crate) store: Arc<ChunkStore>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) chunk_size: u64,
+    /// Whole decoded chunks, by chunk id.
+    pub(crate) cache: Arc<ChunkCache>,
+    /// Chunks being read or not yet committed: collection skips them.
+    pub(crate) pins: Arc<Pins>,
+    /// Set and notified to wake the background workers early.
+    pub(crate) wake: (Mutex<bool>, Condvar),
+    shutting_down: AtomicBool,
+    /// When this service started (orphan sweeps spare younger shard files).
+    pub(crate) started: SystemTime,
+    /// Node recoveries run one at a time.
+    pub(crate) recovery_lock: Mutex<()>,
+    observers: RwLock<Vec<Arc<dyn ChangeObserver>>>,
+}
+
+impl Context {
+    /// The local-directory nodes `config` lists.
+    pub fn local_nodes(config: &Config) -> Vec<Arc<dyn NodeBackend>> {
+        config
+            .nodes
+            .iter()
+            .map(|n| {
+                Arc::new(LocalDirNode::new(&n.id, &n.region, &n.storage_path))
+                    as Arc<dyn NodeBackend>
+            })
+            .collect()
+    }
+
+    /// Open the metadata and the chunk store over `nodes` (initialized on
+    /// first start, probed always) and purge inodes that lost their last
+    /// name while open before a crash.
+    pub fn open(
+        config: Arc<Config>,
+        metrics: Arc<Metrics>,
+        nodes: Vec<Arc<dyn NodeBackend>>,
+    ) -> Result<Context> {
+        let node_ids = nodes.iter().map(|n| n.id().to_string()).collect();
+        let (meta, cluster_id, created) = Meta::open(
+            &config.metadata.path,
+            node_ids,
+            config.cluster.id.as_deref(),
+        )?;
+        let store = Arc::new(ChunkStore::new(
+            nodes,
+            &cluster_id,
+            config.k(),
+            config.m(),
+            metrics.clone(),
+        )?);
+        for i in 0..store.nodes().len() {
+            // First start: every folder is new. Later, a missing or empty
+            // folder is a failed node until it is recovered.
+            if created {
+                if let Err(e) = store.initialize_node(i) {
+                    let node = &store.nodes()[i];
+                    log::warn!(
+                        "cannot initialize node {} at {}: {e}",
+                        node.id(),
+                        node.location()
+                    );
+                }
+            }
+            store.probe_node(i);
+        }
+        let ctx = Context::new(config, meta, store, metrics);
+        // Inodes that lost their last name while open before a crash.
+        for ino in ctx.meta.unlinked_inodes()? {
+            ctx.meta.purge(ino)?;
+        }
+        Ok(ctx)
+    }
+
+    fn new(
+        config: Arc<Config>,
+        meta: Meta,
+        store: Arc<ChunkStore>,
+        metrics: Arc<Metrics>,
+    ) -> Context {
+        let chunk_size = config.chunk_size();
+        let cache_bytes = (config.mount.memory_budget / 2).max(chunk_size * 2);
+        Context {
+            meta,
+            store,
+            metrics,
+            chunk_size,
+            cache: Arc::new(ChunkCache::new(cache_bytes)),
+            pins: Arc::new(Pins::default()),
+            wake: (Mutex::new(false), Condvar::new()),
+            shutting_down: AtomicBool::new(false),
+            started: SystemTime::now(),
+            recovery_lock: Mutex::new(()),
+            observers: RwLock::new(Vec::new()),
+            config,
+        }
+    }
+
+    /// Committed attributes of an inode (no open-file overlay).
+    pub fn committed_inode(&self, ino: u64) -> Result<Inode> {
+        self.meta
+            .get_inode(ino)?
+            .ok_or_else(|| Error::NotFound(format!("inode {ino}")))
+    }
+
+    /// Wake the background workers (collection, repair).
+    pub fn wake_workers(&self) {
+        let (lock, cv) = &self.wake;
+        *lock.lock() = true;
+        cv.notify_all();
+    }
+
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    pub fn add_observer(&self, observer: Arc<dyn ChangeObserver>) {
+        self.observers.write().push(observer);
+    }
+
+    pub fn notify(&self, changes: &[Change]) {
+        let observers = self.observers.read();
+        for change in changes {
+            for o in observers.iter() {
+                o.changed(change);
+            }
+        }
+    }
+}

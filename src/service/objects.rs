@@ -1,0 +1,310 @@
+//! Object operations by key, as the HTTP API sees the namespace: resolve a
+//! key, put an object from a stream (through the same upload pipeline and
+//! budget as the mount's writes), open it for streaming reads, delete, list,
+//! and describe it (metadata, computing the SHA-256 when unknown).
+//!
+//! A PUT is the later writer over a file open in the mount: it waits for the
+//! file's running commit, replaces the content, and rebases the open file
+//! before any other commit of it can start.
+
+use sha2::{Digest, Sha256};
+use std::collections::VecDeque;
+use std::io::Read;
+
+use super::keys::parse_key;
+use super::namespace::Namespace;
+use super::read::{chunk_spans, Snapshot};
+use super::uncommitted::UncommittedChunk;
+use super::upload::StoredChunk;
+use super::{Change, Env, ObjectInfo};
+use crate::error::{Error, Result};
+use crate::meta::{now_nanos, FileCommit, Inode, Kind, ROOT_INO};
+
+/// Chunks of one PUT being stored at once.
+const PUT_CHUNKS_IN_FLIGHT: usize = 2;
+
+pub(crate) struct Objects<'a>(pub Env<'a>);
+
+impl Objects<'_> {
+    /// Resolve an object key to its inode (any kind).
+    pub fn resolve(&self, key: &str) -> Result<Option<Inode>> {
+        let parts = parse_key(key)?;
+        let parts: Vec<&[u8]> = parts.iter().map(|p| p.as_bytes()).collect();
+        match self.0.ctx.meta.resolve(&parts) {
+            Err(Error::NotADirectory(_)) => {
+                Err(Error::NotADirectory(format!("{key}: a parent is a file")))
+            }
+            other => other,
+        }
+    }
+
+    /// Store an object from a stream. Memory stays bounded (a few chunks);
+    /// nothing becomes visible until every chunk is durable; a failing reader
+    /// leaves no object and no shards behind.
+    pub fn put(
+        &self,
+        key: &str,
+        reader: &mut dyn Read,
+        content_type: Option<&str>,
+        max_size: Option<u64>,
+    ) -> Result<Inode> {
+        let Env {
+            ctx,
+            files,
+            uploads,
+            ..
+        } = self.0;
+        let parts = parse_key(key)?;
+        let parts: Vec<&[u8]> = parts.iter().map(|p| p.as_bytes()).collect();
+        // Refuse early when the key names a directory or goes through a file.
+        let existing = match ctx.meta.resolve(&parts) {
+            Ok(Some(i)) if i.kind == Kind::Dir => return Err(Error::IsADirectory(key.to_string())),
+            Ok(Some(i)) if i.kind != Kind::File => {
+                return Err(Error::InvalidArgument(format!(
+                    "{key} is not a regular file"
+                )))
+            }
+            Err(Error::NotADirectory(_)) => {
+                return Err(Error::NotADirectory(format!("{key}: a parent is a file")))
+            }
+            Err(e) => return Err(e),
+            Ok(found) => found,
+        };
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let mut stored: Vec<(u64, UncommittedChunk)> = Vec::new();
+        let mut inflight: VecDeque<(u64, StoredChunk)> = VecDeque::new();
+        let streamed = (|| -> Result<()> {
+            for index in 0.. {
+                // The permit is taken once the bytes are here: a client that
+                // stalls mid-body must not hold write budget the mount needs.
+                let mut buf = Vec::new();
+                let n = read_full(reader, &mut buf, ctx.chunk_size as usize)?;
+                if n == 0 {
+                    break;
+                }
+                let permit = uploads.reserve(&|| files.spill_idle(None, uploads));
+                size += n as u64;
+                if let Some(max) = max_size.filter(|&max| size > max) {
+                    return Err(Error::TooLarge(format!(
+                        "object exceeds the {max}-byte limit"
+                    )));
+                }
+                hasher.update(&buf);
+                inflight.push_back((index, uploads.submit(buf, permit)));
+                while inflight.len() >= PUT_CHUNKS_IN_FLIGHT {
+                    let (i, up) = inflight.pop_front().expect("in flight");
+                    stored.push((i, up.wait()?));
+                }
+                if n < ctx.chunk_size as usize {
+                    break;
+                }
+            }
+            while let Some((i, up)) = inflight.pop_front() {
+                stored.push((i, up.wait()?));
+            }
+            Ok(())
+        })();
+        if let Err(e) = streamed {
+            // Chunks stored so far (and those still in flight, once stored)
+            // lose their shards as they drop.
+            for (_, up) in inflight {
+                drop(up.wait());
+            }
+            return Err(e);
+        }
+        let now = now_nanos();
+        let mut template = Inode::new(Kind::File, 0o644, 0, 0);
+        template.ctime = now;
+        let guessed = content_type.map(str::to_string).or_else(|| {
+            mime_guess::from_path(key)
+                .first()
+                .map(|m| m.essence_str().to_string())
+        });
+        template.content_type = guessed.clone();
+        let commit = FileCommit {
+            ino: 0,
+            chunks: stored
+                .iter()
+                .map(|(i, c)| (*i, c.written().clone()))
+                .collect(),
+            removed: Vec::new(),
+            drop_from: None,
+            size,
+            mtime: now,
+            ctime: now,
+            checksum: Some(hex::encode(hasher.finalize())),
+            content_type: guessed,
+        };
+        // A commit of the file open in the mount finishes first; none starts
+        // until the open file is rebased on this version.
+        let open = existing.and_then(|i| files.file(i.ino));
+        let _no_commits = open.as_ref().map(|f| f.lock_commits());
+        let outcome = ctx.meta.put_file(&parts, &template, commit)?;
+        for (_, chunk) in stored {
+            let _ = chunk.into_committed();
+        }
+        // Handles open in the mount now build on the new version (the PUT is
+        // the later writer), never on a mix of old chunks and new ones.
+        match files.file(outcome.inode.ino) {
+            Some(f) if open.as_ref().is_some_and(|o| std::sync::Arc::ptr_eq(o, &f)) => {
+                f.rebase(&outcome.inode)
+            }
+            Some(f) => {
+                let _commits = f.lock_commits();
+                f.rebase(&outcome.inode);
+            }
+            None => {}
+        }
+        let mut changes = vec![
+            Change::Inode(outcome.inode.ino),
+            Change::Entry {
+                parent: outcome.entry.0,
+                name: outcome.entry.1.clone(),
+            },
+        ];
+        ctx.wake_workers();
+        changes.extend(
+            outcome
+                .created
+                .into_iter()
+                .map(|(parent, name)| Change::Entry { parent, name }),
+        );
+        ctx.notify(&changes);
+        Ok(outcome.inode)
+    }
+
+    /// Open an object for streaming reads of its current version.
+    pub fn open(&self, key: &str) -> Result<Snapshot> {
+        let inode = self
+            .resolve(key)?
+            .ok_or_else(|| Error::NotFound(key.to_string()))?;
+        match inode.kind {
+            Kind::File => Snapshot::capture(self.0.ctx, inode.ino),
+            Kind::Dir => Err(Error::IsADirectory(key.to_string())),
+            _ => Err(Error::InvalidArgument(format!(
+                "{key} is not a regular file"
+            ))),
+        }
+    }
+
+    /// Delete an object; Ok(false) when it did not exist.
+    pub fn delete(&self, key: &str) -> Result<bool> {
+        let meta = &self.0.ctx.meta;
+        let parts = parse_key(key)?;
+        let (parent_parts, name) = parts.split_at(parts.len() - 1);
+        let parent_parts: Vec<&[u8]> = parent_parts.iter().map(|p| p.as_bytes()).collect();
+        let parent = match meta.resolve(&parent_parts) {
+            Ok(Some(p)) if p.kind == Kind::Dir => p,
+            Ok(_) | Err(Error::NotADirectory(_)) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let name = name[0].as_bytes();
+        match meta.lookup(parent.ino, name)? {
+            None => return Ok(false),
+            Some(i) if i.kind == Kind::Dir => return Err(Error::IsADirectory(key.to_string())),
+            Some(_) => {}
+        }
+        let gone = meta.unlink(parent.ino, name)?;
+        Namespace(self.0).after_unlink(gone.ino, gone.nlink)?;
+        self.0.ctx.notify(&[
+            Change::Entry {
+                parent: parent.ino,
+                name: name.to_vec(),
+            },
+            Change::Inode(gone.ino),
+        ]);
+        Ok(true)
+    }
+
+    /// Keys of files under `prefix` (a plain string prefix of the key),
+    /// sorted. Returns (keys, truncated).
+    pub fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<(Vec<String>, bool)> {
+        let meta = &self.0.ctx.meta;
+        // Start at the deepest directory the prefix names completely.
+        let mut dir = ROOT_INO;
+        let mut base = String::new();
+        if let Some(pos) = prefix.rfind('/') {
+            let dir_part = &prefix[..pos];
+            if !dir_part.is_empty() {
+                let parts: Vec<&[u8]> = dir_part.split('/').map(|p| p.as_bytes()).collect();
+                match meta.resolve(&parts) {
+                    Ok(Some(i)) if i.kind == Kind::Dir => {
+                        dir = i.ino;
+                        base = dir_part.to_string();
+                    }
+                    _ => return Ok((Vec::new(), false)),
+                }
+            }
+        }
+        let mut keys: Vec<String> = meta
+            .all_files(dir, base.as_bytes())?
+            .into_iter()
+            .filter(|(_, i)| i.nlink > 0)
+            .map(|(k, _)| String::from_utf8_lossy(&k).into_owned())
+            .filter(|k| k.starts_with(prefix))
+            .filter(|k| start_after.is_none_or(|s| k.as_str() > s))
+            .collect();
+        keys.sort();
+        let truncated = match limit {
+            Some(l) if keys.len() > l => {
+                keys.truncate(l);
+                true
+            }
+            _ => false,
+        };
+        Ok((keys, truncated))
+    }
+
+    /// Metadata and chunks of a file. Computes the SHA-256 when it is not
+    /// known yet (after writes through the mount) and stores it.
+    pub fn info_of(&self, key: String, mut inode: Inode) -> Result<ObjectInfo> {
+        let ctx = self.0.ctx;
+        if inode.kind == Kind::File && inode.checksum.is_none() {
+            let snap = Snapshot::capture(ctx, inode.ino)?;
+            let mut hasher = Sha256::new();
+            for span in chunk_spans(0, snap.inode.size, ctx.chunk_size) {
+                hasher.update(snap.read(span.pos, span.len)?);
+            }
+            let sum = hex::encode(hasher.finalize());
+            ctx.meta.set_checksum(inode.ino, snap.inode.version, &sum)?;
+            inode = snap.inode.clone();
+            inode.checksum = Some(sum);
+        }
+        let chunks = if inode.kind == Kind::File {
+            ctx.meta.chunks_of(inode.ino)?
+        } else {
+            Vec::new()
+        };
+        Ok(ObjectInfo { key, inode, chunks })
+    }
+}
+
+/// Read until `limit` bytes or end of stream.
+/// The buffer grows as data arrives, so a small object never costs a whole
+/// chunk of zeroed memory.
+fn read_full(reader: &mut dyn Read, buf: &mut Vec<u8>, limit: usize) -> Result<usize> {
+    let mut filled = 0;
+    while filled < limit {
+        if buf.len() == filled {
+            let grown = (filled * 2).clamp(64 * 1024, limit);
+            buf.resize(grown, 0);
+        }
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                buf.truncate(filled);
+                return Err(Error::Io(e));
+            }
+        }
+    }
+    buf.truncate(filled);
+    Ok(filled)
+}
