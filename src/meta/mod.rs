@@ -4,6 +4,7 @@
 //! superseded chunks, and recovery records. Every multi-step change is one
 //! transaction. This module never sees file bytes and never touches nodes.
 
+pub mod posix;
 mod schema;
 
 use parking_lot::Mutex;

@@ -11,6 +11,7 @@ mod cache;
 mod file;
 mod keys;
 mod maintenance;
+pub mod posix;
 
 pub use budget::Budget;
 pub use file::OpenFlags;
