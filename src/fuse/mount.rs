@@ -1,12 +1,13 @@
-//! Mounting and unmounting: mount options, clearing a stale mount left by a
-//! daemon that died ("Transport endpoint is not connected"), the session
-//! thread, kernel tuning that only exists after the mount (readahead), and an
-//! unmount that does not hang on a busy mount point. Requests themselves are
-//! handled in the parent module.
+//! Mounting and unmounting: mount options, the session and its event loops
+//! (`mount.threads` loops, each reading its own clone of the /dev/fuse
+//! descriptor and serving one request at a time, so that many requests are
+//! served at once), clearing a stale mount left by a daemon that died
+//! ("Transport endpoint is not connected"), kernel tuning that only exists
+//! after the mount (readahead), and an unmount that does not hang on a busy
+//! mount point. Requests themselves are handled in `filesystem`.
 
-use fuser::{MountOption, Session, SessionUnmounter};
+use fuser::{Config as SessionConfig, MountOption, Session, SessionACL, SessionUnmounter};
 use nix::mount::{umount2, MntFlags};
-use parking_lot::Mutex;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
@@ -15,7 +16,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::{Invalidator, MiniFs};
+use super::filesystem::MiniFs;
+use super::invalidate::Invalidator;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::service::Service;
@@ -124,6 +126,7 @@ impl Drop for MountHandle {
 pub fn mount(service: Arc<Service>, mountpoint: &Path) -> Result<MountHandle> {
     let path = absolute(mountpoint)?;
     clear_stale(&path)?;
+    pin_malloc_thresholds(service.chunk_size());
     std::fs::create_dir_all(&path)
         .map_err(|e| with_context(e, &format!("cannot create mount point {}", path.display())))?;
     if !std::fs::metadata(&path)?.is_dir() {
@@ -133,22 +136,25 @@ pub fn mount(service: Arc<Service>, mountpoint: &Path) -> Result<MountHandle> {
         )));
     }
 
-    let mut options = mount_options(service.config());
-    options.push(MountOption::CUSTOM(MAX_READ_OPTION.into()));
-    let attempt = |options: &[MountOption]| {
+    let mut config = session_config(service.config());
+    config
+        .mount_options
+        .push(MountOption::CUSTOM(MAX_READ_OPTION.into()));
+    // Session::new mounts and answers the kernel's INIT (calling `init`).
+    let attempt = |config: &SessionConfig| {
         let fs = MiniFs::new(service.clone());
-        let shared = fs.shared.clone();
-        Session::new(fs, &path, options).map(|s| (s, shared))
+        let page_cache = fs.page_cache();
+        Session::new(fs, &path, config).map(|s| (s, page_cache))
     };
-    let session = match attempt(&options) {
+    let session = match attempt(&config) {
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
             log::debug!("mount with {MAX_READ_OPTION} refused ({e}); mounting without it");
-            options.pop();
-            attempt(&options)
+            config.mount_options.pop();
+            attempt(&config)
         }
         other => other,
     };
-    let (mut session, shared) = session.map_err(|e| {
+    let (mut session, page_cache) = session.map_err(|e| {
         let hint = if e.kind() == io::ErrorKind::NotFound && !Path::new("/dev/fuse").exists() {
             " (/dev/fuse is missing: is the fuse module loaded?)"
         } else {
@@ -158,10 +164,7 @@ pub fn mount(service: Arc<Service>, mountpoint: &Path) -> Result<MountHandle> {
     })?;
 
     let unmounter = session.unmount_callable();
-    let invalidator = Arc::new(Invalidator {
-        notifier: Mutex::new(Some(session.notifier())),
-        shared: Arc::downgrade(&shared),
-    });
+    let invalidator = Arc::new(Invalidator::new(session.notifier(), page_cache));
     let finished = Arc::new(AtomicBool::new(false));
     let thread = {
         let invalidator = invalidator.clone();
@@ -170,12 +173,12 @@ pub fn mount(service: Arc<Service>, mountpoint: &Path) -> Result<MountHandle> {
         std::thread::Builder::new()
             .name("fuse-session".into())
             .spawn(move || {
+                // Runs the event loops until the kernel connection ends; each
+                // finishes the request it is serving first.
                 if let Err(e) = session.run() {
                     log::error!("FUSE session at {shown} failed: {e}");
                 }
                 invalidator.detach();
-                // Drops the filesystem: queued requests finish first.
-                drop(session);
                 finished.store(true, Ordering::SeqCst);
             })
             .map_err(|e| with_context(e, "cannot start the FUSE session thread"))?
@@ -210,16 +213,57 @@ pub fn mount(service: Arc<Service>, mountpoint: &Path) -> Result<MountHandle> {
     Ok(handle)
 }
 
-fn mount_options(config: &Config) -> Vec<MountOption> {
-    let mut options = vec![
+/// Mount options and event loops. `mount.threads` is how many requests are
+/// served at once: that many event loops, each with its own clone of the
+/// /dev/fuse descriptor (FUSE_DEV_IOC_CLONE), so the kernel hands requests
+/// to whichever loop is free and each loop answers on its own descriptor.
+fn session_config(config: &Config) -> SessionConfig {
+    let mut session = SessionConfig::default();
+    session.mount_options = vec![
         MountOption::FSName("minigcs".into()),
         MountOption::Subtype("minigcs".into()),
         MountOption::DefaultPermissions,
     ];
     if config.mount.allow_other && nix::unistd::geteuid().is_root() {
-        options.push(MountOption::AllowOther);
+        session.acl = SessionACL::All;
     }
-    options
+    session.n_threads = Some(config.mount.threads.max(1));
+    session.clone_fd = true;
+    session
+}
+
+/// fuser gives every event loop a 16 MiB request buffer and frees one after
+/// the INIT handshake. glibc's malloc reacts to that free by raising its
+/// dynamic mmap threshold to 16 MiB and its trim threshold to 32 MiB, after
+/// which the per-thread arenas keep tens of MiB each that they no longer use.
+/// Pin both thresholds where the dynamic scheme settled before: just above a
+/// chunk buffer (chunk buffers are reused from the arenas) and twice that
+/// for trimming. Measured peak RSS after a 1 GiB write and four parallel
+/// 1 GiB reads: 306-314 MiB unpinned, 189-197 MiB pinned, 162-267 MiB before
+/// the fuser upgrade, at the same throughput.
+fn pin_malloc_thresholds(chunk_size: u64) {
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = chunk_size;
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        /// glibc refuses mmap thresholds above 32 MiB on 64-bit systems.
+        const MAX_MMAP_THRESHOLD: u64 = 32 * 1024 * 1024;
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            let mmap = (chunk_size + 64 * 1024).min(MAX_MMAP_THRESHOLD) as libc::c_int;
+            for (param, value) in [
+                (libc::M_MMAP_THRESHOLD, mmap),
+                (libc::M_TRIM_THRESHOLD, 2 * mmap),
+            ] {
+                // SAFETY: mallopt only sets an allocator tuning parameter;
+                // glibc serialises it with its own lock, and both arguments
+                // are plain integers.
+                if unsafe { libc::mallopt(param, value) } != 1 {
+                    log::debug!("mallopt({param}, {value}) refused");
+                }
+            }
+        });
+    }
 }
 
 fn with_context(e: io::Error, what: &str) -> Error {

@@ -13,6 +13,7 @@
 //! - `inodes`: inode rows, attributes, xattrs;
 //! - `lookup`: finding names (lookup, resolve, listings, parents);
 //! - `namespace`: changing names (create, link, unlink, rmdir, rename, purge);
+//! - `posix`: multi-step POSIX changes made atomic (create-or-open, ACL + mode);
 //! - `file_content`: chunk lists and file commits;
 //! - `shard_map`: shard placement and health, usage statistics;
 //! - `collection_queue`: superseded chunks waiting for their shards to go;
@@ -27,6 +28,7 @@ mod file_content;
 mod inodes;
 mod lookup;
 mod namespace;
+pub mod posix;
 mod recoveries;
 mod schema;
 mod shard_map;

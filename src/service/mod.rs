@@ -28,6 +28,7 @@ mod maintenance;
 mod namespace;
 mod objects;
 mod pool;
+pub mod posix;
 mod read;
 mod state;
 mod uncommitted;

@@ -1,0 +1,251 @@
+//! POSIX rules that a local file system applies inside one operation and
+//! that front ends must not assemble from several service calls: `open`
+//! with `O_CREAT` on a name that may exist, an access ACL that sets the mode
+//! bits, and `fallocate` that grows a file without ever shrinking it. Each
+//! takes decoded arguments (no libc flags, no errno) and is built on the
+//! public service API plus one metadata transaction where one is needed
+//! (`meta::posix`); it owns no state of its own.
+
+use super::{validate_name, OpenFlags, Service};
+use crate::error::{Error, Result};
+use crate::meta::posix::AccessAclChange;
+use crate::model::{AttrChange, Inode, Kind};
+
+/// The extended attribute that carries a file's POSIX access ACL.
+pub const ACL_ACCESS_XATTR: &[u8] = b"system.posix_acl_access";
+
+/// Largest ACL accepted (the limit of any extended attribute).
+const MAX_ACL_BYTES: usize = 64 * 1024;
+
+/// What `create_or_open` does when the name already exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfExists {
+    /// `O_CREAT | O_EXCL`: fail with `AlreadyExists`.
+    Fail,
+    /// `O_CREAT`: open the file that is there.
+    Open,
+    /// `O_CREAT | O_TRUNC`: open it and empty it.
+    Truncate,
+}
+
+/// What `fallocate` is asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allocate {
+    /// Mode 0: make sure `offset + len` bytes exist (the size grows, never
+    /// shrinks; new bytes read as zeros).
+    Extend,
+    /// `FALLOC_FL_KEEP_SIZE`: reserve space past the end without changing
+    /// the size. Chunks take space only when written, so nothing to do.
+    KeepSize,
+}
+
+impl Service {
+    /// `open(parent/name, O_CREAT …)`: create a regular file owned by
+    /// `uid`/`gid` (group inherited from a setgid directory) and open it, or,
+    /// when the name exists, do what `if_exists` says. Whether the name
+    /// exists is decided in the same metadata transaction that creates it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn create_or_open(
+        &self,
+        parent: u64,
+        name: &[u8],
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        flags: OpenFlags,
+        if_exists: IfExists,
+    ) -> Result<(Inode, u64)> {
+        validate_name(name)?;
+        let dir = self.getattr(parent)?;
+        if dir.kind != Kind::Dir {
+            return Err(Error::NotADirectory(format!("inode {parent}")));
+        }
+        let mut template = Inode::new(Kind::File, mode & 0o7777, uid, gid);
+        if dir.mode & libc::S_ISGID != 0 {
+            template.gid = dir.gid;
+        }
+        let (inode, created) = self.ctx.meta.create_or_lookup(parent, name, &template)?;
+        if created {
+            let fh = self.open_file(inode.ino, flags)?;
+            return Ok((inode, fh));
+        }
+        if if_exists == IfExists::Fail {
+            return Err(Error::AlreadyExists(String::from_utf8_lossy(name).into()));
+        }
+        // Opening checks the kind (a directory answers IsADirectory).
+        let fh = self.open_file(inode.ino, flags)?;
+        let opened = self.getattr(inode.ino).and_then(|current| {
+            if if_exists == IfExists::Truncate && current.size > 0 {
+                // Through the open state, like any truncation of an open
+                // file: it commits with the handle's writes.
+                self.setattr(inode.ino, &AttrChange::default(), Some(0))
+            } else {
+                Ok(current)
+            }
+        });
+        match opened {
+            Ok(inode) => Ok((inode, fh)),
+            Err(e) => {
+                let _ = self.release(fh);
+                Err(e)
+            }
+        }
+    }
+
+    /// `setxattr` as a local POSIX file system does it: an access ACL goes
+    /// through `set_access_acl` (it changes the mode), any other attribute
+    /// is stored as it is.
+    pub fn set_xattr_posix(
+        &self,
+        ino: u64,
+        name: &[u8],
+        value: &[u8],
+        create_only: bool,
+        replace_only: bool,
+    ) -> Result<()> {
+        if name == ACL_ACCESS_XATTR {
+            self.set_access_acl(ino, value, create_only, replace_only)
+                .map(|_| ())
+        } else {
+            self.set_xattr(ino, name, value, create_only, replace_only)
+        }
+    }
+
+    /// Set a file's access ACL (Linux xattr format). Without the kernel's
+    /// own ACL support (FUSE_POSIX_ACL), `setfacl` and `cp -a` set an ACL
+    /// where a local file system would also update the mode, so do what ext4
+    /// does: the ACL's owner, group (or mask) and other permissions become
+    /// the mode bits; a minimal ACL (one the mode expresses fully) is not
+    /// kept, an extended one is stored. Mode and attribute change in one
+    /// transaction. `create_only`/`replace_only` follow XATTR_CREATE and
+    /// XATTR_REPLACE. Returns the updated inode.
+    pub fn set_access_acl(
+        &self,
+        ino: u64,
+        value: &[u8],
+        create_only: bool,
+        replace_only: bool,
+    ) -> Result<Inode> {
+        if value.len() > MAX_ACL_BYTES {
+            return Err(Error::TooLarge("xattr value over 64 KiB".into()));
+        }
+        let (permission_bits, minimal) = acl_mode_bits(value)
+            .ok_or_else(|| Error::InvalidArgument("malformed POSIX ACL".into()))?;
+        let change = AccessAclChange {
+            name: ACL_ACCESS_XATTR,
+            permission_bits,
+            stored_value: (!minimal).then_some(value),
+            create_only,
+            replace_only,
+        };
+        self.ctx.meta.set_access_acl(ino, &change)
+    }
+
+    /// `fallocate(ino, offset, len)`. With `Allocate::Extend` the file ends
+    /// at least at `offset + len` afterwards; a file already that long is
+    /// left alone, so a growth never shrinks it. Returns the attributes.
+    ///
+    /// The growth is a truncation to the new end through the open file's
+    /// state (the `setattr` size path): a file open for writing keeps its
+    /// buffered writes and commits the new size with them, and a file that
+    /// is not open commits it at once. The size compared against includes
+    /// the buffered writes (`getattr`), and the truncation runs only when it
+    /// grows the file.
+    ///
+    /// Why not decide "max(size, end)" under the writer's lock instead: that
+    /// lock belongs to the open-file state, which offers no growth
+    /// operation, so a writer could in principle extend the file past `end`
+    /// between the comparison and the truncation. Through the mount that
+    /// cannot happen: the kernel holds the inode lock across fallocate and
+    /// across every write that extends a file (such writes are never
+    /// asynchronous), so no extending write of the same file runs meanwhile.
+    /// Writes below `end`, buffered or in flight, are never touched by a
+    /// growth. A caller that writes and grows the same file from two threads
+    /// without the mount must order the two itself.
+    pub fn fallocate(&self, ino: u64, offset: u64, len: u64, mode: Allocate) -> Result<Inode> {
+        if len == 0 {
+            return Err(Error::InvalidArgument("fallocate of 0 bytes".into()));
+        }
+        let end = offset
+            .checked_add(len)
+            .filter(|&end| end <= i64::MAX as u64)
+            .ok_or_else(|| Error::TooLarge("fallocate past the largest file size".into()))?;
+        let inode = self.getattr(ino)?;
+        match inode.kind {
+            Kind::File => {}
+            Kind::Dir => return Err(Error::IsADirectory(format!("inode {ino}"))),
+            _ => return Err(Error::InvalidArgument("fallocate of a special file".into())),
+        }
+        if mode == Allocate::KeepSize || end <= inode.size {
+            return Ok(inode);
+        }
+        self.setattr(ino, &AttrChange::default(), Some(end))
+    }
+}
+
+/// The permission bits a POSIX ACL (Linux xattr format: u32 version 2, then
+/// {u16 tag, u16 perm, u32 id} entries) implies, and whether it is minimal
+/// (owner, group and other only). None when malformed.
+pub fn acl_mode_bits(value: &[u8]) -> Option<(u32, bool)> {
+    const USER_OBJ: u16 = 0x01;
+    const USER: u16 = 0x02;
+    const GROUP_OBJ: u16 = 0x04;
+    const GROUP: u16 = 0x08;
+    const MASK: u16 = 0x10;
+    const OTHER: u16 = 0x20;
+    if value.len() < 4
+        || !(value.len() - 4).is_multiple_of(8)
+        || u32::from_le_bytes(value[..4].try_into().ok()?) != 2
+    {
+        return None;
+    }
+    let (mut user, mut group, mut other, mut mask) = (None, None, None, None);
+    let mut minimal = true;
+    for e in value[4..].chunks_exact(8) {
+        let tag = u16::from_le_bytes([e[0], e[1]]);
+        let perm = u32::from(u16::from_le_bytes([e[2], e[3]]) & 0o7);
+        match tag {
+            USER_OBJ => user = Some(perm),
+            GROUP_OBJ => group = Some(perm),
+            OTHER => other = Some(perm),
+            MASK => mask = Some(perm),
+            USER | GROUP => minimal = false,
+            _ => return None,
+        }
+    }
+    let group_bits = mask.or(group)?;
+    if mask.is_some() {
+        minimal = false;
+    }
+    Some(((user? << 6) | (group_bits << 3) | other?, minimal))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An ACL in the Linux xattr format from (tag, perm) entries.
+    fn acl(entries: &[(u16, u16)]) -> Vec<u8> {
+        let mut v = 2u32.to_le_bytes().to_vec();
+        for (tag, perm) in entries {
+            v.extend_from_slice(&tag.to_le_bytes());
+            v.extend_from_slice(&perm.to_le_bytes());
+            v.extend_from_slice(&u32::MAX.to_le_bytes());
+        }
+        v
+    }
+
+    #[test]
+    fn acls_become_mode_bits() {
+        assert_eq!(
+            acl_mode_bits(&acl(&[(1, 7), (4, 5), (0x20, 5)])),
+            Some((0o755, true))
+        );
+        assert_eq!(
+            acl_mode_bits(&acl(&[(1, 6), (2, 6), (4, 4), (0x10, 6), (0x20, 0)])),
+            Some((0o660, false))
+        );
+        assert_eq!(acl_mode_bits(&acl(&[(1, 7), (0x20, 5)])), None);
+        assert_eq!(acl_mode_bits(b"\x02\x00"), None);
+    }
+}
