@@ -436,3 +436,45 @@ fn a_concurrent_writers_bytes_survive_growth() {
     );
     assert!(got[written.len()..].iter().all(|&b| b == 0));
 }
+
+#[test]
+fn growth_racing_an_extending_writer_never_cuts_it_back() {
+    let store = store();
+    let svc = store.service();
+    let ino = file_with(svc, b"f", b"");
+    const BLOCK: usize = 4096;
+    const BLOCKS: usize = 160; // 10 chunks, each write extends the file
+    let written = seeded_bytes(7, BLOCK * BLOCKS);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let fh = svc.open_file(ino, rw()).unwrap();
+            for (i, block) in written.chunks(BLOCK).enumerate() {
+                svc.write(fh, (i * BLOCK) as u64, block).unwrap();
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            fh
+        });
+        // Grow to one byte past the size just seen: the writer extends the
+        // file meanwhile, so a growth decided on a stale size must not cut
+        // its bytes back.
+        while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            let seen = svc.getattr(ino).unwrap().size;
+            svc.fallocate(ino, 0, seen + 1, Allocate::Extend).unwrap();
+        }
+        let fh = writer.join().unwrap();
+        svc.release(fh).unwrap();
+    });
+    let got = content(svc, ino);
+    assert!(
+        got.len() == written.len() || got.len() == written.len() + 1,
+        "size {} after writing {} bytes",
+        got.len(),
+        written.len()
+    );
+    assert_eq!(
+        &got[..written.len()],
+        &written[..],
+        "the writer's bytes were cut back"
+    );
+}

@@ -45,17 +45,28 @@ impl Meta {
             if Self::lookup_in(tx, parent, name)?.is_some() {
                 return Err(Error::AlreadyExists(String::from_utf8_lossy(name).into()));
             }
-            let ino = Self::insert_inode(tx, template)?;
-            Self::insert_dentry(tx, parent, name, ino)?;
-            if template.kind == Kind::Dir {
-                tx.prepare_cached("UPDATE inodes SET nlink=nlink+1 WHERE ino=?1")?
-                    .execute([parent as i64])?;
-            }
-            Self::touch_dir(tx, parent, template.ctime)?;
-            let mut inode = template.clone();
-            inode.ino = ino;
-            Ok(inode)
+            Self::insert_named(tx, parent, name, template)
         })
+    }
+
+    /// Insert a new inode from `template` under a free name in `parent`
+    /// (inside the caller's transaction).
+    pub(super) fn insert_named(
+        tx: &Transaction,
+        parent: u64,
+        name: &[u8],
+        template: &Inode,
+    ) -> Result<Inode> {
+        let ino = Self::insert_inode(tx, template)?;
+        Self::insert_dentry(tx, parent, name, ino)?;
+        if template.kind == Kind::Dir {
+            tx.prepare_cached("UPDATE inodes SET nlink=nlink+1 WHERE ino=?1")?
+                .execute([parent as i64])?;
+        }
+        Self::touch_dir(tx, parent, template.ctime)?;
+        let mut inode = template.clone();
+        inode.ino = ino;
+        Ok(inode)
     }
 
     /// Add a hard link.

@@ -9,7 +9,7 @@
 use rusqlite::{params, OptionalExtension, Transaction};
 
 use super::connections::Durability;
-use super::{Inode, Kind, Meta};
+use super::{Inode, Meta};
 use crate::error::{Error, Result};
 
 /// An access-ACL change, applied together with the mode bits it implies.
@@ -45,16 +45,7 @@ impl Meta {
                 // Nothing written: the transaction commits no change.
                 return Ok((Self::must_inode(tx, ino)?, false));
             }
-            let ino = Self::insert_inode(tx, template)?;
-            Self::insert_dentry(tx, parent, name, ino)?;
-            if template.kind == Kind::Dir {
-                tx.prepare_cached("UPDATE inodes SET nlink=nlink+1 WHERE ino=?1")?
-                    .execute([parent as i64])?;
-            }
-            Self::touch_dir(tx, parent, template.ctime)?;
-            let mut inode = template.clone();
-            inode.ino = ino;
-            Ok((inode, true))
+            Ok((Self::insert_named(tx, parent, name, template)?, true))
         })
     }
 

@@ -190,6 +190,22 @@ impl Namespace<'_> {
         result
     }
 
+    /// Grow a file to at least `size` bytes, never shrinking it (fallocate):
+    /// the size is compared under the open file's write lock, so a
+    /// concurrent extending write keeps its bytes. Commits at once unless
+    /// the file is open elsewhere (then with its writes).
+    pub fn grow(&self, ino: u64, size: u64) -> Result<()> {
+        let env = &self.0;
+        let inode = env.ctx.committed_inode(ino)?;
+        let f = env.files.attach(&inode);
+        let result = match f.grow(size, env.ctx.chunk_size) {
+            true if env.files.users(&f) == 1 => f.commit(env),
+            _ => Ok(()),
+        };
+        env.files.detach(&f, env.ctx);
+        result
+    }
+
     pub fn list_dir(
         &self,
         ino: u64,

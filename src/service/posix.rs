@@ -145,23 +145,10 @@ impl Service {
     /// at least at `offset + len` afterwards; a file already that long is
     /// left alone, so a growth never shrinks it. Returns the attributes.
     ///
-    /// The growth is a truncation to the new end through the open file's
-    /// state (the `setattr` size path): a file open for writing keeps its
-    /// buffered writes and commits the new size with them, and a file that
-    /// is not open commits it at once. The size compared against includes
-    /// the buffered writes (`getattr`), and the truncation runs only when it
-    /// grows the file.
-    ///
-    /// Why not decide "max(size, end)" under the writer's lock instead: that
-    /// lock belongs to the open-file state, which offers no growth
-    /// operation, so a writer could in principle extend the file past `end`
-    /// between the comparison and the truncation. Through the mount that
-    /// cannot happen: the kernel holds the inode lock across fallocate and
-    /// across every write that extends a file (such writes are never
-    /// asynchronous), so no extending write of the same file runs meanwhile.
-    /// Writes below `end`, buffered or in flight, are never touched by a
-    /// growth. A caller that writes and grows the same file from two threads
-    /// without the mount must order the two itself.
+    /// The growth compares and extends under the open file's write lock
+    /// (`OpenFile::grow`): buffered writes stay and commit with the new
+    /// size, a concurrent extending write is never cut back, and a file not
+    /// open elsewhere commits the new size at once.
     pub fn fallocate(&self, ino: u64, offset: u64, len: u64, mode: Allocate) -> Result<Inode> {
         if len == 0 {
             return Err(Error::InvalidArgument("fallocate of 0 bytes".into()));
@@ -179,7 +166,8 @@ impl Service {
         if mode == Allocate::KeepSize || end <= inode.size {
             return Ok(inode);
         }
-        self.setattr(ino, &AttrChange::default(), Some(end))
+        self.namespace().grow(ino, end)?;
+        self.getattr(ino)
     }
 }
 

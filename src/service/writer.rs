@@ -301,6 +301,22 @@ impl OpenFile {
         }
     }
 
+    /// Extend to at least `size` (fallocate): under the write lock, so a
+    /// write that extends the file at the same moment is never cut back.
+    /// False when the file was already that long.
+    pub fn grow(&self, size: u64, chunk_size: u64) -> bool {
+        let _writing = self.write_lock.lock();
+        let mut st = self.state.lock();
+        if st.size >= size {
+            return false;
+        }
+        let gone = st.apply_truncate(size, None, None, chunk_size);
+        st.touch(now_nanos());
+        drop(st);
+        let_go(gone);
+        true
+    }
+
     /// Forget buffered changes after an API PUT replaced the content: the
     /// handles build on `inode`'s version from now on. The caller holds
     /// `lock_commits`.
