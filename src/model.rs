@@ -1,6 +1,7 @@
 //! The types every layer speaks: an inode's attributes (`Inode`, `Kind`),
 //! timestamps (`Nanos`, `now_nanos`), requested attribute changes
-//! (`AttrChange`), rename modes (`RenameMode`) and the root inode number.
+//! (`AttrChange`), rename modes (`RenameMode`), the root inode number and
+//! the recorded health of a shard (`ShardState`).
 //! Front ends, the file service and the metadata database all use them, so
 //! they live here rather than in `meta`: nothing in this module knows how
 //! the values are stored, and it must not grow a dependency on any layer.
@@ -92,4 +93,31 @@ pub enum RenameMode {
     Replace,
     NoReplace,
     Exchange,
+}
+
+/// The recorded state of one shard. The discriminants are the stored codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShardState {
+    Ok = 0,
+    Missing = 1,
+    Corrupt = 2,
+}
+
+impl ShardState {
+    /// The state stored as `code` (unknown codes read as missing).
+    pub(crate) fn from_code(code: i64) -> ShardState {
+        match code {
+            0 => ShardState::Ok,
+            2 => ShardState::Corrupt,
+            _ => ShardState::Missing,
+        }
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ShardState::Ok => "ok",
+            ShardState::Missing => "missing",
+            ShardState::Corrupt => "corrupt",
+        }
+    }
 }

@@ -7,10 +7,11 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-use super::shard_map::{ChunkRecord, ShardState};
+use super::shard_map::ChunkRecord;
 use super::{Durability, Meta};
 use crate::chunk::{ChunkLayout, Placement, WrittenChunk};
 use crate::error::{Error, Result};
+use crate::model::ShardState;
 use crate::model::{Inode, Kind, Nanos, ROOT_INO};
 
 /// (parent, name) of directory entries a call created.

@@ -41,10 +41,11 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use connections::{Database, Durability};
 
+pub use crate::model::ShardState;
 pub use crate::model::{now_nanos, AttrChange, Inode, Kind, Nanos, RenameMode, ROOT_INO};
 pub use file_content::{CreatedEntries, FileCommit, PutOutcome};
 pub use namespace::Unlinked;
-pub use shard_map::{ChunkRecord, ShardState};
+pub use shard_map::ChunkRecord;
 
 pub struct Meta {
     db: Database,

@@ -10,33 +10,7 @@ use std::collections::{BTreeMap, HashSet};
 use super::{Durability, Meta};
 use crate::chunk::{ChunkLayout, Placement};
 use crate::error::Result;
-
-/// The recorded state of one shard. The discriminants are the stored codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ShardState {
-    Ok = 0,
-    Missing = 1,
-    Corrupt = 2,
-}
-
-impl ShardState {
-    /// The state stored as `code` (unknown codes read as missing).
-    pub(super) fn from_code(code: i64) -> ShardState {
-        match code {
-            0 => ShardState::Ok,
-            2 => ShardState::Corrupt,
-            _ => ShardState::Missing,
-        }
-    }
-
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            ShardState::Ok => "ok",
-            ShardState::Missing => "missing",
-            ShardState::Corrupt => "corrupt",
-        }
-    }
-}
+use crate::model::ShardState;
 
 /// A live or dead chunk with its shard map.
 #[derive(Debug, Clone)]

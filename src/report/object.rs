@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::meta::ShardState;
+use crate::model::ShardState;
 
 /// The state of one shard as `info` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
