@@ -1,7 +1,8 @@
 //! The types every layer speaks: an inode's attributes (`Inode`, `Kind`),
 //! timestamps (`Nanos`, `now_nanos`), requested attribute changes
 //! (`AttrChange`), rename modes (`RenameMode`), the root inode number and
-//! the recorded health of a shard (`ShardState`).
+//! the recorded health of a shard (`ShardState`) and `setxattr`'s mode
+//! (`XattrWrite`).
 //! Front ends, the file service and the metadata database all use them, so
 //! they live here rather than in `meta`: nothing in this module knows how
 //! the values are stored, and it must not grow a dependency on any layer.
@@ -118,6 +119,29 @@ impl ShardState {
             ShardState::Ok => "ok",
             ShardState::Missing => "missing",
             ShardState::Corrupt => "corrupt",
+        }
+    }
+}
+
+/// What `setxattr` may do: store whatever is there or not (no flag), only
+/// create (`XATTR_CREATE`: an existing attribute is an error) or only
+/// replace (`XATTR_REPLACE`: a missing one is an error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum XattrWrite {
+    #[default]
+    Upsert,
+    CreateOnly,
+    ReplaceOnly,
+}
+
+impl XattrWrite {
+    /// The error for this mode when the attribute `exists` (or not), if any.
+    pub fn refusal(self, exists: bool, name: &[u8]) -> Option<crate::error::Error> {
+        let shown = || String::from_utf8_lossy(name).into_owned();
+        match (self, exists) {
+            (XattrWrite::CreateOnly, true) => Some(crate::error::Error::AlreadyExists(shown())),
+            (XattrWrite::ReplaceOnly, false) => Some(crate::error::Error::NoAttribute(shown())),
+            _ => None,
         }
     }
 }

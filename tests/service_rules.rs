@@ -11,7 +11,7 @@ use common::{seeded_bytes, TestStore};
 use std::sync::{Arc, Barrier};
 
 use minigcs::error::Error;
-use minigcs::meta::{Kind, ROOT_INO};
+use minigcs::model::{Kind, XattrWrite, ROOT_INO};
 use minigcs::service::posix::{Allocate, IfExists, ACL_ACCESS_XATTR};
 use minigcs::service::{OpenFlags, Service};
 
@@ -103,8 +103,13 @@ fn a_minimal_acl_becomes_the_mode_and_is_not_stored() {
         None,
     )
     .unwrap();
-    svc.set_xattr_posix(ino, ACL_ACCESS_XATTR, &minimal_acl(7, 5, 0), false, false)
-        .unwrap();
+    svc.set_xattr_posix(
+        ino,
+        ACL_ACCESS_XATTR,
+        &minimal_acl(7, 5, 0),
+        XattrWrite::Upsert,
+    )
+    .unwrap();
     // Permission bits from the ACL; the setuid bit stays.
     assert_eq!(mode_of(svc, ino), 0o4750);
     assert!(matches!(
@@ -120,13 +125,18 @@ fn an_extended_acl_is_stored_and_its_mask_gives_the_group_bits() {
     let svc = store.service();
     let ino = file_with(svc, b"f", b"x");
     let value = extended_acl();
-    let inode = svc.set_access_acl(ino, &value, false, false).unwrap();
+    let inode = svc.set_access_acl(ino, &value, XattrWrite::Upsert).unwrap();
     assert_eq!(inode.mode, 0o660);
     assert_eq!(mode_of(svc, ino), 0o660);
     assert_eq!(svc.get_xattr(ino, ACL_ACCESS_XATTR).unwrap(), value);
     // Setting a minimal ACL again drops the stored one.
-    svc.set_xattr_posix(ino, ACL_ACCESS_XATTR, &minimal_acl(6, 4, 4), false, false)
-        .unwrap();
+    svc.set_xattr_posix(
+        ino,
+        ACL_ACCESS_XATTR,
+        &minimal_acl(6, 4, 4),
+        XattrWrite::Upsert,
+    )
+    .unwrap();
     assert_eq!(mode_of(svc, ino), 0o644);
     assert!(svc.list_xattrs(ino).unwrap().is_empty());
 }
@@ -137,24 +147,34 @@ fn a_refused_acl_changes_neither_the_mode_nor_the_attribute() {
     let svc = store.service();
     let ino = file_with(svc, b"f", b"x");
     let value = extended_acl();
-    svc.set_access_acl(ino, &value, false, false).unwrap();
+    svc.set_access_acl(ino, &value, XattrWrite::Upsert).unwrap();
 
     // XATTR_CREATE over a stored ACL.
-    let r = svc.set_xattr_posix(ino, ACL_ACCESS_XATTR, &minimal_acl(7, 7, 7), true, false);
+    let r = svc.set_xattr_posix(
+        ino,
+        ACL_ACCESS_XATTR,
+        &minimal_acl(7, 7, 7),
+        XattrWrite::CreateOnly,
+    );
     assert!(matches!(r, Err(Error::AlreadyExists(_))), "{r:?}");
     assert_eq!(mode_of(svc, ino), 0o660);
     assert_eq!(svc.get_xattr(ino, ACL_ACCESS_XATTR).unwrap(), value);
 
     // Malformed (no "other" entry).
     let broken = acl(&[(USER_OBJ, 7, u32::MAX), (GROUP_OBJ, 7, u32::MAX)]);
-    let r = svc.set_xattr_posix(ino, ACL_ACCESS_XATTR, &broken, false, false);
+    let r = svc.set_xattr_posix(ino, ACL_ACCESS_XATTR, &broken, XattrWrite::Upsert);
     assert!(matches!(r, Err(Error::InvalidArgument(_))), "{r:?}");
     assert_eq!(mode_of(svc, ino), 0o660);
 
     // XATTR_REPLACE when none is stored.
     let other = file_with(svc, b"g", b"y");
     let before = mode_of(svc, other);
-    let r = svc.set_xattr_posix(other, ACL_ACCESS_XATTR, &minimal_acl(7, 0, 0), false, true);
+    let r = svc.set_xattr_posix(
+        other,
+        ACL_ACCESS_XATTR,
+        &minimal_acl(7, 0, 0),
+        XattrWrite::ReplaceOnly,
+    );
     assert!(matches!(r, Err(Error::NoAttribute(_))), "{r:?}");
     assert_eq!(mode_of(svc, other), before);
 }
@@ -164,7 +184,7 @@ fn other_attributes_are_stored_as_they_are() {
     let store = store();
     let svc = store.service();
     let ino = file_with(svc, b"f", b"x");
-    svc.set_xattr_posix(ino, b"user.note", b"hello", false, false)
+    svc.set_xattr_posix(ino, b"user.note", b"hello", XattrWrite::Upsert)
         .unwrap();
     assert_eq!(svc.get_xattr(ino, b"user.note").unwrap(), b"hello");
     assert_eq!(mode_of(svc, ino), 0o644);

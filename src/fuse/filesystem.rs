@@ -130,9 +130,21 @@ impl MiniFs {
         r
     }
 
-    /// Keep-cache bookkeeping after a flush, fsync or release.
-    fn after_commit(&self, ino: INodeNo, r: &Result<()>) {
-        self.page_cache.after_commit(&self.service, ino.0, r);
+    /// The end of a flush, fsync or release: its latency when timed
+    /// (`fuse_<op>`), keep-cache bookkeeping, and the reply.
+    fn finish_commit(
+        &self,
+        op: &str,
+        started: Option<Instant>,
+        ino: INodeNo,
+        r: Result<()>,
+        reply: ReplyEmpty,
+    ) {
+        if let Some(start) = started {
+            self.record(&format!("fuse_{op}"), start, 0, r.as_ref().err());
+        }
+        self.page_cache.after_commit(&self.service, ino.0, &r);
+        reply_empty(op, r, reply);
     }
 }
 
@@ -393,9 +405,7 @@ impl Filesystem for MiniFs {
     ) {
         let start = Instant::now();
         let r = self.service.flush(fh.0);
-        self.record("fuse_flush", start, 0, r.as_ref().err());
-        self.after_commit(ino, &r);
-        reply_empty("flush", r, reply);
+        self.finish_commit("flush", Some(start), ino, r, reply);
     }
 
     fn release(
@@ -409,8 +419,7 @@ impl Filesystem for MiniFs {
         reply: ReplyEmpty,
     ) {
         let r = self.service.release(fh.0);
-        self.after_commit(ino, &r);
-        reply_empty("release", r, reply);
+        self.finish_commit("release", None, ino, r, reply);
     }
 
     fn fsync(
@@ -423,9 +432,7 @@ impl Filesystem for MiniFs {
     ) {
         let start = Instant::now();
         let r = self.service.fsync(fh.0);
-        self.record("fuse_fsync", start, 0, r.as_ref().err());
-        self.after_commit(ino, &r);
-        reply_empty("fsync", r, reply);
+        self.finish_commit("fsync", Some(start), ino, r, reply);
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -519,14 +526,11 @@ impl Filesystem for MiniFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        let Some((create, replace)) = xattr::set_flags(flags) else {
+        let Some(mode) = xattr::set_flags(flags) else {
             return reply.error(Errno::EINVAL);
         };
         let name = name.as_bytes();
-        match self
-            .service
-            .set_xattr_posix(ino.0, name, value, create, replace)
-        {
+        match self.service.set_xattr_posix(ino.0, name, value, mode) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(xattr::set_error(&e)),
         }

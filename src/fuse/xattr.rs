@@ -8,17 +8,17 @@ use fuser::{Errno, ReplyXattr};
 
 use super::convert::fail;
 use crate::error::Error;
+use crate::model::XattrWrite;
 use crate::service::Service;
 
-/// setxattr flags → (create_only, replace_only); None when invalid.
-pub(super) fn set_flags(flags: i32) -> Option<(bool, bool)> {
-    let create = flags & libc::XATTR_CREATE != 0;
-    let replace = flags & libc::XATTR_REPLACE != 0;
-    let known = libc::XATTR_CREATE | libc::XATTR_REPLACE;
-    if flags & !known != 0 || (create && replace) {
-        return None;
+/// setxattr flags → what the write may do; None when invalid.
+pub(super) fn set_flags(flags: i32) -> Option<XattrWrite> {
+    match flags {
+        0 => Some(XattrWrite::Upsert),
+        libc::XATTR_CREATE => Some(XattrWrite::CreateOnly),
+        libc::XATTR_REPLACE => Some(XattrWrite::ReplaceOnly),
+        _ => None,
     }
-    Some((create, replace))
 }
 
 /// errno for a failed setxattr.
@@ -61,9 +61,12 @@ mod tests {
 
     #[test]
     fn setxattr_flags_are_checked() {
-        assert_eq!(set_flags(0), Some((false, false)));
-        assert_eq!(set_flags(libc::XATTR_CREATE), Some((true, false)));
-        assert_eq!(set_flags(libc::XATTR_REPLACE), Some((false, true)));
+        assert_eq!(set_flags(0), Some(XattrWrite::Upsert));
+        assert_eq!(set_flags(libc::XATTR_CREATE), Some(XattrWrite::CreateOnly));
+        assert_eq!(
+            set_flags(libc::XATTR_REPLACE),
+            Some(XattrWrite::ReplaceOnly)
+        );
         assert_eq!(set_flags(libc::XATTR_CREATE | libc::XATTR_REPLACE), None);
         assert_eq!(set_flags(0x100), None);
     }

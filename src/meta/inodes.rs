@@ -7,7 +7,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::{Durability, Meta};
 use crate::error::{Error, Result};
-use crate::model::{now_nanos, AttrChange, Inode, Kind};
+use crate::model::{now_nanos, AttrChange, Inode, Kind, XattrWrite};
 
 /// The columns of an inode, in the order `inode_from_row` reads them.
 pub(super) const INODE_COLUMNS: &str =
@@ -171,25 +171,15 @@ impl Meta {
         })
     }
 
-    /// `create_only`/`replace_only` follow XATTR_CREATE / XATTR_REPLACE.
-    pub fn set_xattr(
-        &self,
-        ino: u64,
-        name: &[u8],
-        value: &[u8],
-        create_only: bool,
-        replace_only: bool,
-    ) -> Result<()> {
+    /// Store an attribute as `mode` allows (XATTR_CREATE / XATTR_REPLACE).
+    pub fn set_xattr(&self, ino: u64, name: &[u8], value: &[u8], mode: XattrWrite) -> Result<()> {
         self.db.write_transaction(Durability::Buffered, |tx| {
             Self::must_inode(tx, ino)?;
             let exists = tx
                 .prepare_cached("SELECT 1 FROM xattrs WHERE ino=?1 AND name=?2")?
                 .exists(params![ino as i64, name])?;
-            if create_only && exists {
-                return Err(Error::AlreadyExists(String::from_utf8_lossy(name).into()));
-            }
-            if replace_only && !exists {
-                return Err(Error::NoAttribute(String::from_utf8_lossy(name).into()));
+            if let Some(refused) = mode.refusal(exists, name) {
+                return Err(refused);
             }
             tx.prepare_cached(
                 "INSERT OR REPLACE INTO xattrs(ino, name, value) VALUES(?1, ?2, ?3)",

@@ -10,7 +10,8 @@ use rusqlite::{params, OptionalExtension, Transaction};
 
 use super::connections::Durability;
 use super::{Inode, Meta};
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::model::XattrWrite;
 
 /// An access-ACL change, applied together with the mode bits it implies.
 #[derive(Debug, Clone, Copy)]
@@ -22,10 +23,8 @@ pub struct AccessAclChange<'a> {
     /// The ACL to store, or None when the mode expresses it fully (then a
     /// stored copy is removed).
     pub stored_value: Option<&'a [u8]>,
-    /// XATTR_CREATE: fail when an ACL is already stored.
-    pub create_only: bool,
-    /// XATTR_REPLACE: fail when no ACL is stored.
-    pub replace_only: bool,
+    /// XATTR_CREATE / XATTR_REPLACE: whether an ACL may or must be stored.
+    pub mode: XattrWrite,
 }
 
 impl Meta {
@@ -56,12 +55,8 @@ impl Meta {
         self.db.write_transaction(Durability::Buffered, |tx| {
             let mut inode = Self::must_inode(tx, ino)?;
             let stored = acl_is_stored(tx, ino, change.name)?;
-            let shown = || String::from_utf8_lossy(change.name).into_owned();
-            if change.create_only && stored {
-                return Err(Error::AlreadyExists(shown()));
-            }
-            if change.replace_only && !stored {
-                return Err(Error::NoAttribute(shown()));
+            if let Some(refused) = change.mode.refusal(stored, change.name) {
+                return Err(refused);
             }
             inode.mode = (inode.mode & 0o7000) | (change.permission_bits & 0o777);
             inode.ctime = super::now_nanos();

@@ -44,15 +44,20 @@ impl Budget {
 
     pub fn try_acquire(self: &Arc<Self>, bytes: u64) -> Option<Permit> {
         let mut used = self.used.lock();
-        if *used + bytes <= self.limit || *used == 0 {
-            *used += bytes;
-            Some(Permit {
-                budget: self.clone(),
-                bytes,
-            })
-        } else {
-            None
+        self.grant(&mut used, bytes)
+    }
+
+    /// Take `bytes` when they fit (an empty budget always grants one
+    /// request, so a chunk larger than the whole budget still goes through).
+    fn grant(self: &Arc<Self>, used: &mut u64, bytes: u64) -> Option<Permit> {
+        if *used + bytes > self.limit && *used != 0 {
+            return None;
         }
+        *used += bytes;
+        Some(Permit {
+            budget: self.clone(),
+            bytes,
+        })
     }
 
     /// Wait up to `wait` for room; None when still full (the caller spills and retries).
@@ -61,15 +66,7 @@ impl Budget {
         if *used + bytes > self.limit && *used != 0 {
             self.freed.wait_for(&mut used, wait);
         }
-        if *used + bytes <= self.limit || *used == 0 {
-            *used += bytes;
-            Some(Permit {
-                budget: self.clone(),
-                bytes,
-            })
-        } else {
-            None
-        }
+        self.grant(&mut used, bytes)
     }
 }
 

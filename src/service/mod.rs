@@ -52,8 +52,8 @@ use std::sync::Arc;
 use crate::chunk::ChunkStore;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::meta::{AttrChange, Inode, Kind, RenameMode};
 use crate::metrics::Metrics;
+use crate::model::{AttrChange, Inode, Kind, RenameMode, XattrWrite};
 use crate::node::NodeBackend;
 use context::Context;
 use handles::{HandleTable, Handles};
@@ -299,16 +299,8 @@ impl Service {
         }
     }
 
-    pub fn set_xattr(
-        &self,
-        ino: u64,
-        name: &[u8],
-        value: &[u8],
-        create_only: bool,
-        replace_only: bool,
-    ) -> Result<()> {
-        self.namespace()
-            .set_xattr(ino, name, value, create_only, replace_only)
+    pub fn set_xattr(&self, ino: u64, name: &[u8], value: &[u8], mode: XattrWrite) -> Result<()> {
+        self.namespace().set_xattr(ino, name, value, mode)
     }
 
     pub fn list_xattrs(&self, ino: u64) -> Result<Vec<Vec<u8>>> {

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use super::keys::{validate_name, MAX_NAME_LEN};
 use super::{Env, PLACEMENT_XATTR};
 use crate::error::{Error, Result};
-use crate::meta::{AttrChange, Inode, Kind, RenameMode, ROOT_INO};
+use crate::model::{AttrChange, Inode, Kind, RenameMode, XattrWrite, ROOT_INO};
 
 /// Statistics for `df`.
 #[derive(Debug, Clone, Copy)]
@@ -241,14 +241,7 @@ impl Namespace<'_> {
             .ok_or_else(|| Error::NoAttribute(String::from_utf8_lossy(name).into()))
     }
 
-    pub fn set_xattr(
-        &self,
-        ino: u64,
-        name: &[u8],
-        value: &[u8],
-        create_only: bool,
-        replace_only: bool,
-    ) -> Result<()> {
+    pub fn set_xattr(&self, ino: u64, name: &[u8], value: &[u8], mode: XattrWrite) -> Result<()> {
         if name == PLACEMENT_XATTR {
             return Err(Error::PermissionDenied(
                 "user.minigcs.placement is read-only".into(),
@@ -262,10 +255,7 @@ impl Namespace<'_> {
         if value.len() > 64 * 1024 {
             return Err(Error::TooLarge("xattr value over 64 KiB".into()));
         }
-        self.0
-            .ctx
-            .meta
-            .set_xattr(ino, name, value, create_only, replace_only)
+        self.0.ctx.meta.set_xattr(ino, name, value, mode)
     }
 
     pub fn list_xattrs(&self, ino: u64) -> Result<Vec<Vec<u8>>> {

@@ -9,7 +9,7 @@
 use super::{validate_name, OpenFlags, Service};
 use crate::error::{Error, Result};
 use crate::meta::posix::AccessAclChange;
-use crate::model::{AttrChange, Inode, Kind};
+use crate::model::{AttrChange, Inode, Kind, XattrWrite};
 
 /// The extended attribute that carries a file's POSIX access ACL.
 pub const ACL_ACCESS_XATTR: &[u8] = b"system.posix_acl_access";
@@ -100,14 +100,12 @@ impl Service {
         ino: u64,
         name: &[u8],
         value: &[u8],
-        create_only: bool,
-        replace_only: bool,
+        mode: XattrWrite,
     ) -> Result<()> {
         if name == ACL_ACCESS_XATTR {
-            self.set_access_acl(ino, value, create_only, replace_only)
-                .map(|_| ())
+            self.set_access_acl(ino, value, mode).map(|_| ())
         } else {
-            self.set_xattr(ino, name, value, create_only, replace_only)
+            self.set_xattr(ino, name, value, mode)
         }
     }
 
@@ -117,15 +115,9 @@ impl Service {
     /// does: the ACL's owner, group (or mask) and other permissions become
     /// the mode bits; a minimal ACL (one the mode expresses fully) is not
     /// kept, an extended one is stored. Mode and attribute change in one
-    /// transaction. `create_only`/`replace_only` follow XATTR_CREATE and
-    /// XATTR_REPLACE. Returns the updated inode.
-    pub fn set_access_acl(
-        &self,
-        ino: u64,
-        value: &[u8],
-        create_only: bool,
-        replace_only: bool,
-    ) -> Result<Inode> {
+    /// transaction. `mode` follows XATTR_CREATE and XATTR_REPLACE. Returns
+    /// the updated inode.
+    pub fn set_access_acl(&self, ino: u64, value: &[u8], mode: XattrWrite) -> Result<Inode> {
         if value.len() > MAX_ACL_BYTES {
             return Err(Error::TooLarge("xattr value over 64 KiB".into()));
         }
@@ -135,8 +127,7 @@ impl Service {
             name: ACL_ACCESS_XATTR,
             permission_bits,
             stored_value: (!minimal).then_some(value),
-            create_only,
-            replace_only,
+            mode,
         };
         self.ctx.meta.set_access_acl(ino, &change)
     }
