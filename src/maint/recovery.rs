@@ -92,6 +92,7 @@ impl Worker for NodeRecovery {
         let nodes = self.nodes_to_recover()?;
         status.set_queue(nodes.len() as u64);
         let mut last_error = None;
+        let mut rebuilt = 0;
         for (left, (node, why)) in (1..=nodes.len()).rev().zip(&nodes) {
             if self.ctx.is_shutting_down() {
                 break;
@@ -107,6 +108,7 @@ impl Worker for NodeRecovery {
                 Ok(r) => {
                     log::info!("{}", r.message);
                     status.add_done(1);
+                    rebuilt += 1;
                 }
                 Err(e) => {
                     log::warn!("{why} recovery of {node}: {e}");
@@ -115,9 +117,9 @@ impl Worker for NodeRecovery {
             }
             status.set_queue(left as u64 - 1);
         }
-        status.doing(match &nodes[..] {
-            [] => "waiting for a node to rebuild".to_string(),
-            _ => format!("rebuilt {} node(s)", nodes.len()),
+        status.doing(match nodes.len() {
+            0 => "waiting for a node to rebuild".to_string(),
+            n => format!("rebuilt {rebuilt} of {n} node(s)"),
         });
         match last_error {
             Some(e) => Err(e),
