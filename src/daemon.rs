@@ -1,7 +1,8 @@
 //! The composition root: builds the service from a loaded config, starts the
 //! background workers, the control socket, the HTTP API and (for `mount`) the
 //! FUSE session, then waits for SIGINT/SIGTERM (or an external unmount) and
-//! shuts down in order: commit open files, unmount, stop servers, exit 0.
+//! shuts down in order: commit open files, stop the background workers,
+//! unmount, stop servers, exit 0.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,11 +10,16 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::maint::Workers;
 use crate::metrics::Metrics;
 use crate::service::Service;
 
-/// Build the service for a config (metrics, nodes, metadata) and start its workers.
-pub fn open_service(config: Config) -> Result<Arc<Service>> {
+/// How long shutdown waits for a background worker to finish its step.
+const WORKER_GRACE: Duration = Duration::from_secs(5);
+
+/// Build the service for a config (metrics, nodes, metadata) and start its
+/// background workers.
+pub fn open_service(config: Config) -> Result<(Arc<Service>, Workers)> {
     let metrics = Metrics::new(
         config
             .metrics
@@ -21,8 +27,8 @@ pub fn open_service(config: Config) -> Result<Arc<Service>> {
             .then(|| config.metrics.output_file.clone()),
     );
     let service = Service::open(Arc::new(config), metrics)?;
-    service.start_workers();
-    Ok(service)
+    let workers = service.start_workers();
+    Ok((service, workers))
 }
 
 fn api_address(config: &Config) -> String {
@@ -60,7 +66,7 @@ pub fn run(config: Config, mountpoint: Option<&Path>) -> Result<()> {
     } else {
         None
     };
-    let service = open_service(config)?;
+    let (service, workers) = open_service(config)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let wait_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -90,6 +96,7 @@ pub fn run(config: Config, mountpoint: Option<&Path>) -> Result<()> {
             Err(e) => {
                 let _ = stop_tx.send(true);
                 service.shutdown();
+                workers.stop(WORKER_GRACE);
                 let _ = std::fs::remove_file(&socket_path);
                 return Err(Error::Other(format!(
                     "cannot mount at {}: {e}",
@@ -127,6 +134,10 @@ pub fn run(config: Config, mountpoint: Option<&Path>) -> Result<()> {
     })?;
     log::info!("{signalled}: shutting down");
     service.shutdown();
+    let busy = workers.stop(WORKER_GRACE);
+    if !busy.is_empty() {
+        log::warn!("background workers still busy at exit: {}", busy.join(", "));
+    }
     if let Some(m) = mount {
         if let Err(e) = m.unmount() {
             log::warn!("unmount: {e}");

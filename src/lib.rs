@@ -11,7 +11,9 @@
 //! Front ends translate (errno, HTTP status, JSON); every rule about files,
 //! versions and durability lives once, in `service`. `meta` never sees bytes;
 //! `chunk` never sees paths or inodes. `daemon` builds everything and owns the
-//! shutdown signal. `report` holds the typed JSON documents (health, stats,
+//! shutdown signal. `maint` runs the background workers (collection, repair,
+//! node recovery, scrub, health probes, orphan sweep) over the service's
+//! shared context. `report` holds the typed JSON documents (health, stats,
 //! info, recovery, scrub, …) that the service builds and the front ends send.
 
 pub mod bench;
@@ -22,6 +24,7 @@ pub mod daemon;
 pub mod error;
 pub mod fuse;
 pub mod http;
+pub mod maint;
 pub mod meta;
 pub mod metrics;
 pub mod model;

@@ -84,6 +84,8 @@ enum CtlCommand {
         /// A path inside the mount or an object key
         path_or_key: String,
     },
+    /// Background workers: state, what each is doing, queue, items done, last error
+    Workers,
 }
 
 fn init_logging(default: &str) {
@@ -177,6 +179,7 @@ fn ctl(socket: &Path, json: bool, command: CtlCommand) -> ExitCode {
         CtlCommand::Recover { node_id } => Request::Recover { node: node_id },
         CtlCommand::Scrub { repair } => Request::Scrub { repair },
         CtlCommand::Metrics => Request::Metrics,
+        CtlCommand::Workers => Request::Workers,
         CtlCommand::Info { path_or_key } => {
             let path = std::fs::canonicalize(&path_or_key)
                 .ok()

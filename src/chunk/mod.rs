@@ -13,7 +13,7 @@ use parking_lot::{Mutex, RwLock};
 use rand::Rng;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::error::{Error, Result};
@@ -103,6 +103,8 @@ pub struct ChunkStore {
     codecs: Mutex<HashMap<(usize, usize), Arc<Codec>>>,
     status: RwLock<Vec<NodeStatus>>,
     bad_shards: Mutex<Vec<BadShard>>,
+    /// Told each time a shard joins `bad_shards` (wakes the repair worker).
+    bad_shard_listener: OnceLock<Box<dyn Fn() + Send + Sync>>,
     metrics: Arc<Metrics>,
 }
 
@@ -146,6 +148,7 @@ impl ChunkStore {
             codecs: Mutex::new(HashMap::new()),
             status: RwLock::new(status),
             bad_shards: Mutex::new(Vec::new()),
+            bad_shard_listener: OnceLock::new(),
             metrics,
         };
         store.codec(k, m)?;
@@ -251,6 +254,12 @@ impl ChunkStore {
         std::mem::take(&mut *self.bad_shards.lock())
     }
 
+    /// Call `listener` each time a shard is found bad (set once; later calls
+    /// are ignored).
+    pub fn on_bad_shard(&self, listener: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.bad_shard_listener.set(listener);
+    }
+
     /// Queue a faulty shard for repair (a down node is not a shard fault).
     fn report_bad(&self, chunk_id: u64, shard_index: usize, fault: ShardFault) {
         if !fault.needs_repair() {
@@ -262,6 +271,9 @@ impl ChunkStore {
             shard_index,
             fault,
         });
+        if let Some(listener) = self.bad_shard_listener.get() {
+            listener();
+        }
     }
 
     fn candidates(&self) -> Vec<Candidate> {

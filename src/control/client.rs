@@ -13,7 +13,7 @@ use super::Request;
 use crate::error::{Error, Result};
 use crate::report::{
     HealthReport, InfoReport, MetricsSummary, NodesReport, PingReply, Progress, RecoveryReport,
-    ScrubReport, StatsReport,
+    ScrubReport, StatsReport, WorkersReport,
 };
 
 /// Send `req` and wait for the final reply's `data` (or its error). Progress
@@ -67,6 +67,7 @@ pub enum Reply {
     Scrub(ScrubReport),
     Metrics(MetricsSummary),
     Info(InfoReport),
+    Workers(WorkersReport),
 }
 
 impl Reply {
@@ -90,6 +91,7 @@ impl Reply {
             Request::Scrub { .. } => Reply::Scrub(typed(data)?),
             Request::Metrics => Reply::Metrics(typed(data)?),
             Request::Info { .. } => Reply::Info(typed(data)?),
+            Request::Workers => Reply::Workers(typed(data)?),
         })
     }
 }

@@ -40,6 +40,8 @@ pub enum Request {
         #[serde(default)]
         path: Option<String>,
     },
+    /// Each background worker's state, current work, queue and last error.
+    Workers,
 }
 
 /// Parse one request line into a Request or a clear error message.
@@ -77,6 +79,10 @@ mod tests {
         assert_eq!(
             parse_request(br#"{"cmd":"scrub"}"#).unwrap(),
             Request::Scrub { repair: false }
+        );
+        assert_eq!(
+            parse_request(br#"{"cmd":"workers"}"#).unwrap(),
+            Request::Workers
         );
         assert!(parse_request(b"").unwrap_err().contains("empty"));
         assert!(parse_request(b"garbage")

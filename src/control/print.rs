@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use super::client::Reply;
 use crate::report::{
     HealthReport, InfoReport, MetricsSummary, NodeStats, NodesReport, Progress, RecoveryReport,
-    ScrubReport, StatsReport,
+    ScrubReport, StatsReport, WorkersReport,
 };
 
 /// The text `ctl` prints for a reply (ends with a newline).
@@ -25,6 +25,7 @@ pub fn render(reply: &Reply) -> String {
         Reply::Scrub(s) => scrub(s, &mut out),
         Reply::Metrics(m) => metrics(m, &mut out),
         Reply::Info(i) => info(i, &mut out),
+        Reply::Workers(w) => workers(w, &mut out),
     }
     out
 }
@@ -311,6 +312,35 @@ fn info(i: &InfoReport, out: &mut String) {
     }
 }
 
+fn workers(report: &WorkersReport, out: &mut String) {
+    let mut table = Table::new(&[
+        "WORKER",
+        "STATE",
+        "QUEUE",
+        "DONE",
+        "LAST RUN",
+        "DOING",
+        "LAST ERROR",
+    ]);
+    for w in &report.workers {
+        let last_error = match (&w.last_error, &w.last_error_at) {
+            (Some(e), Some(at)) => format!("{at}: {e}"),
+            (Some(e), None) => e.clone(),
+            (None, _) => "-".into(),
+        };
+        table.row(vec![
+            w.name.clone(),
+            w.state.as_str().into(),
+            w.queue.to_string(),
+            w.done.to_string(),
+            or_dash(&w.last_run),
+            w.doing.clone(),
+            last_error,
+        ]);
+    }
+    table.render(out);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,6 +372,41 @@ mod tests {
             "Recovery completed for node node-2\n\
              chunks: 10 (0 failed)   shards rebuilt: 4   bytes rebuilt: 2.0 MiB   rate: 851.2 MB/s\n\
              MTTR: 2.5 ms (detect→start 0.0 ms, start→done 2.5 ms)\n"
+        );
+    }
+
+    #[test]
+    fn workers_print_one_row_each_with_the_last_error() {
+        use crate::report::{WorkerReport, WorkerState};
+        let row = |name: &str, state, doing: &str| WorkerReport {
+            name: name.into(),
+            state,
+            doing: doing.into(),
+            queue: 0,
+            done: 0,
+            runs: 0,
+            last_run: None,
+            last_error: None,
+            last_error_at: None,
+        };
+        let mut repair = row("repair", WorkerState::Running, "repairing unhealthy shards");
+        repair.queue = 3;
+        repair.done = 12;
+        repair.runs = 4;
+        repair.last_run = Some("2026-01-02T03:04:05.000000Z".into());
+        repair.last_error = Some("node-2 is down".into());
+        repair.last_error_at = Some("2026-01-02T03:04:00.000000Z".into());
+        let report = WorkersReport {
+            workers: vec![
+                row("collector", WorkerState::Idle, "nothing to collect"),
+                repair,
+            ],
+        };
+        assert_eq!(
+            render(&Reply::Workers(report)),
+            "WORKER     STATE    QUEUE  DONE  LAST RUN                     DOING                       LAST ERROR\n\
+             collector  idle     0      0     -                            nothing to collect          -\n\
+             repair     running  3      12    2026-01-02T03:04:05.000000Z  repairing unhealthy shards  2026-01-02T03:04:00.000000Z: node-2 is down\n"
         );
     }
 

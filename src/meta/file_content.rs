@@ -24,6 +24,16 @@ pub struct PutOutcome {
     pub created: CreatedEntries,
     /// The file's (parent, name).
     pub entry: (u64, Vec<u8>),
+    /// Chunks the upload superseded (now in the collection queue).
+    pub superseded: usize,
+}
+
+/// What `commit_file` did.
+#[derive(Debug)]
+pub struct CommitOutcome {
+    pub inode: Inode,
+    /// Chunks the commit superseded (now in the collection queue).
+    pub superseded: usize,
 }
 
 /// What a file commit changes.
@@ -209,19 +219,24 @@ impl Meta {
         Ok(())
     }
 
-    /// The chunk at (ino, idx) leaves the file and joins the collection queue.
-    fn kill_chunks(tx: &Transaction, ino: u64, idx: u64) -> Result<()> {
-        tx.prepare_cached("UPDATE chunks SET ino=NULL WHERE ino=?1 AND idx=?2")?
-            .execute(params![ino as i64, idx as i64])?;
-        Ok(())
+    /// The chunk at (ino, idx) leaves the file and joins the collection
+    /// queue. Returns how many chunks did (0 or 1).
+    fn kill_chunks(tx: &Transaction, ino: u64, idx: u64) -> Result<usize> {
+        Ok(tx
+            .prepare_cached("UPDATE chunks SET ino=NULL WHERE ino=?1 AND idx=?2")?
+            .execute(params![ino as i64, idx as i64])?)
     }
 
-    /// Commit new content of a file: one transaction. Returns the new inode.
-    pub fn commit_file(&self, commit: &FileCommit) -> Result<Inode> {
+    /// Commit new content of a file: one transaction. Returns the new inode
+    /// and how many chunks it superseded.
+    pub fn commit_file(&self, commit: &FileCommit) -> Result<CommitOutcome> {
         self.db.write_transaction(Durability::Durable, |tx| {
             let inode = Self::must_inode(tx, commit.ino)?;
-            self.commit_in(tx, &inode, commit)?;
-            Self::must_inode(tx, commit.ino)
+            let superseded = self.commit_in(tx, &inode, commit)?;
+            Ok(CommitOutcome {
+                inode: Self::must_inode(tx, commit.ino)?,
+                superseded,
+            })
         })
     }
 
@@ -233,16 +248,19 @@ impl Meta {
         })
     }
 
-    fn commit_in(&self, tx: &Transaction, inode: &Inode, c: &FileCommit) -> Result<()> {
+    /// Returns how many chunks the commit superseded.
+    fn commit_in(&self, tx: &Transaction, inode: &Inode, c: &FileCommit) -> Result<usize> {
+        let mut superseded = 0;
         if let Some(from) = c.drop_from {
-            tx.prepare_cached("UPDATE chunks SET ino=NULL WHERE ino=?1 AND idx>=?2")?
+            superseded += tx
+                .prepare_cached("UPDATE chunks SET ino=NULL WHERE ino=?1 AND idx>=?2")?
                 .execute(params![inode.ino as i64, from as i64])?;
         }
         for idx in &c.removed {
-            Self::kill_chunks(tx, inode.ino, *idx)?;
+            superseded += Self::kill_chunks(tx, inode.ino, *idx)?;
         }
         for (idx, chunk) in &c.chunks {
-            Self::kill_chunks(tx, inode.ino, *idx)?;
+            superseded += Self::kill_chunks(tx, inode.ino, *idx)?;
             self.insert_chunk(tx, Some(inode.ino), *idx, chunk)?;
         }
         let content_type = c
@@ -253,7 +271,7 @@ impl Meta {
             "UPDATE inodes SET size=?2, mtime=?3, ctime=?4, version=version+1, checksum=?5, content_type=?6 WHERE ino=?1",
         )?
         .execute(params![inode.ino as i64, c.size as i64, c.mtime, c.ctime, c.checksum, content_type])?;
-        Ok(())
+        Ok(superseded)
     }
 
     /// Create or replace the file at `parts` (creating parent directories) with
@@ -331,12 +349,13 @@ impl Meta {
             }
         };
         commit.ino = inode.ino;
-        self.commit_in(tx, &inode, &commit)?;
+        let superseded = self.commit_in(tx, &inode, &commit)?;
         let inode = Self::must_inode(tx, inode.ino)?;
         Ok(PutOutcome {
             inode,
             created,
             entry: (dir, name.to_vec()),
+            superseded,
         })
     }
 }

@@ -43,7 +43,7 @@ use connections::{Database, Durability};
 
 pub use crate::model::ShardState;
 pub use crate::model::{now_nanos, AttrChange, Inode, Kind, Nanos, RenameMode, ROOT_INO};
-pub use file_content::{CreatedEntries, FileCommit, PutOutcome};
+pub use file_content::{CommitOutcome, CreatedEntries, FileCommit, PutOutcome};
 pub use namespace::Unlinked;
 pub use shard_map::ChunkRecord;
 

@@ -1,8 +1,9 @@
 //! Typed reports: the JSON documents the daemon answers with — health,
 //! statistics, the node list, object info with shard placement, recovery,
-//! scrub, progress, the metrics summary and `ping`. The service builds them,
-//! the control socket and the HTTP API serialize them, and `minigcs ctl`
-//! decodes them to print its tables, so a field is named once, here.
+//! scrub, progress, the background workers, the metrics summary and `ping`.
+//! The service builds them, the control socket and the HTTP API serialize
+//! them, and `minigcs ctl` decodes them to print its tables, so a field is
+//! named once, here.
 //!
 //! The field names, nesting and value types are the JSON contract outside
 //! scripts rely on (`tests/data/reports/` holds documents captured from the
@@ -14,6 +15,7 @@ mod cluster;
 mod metrics;
 mod object;
 mod work;
+mod workers;
 
 pub use cluster::{
     HealthReport, HealthStatus, NodeAvailability, NodeHealth, NodeListEntry, NodeStats,
@@ -22,6 +24,7 @@ pub use cluster::{
 pub use metrics::{MetricsSummary, OperationSummary, RecoverySummary};
 pub use object::{ChunkInfo, InfoReport, PlacementReport, ShardInfo, ShardStatus};
 pub use work::{Progress, RecoveryReply, RecoveryReport, ScrubProblem, ScrubReport};
+pub use workers::{WorkerReport, WorkerState, WorkersReport};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -117,13 +117,17 @@ impl OpenFile {
             content_type: None,
         };
         match env.ctx.meta.commit_file(&commit) {
-            Ok(_) => {
+            Ok(outcome) => {
                 for up in captured.slots.iter().filter_map(|(_, _, up)| up.as_ref()) {
                     up.mark_committed();
                 }
                 let gone = self.state.lock().settle(&captured);
                 let_go(gone);
-                env.ctx.wake_workers();
+                // Only superseded chunks give the collector work; a burst of
+                // commits coalesces into one pass.
+                if outcome.superseded > 0 {
+                    env.ctx.wake.collector.notify();
+                }
                 Ok(())
             }
             Err(Error::NotFound(_)) => {

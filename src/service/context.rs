@@ -1,21 +1,23 @@
 //! The state every part of the file service shares, held in one `Arc`: the
 //! configuration, the metadata store, the chunk store, metrics, the chunk
-//! cache and the pins that keep chunks in use from collection, the signal that
-//! wakes background work, the shutdown flag and the observers told about
-//! changes made outside the mount. Background maintenance reaches all of it
-//! through this struct without going through the `Service` facade.
+//! cache and the pins that keep chunks in use from collection, one wake-up
+//! signal per background worker and the board of their statuses, the
+//! shutdown flag and the observers told about changes made outside the
+//! mount. The background workers (`crate::maint`) reach all of it through
+//! this struct without going through the `Service` facade.
 //!
 //! It owns no open files, handles, buffers or threads: those belong to the
 //! handle table, the writer and the upload pipeline.
 
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Mutex, RwLock};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::cache::ChunkCache;
 use super::read::Pins;
-use crate::chunk::ChunkStore;
+use super::wake::{Wakes, WorkerBoard};
+use crate::chunk::{ChunkStore, NodeState};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::meta::{Inode, Meta};
@@ -46,8 +48,10 @@ pub(crate) struct Context {
     pub(crate) cache: Arc<ChunkCache>,
     /// Chunks being read or not yet committed: collection skips them.
     pub(crate) pins: Arc<Pins>,
-    /// Set and notified to wake the background workers early.
-    pub(crate) wake: (Mutex<bool>, Condvar),
+    /// One wake-up signal per background worker.
+    pub(crate) wake: Wakes,
+    /// The status each running worker publishes.
+    pub(crate) workers: WorkerBoard,
     shutting_down: AtomicBool,
     /// When this service started (orphan sweeps spare younger shard files).
     pub(crate) started: SystemTime,
@@ -121,6 +125,10 @@ impl Context {
     ) -> Context {
         let chunk_size = config.chunk_size();
         let cache_bytes = (config.mount.memory_budget / 2).max(chunk_size * 2);
+        let wake = Wakes::default();
+        // A shard a read found bad is queued for repair: wake the repair worker.
+        let repair = wake.repair.clone();
+        store.on_bad_shard(Box::new(move || repair.notify()));
         Context {
             meta,
             store,
@@ -128,7 +136,8 @@ impl Context {
             chunk_size,
             cache: Arc::new(ChunkCache::new(cache_bytes)),
             pins: Arc::new(Pins::default()),
-            wake: (Mutex::new(false), Condvar::new()),
+            wake,
+            workers: WorkerBoard::default(),
             shutting_down: AtomicBool::new(false),
             started: SystemTime::now(),
             recovery_lock: Mutex::new(()),
@@ -144,15 +153,19 @@ impl Context {
             .ok_or_else(|| Error::NotFound(format!("inode {ino}")))
     }
 
-    /// Wake the background workers (collection, repair).
-    pub fn wake_workers(&self) {
-        let (lock, cv) = &self.wake;
-        *lock.lock() = true;
-        cv.notify_all();
+    /// Probe every node now (folder, identity, writability); a node that
+    /// came back wakes the repair worker, which rebuilds what it missed.
+    pub fn probe_nodes(&self) {
+        let changed = self.store.probe_all();
+        if changed.iter().any(|(_, s)| *s == NodeState::Up) {
+            self.wake.repair.notify();
+        }
     }
 
+    /// Stop taking background work: every worker ends after its step.
     pub fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
+        self.wake.close_all();
     }
 
     pub fn is_shutting_down(&self) -> bool {

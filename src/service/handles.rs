@@ -154,7 +154,7 @@ impl HandleTable {
             if let Err(e) = ctx.meta.purge(f.ino) {
                 log::error!("purge of unlinked inode {}: {e}", f.ino);
             }
-            ctx.wake_workers();
+            ctx.wake.collector.notify();
         }
     }
 

@@ -2,7 +2,9 @@
 //! its owners. It speaks `Error`, never errno or HTTP status.
 //!
 //! - `context`: what everything shares (config, metadata, chunk store,
-//!   metrics, cache, pins, wake-up, shutdown, change observers);
+//!   metrics, cache, pins, wake-ups, shutdown, change observers);
+//! - `wake`: one coalescing wake-up signal per background worker and the
+//!   board where the workers publish their status;
 //! - `handles`: the handle table (fh → handle, inode → open file), the
 //!   operations by handle, and the lock order of the whole service;
 //! - `writer` + `state` + `commit`: `OpenFile`, buffered writes, truncation,
@@ -15,7 +17,12 @@
 //! - `objects`: operations by key (the HTTP view); `namespace`: operations by
 //!   inode (the mount's view); `keys`: key and name rules;
 //! - `info`: chunk placement and object metadata as shown to users;
-//! - `maintenance`: background care of the store and its reports.
+//! - `reports`: health, statistics, node list, object info and workers.
+//!
+//! Background care of the store (collection, repair, recovery, scrub, health
+//! probes, orphan sweep) runs as workers in `crate::maint` over the shared
+//! context; that module also adds the facade's maintenance methods
+//! (`start_workers`, `recover_node`, `scrub`, `collect_garbage`, …).
 
 mod budget;
 mod cache;
@@ -24,15 +31,16 @@ mod context;
 mod handles;
 mod info;
 mod keys;
-mod maintenance;
 mod namespace;
 mod objects;
 mod pool;
 pub mod posix;
 mod read;
+mod reports;
 mod state;
 mod uncommitted;
 mod upload;
+pub(crate) mod wake;
 mod writer;
 
 pub use crate::report::{
@@ -55,7 +63,7 @@ use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::model::{AttrChange, Inode, Kind, RenameMode, XattrWrite};
 use crate::node::NodeBackend;
-use context::Context;
+pub(crate) use context::Context;
 use handles::{HandleTable, Handles};
 use namespace::Namespace;
 use objects::Objects;
@@ -124,9 +132,9 @@ impl Service {
         self.ctx.add_observer(observer);
     }
 
-    /// Wake the background workers (collection, repair).
-    pub fn wake_workers(&self) {
-        self.ctx.wake_workers();
+    /// The shared context, for the background workers.
+    pub(crate) fn context(&self) -> &Arc<Context> {
+        &self.ctx
     }
 
     pub fn is_shutting_down(&self) -> bool {
@@ -377,7 +385,6 @@ impl Service {
     pub fn shutdown(&self) {
         self.ctx.begin_shutdown();
         self.handles().commit_all();
-        self.ctx.wake_workers();
         self.ctx.metrics.flush();
     }
 }

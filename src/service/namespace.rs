@@ -136,7 +136,7 @@ impl Namespace<'_> {
             Some(f) => f.mark_unlinked(),
             None => {
                 self.0.ctx.meta.purge(ino)?;
-                self.0.ctx.wake_workers();
+                self.0.ctx.wake.collector.notify();
             }
         }
         Ok(())

@@ -163,7 +163,9 @@ impl Objects<'_> {
                 name: outcome.entry.1.clone(),
             },
         ];
-        ctx.wake_workers();
+        if outcome.superseded > 0 {
+            ctx.wake.collector.notify();
+        }
         changes.extend(
             outcome
                 .created

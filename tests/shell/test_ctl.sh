@@ -76,6 +76,20 @@ ctl metrics >"$WORK/out" || fail "ctl metrics failed"
 j=$(ctlj metrics)
 jq -e '(.total_operations | type == "number") and (.operation_summary | type == "object") and has("recovery_summary")' <<<"$j" >/dev/null || fail "metrics --json: $j"
 
+say "workers"
+ctl workers >"$WORK/out" || fail "ctl workers failed"
+for w in WORKER collector repair recovery scrub health orphan-sweep; do grep -q "$w" "$WORK/out" || fail "ctl workers (human) lacks $w: $(cat "$WORK/out")"; done
+j=$(ctlj workers)
+jq -e '[.workers[].name] == ["collector", "repair", "recovery", "scrub", "health", "orphan-sweep"]' <<<"$j" >/dev/null || fail "workers --json names: $j"
+jq -e 'all(.workers[]; (.state | IN("idle", "running", "stopped")) and (.doing | type == "string") and (.queue | type == "number") and (.done | type == "number") and has("last_error") and has("last_run"))' <<<"$j" >/dev/null || fail "workers --json rows: $j"
+jq -e '.workers[] | select(.name == "collector") | .done >= 0 and .last_error == null' <<<"$j" >/dev/null || fail "workers --json collector: $j"
+printf '{"cmd": "workers"}\n' | python3 -c '
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.settimeout(30); s.connect(sys.argv[1])
+s.sendall(sys.stdin.buffer.read()); r = json.loads(s.makefile("rb").readline())
+assert r["ok"] is True and len(r["data"]["workers"]) == 6, r
+' "$SOCK" || fail "socket request {\"cmd\": \"workers\"}"
+
 say "usage errors exit 2; --socket and MINIGCS_CONFIG work"
 rc=0; ctl no-such-command >/dev/null 2>&1 || rc=$?
 assert_eq 2 "$rc" "exit code of an unknown ctl command"

@@ -1,0 +1,155 @@
+//! Background care of the store, as workers: each concern is one `Worker`
+//! (one step of work at a time, its own wake-up signal and/or interval, a
+//! published status) driven on its own thread by the `runner`, and stopped
+//! when the service shuts down.
+//!
+//! - `collect`: frees the shards of superseded chunks (woken by commits,
+//!   deletes and purges that superseded or freed chunks);
+//! - `repair`: records shards the read path found bad and rebuilds unhealthy
+//!   shards (woken by a bad-shard report or a node coming back);
+//! - `recovery`: rebuilds a whole node — resumes recoveries a stop cut short,
+//!   and rebuilds a node that came back empty when `recovery.auto` is on;
+//!   `ctl recover` runs the same code synchronously;
+//! - `scrub`: verifies every shard on `recovery.scrub_interval_secs`,
+//!   rate-limited; `ctl scrub` runs the same code synchronously;
+//! - `nodes`: node health probes on `recovery.health_interval_secs`, and the
+//!   start-up sweep of orphan shard files a crash left behind.
+//!
+//! Workers reach the store only through the shared service context
+//! (`service::Context`), never through the facade; this module also gives
+//! the facade its maintenance methods (`start_workers`, `recover_node`,
+//! `scrub`, `collect_garbage`, `sweep_orphans`), which call the same code
+//! the workers run. Reports about the cluster stay in the service.
+
+mod collect;
+mod nodes;
+mod recovery;
+mod repair;
+mod runner;
+mod scrub;
+
+pub use runner::Workers;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::error::Result;
+use crate::report::{Progress, RecoveryReport, ScrubReport};
+use crate::service::wake::{Signal, WorkerStatus};
+use crate::service::Service;
+
+/// What a step of work found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// More work is queued: run the next step at once.
+    More,
+    /// Nothing left for now: wait for the next wake-up or interval.
+    Idle,
+    /// Finished for good: the worker's thread ends.
+    Done,
+}
+
+/// How a worker waits for work.
+pub struct WakeOn {
+    /// Its own wake-up signal (closed at shutdown).
+    pub signal: Arc<Signal>,
+    /// Run anyway when this long passes without a wake-up.
+    pub every: Option<Duration>,
+    /// After a wake-up, wait this much longer so a burst makes one pass.
+    pub settle: Duration,
+    /// Run a first step at start, before any wake-up.
+    pub at_start: bool,
+}
+
+/// One background concern, driven by the runner on its own thread.
+pub trait Worker: Send {
+    /// Its name in `ctl workers` and the name of its thread (≤ 15 bytes).
+    fn name(&self) -> &'static str;
+
+    /// How it waits for work.
+    fn wake_on(&self) -> WakeOn;
+
+    /// What `ctl workers` shows before the first step.
+    fn first_status(&self) -> String {
+        "waiting for work".into()
+    }
+
+    /// One step of work. It reports what it is doing, its queue and the
+    /// items it finished on `status`; an error is recorded as its last.
+    fn step(&mut self, status: &WorkerStatus) -> Result<Step>;
+}
+
+impl Service {
+    /// Start every background worker on its own thread. They stop when the
+    /// service shuts down; `Workers::stop` also waits for them.
+    pub fn start_workers(&self) -> Workers {
+        let ctx = self.context();
+        let workers: Vec<Box<dyn Worker>> = vec![
+            Box::new(collect::Collector::new(ctx)),
+            Box::new(repair::RepairQueue::new(ctx)),
+            Box::new(recovery::NodeRecovery::new(ctx)),
+            Box::new(scrub::Scrubber::new(ctx)),
+            Box::new(nodes::HealthProbe::new(ctx)),
+            Box::new(nodes::OrphanSweep::new(ctx)),
+        ];
+        Workers::start(ctx, workers)
+    }
+
+    /// Delete the shards of superseded chunks, then forget them. Returns the
+    /// chunks freed (chunks still being read wait for a later pass).
+    pub fn collect_garbage(&self) -> Result<usize> {
+        Ok(collect::collect(self.context())?.freed as usize)
+    }
+
+    /// Record shards the read path found bad, then rebuild every unhealthy
+    /// shard that has somewhere to go. Returns shards rebuilt.
+    pub fn repair_pending(&self) -> Result<u64> {
+        Ok(repair::repair_pending(self.context(), None)?.repaired)
+    }
+
+    /// Remove shard files no metadata refers to (writes cut short by a
+    /// crash). Only files older than this daemon's start are touched.
+    pub fn sweep_orphans(&self) -> Result<usize> {
+        nodes::sweep_orphans(self.context())
+    }
+
+    /// Rebuild everything that belongs on `node_id` (its folder re-created
+    /// if missing or empty). Idempotent; parallel across chunks; reports
+    /// progress.
+    pub fn recover_node(
+        &self,
+        node_id: &str,
+        progress: &(dyn Fn(&Progress) + Sync),
+    ) -> Result<RecoveryReport> {
+        recovery::recover_node(self.context(), node_id, progress)
+    }
+
+    /// Verify every shard of every live chunk (parity too); with `repair`,
+    /// rebuild the bad ones.
+    pub fn scrub(
+        &self,
+        repair: bool,
+        progress: &(dyn Fn(&Progress) + Sync),
+    ) -> Result<ScrubReport> {
+        scrub::scrub(self.context(), repair, progress)
+    }
+}
+
+/// Milliseconds since the epoch, as recovery records store times.
+fn millis(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Sleeps as needed so that `bytes` over `started` stays under `rate` B/s.
+fn throttle(rate: u64, started: Instant, bytes: u64) {
+    if rate == 0 {
+        return;
+    }
+    let should_take = Duration::from_secs_f64(bytes as f64 / rate as f64);
+    let elapsed = started.elapsed();
+    if should_take > elapsed {
+        std::thread::sleep(should_take - elapsed);
+    }
+}

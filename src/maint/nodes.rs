@@ -1,0 +1,146 @@
+//! Workers that look at the node folders themselves: the health probe
+//! (every `recovery.health_interval_secs`, or on request: folder, identity
+//! file, writability of each node; a node that came back wakes the repair
+//! worker, one that came back empty wakes node recovery when
+//! `recovery.auto` is on) and the start-up orphan sweep (shard files no
+//! metadata refers to, left by writes a crash cut short).
+//!
+//! Neither runs because files were written: commits never wake them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Step, WakeOn, Worker};
+use crate::chunk::NodeState;
+use crate::error::Result;
+use crate::service::wake::WorkerStatus;
+use crate::service::Context;
+
+/// How much older than this daemon's start a shard file must be before the
+/// orphan sweep may delete it.
+const ORPHAN_GRACE: Duration = Duration::from_secs(2);
+
+/// Remove shard files no metadata refers to (writes cut short by a crash).
+/// Only files older than this daemon's start are touched.
+pub(super) fn sweep_orphans(ctx: &Context) -> Result<usize> {
+    // File times can lag the clock (coarse kernel timestamps, 1-2 s
+    // granularity on some filesystems): a shard this daemon is writing
+    // right now must never look older than its start.
+    let cutoff = ctx
+        .started
+        .checked_sub(ORPHAN_GRACE)
+        .unwrap_or(std::time::UNIX_EPOCH);
+    let mut freed = 0;
+    for (i, node) in ctx.store.nodes().iter().enumerate() {
+        if !ctx.store.is_up(i) {
+            continue;
+        }
+        let known = ctx.meta.shard_keys_on_node(i)?;
+        for (key, mtime) in node.list_shards()? {
+            if mtime < cutoff && !known.contains(&(key.chunk_id, key.index)) {
+                ctx.store.delete_shard_on(i, key)?;
+                freed += 1;
+            }
+        }
+    }
+    Ok(freed)
+}
+
+/// The node health probe.
+pub(super) struct HealthProbe {
+    ctx: Arc<Context>,
+}
+
+impl HealthProbe {
+    pub fn new(ctx: &Arc<Context>) -> HealthProbe {
+        HealthProbe { ctx: ctx.clone() }
+    }
+}
+
+impl Worker for HealthProbe {
+    fn name(&self) -> &'static str {
+        "health"
+    }
+
+    fn wake_on(&self) -> WakeOn {
+        WakeOn {
+            signal: self.ctx.wake.health.clone(),
+            every: Some(Duration::from_secs(
+                self.ctx.config.recovery.health_interval_secs,
+            )),
+            settle: Duration::ZERO,
+            // The store probed every node when it opened.
+            at_start: false,
+        }
+    }
+
+    fn first_status(&self) -> String {
+        "first probe after the health interval".into()
+    }
+
+    fn step(&mut self, status: &WorkerStatus) -> Result<Step> {
+        status.doing("probing nodes");
+        self.ctx.probe_nodes();
+        let states = self.ctx.store.node_status();
+        let down: Vec<&str> = states
+            .iter()
+            .zip(self.ctx.store.nodes())
+            .filter(|(s, _)| s.state != NodeState::Up)
+            .map(|(_, n)| n.id())
+            .collect();
+        let came_back_empty = states.iter().any(|s| s.state == NodeState::Empty);
+        if came_back_empty && self.ctx.config.recovery.auto {
+            self.ctx.wake.recovery.notify();
+        }
+        status.add_done(1);
+        status.set_queue(down.len() as u64);
+        status.doing(match &down[..] {
+            [] => format!("all {} nodes up", states.len()),
+            _ => format!(
+                "{} of {} nodes up; not up: {}",
+                states.len() - down.len(),
+                states.len(),
+                down.join(", ")
+            ),
+        });
+        Ok(Step::Idle)
+    }
+}
+
+/// The start-up orphan sweep: one pass, then it stops (a failed pass waits
+/// for an explicit request).
+pub(super) struct OrphanSweep {
+    ctx: Arc<Context>,
+}
+
+impl OrphanSweep {
+    pub fn new(ctx: &Arc<Context>) -> OrphanSweep {
+        OrphanSweep { ctx: ctx.clone() }
+    }
+}
+
+impl Worker for OrphanSweep {
+    fn name(&self) -> &'static str {
+        "orphan-sweep"
+    }
+
+    fn wake_on(&self) -> WakeOn {
+        WakeOn {
+            signal: self.ctx.wake.sweep.clone(),
+            every: None,
+            settle: Duration::ZERO,
+            at_start: true,
+        }
+    }
+
+    fn step(&mut self, status: &WorkerStatus) -> Result<Step> {
+        status.doing("sweeping orphan shard files");
+        let freed = sweep_orphans(&self.ctx)?;
+        if freed > 0 {
+            log::info!("freed {freed} orphan shard(s) left by an earlier run");
+        }
+        status.add_done(freed as u64);
+        status.doing(format!("start-up sweep freed {freed} orphan shard file(s)"));
+        Ok(Step::Done)
+    }
+}

@@ -1,0 +1,215 @@
+//! The reports the file service answers with about the cluster as a whole
+//! and about one object: health (`GET /cluster/health`, `ctl health`),
+//! statistics, the node list, object info with shard placement, and the
+//! background workers' status (`ctl workers`). They only read: the node
+//! probe a health report makes is the one write-free check of the folders,
+//! and a node found back wakes the repair worker. The types live in
+//! `crate::report`; the work the workers do lives in `crate::maint`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::{ObjectInfo, Service};
+use crate::chunk::{ChunkLayout, NodeState, Placement};
+use crate::error::Result;
+use crate::metrics::iso8601_from_nanos;
+use crate::report::{
+    HealthReport, HealthStatus, InfoReport, NodeAvailability, NodeHealth, NodeListEntry, NodeStats,
+    NodesReport, RegionStats, StatsReport, WorkersReport,
+};
+
+impl Service {
+    /// The health report: `status`, `failed_nodes`, `message` (as the
+    /// prototype's `/cluster/health`) plus per-node state and repair counts.
+    pub fn health_report(&self) -> Result<HealthReport> {
+        // Check every node now (folder, identity, writability), not from cache.
+        self.ctx.probe_nodes();
+        let status = self.ctx.store.node_status();
+        let mut failed = Vec::new();
+        let mut nodes = Vec::new();
+        for (i, s) in status.iter().enumerate() {
+            let node = &self.ctx.store.nodes()[i];
+            if s.state != NodeState::Up {
+                failed.push(node.id().to_string());
+            }
+            let (total_bytes, free_bytes) = node.capacity().unwrap_or((0, 0));
+            let mut reason = s.reason.clone();
+            if s.state == NodeState::Up && total_bytes > 0 && free_bytes < total_bytes / 100 {
+                reason = format!("low on space: {free_bytes} bytes free");
+            }
+            nodes.push(NodeHealth {
+                id: node.id().to_string(),
+                region: node.region().to_string(),
+                path: node.location(),
+                state: NodeAvailability::of(s.state),
+                detail: s.state,
+                reason,
+                free_bytes,
+                total_bytes,
+            });
+        }
+        // A shard is missing when it was never placed, is known bad, or sits
+        // on a node that is down; a chunk is unreadable below k good shards.
+        let down: Vec<usize> = (0..status.len())
+            .filter(|&i| status[i].state != NodeState::Up)
+            .collect();
+        let (chunks_missing, shards_missing, unreadable) =
+            self.ctx.meta.live_shard_health(&down)?;
+        let up = status.len() - down.len();
+        let k = self.ctx.store.k();
+        let (state, message) = if unreadable > 0 {
+            (
+                HealthStatus::Error,
+                format!(
+                    "{} node(s) failed ({}): {unreadable} chunk(s) have fewer than the {k} shards needed and are unreadable",
+                    failed.len(),
+                    failed.join(", ")
+                ),
+            )
+        } else if up < k {
+            (
+                HealthStatus::Error,
+                format!("only {up} node(s) are up, fewer than the {k} a write needs"),
+            )
+        } else if !failed.is_empty() {
+            (
+                HealthStatus::Degraded,
+                format!(
+                    "{} node(s) failed: {}; data is readable from the others",
+                    failed.len(),
+                    failed.join(", ")
+                ),
+            )
+        } else if chunks_missing > 0 {
+            (
+                HealthStatus::Degraded,
+                format!("{chunks_missing} chunk(s) are missing shards; repair is queued"),
+            )
+        } else {
+            (HealthStatus::Healthy, "All nodes are healthy".to_string())
+        };
+        Ok(HealthReport {
+            status: state,
+            failed_nodes: failed,
+            message,
+            nodes,
+            chunks_missing_shards: chunks_missing,
+            shards_missing,
+            repair_queue: shards_missing,
+        })
+    }
+
+    /// Cluster statistics (the prototype's `/cluster/stats` shape plus extras).
+    pub fn stats_report(&self) -> Result<StatsReport> {
+        let (objects, size) = self.ctx.meta.object_totals()?;
+        let usage = self.ctx.meta.node_usage()?;
+        let status = self.ctx.store.node_status();
+        let mut nodes_by_region: BTreeMap<String, u64> = BTreeMap::new();
+        let mut region_stats: BTreeMap<String, RegionStats> = BTreeMap::new();
+        let mut node_stats = BTreeMap::new();
+        for (i, node) in self.ctx.store.nodes().iter().enumerate() {
+            *nodes_by_region
+                .entry(node.region().to_string())
+                .or_default() += 1;
+            let (shards, bytes) = usage.get(node.id()).copied().unwrap_or((0, 0));
+            let region = region_stats.entry(node.region().to_string()).or_default();
+            region.shards += shards;
+            region.bytes += bytes;
+            let (total_bytes, free_bytes) = node.capacity().unwrap_or((0, 0));
+            node_stats.insert(
+                node.id().to_string(),
+                NodeStats {
+                    region: node.region().to_string(),
+                    path: node.location(),
+                    state: NodeAvailability::of(status[i].state),
+                    shards,
+                    bytes,
+                    free_bytes,
+                    total_bytes,
+                },
+            );
+        }
+        Ok(StatsReport {
+            total_nodes: self.ctx.store.nodes().len(),
+            nodes_by_region,
+            total_objects: objects,
+            total_size: size,
+            node_stats,
+            region_stats,
+            k: self.ctx.store.k(),
+            m: self.ctx.store.m(),
+            chunk_size: self.ctx.chunk_size,
+            open_files: self.statistics_open_files(),
+            write_buffer_bytes: self.uploads.budget().used(),
+            write_buffer_limit: self.uploads.budget().limit(),
+        })
+    }
+
+    /// The node list for `ctl nodes`, in configuration order.
+    pub fn nodes_report(&self) -> Result<NodesReport> {
+        let mut stats = self.stats_report()?.node_stats;
+        let status = self.ctx.store.node_status();
+        let nodes = self
+            .ctx
+            .store
+            .nodes()
+            .iter()
+            .zip(status)
+            .filter_map(|(n, s)| {
+                Some(NodeListEntry {
+                    id: n.id().to_string(),
+                    reason: s.reason,
+                    stats: stats.remove(n.id())?,
+                })
+            })
+            .collect();
+        Ok(NodesReport { nodes })
+    }
+
+    /// `info` of a key: metadata plus chunk placement and health.
+    pub fn info_report(self: &Arc<Self>, key: &str) -> Result<InfoReport> {
+        let info = self.object_info(key)?;
+        Ok(self.object_report(&info))
+    }
+
+    /// The `info` report of an object already looked up.
+    pub fn object_report(&self, info: &ObjectInfo) -> InfoReport {
+        let i = &info.inode;
+        let content_type = i.content_type.clone().unwrap_or_else(|| {
+            mime_guess::from_path(&info.key)
+                .first()
+                .map(|m| m.essence_str().to_string())
+                .unwrap_or_else(|| "application/octet-stream".into())
+        });
+        let chunks = self.chunk_infos(&info.chunks);
+        InfoReport {
+            key: info.key.clone(),
+            size: i.size,
+            content_type,
+            created_at: iso8601_from_nanos(i.crtime),
+            updated_at: iso8601_from_nanos(i.mtime),
+            version: i.version,
+            checksum: i.checksum.clone(),
+            kind: format!("{:?}", i.kind).to_lowercase(),
+            mode: format!("{:o}", i.mode),
+            nlink: i.nlink,
+            chunk_size: self.ctx.chunk_size,
+            healthy: InfoReport::all_healthy(&chunks),
+            chunks,
+        }
+    }
+
+    /// Layout helper for tools: a chunk's shard placement.
+    pub fn chunk_layout(&self, chunk_id: u64) -> Result<Option<(ChunkLayout, Placement)>> {
+        Ok(self
+            .ctx
+            .meta
+            .chunk_by_id(chunk_id)?
+            .map(|(_, r)| (r.layout, r.placement)))
+    }
+
+    /// Every background worker's state, current work, queue and last error.
+    pub fn workers_report(&self) -> WorkersReport {
+        self.ctx.workers.report()
+    }
+}

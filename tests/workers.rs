@@ -1,0 +1,249 @@
+//! The background workers, driven for real by the file service (no FUSE):
+//! superseded chunks lose their shards within a bounded time, a read that
+//! finds a bad shard gets it repaired without anyone asking, writing new
+//! files wakes neither the collector nor the health probe, a burst of
+//! overwrites is collected in a few passes, and `ctl workers` (the control
+//! request and its typed report) lists every worker until shutdown stops
+//! them all.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{flip_last_byte, TestStore};
+use minigcs::control::{execute, Reply, Request};
+use minigcs::report::{WorkerReport, WorkerState, WorkersReport};
+use minigcs::service::{OpenFlags, Service};
+
+const CS: u64 = 64 * 1024;
+/// How long a worker may take to act on a wake-up (generous for a slow
+/// machine; the collector settles for 100 ms and polls every 2 s).
+const BOUND: Duration = Duration::from_secs(10);
+const WORKER_NAMES: [&str; 6] = [
+    "collector",
+    "repair",
+    "recovery",
+    "scrub",
+    "health",
+    "orphan-sweep",
+];
+
+fn put(svc: &Service, key: &str, data: &[u8]) {
+    svc.put_object(key, &mut &data[..], None, None)
+        .unwrap_or_else(|e| panic!("put {key}: {e}"));
+}
+
+fn worker(svc: &Service, name: &str) -> WorkerReport {
+    svc.workers_report()
+        .workers
+        .into_iter()
+        .find(|w| w.name == name)
+        .unwrap_or_else(|| panic!("no worker named {name}"))
+}
+
+/// Wait until `done` holds, or fail after `BOUND` saying what was awaited.
+fn within_bound(what: &str, mut done: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < BOUND, "{what}: not within {BOUND:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    start.elapsed()
+}
+
+/// Shard files of every chunk of `key`.
+fn shard_files_of(store: &TestStore, key: &str) -> Vec<PathBuf> {
+    let info = store.service().object_info(key).unwrap();
+    info.chunks
+        .iter()
+        .flat_map(|c| {
+            let id = c.layout.chunk_id;
+            c.placement
+                .iter()
+                .enumerate()
+                .map(move |(i, p)| store.shard_path(p.unwrap(), id, i))
+        })
+        .collect()
+}
+
+/// Write a new file through a handle, as the mount does, and close it.
+fn write_new_file(svc: &Service, name: &str, data: &[u8]) {
+    let (_, fh) = svc
+        .create(
+            minigcs::meta::ROOT_INO,
+            name.as_bytes(),
+            0o644,
+            0,
+            0,
+            OpenFlags {
+                read: false,
+                write: true,
+                append: false,
+            },
+        )
+        .unwrap();
+    svc.write(fh, 0, data).unwrap();
+    svc.release(fh).unwrap();
+}
+
+#[test]
+fn superseded_chunks_lose_their_shards_within_a_bounded_time() {
+    let store = TestStore::round_robin(3, 3, 2, 1, CS);
+    let svc = store.service();
+    let workers = svc.start_workers();
+    put(svc, "gc/obj.bin", &vec![1u8; (CS * 3) as usize]);
+    let old = shard_files_of(&store, "gc/obj.bin");
+    assert_eq!(old.len(), 9);
+    put(svc, "gc/obj.bin", &vec![2u8; (CS + 5) as usize]);
+    let took = within_bound("superseded shards deleted by the collector", || {
+        old.iter().all(|f| !f.exists())
+    });
+    eprintln!("superseded shards gone after {took:?}");
+    assert_eq!(store.all_shard_files().len(), 6, "2 chunks × 3 shards");
+    within_bound("collector counts the freed chunks", || {
+        worker(svc, "collector").done >= 3
+    });
+    assert!(workers.stop(BOUND).is_empty());
+}
+
+#[test]
+fn a_bad_shard_found_by_a_read_is_repaired_without_being_asked() {
+    let store = TestStore::round_robin(3, 3, 2, 1, CS);
+    let svc = store.service();
+    let workers = svc.start_workers();
+    let data = vec![7u8; CS as usize];
+    put(svc, "r/obj.bin", &data);
+    let shard = shard_files_of(&store, "r/obj.bin")[0].clone();
+    let good = std::fs::read(&shard).unwrap();
+    flip_last_byte(&shard);
+    let snap = svc.open_object("r/obj.bin").unwrap();
+    assert_eq!(snap.read(0, data.len()).unwrap(), data, "degraded read");
+    drop(snap);
+    let took = within_bound("corrupt shard rebuilt by the repair worker", || {
+        std::fs::read(&shard).is_ok_and(|b| b == good)
+    });
+    eprintln!("bad shard rebuilt after {took:?}");
+    within_bound("repair worker counts the shard", || {
+        worker(svc, "repair").done >= 1
+    });
+    assert!(workers.stop(BOUND).is_empty());
+}
+
+#[test]
+fn writing_new_files_wakes_neither_the_collector_nor_the_health_probe() {
+    let store = TestStore::round_robin(3, 3, 2, 1, CS);
+    let svc = store.service();
+    let workers = svc.start_workers();
+    within_bound("collector's start-up pass", || {
+        worker(svc, "collector").runs >= 1
+    });
+    let collector_runs = worker(svc, "collector").runs;
+    let health_runs = worker(svc, "health").runs;
+    let repair_runs = worker(svc, "repair").runs;
+    let start = Instant::now();
+    for i in 0..200 {
+        write_new_file(svc, &format!("f{i}"), format!("file {i}\n").as_bytes());
+        put(svc, &format!("api/f{i}"), b"small");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // Only the workers' own intervals may have run them (2 s; health 5 s).
+    let intervals = (start.elapsed().as_secs() / 2) + 1;
+    let ran = |name: &str, before: u64| worker(svc, name).runs - before;
+    assert!(
+        ran("collector", collector_runs) <= intervals,
+        "400 new files ran the collector {} times",
+        ran("collector", collector_runs)
+    );
+    assert!(ran("repair", repair_runs) <= intervals);
+    assert!(ran("health", health_runs) <= intervals / 2 + 1);
+    assert!(workers.stop(BOUND).is_empty());
+}
+
+#[test]
+fn a_burst_of_overwrites_is_collected_in_a_few_passes() {
+    let store = TestStore::round_robin(3, 3, 2, 1, CS);
+    let svc = store.service();
+    for i in 0..100 {
+        put(svc, &format!("b/f{i}"), b"first");
+    }
+    let workers = svc.start_workers();
+    within_bound("collector's start-up pass", || {
+        worker(svc, "collector").runs >= 1
+    });
+    let before = worker(svc, "collector");
+    let start = Instant::now();
+    for i in 0..100 {
+        put(svc, &format!("b/f{i}"), b"second");
+    }
+    within_bound("the 100 superseded chunks collected", || {
+        worker(svc, "collector").done >= before.done + 100
+    });
+    let passes = worker(svc, "collector").runs - before.runs;
+    // One pass per settle time (100 ms) or interval (2 s) at most.
+    let most = start.elapsed().as_millis() as u64 / 100 + 2;
+    assert!(passes <= most, "{passes} passes for one burst");
+    assert!(passes < 100, "{passes} passes for 100 overwrites");
+    assert_eq!(store.all_shard_files().len(), 300);
+    assert!(workers.stop(BOUND).is_empty());
+}
+
+#[test]
+fn ctl_workers_lists_every_worker_until_shutdown_stops_them() {
+    let store = TestStore::round_robin(3, 3, 2, 1, CS);
+    let svc: &Arc<Service> = store.service();
+    assert!(
+        svc.workers_report().workers.is_empty(),
+        "no workers before they start"
+    );
+    let workers = svc.start_workers();
+    within_bound("orphan sweep done", || {
+        worker(svc, "orphan-sweep").state == WorkerState::Stopped
+    });
+
+    // The control request, its JSON and the typed reply ctl decodes.
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let data = execute(svc, Request::Workers, None, &tx).unwrap();
+    let Reply::Workers(report) = Reply::decode(&Request::Workers, data.clone()).unwrap() else {
+        panic!("workers request decoded as another reply");
+    };
+    let names: Vec<&str> = report.workers.iter().map(|w| w.name.as_str()).collect();
+    assert_eq!(names, WORKER_NAMES);
+    for w in &data["workers"].as_array().unwrap()[..] {
+        for field in [
+            "name",
+            "state",
+            "doing",
+            "queue",
+            "done",
+            "runs",
+            "last_run",
+            "last_error",
+            "last_error_at",
+        ] {
+            assert!(w.get(field).is_some(), "{field} missing from {w}");
+        }
+        assert!(["idle", "running", "stopped"].contains(&w["state"].as_str().unwrap()));
+    }
+    let sweep = &report.workers[5];
+    assert!(sweep.last_run.is_some() && sweep.last_error.is_none());
+    assert_eq!(
+        report.workers[3].doing,
+        "periodic scrub off (recovery.scrub_interval_secs: 0)"
+    );
+    let json: WorkersReport = serde_json::from_value(data).unwrap();
+    assert_eq!(json.workers.len(), 6);
+
+    assert!(workers.stop(BOUND).is_empty(), "every worker stops");
+    assert!(svc.is_shutting_down());
+    for w in svc.workers_report().workers {
+        assert_eq!(
+            w.state,
+            WorkerState::Stopped,
+            "{} still {:?}",
+            w.name,
+            w.state
+        );
+    }
+}
