@@ -197,24 +197,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-pick_port() {
-    python3 - <<'EOF'
-import random, socket
-for _ in range(500):
-    port = random.randint(20000, 60999)
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", port))
-    except OSError:
-        continue
-    finally:
-        s.close()
-    print(port)
-    break
-else:
-    raise SystemExit("no free TCP port")
-EOF
-}
+pick_port() { python3 "$REPO/scripts/free_port.py"; }
 
 # write_config DIR PORT: the shipped 2+1 config (3 nodes, 3 regions, 4 MiB
 # chunks), everything inside DIR. recovery.auto is off so that the recovery
@@ -704,12 +687,17 @@ print_md() {
         r=${r%	}
         echo "| ${r//	/ | } |"
     done
+    print_notes md
+}
+# print_notes [md]: the notes and any problems seen, as list items
+print_notes() {
+    local r
     echo
     for r in "${NOTES[@]}"; do echo "- $r"; done
     if [ ${#PROBLEMS[@]} -gt 0 ]; then
         echo
         echo "Problems seen during the run:"
-        echo
+        [ "${1:-}" = md ] && echo
         for r in "${PROBLEMS[@]}"; do echo "- $r"; done
     fi
 }
@@ -719,12 +707,6 @@ echo
 echo "minigcs benchmark — $MACHINE"
 echo
 print_table
-echo
-for r in "${NOTES[@]}"; do echo "- $r"; done
-if [ ${#PROBLEMS[@]} -gt 0 ]; then
-    echo
-    echo "Problems seen during the run:"
-    for r in "${PROBLEMS[@]}"; do echo "- $r"; done
-fi
+print_notes
 echo
 echo "markdown: $RESULTS_MD   raw JSON and logs: $LOGS/"

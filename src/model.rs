@@ -2,7 +2,7 @@
 //! timestamps (`Nanos`, `now_nanos`), requested attribute changes
 //! (`AttrChange`), rename modes (`RenameMode`), the root inode number and
 //! the recorded health of a shard (`ShardState`) and `setxattr`'s mode
-//! (`XattrWrite`).
+//! (`XattrWrite`), and what a new node is to be (`NodeSpec`).
 //! Front ends, the file service and the metadata database all use them, so
 //! they live here rather than in `meta`: nothing in this module knows how
 //! the values are stored, and it must not grow a dependency on any layer.
@@ -143,5 +143,49 @@ impl XattrWrite {
             (XattrWrite::ReplaceOnly, false) => Some(crate::error::Error::NoAttribute(shown())),
             _ => None,
         }
+    }
+}
+
+/// A node to create: what it is, its permission bits, its owner, a device
+/// number (special files) and a target (symbolic links).
+#[derive(Debug, Clone, Copy)]
+pub struct NodeSpec<'a> {
+    pub kind: Kind,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub rdev: u32,
+    pub target: Option<&'a [u8]>,
+}
+
+impl NodeSpec<'_> {
+    /// A regular file.
+    pub fn file(mode: u32, uid: u32, gid: u32) -> NodeSpec<'static> {
+        NodeSpec {
+            kind: Kind::File,
+            mode,
+            uid,
+            gid,
+            rdev: 0,
+            target: None,
+        }
+    }
+
+    /// The inode to create in directory `dir`: a setgid directory passes on
+    /// its group (and, to new directories, its setgid bit).
+    pub fn template_in(&self, dir: &Inode) -> Inode {
+        let mut template = Inode::new(self.kind, self.mode, self.uid, self.gid);
+        if dir.mode & libc::S_ISGID != 0 {
+            template.gid = dir.gid;
+            if self.kind == Kind::Dir {
+                template.mode |= libc::S_ISGID;
+            }
+        }
+        template.rdev = self.rdev;
+        if let Some(t) = self.target {
+            template.size = t.len() as u64;
+            template.target = Some(t.to_vec());
+        }
+        template
     }
 }

@@ -11,7 +11,7 @@ use common::{seeded_bytes, TestStore};
 use std::sync::{Arc, Barrier};
 
 use minigcs::error::Error;
-use minigcs::model::{Kind, XattrWrite, ROOT_INO};
+use minigcs::model::{Kind, NodeSpec, XattrWrite, ROOT_INO};
 use minigcs::service::posix::{Allocate, IfExists, ACL_ACCESS_XATTR};
 use minigcs::service::{OpenFlags, Service};
 
@@ -37,6 +37,18 @@ fn file_with(svc: &Service, name: &[u8], data: &[u8]) -> u64 {
     svc.write(fh, 0, data).unwrap();
     svc.release(fh).unwrap();
     inode.ino
+}
+
+/// A directory owned by root and group `gid`.
+fn dir_spec(mode: u32, gid: u32) -> NodeSpec<'static> {
+    NodeSpec {
+        kind: Kind::Dir,
+        mode,
+        uid: 0,
+        gid,
+        rdev: 0,
+        target: None,
+    }
 }
 
 /// The committed content of a file.
@@ -259,8 +271,7 @@ fn create_or_open_with_o_excl_refuses_an_existing_name() {
 fn create_or_open_of_a_directory_name_is_refused() {
     let store = store();
     let svc = store.service();
-    svc.make_node(ROOT_INO, b"d", Kind::Dir, 0o755, 0, 0, 0, None)
-        .unwrap();
+    svc.make_node(ROOT_INO, b"d", &dir_spec(0o755, 0)).unwrap();
     let r = svc.create_or_open(ROOT_INO, b"d", 0o644, 0, 0, rw(), IfExists::Open);
     assert!(matches!(r, Err(Error::IsADirectory(_))), "{r:?}");
     assert_eq!(svc.statistics_open_files(), 0);
@@ -272,7 +283,7 @@ fn a_file_created_in_a_setgid_directory_takes_its_group() {
     let svc = store.service();
     let mode = 0o2775;
     let dir = svc
-        .make_node(ROOT_INO, b"shared", Kind::Dir, mode, 0, 77, 0, None)
+        .make_node(ROOT_INO, b"shared", &dir_spec(mode, 77))
         .unwrap();
     let (inode, fh) = svc
         .create_or_open(dir.ino, b"f", 0o644, 1000, 1000, rw(), IfExists::Open)

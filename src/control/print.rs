@@ -378,17 +378,7 @@ mod tests {
     #[test]
     fn workers_print_one_row_each_with_the_last_error() {
         use crate::report::{WorkerReport, WorkerState};
-        let row = |name: &str, state, doing: &str| WorkerReport {
-            name: name.into(),
-            state,
-            doing: doing.into(),
-            queue: 0,
-            done: 0,
-            runs: 0,
-            last_run: None,
-            last_error: None,
-            last_error_at: None,
-        };
+        let row = WorkerReport::new;
         let mut repair = row("repair", WorkerState::Running, "repairing unhealthy shards");
         repair.queue = 3;
         repair.done = 12;

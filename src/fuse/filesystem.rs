@@ -27,7 +27,7 @@ use super::dirs::{fill_readdir, fill_readdirplus, DirHandles};
 use super::page_cache::PageCache;
 use super::{xattr, TTL};
 use crate::error::{Error, Result};
-use crate::model::{AttrChange, Inode, Kind};
+use crate::model::{AttrChange, Inode, Kind, NodeSpec};
 use crate::service::Service;
 
 /// Largest read/write request asked from the kernel.
@@ -112,16 +112,15 @@ impl MiniFs {
         node: NewNode<'_>,
     ) -> Result<Inode> {
         let start = Instant::now();
-        let r = self.service.make_node(
-            parent.0,
-            name.as_bytes(),
-            node.kind,
-            node.mode & 0o7777,
-            req.uid(),
-            req.gid(),
-            node.rdev,
-            node.target,
-        );
+        let spec = NodeSpec {
+            kind: node.kind,
+            mode: node.mode & 0o7777,
+            uid: req.uid(),
+            gid: req.gid(),
+            rdev: node.rdev,
+            target: node.target,
+        };
+        let r = self.service.make_node(parent.0, name.as_bytes(), &spec);
         match node.kind {
             Kind::Dir => self.record("fuse_mkdir", start, 0, r.as_ref().err()),
             Kind::File => self.record("fuse_create", start, 0, r.as_ref().err()),

@@ -63,13 +63,7 @@ pub(super) fn collect(ctx: &Context) -> Result<Collected> {
 
 /// The collection worker.
 pub(super) struct Collector {
-    ctx: Arc<Context>,
-}
-
-impl Collector {
-    pub fn new(ctx: &Arc<Context>) -> Collector {
-        Collector { ctx: ctx.clone() }
-    }
+    pub(super) ctx: Arc<Context>,
 }
 
 impl Worker for Collector {
@@ -78,13 +72,11 @@ impl Worker for Collector {
     }
 
     fn wake_on(&self) -> WakeOn {
-        WakeOn {
-            signal: self.ctx.wake.collector.clone(),
-            every: Some(EVERY),
-            settle: SETTLE,
-            // Chunks superseded before a stop are still queued.
-            at_start: true,
-        }
+        // At start: chunks superseded before a stop are still queued.
+        WakeOn::signal(&self.ctx.wake.collector)
+            .every(Some(EVERY))
+            .settle(SETTLE)
+            .at_start()
     }
 
     fn step(&mut self, status: &WorkerStatus) -> Result<Step> {

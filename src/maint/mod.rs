@@ -61,6 +61,36 @@ pub struct WakeOn {
     pub at_start: bool,
 }
 
+impl WakeOn {
+    /// Wake on `signal` only: no interval, no settling, no first run.
+    pub fn signal(signal: &Arc<Signal>) -> WakeOn {
+        WakeOn {
+            signal: signal.clone(),
+            every: None,
+            settle: Duration::ZERO,
+            at_start: false,
+        }
+    }
+
+    /// Also run when `every` passes without a wake-up.
+    pub fn every(self, every: Option<Duration>) -> WakeOn {
+        WakeOn { every, ..self }
+    }
+
+    /// Let a burst of wake-ups settle for `settle` before the step.
+    pub fn settle(self, settle: Duration) -> WakeOn {
+        WakeOn { settle, ..self }
+    }
+
+    /// Run a first step at start.
+    pub fn at_start(self) -> WakeOn {
+        WakeOn {
+            at_start: true,
+            ..self
+        }
+    }
+}
+
 /// One background concern, driven by the runner on its own thread.
 pub trait Worker: Send {
     /// Its name in `ctl workers` and the name of its thread (≤ 15 bytes).
@@ -85,12 +115,12 @@ impl Service {
     pub fn start_workers(&self) -> Workers {
         let ctx = self.context();
         let workers: Vec<Box<dyn Worker>> = vec![
-            Box::new(collect::Collector::new(ctx)),
-            Box::new(repair::RepairQueue::new(ctx)),
+            Box::new(collect::Collector { ctx: ctx.clone() }),
+            Box::new(repair::RepairQueue { ctx: ctx.clone() }),
             Box::new(recovery::NodeRecovery::new(ctx)),
             Box::new(scrub::Scrubber::new(ctx)),
-            Box::new(nodes::HealthProbe::new(ctx)),
-            Box::new(nodes::OrphanSweep::new(ctx)),
+            Box::new(nodes::HealthProbe { ctx: ctx.clone() }),
+            Box::new(nodes::OrphanSweep { ctx: ctx.clone() }),
         ];
         Workers::start(ctx, workers)
     }

@@ -48,13 +48,7 @@ pub(super) fn sweep_orphans(ctx: &Context) -> Result<usize> {
 
 /// The node health probe.
 pub(super) struct HealthProbe {
-    ctx: Arc<Context>,
-}
-
-impl HealthProbe {
-    pub fn new(ctx: &Arc<Context>) -> HealthProbe {
-        HealthProbe { ctx: ctx.clone() }
-    }
+    pub(super) ctx: Arc<Context>,
 }
 
 impl Worker for HealthProbe {
@@ -63,15 +57,9 @@ impl Worker for HealthProbe {
     }
 
     fn wake_on(&self) -> WakeOn {
-        WakeOn {
-            signal: self.ctx.wake.health.clone(),
-            every: Some(Duration::from_secs(
-                self.ctx.config.recovery.health_interval_secs,
-            )),
-            settle: Duration::ZERO,
-            // The store probed every node when it opened.
-            at_start: false,
-        }
+        // No first probe: the store probed every node when it opened.
+        let every = Duration::from_secs(self.ctx.config.recovery.health_interval_secs);
+        WakeOn::signal(&self.ctx.wake.health).every(Some(every))
     }
 
     fn first_status(&self) -> String {
@@ -110,13 +98,7 @@ impl Worker for HealthProbe {
 /// The start-up orphan sweep: one pass, then it stops (a failed pass waits
 /// for an explicit request).
 pub(super) struct OrphanSweep {
-    ctx: Arc<Context>,
-}
-
-impl OrphanSweep {
-    pub fn new(ctx: &Arc<Context>) -> OrphanSweep {
-        OrphanSweep { ctx: ctx.clone() }
-    }
+    pub(super) ctx: Arc<Context>,
 }
 
 impl Worker for OrphanSweep {
@@ -125,12 +107,7 @@ impl Worker for OrphanSweep {
     }
 
     fn wake_on(&self) -> WakeOn {
-        WakeOn {
-            signal: self.ctx.wake.sweep.clone(),
-            every: None,
-            settle: Duration::ZERO,
-            at_start: true,
-        }
+        WakeOn::signal(&self.ctx.wake.sweep).at_start()
     }
 
     fn step(&mut self, status: &WorkerStatus) -> Result<Step> {

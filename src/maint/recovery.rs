@@ -23,7 +23,7 @@ use crate::service::Context;
 
 /// The node-recovery worker.
 pub(super) struct NodeRecovery {
-    ctx: Arc<Context>,
+    pub(super) ctx: Arc<Context>,
     /// Recoveries a stop cut short are resumed by the first step.
     resumed: bool,
 }
@@ -76,12 +76,7 @@ impl Worker for NodeRecovery {
     }
 
     fn wake_on(&self) -> WakeOn {
-        WakeOn {
-            signal: self.ctx.wake.recovery.clone(),
-            every: None,
-            settle: Duration::ZERO,
-            at_start: true,
-        }
+        WakeOn::signal(&self.ctx.wake.recovery).at_start()
     }
 
     fn first_status(&self) -> String {

@@ -193,13 +193,7 @@ pub(super) fn record_rebuilt(
 
 /// The repair-queue worker.
 pub(super) struct RepairQueue {
-    ctx: Arc<Context>,
-}
-
-impl RepairQueue {
-    pub fn new(ctx: &Arc<Context>) -> RepairQueue {
-        RepairQueue { ctx: ctx.clone() }
-    }
+    pub(super) ctx: Arc<Context>,
 }
 
 impl Worker for RepairQueue {
@@ -208,12 +202,10 @@ impl Worker for RepairQueue {
     }
 
     fn wake_on(&self) -> WakeOn {
-        WakeOn {
-            signal: self.ctx.wake.repair.clone(),
-            every: Some(EVERY),
-            settle: SETTLE,
-            at_start: true,
-        }
+        WakeOn::signal(&self.ctx.wake.repair)
+            .every(Some(EVERY))
+            .settle(SETTLE)
+            .at_start()
     }
 
     fn step(&mut self, status: &WorkerStatus) -> Result<Step> {

@@ -161,12 +161,7 @@ mod tests {
         }
 
         fn wake_on(&self) -> WakeOn {
-            WakeOn {
-                signal: self.signal.clone(),
-                every: None,
-                settle: Duration::ZERO,
-                at_start: false,
-            }
+            WakeOn::signal(&self.signal)
         }
 
         fn step(&mut self, status: &WorkerStatus) -> Result<Step> {

@@ -19,7 +19,7 @@ use crate::service::Context;
 
 /// The periodic scrub worker.
 pub(super) struct Scrubber {
-    ctx: Arc<Context>,
+    pub(super) ctx: Arc<Context>,
 }
 
 impl Scrubber {
@@ -39,12 +39,7 @@ impl Worker for Scrubber {
     }
 
     fn wake_on(&self) -> WakeOn {
-        WakeOn {
-            signal: self.ctx.wake.scrub.clone(),
-            every: self.every(),
-            settle: Duration::ZERO,
-            at_start: false,
-        }
+        WakeOn::signal(&self.ctx.wake.scrub).every(self.every())
     }
 
     fn first_status(&self) -> String {

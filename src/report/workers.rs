@@ -50,6 +50,23 @@ pub struct WorkerReport {
     pub last_error_at: Option<String>,
 }
 
+impl WorkerReport {
+    /// A worker that has run no step yet.
+    pub fn new(name: &str, state: WorkerState, doing: &str) -> WorkerReport {
+        WorkerReport {
+            name: name.to_string(),
+            state,
+            doing: doing.to_string(),
+            queue: 0,
+            done: 0,
+            runs: 0,
+            last_run: None,
+            last_error: None,
+            last_error_at: None,
+        }
+    }
+}
+
 /// Every background worker, in start order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct WorkersReport {

@@ -61,7 +61,7 @@ use crate::chunk::ChunkStore;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::model::{AttrChange, Inode, Kind, RenameMode, XattrWrite};
+use crate::model::{AttrChange, Inode, NodeSpec, RenameMode, XattrWrite};
 use crate::node::NodeBackend;
 pub(crate) use context::Context;
 use handles::{HandleTable, Handles};
@@ -230,20 +230,8 @@ impl Service {
 
     /// Create a directory, file, symlink or special file (setgid directories
     /// pass on their group).
-    #[allow(clippy::too_many_arguments)]
-    pub fn make_node(
-        &self,
-        parent: u64,
-        name: &[u8],
-        kind: Kind,
-        mode: u32,
-        uid: u32,
-        gid: u32,
-        rdev: u32,
-        target: Option<&[u8]>,
-    ) -> Result<Inode> {
-        self.namespace()
-            .make_node(parent, name, kind, mode, uid, gid, rdev, target)
+    pub fn make_node(&self, parent: u64, name: &[u8], spec: &NodeSpec) -> Result<Inode> {
+        self.namespace().make_node(parent, name, spec)
     }
 
     /// Make every namespace change so far durable (fsync of a directory).
@@ -341,7 +329,7 @@ impl Service {
         gid: u32,
         flags: OpenFlags,
     ) -> Result<(Inode, u64)> {
-        let inode = self.make_node(parent, name, Kind::File, mode, uid, gid, 0, None)?;
+        let inode = self.make_node(parent, name, &NodeSpec::file(mode, uid, gid))?;
         let fh = self.open_file(inode.ino, flags)?;
         Ok((inode, fh))
     }

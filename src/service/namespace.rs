@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use super::keys::{validate_name, MAX_NAME_LEN};
 use super::{Env, PLACEMENT_XATTR};
 use crate::error::{Error, Result};
-use crate::model::{AttrChange, Inode, Kind, RenameMode, XattrWrite, ROOT_INO};
+use crate::model::{AttrChange, Inode, Kind, NodeSpec, RenameMode, XattrWrite, ROOT_INO};
 
 /// Statistics for `df`.
 #[derive(Debug, Clone, Copy)]
@@ -50,36 +50,20 @@ impl Namespace<'_> {
 
     /// Create a directory, file, symlink or special file. Applies setgid
     /// directory inheritance.
-    #[allow(clippy::too_many_arguments)]
-    pub fn make_node(
-        &self,
-        parent: u64,
-        name: &[u8],
-        kind: Kind,
-        mode: u32,
-        uid: u32,
-        gid: u32,
-        rdev: u32,
-        target: Option<&[u8]>,
-    ) -> Result<Inode> {
+    pub fn make_node(&self, parent: u64, name: &[u8], spec: &NodeSpec) -> Result<Inode> {
+        let template = self.template_in(parent, name, spec)?;
+        self.0.ctx.meta.create(parent, name, &template)
+    }
+
+    /// The inode `spec` becomes as `name` in directory `parent` (name
+    /// rules checked, setgid inheritance applied).
+    pub fn template_in(&self, parent: u64, name: &[u8], spec: &NodeSpec) -> Result<Inode> {
         validate_name(name)?;
         let dir = self.0.ctx.committed_inode(parent)?;
         if dir.kind != Kind::Dir {
             return Err(Error::NotADirectory(format!("inode {parent}")));
         }
-        let mut template = Inode::new(kind, mode, uid, gid);
-        if dir.mode & libc::S_ISGID != 0 {
-            template.gid = dir.gid;
-            if kind == Kind::Dir {
-                template.mode |= libc::S_ISGID;
-            }
-        }
-        template.rdev = rdev;
-        if let Some(t) = target {
-            template.size = t.len() as u64;
-            template.target = Some(t.to_vec());
-        }
-        self.0.ctx.meta.create(parent, name, &template)
+        Ok(spec.template_in(&dir))
     }
 
     pub fn readlink(&self, ino: u64) -> Result<Vec<u8>> {

@@ -6,10 +6,10 @@
 //! public service API plus one metadata transaction where one is needed
 //! (`meta::posix`); it owns no state of its own.
 
-use super::{validate_name, OpenFlags, Service};
+use super::{OpenFlags, Service};
 use crate::error::{Error, Result};
 use crate::meta::posix::AccessAclChange;
-use crate::model::{AttrChange, Inode, Kind, XattrWrite};
+use crate::model::{AttrChange, Inode, Kind, NodeSpec, XattrWrite};
 
 /// The extended attribute that carries a file's POSIX access ACL.
 pub const ACL_ACCESS_XATTR: &[u8] = b"system.posix_acl_access";
@@ -55,15 +55,8 @@ impl Service {
         flags: OpenFlags,
         if_exists: IfExists,
     ) -> Result<(Inode, u64)> {
-        validate_name(name)?;
-        let dir = self.getattr(parent)?;
-        if dir.kind != Kind::Dir {
-            return Err(Error::NotADirectory(format!("inode {parent}")));
-        }
-        let mut template = Inode::new(Kind::File, mode & 0o7777, uid, gid);
-        if dir.mode & libc::S_ISGID != 0 {
-            template.gid = dir.gid;
-        }
+        let spec = NodeSpec::file(mode & 0o7777, uid, gid);
+        let template = self.namespace().template_in(parent, name, &spec)?;
         let (inode, created) = self.ctx.meta.create_or_lookup(parent, name, &template)?;
         if created {
             let fh = self.open_file(inode.ino, flags)?;

@@ -134,17 +134,7 @@ pub struct WorkerStatus {
 impl WorkerStatus {
     pub fn new(name: &str) -> WorkerStatus {
         WorkerStatus {
-            report: Mutex::new(WorkerReport {
-                name: name.to_string(),
-                state: WorkerState::Idle,
-                doing: "starting".into(),
-                queue: 0,
-                done: 0,
-                runs: 0,
-                last_run: None,
-                last_error: None,
-                last_error_at: None,
-            }),
+            report: Mutex::new(WorkerReport::new(name, WorkerState::Idle, "starting")),
         }
     }
 

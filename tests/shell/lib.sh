@@ -73,24 +73,7 @@ wait_until() {
     done
 }
 
-pick_port() {
-    python3 - <<'EOF'
-import random, socket
-for _ in range(500):
-    port = random.randint(20000, 60999)
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.bind(("127.0.0.1", port))
-    except OSError:
-        continue
-    finally:
-        s.close()
-    print(port)
-    break
-else:
-    raise SystemExit("no free TCP port found")
-EOF
-}
+pick_port() { python3 "$REPO_ROOT/scripts/free_port.py"; }
 API_PORT=$(pick_port)
 API_URL=http://127.0.0.1:$API_PORT
 
