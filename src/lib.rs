@@ -14,7 +14,9 @@
 //! shutdown signal. `maint` runs the background workers (collection, repair,
 //! node recovery, scrub, health probes, orphan sweep) over the service's
 //! shared context. `report` holds the typed JSON documents (health, stats,
-//! info, recovery, scrub, …) that the service builds and the front ends send.
+//! info, recovery, scrub, …) that the service builds and the front ends send;
+//! `model` the neutral types every layer speaks (inodes, kinds, attribute
+//! changes), so front ends never import `meta`.
 
 pub mod bench;
 pub mod chunk;
