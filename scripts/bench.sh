@@ -138,7 +138,14 @@ unmount_one() {
     done
     ! is_mounted "$m"
 }
-pid_alive() { kill -0 "$1" 2>/dev/null && ! grep -q '^[0-9]* (.*) Z' "/proc/$1/stat" 2>/dev/null; }
+# pid_alive PID: running and not a zombie. One read of /proc/PID/stat decides,
+# so a process reaped meanwhile never counts as alive.
+pid_alive() {
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    stat=${stat##*) }
+    [ -n "$stat" ] && [ "${stat%% *}" != Z ] && [ "${stat%% *}" != X ]
+}
 
 drop_caches() {
     sync

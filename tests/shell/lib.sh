@@ -146,7 +146,14 @@ have_fuse() { [ -c /dev/fuse ] && [ -r /dev/fuse ] && [ -w /dev/fuse ]; }
 is_mounted()  { awk -v m="$MNT" '$2 == m { f = 1 } END { exit !f }' /proc/mounts; }
 mount_count() { awk -v m="$MNT" '$2 == m' /proc/mounts | wc -l; }
 mount_ready() { is_mounted && timeout 5 stat "$MNT" >/dev/null 2>&1 && timeout 5 ls "$MNT" >/dev/null 2>&1; }
-pid_alive()   { kill -0 "$1" 2>/dev/null && ! grep -q '^[0-9]* (.*) Z' "/proc/$1/stat" 2>/dev/null; }
+# pid_alive PID: running and not a zombie. One read of /proc/PID/stat decides,
+# so a process reaped meanwhile never counts as alive.
+pid_alive() {
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    stat=${stat##*) }
+    [ -n "$stat" ] && [ "${stat%% *}" != Z ] && [ "${stat%% *}" != X ]
+}
 
 ctl()  { "$MINIGCS_BIN" ctl -c "$CONFIG" "$@"; }
 ctlj() { "$MINIGCS_BIN" ctl -c "$CONFIG" --json "$@"; }
