@@ -513,20 +513,7 @@ fn superseded_chunks_are_freed_after_commit() {
     let v1 = seeded_bytes(1, (CS * 3) as usize);
     let v2 = seeded_bytes(2, (CS * 2 + 10) as usize);
     put(svc, "gc/obj.bin", &v1);
-    let old: Vec<_> = chunks(svc, "gc/obj.bin")
-        .iter()
-        .flat_map(|c| {
-            let id = c.layout.chunk_id;
-            c.placement
-                .iter()
-                .enumerate()
-                .map(move |(i, p)| (p.unwrap(), id, i))
-        })
-        .collect();
-    let old_files: Vec<_> = old
-        .iter()
-        .map(|&(n, id, i)| store.shard_path(n, id, i))
-        .collect();
+    let old_files = store.shard_files_of("gc/obj.bin");
     assert_eq!(old_files.len(), 9);
 
     // A reader of version 1 keeps its chunks alive across the overwrite.

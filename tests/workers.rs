@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -53,21 +52,6 @@ fn within_bound(what: &str, mut done: impl FnMut() -> bool) -> Duration {
     start.elapsed()
 }
 
-/// Shard files of every chunk of `key`.
-fn shard_files_of(store: &TestStore, key: &str) -> Vec<PathBuf> {
-    let info = store.service().object_info(key).unwrap();
-    info.chunks
-        .iter()
-        .flat_map(|c| {
-            let id = c.layout.chunk_id;
-            c.placement
-                .iter()
-                .enumerate()
-                .map(move |(i, p)| store.shard_path(p.unwrap(), id, i))
-        })
-        .collect()
-}
-
 /// Write a new file through a handle, as the mount does, and close it.
 fn write_new_file(svc: &Service, name: &str, data: &[u8]) {
     let (_, fh) = svc
@@ -94,7 +78,7 @@ fn superseded_chunks_lose_their_shards_within_a_bounded_time() {
     let svc = store.service();
     let workers = svc.start_workers();
     put(svc, "gc/obj.bin", &vec![1u8; (CS * 3) as usize]);
-    let old = shard_files_of(&store, "gc/obj.bin");
+    let old = store.shard_files_of("gc/obj.bin");
     assert_eq!(old.len(), 9);
     put(svc, "gc/obj.bin", &vec![2u8; (CS + 5) as usize]);
     let took = within_bound("superseded shards deleted by the collector", || {
@@ -115,7 +99,7 @@ fn a_bad_shard_found_by_a_read_is_repaired_without_being_asked() {
     let workers = svc.start_workers();
     let data = vec![7u8; CS as usize];
     put(svc, "r/obj.bin", &data);
-    let shard = shard_files_of(&store, "r/obj.bin")[0].clone();
+    let shard = store.shard_files_of("r/obj.bin")[0].clone();
     let good = std::fs::read(&shard).unwrap();
     flip_last_byte(&shard);
     let snap = svc.open_object("r/obj.bin").unwrap();

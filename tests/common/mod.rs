@@ -164,6 +164,21 @@ impl TestStore {
             .join(format!("{chunk_id:016x}.{index}.shard"))
     }
 
+    /// The shard files of every chunk of object `key`, in chunk and shard order.
+    pub fn shard_files_of(&self, key: &str) -> Vec<PathBuf> {
+        let info = self.service().object_info(key).unwrap();
+        info.chunks
+            .iter()
+            .flat_map(|c| {
+                let id = c.layout.chunk_id;
+                c.placement
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, p)| self.shard_path(p.unwrap(), id, i))
+            })
+            .collect()
+    }
+
     /// Every shard file on node `node` (0-based), sorted.
     pub fn shard_files(&self, node: usize) -> Vec<PathBuf> {
         let mut out = Vec::new();
