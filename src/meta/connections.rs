@@ -115,7 +115,12 @@ impl Database {
         let result = commit_change(&mut writer, change);
         let restored = writer.pragma_update(None, "synchronous", "NORMAL");
         let value = result?;
-        restored?;
+        // The change is committed (durably): reporting an error now would
+        // make the caller drop data that metadata references. The writer
+        // only stays slower (FULL) until the next durable write resets it.
+        if let Err(e) = restored {
+            log::warn!("metadata writer left at synchronous=FULL: {e}");
+        }
         Ok(value)
     }
 
