@@ -319,7 +319,8 @@ impl Service {
         self.handles().open(ino, flags)
     }
 
-    /// Create and open a new file.
+    /// Create and open a new file (`O_CREAT | O_EXCL`): the same rule and
+    /// transaction as the mount's `create_or_open`.
     pub fn create(
         &self,
         parent: u64,
@@ -329,9 +330,8 @@ impl Service {
         gid: u32,
         flags: OpenFlags,
     ) -> Result<(Inode, u64)> {
-        let inode = self.make_node(parent, name, &NodeSpec::file(mode, uid, gid))?;
-        let fh = self.open_file(inode.ino, flags)?;
-        Ok((inode, fh))
+        let if_exists = posix::IfExists::Fail;
+        self.create_or_open(parent, name, mode, uid, gid, flags, if_exists)
     }
 
     /// Write bytes at `offset` (at the end for O_APPEND handles).
