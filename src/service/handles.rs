@@ -55,8 +55,8 @@ impl OpenFlags {
 pub(crate) struct Handle {
     pub ino: u64,
     pub flags: OpenFlags,
-    /// Where the last read through this handle ended (sequential detection).
-    pub last_read_end: u64,
+    /// Where recent reads through this handle ended (sequential detection).
+    pub read_streams: ReadStreams,
     /// `failed_commits` of the file as this handle last reported it.
     seen_failures: u64,
 }
@@ -65,6 +65,49 @@ struct OpenEntry {
     file: Arc<OpenFile>,
     /// Handles and in-flight truncations using the file.
     users: usize,
+}
+
+/// How many interleaved sequential readers one handle tells apart (threads
+/// reading their own parts of a file through one shared descriptor, or the
+/// kernel's read-ahead answering out of order).
+const READ_STREAMS: usize = 8;
+
+/// Where the recent sequential streams of reads through one handle ended: a
+/// read that starts where one of them ended continues it. One remembered end
+/// would call every read of interleaved readers random and turn read-ahead
+/// off exactly when several readers want it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReadStreams {
+    ends: [u64; READ_STREAMS],
+    oldest: usize,
+}
+
+impl Default for ReadStreams {
+    fn default() -> ReadStreams {
+        ReadStreams {
+            ends: [u64::MAX; READ_STREAMS],
+            oldest: 0,
+        }
+    }
+}
+
+impl ReadStreams {
+    /// Whether a read at `offset` continues one of the streams.
+    pub fn continues(&self, offset: u64) -> bool {
+        self.ends.contains(&offset)
+    }
+
+    /// A read of `start..end` happened: it moves the stream it continues
+    /// forward, or replaces the oldest stream.
+    pub fn record(&mut self, start: u64, end: u64) {
+        match self.ends.iter().position(|&e| e == start) {
+            Some(i) => self.ends[i] = end,
+            None => {
+                self.ends[self.oldest] = end;
+                self.oldest = (self.oldest + 1) % READ_STREAMS;
+            }
+        }
+    }
 }
 
 pub(crate) struct HandleTable {
@@ -111,7 +154,7 @@ impl HandleTable {
         let handle = Handle {
             ino: inode.ino,
             flags,
-            last_read_end: u64::MAX,
+            read_streams: ReadStreams::default(),
             seen_failures,
         };
         self.handles.lock().insert(fh, handle);
@@ -186,9 +229,9 @@ impl HandleTable {
         self.files.lock().get(&f.ino).map_or(0, |e| e.users)
     }
 
-    pub fn record_read_end(&self, fh: u64, end: u64) {
+    pub fn record_read(&self, fh: u64, start: u64, end: u64) {
         if let Some(h) = self.handles.lock().get_mut(&fh) {
-            h.last_read_end = end;
+            h.read_streams.record(start, end);
         }
     }
 
@@ -259,9 +302,9 @@ impl Handles<'_> {
     pub fn read(&self, fh: u64, offset: u64, len: usize) -> Result<Vec<u8>> {
         let Env { ctx, files, .. } = self.0;
         let (h, f) = files.file_of(fh)?;
-        let sequential = h.last_read_end == offset;
+        let sequential = h.read_streams.continues(offset);
         let (out, size) = f.read(ctx, offset, len, sequential)?;
-        files.record_read_end(fh, offset + out.len() as u64);
+        files.record_read(fh, offset, offset + out.len() as u64);
         self.0
             .prefetch
             .after_read(ctx, h.ino, offset, out.len(), size, sequential);
@@ -313,5 +356,42 @@ impl Handles<'_> {
                 log::error!("could not commit inode {} at shutdown: {e}", f.ino);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ReadStreams;
+
+    #[test]
+    fn interleaved_readers_of_one_handle_each_stay_sequential() {
+        let mut streams = ReadStreams::default();
+        assert!(!streams.continues(0), "a fresh handle has no stream");
+        // Four readers, each its own quarter, reading 1 MiB at a time in turn.
+        let quarter = 256u64 << 20;
+        for step in 0..4u64 {
+            for reader in 0..4u64 {
+                let start = reader * quarter + (step << 20);
+                if step > 0 {
+                    assert!(streams.continues(start), "reader {reader} step {step}");
+                }
+                streams.record(start, start + (1 << 20));
+            }
+        }
+        assert!(
+            !streams.continues(12345),
+            "a random offset is not sequential"
+        );
+    }
+
+    #[test]
+    fn random_reads_replace_the_oldest_stream() {
+        let mut streams = ReadStreams::default();
+        streams.record(0, 10);
+        for i in 0..super::READ_STREAMS as u64 {
+            streams.record(1000 * (i + 1), 1000 * (i + 1) + 1);
+        }
+        assert!(!streams.continues(10), "the oldest stream was forgotten");
+        assert!(streams.continues(1000 * super::READ_STREAMS as u64 + 1));
     }
 }
