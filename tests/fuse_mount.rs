@@ -14,6 +14,7 @@ use std::sync::Arc;
 use minigcs::config::Config;
 use minigcs::fuse::{self, MountHandle};
 use minigcs::metrics::Metrics;
+use minigcs::model::PutOptions;
 use minigcs::service::Service;
 
 const CHUNK: usize = 1024 * 1024;
@@ -546,7 +547,7 @@ fn an_unlinked_file_stays_usable_through_its_open_handles() {
 fn changes_through_the_object_api_show_in_the_mount() {
     let Some(fx) = setup() else { return };
     fx.service
-        .put_object("api/one.txt", &mut &b"first"[..], None, None)
+        .put_object("api/one.txt", &mut &b"first"[..], PutOptions::default())
         .unwrap();
     assert_eq!(fs::read(fx.p("api/one.txt")).unwrap(), b"first");
     // the kernel has the content cached now; the API replaces it
@@ -555,7 +556,11 @@ fn changes_through_the_object_api_show_in_the_mount() {
     f.read_to_string(&mut s).unwrap();
     drop(f);
     fx.service
-        .put_object("api/one.txt", &mut &b"second version"[..], None, None)
+        .put_object(
+            "api/one.txt",
+            &mut &b"second version"[..],
+            PutOptions::default(),
+        )
         .unwrap();
     assert_eq!(fs::read(fx.p("api/one.txt")).unwrap(), b"second version");
     fx.service.delete_object("api/one.txt").unwrap();
@@ -570,7 +575,7 @@ fn object_api_updates_while_the_mount_reads_do_not_deadlock() {
     for f in 0..4 {
         let mut data = &content(f, 0)[..];
         fx.service
-            .put_object(&format!("c/f{f}"), &mut data, None, None)
+            .put_object(&format!("c/f{f}"), &mut data, PutOptions::default())
             .unwrap();
     }
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -595,7 +600,7 @@ fn object_api_updates_while_the_mount_reads_do_not_deadlock() {
                 let f = v % 4;
                 let mut data = &content(f, v)[..];
                 service
-                    .put_object(&format!("c/f{f}"), &mut data, None, None)
+                    .put_object(&format!("c/f{f}"), &mut data, PutOptions::default())
                     .unwrap();
             }
             done.store(true, std::sync::atomic::Ordering::SeqCst);

@@ -7,11 +7,11 @@
 
 mod common;
 
-use common::{seeded_bytes, TestStore};
+use common::{create_file, seeded_bytes, TestStore};
 use std::sync::{Arc, Barrier};
 
 use minigcs::error::Error;
-use minigcs::model::{Kind, NodeSpec, XattrWrite, ROOT_INO};
+use minigcs::model::{Kind, NodeSpec, Owner, XattrWrite, ROOT_INO};
 use minigcs::service::posix::{Allocate, IfExists, ACL_ACCESS_XATTR};
 use minigcs::service::{OpenFlags, Service};
 
@@ -31,9 +31,7 @@ fn rw() -> OpenFlags {
 
 /// A file named `name` in the root holding `data`, committed; its inode.
 fn file_with(svc: &Service, name: &[u8], data: &[u8]) -> u64 {
-    let (inode, fh) = svc
-        .create_or_open(ROOT_INO, name, 0o644, 1000, 1000, rw(), IfExists::Fail)
-        .unwrap();
+    let (inode, fh) = create_file(svc, name, 0o644, Owner::new(1000, 1000));
     svc.write(fh, 0, data).unwrap();
     svc.release(fh).unwrap();
     inode.ino
@@ -41,14 +39,7 @@ fn file_with(svc: &Service, name: &[u8], data: &[u8]) -> u64 {
 
 /// A directory owned by root and group `gid`.
 fn dir_spec(mode: u32, gid: u32) -> NodeSpec<'static> {
-    NodeSpec {
-        kind: Kind::Dir,
-        mode,
-        uid: 0,
-        gid,
-        rdev: 0,
-        target: None,
-    }
+    NodeSpec::dir(mode, Owner::new(0, gid))
 }
 
 /// The committed content of a file.
@@ -209,7 +200,14 @@ fn create_or_open_creates_a_missing_file_for_the_caller() {
     let store = store();
     let svc = store.service();
     let (inode, fh) = svc
-        .create_or_open(ROOT_INO, b"new", 0o640, 1000, 2000, rw(), IfExists::Open)
+        .create_or_open(
+            ROOT_INO,
+            b"new",
+            0o640,
+            Owner::new(1000, 2000),
+            rw(),
+            IfExists::Open,
+        )
         .unwrap();
     assert_eq!(
         (inode.kind, inode.mode, inode.uid, inode.gid, inode.size),
@@ -228,7 +226,14 @@ fn create_or_open_opens_an_existing_file_as_it_is() {
     let data = seeded_bytes(1, 3 * CS as usize + 17);
     let ino = file_with(svc, b"f", &data);
     let (inode, fh) = svc
-        .create_or_open(ROOT_INO, b"f", 0o600, 7, 7, rw(), IfExists::Open)
+        .create_or_open(
+            ROOT_INO,
+            b"f",
+            0o600,
+            Owner::new(7, 7),
+            rw(),
+            IfExists::Open,
+        )
         .unwrap();
     // The existing file, not one made from the new mode and owner.
     assert_eq!((inode.ino, inode.mode, inode.uid), (ino, 0o644, 1000));
@@ -244,7 +249,7 @@ fn create_or_open_with_o_trunc_empties_an_existing_file() {
     let svc = store.service();
     let ino = file_with(svc, b"f", &seeded_bytes(2, 2 * CS as usize));
     let (inode, fh) = svc
-        .create_or_open(ROOT_INO, b"f", 0o644, 0, 0, rw(), IfExists::Truncate)
+        .create_or_open(ROOT_INO, b"f", 0o644, Owner::ROOT, rw(), IfExists::Truncate)
         .unwrap();
     assert_eq!((inode.ino, inode.size), (ino, 0));
     svc.write(fh, 0, b"fresh").unwrap();
@@ -257,7 +262,7 @@ fn create_or_open_with_o_excl_refuses_an_existing_name() {
     let store = store();
     let svc = store.service();
     let ino = file_with(svc, b"f", b"keep me");
-    let r = svc.create_or_open(ROOT_INO, b"f", 0o644, 0, 0, rw(), IfExists::Fail);
+    let r = svc.create_or_open(ROOT_INO, b"f", 0o644, Owner::ROOT, rw(), IfExists::Fail);
     assert!(matches!(r, Err(Error::AlreadyExists(_))), "{r:?}");
     assert_eq!(content(svc, ino), b"keep me");
     assert_eq!(
@@ -272,7 +277,7 @@ fn create_or_open_of_a_directory_name_is_refused() {
     let store = store();
     let svc = store.service();
     svc.make_node(ROOT_INO, b"d", &dir_spec(0o755, 0)).unwrap();
-    let r = svc.create_or_open(ROOT_INO, b"d", 0o644, 0, 0, rw(), IfExists::Open);
+    let r = svc.create_or_open(ROOT_INO, b"d", 0o644, Owner::ROOT, rw(), IfExists::Open);
     assert!(matches!(r, Err(Error::IsADirectory(_))), "{r:?}");
     assert_eq!(svc.statistics_open_files(), 0);
 }
@@ -286,7 +291,14 @@ fn a_file_created_in_a_setgid_directory_takes_its_group() {
         .make_node(ROOT_INO, b"shared", &dir_spec(mode, 77))
         .unwrap();
     let (inode, fh) = svc
-        .create_or_open(dir.ino, b"f", 0o644, 1000, 1000, rw(), IfExists::Open)
+        .create_or_open(
+            dir.ino,
+            b"f",
+            0o644,
+            Owner::new(1000, 1000),
+            rw(),
+            IfExists::Open,
+        )
         .unwrap();
     svc.release(fh).unwrap();
     assert_eq!((inode.uid, inode.gid), (1000, 77));
@@ -303,7 +315,7 @@ fn concurrent_opens_with_o_creat_agree_on_one_file() {
             .map(|_| {
                 s.spawn(|| {
                     barrier.wait();
-                    svc.create_or_open(ROOT_INO, b"race", 0o644, 0, 0, rw(), IfExists::Open)
+                    svc.create_or_open(ROOT_INO, b"race", 0o644, Owner::ROOT, rw(), IfExists::Open)
                 })
             })
             .collect();
@@ -325,7 +337,7 @@ fn concurrent_opens_with_o_creat_agree_on_one_file() {
             .map(|_| {
                 s.spawn(|| {
                     barrier.wait();
-                    svc.create_or_open(ROOT_INO, b"excl", 0o644, 0, 0, rw(), IfExists::Fail)
+                    svc.create_or_open(ROOT_INO, b"excl", 0o644, Owner::ROOT, rw(), IfExists::Fail)
                 })
             })
             .collect();

@@ -7,7 +7,8 @@
 mod common;
 
 use common::{
-    flip_last_byte, seeded_bytes, sha256_hex, stream_object_digest, SeededReader, TestStore,
+    create_file, flip_last_byte, seeded_bytes, sha256_hex, stream_object_digest, SeededReader,
+    TestStore,
 };
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use minigcs::error::Error;
 use minigcs::meta::{AttrChange, ChunkRecord, ROOT_INO};
+use minigcs::model::{Owner, PutOptions};
 use minigcs::service::{OpenFlags, Service};
 
 const CS: u64 = 64 * 1024;
@@ -28,7 +30,7 @@ fn boundary_sizes(cs: u64) -> Vec<usize> {
 
 fn put(service: &Service, key: &str, data: &[u8]) {
     let inode = service
-        .put_object(key, &mut &data[..], None, None)
+        .put_object(key, &mut &data[..], PutOptions::default())
         .unwrap_or_else(|e| panic!("put {key}: {e}"));
     assert_eq!(inode.size, data.len() as u64, "{key}: size");
     assert_eq!(
@@ -223,7 +225,7 @@ fn streamed_100_mib_round_trip() {
     let mut reader = SeededReader::new(0x100, size);
     let started = Instant::now();
     let inode = svc
-        .put_object("big/100mib.bin", &mut reader, None, None)
+        .put_object("big/100mib.bin", &mut reader, PutOptions::default())
         .unwrap();
     let put_time = started.elapsed();
     let want = reader.hex_digest();
@@ -575,9 +577,7 @@ fn read_handle(svc: &Arc<Service>, fh: u64, size: usize) -> Vec<u8> {
 fn file_api_random_writes_match_reference() {
     let mut store = TestStore::round_robin(3, 3, 2, 1, CS);
     let svc = store.service().clone();
-    let (inode, fh) = svc
-        .create(ROOT_INO, b"random.bin", 0o644, 1000, 1000, rw())
-        .unwrap();
+    let (inode, fh) = create_file(&svc, b"random.bin", 0o644, Owner::new(1000, 1000));
     let mut reference: Vec<u8> = Vec::new();
     let mut rng = rand::rngs::StdRng::seed_from_u64(0xf11e);
     let span = (CS * 5) as usize;
@@ -650,7 +650,7 @@ fn file_api_truncate_down_and_up_reads_zeros() {
     let svc = store.service().clone();
     let cs = CS as usize;
     let data = seeded_bytes(3, 3 * cs + 500);
-    let (inode, fh) = svc.create(ROOT_INO, b"t.bin", 0o600, 0, 0, rw()).unwrap();
+    let (inode, fh) = create_file(&svc, b"t.bin", 0o600, Owner::ROOT);
     svc.write(fh, 0, &data).unwrap();
     svc.release(fh).unwrap();
     let mut reference = data.clone();
@@ -717,9 +717,7 @@ fn file_unlinked_while_open_stays_readable_then_is_purged() {
 
     // Committed content, unlinked while a handle is open.
     let data = seeded_bytes(11, 2 * cs + 33);
-    let (inode, fh) = svc
-        .create(ROOT_INO, b"gone.bin", 0o644, 0, 0, rw())
-        .unwrap();
+    let (inode, fh) = create_file(&svc, b"gone.bin", 0o644, Owner::ROOT);
     svc.write(fh, 0, &data).unwrap();
     svc.flush(fh).unwrap();
     let files_with_it = store.all_shard_files().len();
@@ -757,9 +755,7 @@ fn file_unlinked_while_open_stays_readable_then_is_purged() {
 
     // Never committed: full chunks already uploaded in the background.
     let data = seeded_bytes(12, 3 * cs + 1);
-    let (inode, fh) = svc
-        .create(ROOT_INO, b"scratch.bin", 0o644, 0, 0, rw())
-        .unwrap();
+    let (inode, fh) = create_file(&svc, b"scratch.bin", 0o644, Owner::ROOT);
     svc.write(fh, 0, &data).unwrap();
     svc.unlink(ROOT_INO, b"scratch.bin").unwrap();
     assert_same(
@@ -943,7 +939,7 @@ fn invalid_keys_are_rejected() {
         &long_segment,
     ];
     for key in bad {
-        match svc.put_object(key, &mut &b"x"[..], None, None) {
+        match svc.put_object(key, &mut &b"x"[..], PutOptions::default()) {
             Err(Error::InvalidKey(_)) => {}
             other => panic!("put {key:?}: expected InvalidKey, got {other:?}"),
         }
@@ -980,7 +976,7 @@ fn a_file_cannot_be_a_directory() {
     let svc = store.service();
     put(svc, "a.txt", b"file");
     assert!(
-        svc.put_object("a.txt/b", &mut &b"x"[..], None, None)
+        svc.put_object("a.txt/b", &mut &b"x"[..], PutOptions::default())
             .is_err(),
         "a.txt/b under a file"
     );
@@ -988,7 +984,7 @@ fn a_file_cannot_be_a_directory() {
     assert_eq!(get(svc, "a.txt").unwrap(), b"file");
     put(svc, "dir/inner", b"x");
     assert!(matches!(
-        svc.put_object("dir", &mut &b"y"[..], None, None),
+        svc.put_object("dir", &mut &b"y"[..], PutOptions::default()),
         Err(Error::IsADirectory(_))
     ));
     assert!(matches!(
