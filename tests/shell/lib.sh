@@ -219,7 +219,18 @@ kill9_daemon() {
     rm -f "$WORK/daemon.pid"
 }
 
-track_bg() { BG_PIDS+=("$1"); }
+# track_bg PID [ARRAY]: a background job of the test, killed at cleanup;
+# also appended to ARRAY when given (for wait_jobs).
+track_bg() {
+    BG_PIDS+=("$1")
+    if [ -n "${2:-}" ]; then local -n jobs=$2; jobs+=("$1"); fi
+}
+# wait_jobs PID...: wait for each job; FAILED is how many of them failed.
+wait_jobs() {
+    local p
+    FAILED=0
+    for p in "$@"; do wait "$p" || FAILED=$((FAILED + 1)); done
+}
 # is PID a live child of this shell? (never signal a recycled pid)
 own_child() { [ "$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f2)" = "$$" ]; }
 
