@@ -51,6 +51,11 @@ fn get(service: &Arc<Service>, key: &str) -> Result<Vec<u8>, Error> {
     Ok(data)
 }
 
+/// The object at `key` reads back as `want` (`what` names the check).
+fn assert_object(service: &Arc<Service>, key: &str, want: &[u8], what: &str) {
+    assert_same(what, &get(service, key).unwrap(), want);
+}
+
 fn assert_same(key: &str, got: &[u8], want: &[u8]) {
     assert_eq!(got.len(), want.len(), "{key}: length");
     if got != want {
@@ -404,11 +409,7 @@ fn corruption_scenarios(k: usize, m: usize) {
     let svc = store.reopen().clone();
     for index in 0..k + m {
         let key = format!("corrupt/{k}-{m}/shard-{index}.bin");
-        assert_same(
-            &key,
-            &get(&svc, &key).unwrap(),
-            &seeded_bytes(500 + index as u64, size),
-        );
+        assert_object(&svc, &key, &seeded_bytes(500 + index as u64, size), &key);
     }
     assert_eq!(
         svc.metrics().degraded_reads(),
@@ -542,7 +543,7 @@ fn superseded_chunks_are_freed_after_commit() {
             f.display()
         );
     }
-    assert_same("v2", &get(svc, "gc/obj.bin").unwrap(), &v2);
+    assert_object(svc, "gc/obj.bin", &v2, "v2");
     assert_eq!(
         store.all_shard_files().len(),
         9,
@@ -613,15 +614,11 @@ fn file_api_random_writes_match_reference() {
         }
         if round == 150 {
             svc.flush(fh).unwrap();
-            assert_same(
-                "mid-way flush",
-                &get(&svc, "random.bin").unwrap(),
-                &reference,
-            );
+            assert_object(&svc, "random.bin", &reference, "mid-way flush");
         }
     }
     svc.flush(fh).unwrap();
-    assert_same("after flush", &get(&svc, "random.bin").unwrap(), &reference);
+    assert_object(&svc, "random.bin", &reference, "after flush");
     assert_same(
         "handle after flush",
         &read_handle(&svc, fh, reference.len()),
@@ -631,11 +628,7 @@ fn file_api_random_writes_match_reference() {
     drop(svc);
 
     let svc = store.reopen().clone();
-    assert_same(
-        "after restart",
-        &get(&svc, "random.bin").unwrap(),
-        &reference,
-    );
+    assert_object(&svc, "random.bin", &reference, "after restart");
     let info = svc.object_info("random.bin").unwrap();
     assert_eq!(
         info.inode.checksum.as_deref(),
@@ -654,7 +647,7 @@ fn file_api_truncate_down_and_up_reads_zeros() {
     svc.write(fh, 0, &data).unwrap();
     svc.release(fh).unwrap();
     let mut reference = data.clone();
-    assert_same("written", &get(&svc, "t.bin").unwrap(), &reference);
+    assert_object(&svc, "t.bin", &reference, "written");
 
     // Closed file: each truncate commits at once.
     for size in [
@@ -672,11 +665,7 @@ fn file_api_truncate_down_and_up_reads_zeros() {
             .unwrap();
         assert_eq!(attrs.size, size as u64);
         reference.resize(size, 0);
-        assert_same(
-            &format!("truncate to {size}"),
-            &get(&svc, "t.bin").unwrap(),
-            &reference,
-        );
+        assert_object(&svc, "t.bin", &reference, &format!("truncate to {size}"));
     }
     assert!(reference[17..].iter().all(|&b| b == 0));
 
@@ -702,11 +691,7 @@ fn file_api_truncate_down_and_up_reads_zeros() {
         &reference,
     );
     svc.release(fh).unwrap();
-    assert_same(
-        "committed after release",
-        &get(&svc, "t.bin").unwrap(),
-        &reference,
-    );
+    assert_object(&svc, "t.bin", &reference, "committed after release");
 }
 
 #[test]
@@ -825,16 +810,8 @@ fn write_with_a_node_down_then_recover_it() {
     // (a shard never placed): 8 chunks, each lacking one shard.
     assert_eq!(health["chunks_missing_shards"], 8, "{health}");
     assert_eq!(health["shards_missing"], 8, "{health}");
-    assert_same(
-        "before, node down",
-        &get(&svc, "before.bin").unwrap(),
-        &before,
-    );
-    assert_same(
-        "during, node down",
-        &get(&svc, "during.bin").unwrap(),
-        &during,
-    );
+    assert_object(&svc, "before.bin", &before, "before, node down");
+    assert_object(&svc, "during.bin", &during, "during, node down");
 
     let report = svc.recover_node("node-2", &|_| {}).unwrap();
     assert_eq!(report.chunks_failed, 0, "{report:?}");
@@ -850,16 +827,8 @@ fn write_with_a_node_down_then_recover_it() {
     store.delete_node(0);
     drop(svc);
     let svc = store.reopen().clone();
-    assert_same(
-        "before, after recovery",
-        &get(&svc, "before.bin").unwrap(),
-        &before,
-    );
-    assert_same(
-        "during, after recovery",
-        &get(&svc, "during.bin").unwrap(),
-        &during,
-    );
+    assert_object(&svc, "before.bin", &before, "before, after recovery");
+    assert_object(&svc, "during.bin", &during, "during, after recovery");
 }
 
 // ------------------------------------------------------------ 8. region loss
