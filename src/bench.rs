@@ -118,34 +118,36 @@ pub fn measure(args: &BenchArgs) -> Result<Vec<BenchResult>> {
     result
 }
 
+/// Run `work(t)` for t in 0..threads, each on its own thread, and wait for
+/// all of them; the first error (or a panic of a `role` thread) is returned.
+fn on_threads(threads: usize, role: &str, work: impl Fn(usize) -> Result<()> + Sync) -> Result<()> {
+    std::thread::scope(|s| {
+        let work = &work;
+        let handles: Vec<_> = (0..threads).map(|t| s.spawn(move || work(t))).collect();
+        for h in handles {
+            h.join()
+                .map_err(|_| Error::Other(format!("{role} panicked")))??;
+        }
+        Ok(())
+    })
+}
+
 fn big_files(args: &BenchArgs, root: &Path, quiet: bool) -> Result<Vec<BenchResult>> {
     let per_file = args.big_size / args.threads as u64;
     let block = seeded_bytes(7, args.block_size);
     let mib = (per_file * args.threads as u64) as f64 / (1024.0 * 1024.0);
     let b = bar(per_file * args.threads as u64, "big write", quiet);
     let start = Instant::now();
-    std::thread::scope(|s| -> Result<()> {
-        let handles: Vec<_> = (0..args.threads)
-            .map(|t| {
-                let (block, b) = (&block, &b);
-                s.spawn(move || -> Result<()> {
-                    let mut f = File::create(root.join(format!("big-{t}")))?;
-                    let mut left = per_file;
-                    while left > 0 {
-                        let n = left.min(block.len() as u64) as usize;
-                        f.write_all(&block[..n])?;
-                        left -= n as u64;
-                        b.inc(n as u64);
-                    }
-                    f.sync_all()?;
-                    Ok(())
-                })
-            })
-            .collect();
-        for h in handles {
-            h.join()
-                .map_err(|_| Error::Other("writer panicked".into()))??;
+    on_threads(args.threads, "writer", |t| {
+        let mut f = File::create(root.join(format!("big-{t}")))?;
+        let mut left = per_file;
+        while left > 0 {
+            let n = left.min(block.len() as u64) as usize;
+            f.write_all(&block[..n])?;
+            left -= n as u64;
+            b.inc(n as u64);
         }
+        f.sync_all()?;
         Ok(())
     })?;
     let write_secs = start.elapsed().as_secs_f64();
@@ -153,28 +155,16 @@ fn big_files(args: &BenchArgs, root: &Path, quiet: bool) -> Result<Vec<BenchResu
     let cold = drop_caches(!args.no_drop_caches);
     let b = bar(per_file * args.threads as u64, "big read", quiet);
     let start = Instant::now();
-    std::thread::scope(|s| -> Result<()> {
-        let handles: Vec<_> = (0..args.threads)
-            .map(|t| {
-                let b = &b;
-                s.spawn(move || -> Result<()> {
-                    let mut f = File::open(root.join(format!("big-{t}")))?;
-                    let mut buf = vec![0u8; args.block_size];
-                    loop {
-                        let n = f.read(&mut buf)?;
-                        if n == 0 {
-                            return Ok(());
-                        }
-                        b.inc(n as u64);
-                    }
-                })
-            })
-            .collect();
-        for h in handles {
-            h.join()
-                .map_err(|_| Error::Other("reader panicked".into()))??;
+    on_threads(args.threads, "reader", |t| {
+        let mut f = File::open(root.join(format!("big-{t}")))?;
+        let mut buf = vec![0u8; args.block_size];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            b.inc(n as u64);
         }
-        Ok(())
     })?;
     let read_secs = start.elapsed().as_secs_f64();
     b.finish_and_clear();

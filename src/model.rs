@@ -2,7 +2,9 @@
 //! timestamps (`Nanos`, `now_nanos`), requested attribute changes
 //! (`AttrChange`), rename modes (`RenameMode`), the root inode number and
 //! the recorded health of a shard (`ShardState`) and `setxattr`'s mode
-//! (`XattrWrite`), and what a new node is to be (`NodeSpec`).
+//! (`XattrWrite`), what a new node is to be (`NodeSpec`, `Owner`), a name
+//! in a directory (`NameRef`), a page of a directory listing (`DirPage`) and
+//! what an object upload asks for (`PutOptions`).
 //! Front ends, the file service and the metadata database all use them, so
 //! they live here rather than in `meta`: nothing in this module knows how
 //! the values are stored, and it must not grow a dependency on any layer.
@@ -146,35 +148,78 @@ impl XattrWrite {
     }
 }
 
+/// The owner of a new node: the creator's user and group (a setgid
+/// directory passes on its group instead).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl Owner {
+    /// Owned by root (user and group 0), as objects stored by key are.
+    pub const ROOT: Owner = Owner { uid: 0, gid: 0 };
+
+    pub fn new(uid: u32, gid: u32) -> Owner {
+        Owner { uid, gid }
+    }
+}
+
 /// A node to create: what it is, its permission bits, its owner, a device
 /// number (special files) and a target (symbolic links).
 #[derive(Debug, Clone, Copy)]
 pub struct NodeSpec<'a> {
     pub kind: Kind,
     pub mode: u32,
-    pub uid: u32,
-    pub gid: u32,
+    pub owner: Owner,
     pub rdev: u32,
     pub target: Option<&'a [u8]>,
 }
 
 impl NodeSpec<'_> {
     /// A regular file.
-    pub fn file(mode: u32, uid: u32, gid: u32) -> NodeSpec<'static> {
+    pub fn file(mode: u32, owner: Owner) -> NodeSpec<'static> {
         NodeSpec {
             kind: Kind::File,
             mode,
-            uid,
-            gid,
+            owner,
             rdev: 0,
             target: None,
+        }
+    }
+
+    /// A directory.
+    pub fn dir(mode: u32, owner: Owner) -> NodeSpec<'static> {
+        NodeSpec {
+            kind: Kind::Dir,
+            ..NodeSpec::file(mode, owner)
+        }
+    }
+
+    /// A symbolic link to `target` (permission bits 0777, as on Linux).
+    pub fn symlink(target: &[u8], owner: Owner) -> NodeSpec<'_> {
+        NodeSpec {
+            kind: Kind::Symlink,
+            target: Some(target),
+            ..NodeSpec::file(0o777, owner)
+        }
+    }
+
+    /// A special file (or a regular one, as `mknod` may create): a device
+    /// number for character and block devices.
+    pub fn special(kind: Kind, mode: u32, rdev: u32, owner: Owner) -> NodeSpec<'static> {
+        NodeSpec {
+            kind,
+            rdev,
+            ..NodeSpec::file(mode, owner)
         }
     }
 
     /// The inode to create in directory `dir`: a setgid directory passes on
     /// its group (and, to new directories, its setgid bit).
     pub fn template_in(&self, dir: &Inode) -> Inode {
-        let mut template = Inode::new(self.kind, self.mode, self.uid, self.gid);
+        let Owner { uid, gid } = self.owner;
+        let mut template = Inode::new(self.kind, self.mode, uid, gid);
         if dir.mode & libc::S_ISGID != 0 {
             template.gid = dir.gid;
             if self.kind == Kind::Dir {
@@ -188,4 +233,39 @@ impl NodeSpec<'_> {
         }
         template
     }
+}
+
+/// A name in a directory: the source or the target of a rename.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NameRef<'a> {
+    pub parent: u64,
+    pub name: &'a [u8],
+}
+
+impl<'a> NameRef<'a> {
+    pub fn new(parent: u64, name: &'a [u8]) -> NameRef<'a> {
+        NameRef { parent, name }
+    }
+}
+
+/// One page of a directory listing in name order: at most `limit` entries,
+/// those after the name `after` (exclusive; `None` starts at the first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirPage<'a> {
+    pub after: Option<&'a [u8]>,
+    pub limit: usize,
+}
+
+impl<'a> DirPage<'a> {
+    pub fn new(after: Option<&'a [u8]>, limit: usize) -> DirPage<'a> {
+        DirPage { after, limit }
+    }
+}
+
+/// What an object upload asks for besides its bytes: a content type (None:
+/// guessed from the key) and a size limit (None: no limit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PutOptions<'a> {
+    pub content_type: Option<&'a str>,
+    pub max_size: Option<u64>,
 }

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use minigcs::config::Config;
 use minigcs::fuse::{self, MountHandle};
 use minigcs::metrics::Metrics;
+use minigcs::model::PutOptions;
 use minigcs::service::Service;
 
 const CHUNK: usize = 1024 * 1024;
@@ -140,6 +141,18 @@ fn errno_of(e: &io::Error) -> i32 {
     e.raw_os_error().unwrap_or(0)
 }
 
+/// A libc return value as a result: negative means the error is in errno,
+/// anything else is a count (bytes, or 0 for success).
+fn checked<R: TryInto<usize>>(r: R) -> io::Result<usize> {
+    r.try_into().map_err(|_| io::Error::last_os_error())
+}
+
+/// Open `path` as `options` say, write `data` and close it.
+fn write_with(options: &OpenOptions, path: &Path, data: &[u8]) {
+    let mut f = options.open(path).unwrap();
+    f.write_all(data).unwrap();
+}
+
 fn cstr(p: &Path) -> CString {
     CString::new(p.as_os_str().as_bytes()).unwrap()
 }
@@ -156,21 +169,15 @@ fn set_xattr(p: &Path, name: &str, value: &[u8], flags: i32) -> io::Result<()> {
             flags,
         )
     };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    checked(r).map(drop)
 }
 
 fn get_xattr(p: &Path, name: &str) -> io::Result<Vec<u8>> {
     let (p, n) = (cstr(p), CString::new(name).unwrap());
     // SAFETY: a size probe with a null buffer of length 0.
-    let size = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), std::ptr::null_mut(), 0) };
-    if size < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut buf = vec![0u8; size as usize];
+    let probe = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), std::ptr::null_mut(), 0) };
+    let size = checked(probe)?;
+    let mut buf = vec![0u8; size];
     if size > 0 {
         // A buffer one byte short must fail with ERANGE.
         // SAFETY: the buffer holds size - 1 bytes.
@@ -186,28 +193,21 @@ fn get_xattr(p: &Path, name: &str) -> io::Result<Vec<u8>> {
         assert_eq!(errno_of(&io::Error::last_os_error()), libc::ERANGE);
     }
     // SAFETY: the buffer holds buf.len() bytes.
-    let n = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    buf.truncate(n as usize);
+    let n = checked(unsafe {
+        libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+    })?;
+    buf.truncate(n);
     Ok(buf)
 }
 
 fn list_xattrs(p: &Path) -> io::Result<Vec<String>> {
     let p = cstr(p);
     // SAFETY: a size probe with a null buffer.
-    let size = unsafe { libc::listxattr(p.as_ptr(), std::ptr::null_mut(), 0) };
-    if size < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut buf = vec![0u8; size as usize];
+    let size = checked(unsafe { libc::listxattr(p.as_ptr(), std::ptr::null_mut(), 0) })?;
+    let mut buf = vec![0u8; size];
     // SAFETY: the buffer holds buf.len() bytes.
-    let n = unsafe { libc::listxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    buf.truncate(n as usize);
+    let n = checked(unsafe { libc::listxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) })?;
+    buf.truncate(n);
     Ok(buf
         .split(|b| *b == 0)
         .filter(|s| !s.is_empty())
@@ -218,11 +218,7 @@ fn list_xattrs(p: &Path) -> io::Result<Vec<String>> {
 fn remove_xattr(p: &Path, name: &str) -> io::Result<()> {
     let (p, n) = (cstr(p), CString::new(name).unwrap());
     // SAFETY: valid NUL-terminated strings.
-    if unsafe { libc::removexattr(p.as_ptr(), n.as_ptr()) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    checked(unsafe { libc::removexattr(p.as_ptr(), n.as_ptr()) }).map(drop)
 }
 
 fn renameat2(from: &Path, to: &Path, flags: u32) -> io::Result<()> {
@@ -237,11 +233,7 @@ fn renameat2(from: &Path, to: &Path, flags: u32) -> io::Result<()> {
             flags,
         )
     };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    checked(r).map(drop)
 }
 
 fn names(dir: &Path) -> Vec<String> {
@@ -385,22 +377,12 @@ fn namespace_operations_behave_like_a_local_disk() {
         .open(fx.p("a/link"))
         .unwrap_err();
     assert_eq!(errno_of(&e), libc::EEXIST);
-    let mut f = OpenOptions::new()
-        .append(true)
-        .open(fx.p("a/link"))
-        .unwrap();
-    f.write_all(b"+more").unwrap();
-    drop(f);
+    write_with(OpenOptions::new().append(true), &fx.p("a/link"), b"+more");
     assert_eq!(fs::read(fx.p("a/link")).unwrap(), b"linked+more");
     // O_CREAT without O_EXCL on an existing file opens it (with O_TRUNC: empties it)
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(fx.p("a/link"))
-        .unwrap();
-    f.write_all(b"again").unwrap();
-    drop(f);
+    let mut create_or_truncate = OpenOptions::new();
+    create_or_truncate.write(true).create(true).truncate(true);
+    write_with(&create_or_truncate, &fx.p("a/link"), b"again");
     assert_eq!(fs::read(fx.p("a/link")).unwrap(), b"again");
 
     // special files are metadata only
@@ -546,7 +528,7 @@ fn an_unlinked_file_stays_usable_through_its_open_handles() {
 fn changes_through_the_object_api_show_in_the_mount() {
     let Some(fx) = setup() else { return };
     fx.service
-        .put_object("api/one.txt", &mut &b"first"[..], None, None)
+        .put_object("api/one.txt", &mut &b"first"[..], PutOptions::default())
         .unwrap();
     assert_eq!(fs::read(fx.p("api/one.txt")).unwrap(), b"first");
     // the kernel has the content cached now; the API replaces it
@@ -555,7 +537,11 @@ fn changes_through_the_object_api_show_in_the_mount() {
     f.read_to_string(&mut s).unwrap();
     drop(f);
     fx.service
-        .put_object("api/one.txt", &mut &b"second version"[..], None, None)
+        .put_object(
+            "api/one.txt",
+            &mut &b"second version"[..],
+            PutOptions::default(),
+        )
         .unwrap();
     assert_eq!(fs::read(fx.p("api/one.txt")).unwrap(), b"second version");
     fx.service.delete_object("api/one.txt").unwrap();
@@ -570,7 +556,7 @@ fn object_api_updates_while_the_mount_reads_do_not_deadlock() {
     for f in 0..4 {
         let mut data = &content(f, 0)[..];
         fx.service
-            .put_object(&format!("c/f{f}"), &mut data, None, None)
+            .put_object(&format!("c/f{f}"), &mut data, PutOptions::default())
             .unwrap();
     }
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -595,7 +581,7 @@ fn object_api_updates_while_the_mount_reads_do_not_deadlock() {
                 let f = v % 4;
                 let mut data = &content(f, v)[..];
                 service
-                    .put_object(&format!("c/f{f}"), &mut data, None, None)
+                    .put_object(&format!("c/f{f}"), &mut data, PutOptions::default())
                     .unwrap();
             }
             done.store(true, std::sync::atomic::Ordering::SeqCst);

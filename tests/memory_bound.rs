@@ -10,6 +10,8 @@ mod common;
 use common::{peak_rss_bytes, stream_object_digest, SeededReader, TestStore};
 use std::time::Instant;
 
+use minigcs::model::PutOptions;
+
 #[test]
 fn one_gib_put_and_get_stay_under_200_mib_peak_rss() {
     const MIB: u64 = 1024 * 1024;
@@ -21,7 +23,7 @@ fn one_gib_put_and_get_stay_under_200_mib_peak_rss() {
     let started = Instant::now();
     let mut reader = SeededReader::new(0x1_0000_0000, SIZE);
     let inode = svc
-        .put_object("big/1gib.bin", &mut reader, None, None)
+        .put_object("big/1gib.bin", &mut reader, PutOptions::default())
         .unwrap();
     let put_secs = started.elapsed().as_secs_f64();
     let want = reader.hex_digest();

@@ -25,6 +25,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use minigcs::control::{print, Reply, Request};
+use minigcs::model::PutOptions;
 use minigcs::report::{
     to_value, HealthReport, InfoReport, MetricsSummary, NodesReport, PingReply, PlacementReport,
     Progress, RecoveryReply, RecoveryReport, ScrubReport, StatsReport,
@@ -191,9 +192,9 @@ fn live_reports_have_the_captured_shape() {
     let store = TestStore::new(&["us-east-1", "us-west-1", "eu-west-1"], 2, 1, CS);
     let svc: &Service = store.service();
     let data = seeded_bytes(7, (CS * 7 / 2) as usize);
-    svc.put_object("dir/obj.bin", &mut &data[..], None, None)
+    svc.put_object("dir/obj.bin", &mut &data[..], PutOptions::default())
         .unwrap();
-    svc.put_object("small.txt", &mut &b"small"[..], None, None)
+    svc.put_object("small.txt", &mut &b"small"[..], PutOptions::default())
         .unwrap();
 
     let chunks = store.service().object_info("dir/obj.bin").unwrap().chunks;

@@ -7,11 +7,11 @@
 
 mod common;
 
-use common::{seeded_bytes, TestStore};
+use common::{create_file, seeded_bytes, TestStore};
 use std::sync::{Arc, Barrier};
 
 use minigcs::error::Error;
-use minigcs::model::{Kind, NodeSpec, XattrWrite, ROOT_INO};
+use minigcs::model::{Kind, NodeSpec, Owner, XattrWrite, ROOT_INO};
 use minigcs::service::posix::{Allocate, IfExists, ACL_ACCESS_XATTR};
 use minigcs::service::{OpenFlags, Service};
 
@@ -31,9 +31,7 @@ fn rw() -> OpenFlags {
 
 /// A file named `name` in the root holding `data`, committed; its inode.
 fn file_with(svc: &Service, name: &[u8], data: &[u8]) -> u64 {
-    let (inode, fh) = svc
-        .create_or_open(ROOT_INO, name, 0o644, 1000, 1000, rw(), IfExists::Fail)
-        .unwrap();
+    let (inode, fh) = create_file(svc, name, 0o644, Owner::new(1000, 1000));
     svc.write(fh, 0, data).unwrap();
     svc.release(fh).unwrap();
     inode.ino
@@ -41,14 +39,39 @@ fn file_with(svc: &Service, name: &[u8], data: &[u8]) -> u64 {
 
 /// A directory owned by root and group `gid`.
 fn dir_spec(mode: u32, gid: u32) -> NodeSpec<'static> {
-    NodeSpec {
-        kind: Kind::Dir,
-        mode,
-        uid: 0,
-        gid,
-        rdev: 0,
-        target: None,
+    NodeSpec::dir(mode, Owner::new(0, gid))
+}
+
+/// `setxattr` of the access ACL, as the mount passes it on.
+fn setxattr_acl(svc: &Service, ino: u64, value: &[u8], mode: XattrWrite) -> Result<(), Error> {
+    svc.set_xattr_posix(ino, ACL_ACCESS_XATTR, value, mode)
+}
+
+/// Run `call` on `threads` threads released at the same moment; their
+/// results in thread order.
+fn at_once<T: Send>(threads: usize, call: impl Fn() -> T + Sync) -> Vec<T> {
+    let barrier = Barrier::new(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    call()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+/// Write `data` from offset 0 through a new handle, `block` bytes per
+/// write (each write extends the file); the handle, still open.
+fn write_in_blocks(svc: &Service, ino: u64, data: &[u8], block: usize) -> u64 {
+    let fh = svc.open_file(ino, rw()).unwrap();
+    for (i, piece) in data.chunks(block).enumerate() {
+        svc.write(fh, (i * block) as u64, piece).unwrap();
     }
+    fh
 }
 
 /// The committed content of a file.
@@ -115,13 +138,7 @@ fn a_minimal_acl_becomes_the_mode_and_is_not_stored() {
         None,
     )
     .unwrap();
-    svc.set_xattr_posix(
-        ino,
-        ACL_ACCESS_XATTR,
-        &minimal_acl(7, 5, 0),
-        XattrWrite::Upsert,
-    )
-    .unwrap();
+    setxattr_acl(svc, ino, &minimal_acl(7, 5, 0), XattrWrite::Upsert).unwrap();
     // Permission bits from the ACL; the setuid bit stays.
     assert_eq!(mode_of(svc, ino), 0o4750);
     assert!(matches!(
@@ -142,13 +159,7 @@ fn an_extended_acl_is_stored_and_its_mask_gives_the_group_bits() {
     assert_eq!(mode_of(svc, ino), 0o660);
     assert_eq!(svc.get_xattr(ino, ACL_ACCESS_XATTR).unwrap(), value);
     // Setting a minimal ACL again drops the stored one.
-    svc.set_xattr_posix(
-        ino,
-        ACL_ACCESS_XATTR,
-        &minimal_acl(6, 4, 4),
-        XattrWrite::Upsert,
-    )
-    .unwrap();
+    setxattr_acl(svc, ino, &minimal_acl(6, 4, 4), XattrWrite::Upsert).unwrap();
     assert_eq!(mode_of(svc, ino), 0o644);
     assert!(svc.list_xattrs(ino).unwrap().is_empty());
 }
@@ -162,31 +173,21 @@ fn a_refused_acl_changes_neither_the_mode_nor_the_attribute() {
     svc.set_access_acl(ino, &value, XattrWrite::Upsert).unwrap();
 
     // XATTR_CREATE over a stored ACL.
-    let r = svc.set_xattr_posix(
-        ino,
-        ACL_ACCESS_XATTR,
-        &minimal_acl(7, 7, 7),
-        XattrWrite::CreateOnly,
-    );
+    let r = setxattr_acl(svc, ino, &minimal_acl(7, 7, 7), XattrWrite::CreateOnly);
     assert!(matches!(r, Err(Error::AlreadyExists(_))), "{r:?}");
     assert_eq!(mode_of(svc, ino), 0o660);
     assert_eq!(svc.get_xattr(ino, ACL_ACCESS_XATTR).unwrap(), value);
 
     // Malformed (no "other" entry).
     let broken = acl(&[(USER_OBJ, 7, u32::MAX), (GROUP_OBJ, 7, u32::MAX)]);
-    let r = svc.set_xattr_posix(ino, ACL_ACCESS_XATTR, &broken, XattrWrite::Upsert);
+    let r = setxattr_acl(svc, ino, &broken, XattrWrite::Upsert);
     assert!(matches!(r, Err(Error::InvalidArgument(_))), "{r:?}");
     assert_eq!(mode_of(svc, ino), 0o660);
 
     // XATTR_REPLACE when none is stored.
     let other = file_with(svc, b"g", b"y");
     let before = mode_of(svc, other);
-    let r = svc.set_xattr_posix(
-        other,
-        ACL_ACCESS_XATTR,
-        &minimal_acl(7, 0, 0),
-        XattrWrite::ReplaceOnly,
-    );
+    let r = setxattr_acl(svc, other, &minimal_acl(7, 0, 0), XattrWrite::ReplaceOnly);
     assert!(matches!(r, Err(Error::NoAttribute(_))), "{r:?}");
     assert_eq!(mode_of(svc, other), before);
 }
@@ -209,7 +210,14 @@ fn create_or_open_creates_a_missing_file_for_the_caller() {
     let store = store();
     let svc = store.service();
     let (inode, fh) = svc
-        .create_or_open(ROOT_INO, b"new", 0o640, 1000, 2000, rw(), IfExists::Open)
+        .create_or_open(
+            ROOT_INO,
+            b"new",
+            0o640,
+            Owner::new(1000, 2000),
+            rw(),
+            IfExists::Open,
+        )
         .unwrap();
     assert_eq!(
         (inode.kind, inode.mode, inode.uid, inode.gid, inode.size),
@@ -228,7 +236,14 @@ fn create_or_open_opens_an_existing_file_as_it_is() {
     let data = seeded_bytes(1, 3 * CS as usize + 17);
     let ino = file_with(svc, b"f", &data);
     let (inode, fh) = svc
-        .create_or_open(ROOT_INO, b"f", 0o600, 7, 7, rw(), IfExists::Open)
+        .create_or_open(
+            ROOT_INO,
+            b"f",
+            0o600,
+            Owner::new(7, 7),
+            rw(),
+            IfExists::Open,
+        )
         .unwrap();
     // The existing file, not one made from the new mode and owner.
     assert_eq!((inode.ino, inode.mode, inode.uid), (ino, 0o644, 1000));
@@ -244,7 +259,7 @@ fn create_or_open_with_o_trunc_empties_an_existing_file() {
     let svc = store.service();
     let ino = file_with(svc, b"f", &seeded_bytes(2, 2 * CS as usize));
     let (inode, fh) = svc
-        .create_or_open(ROOT_INO, b"f", 0o644, 0, 0, rw(), IfExists::Truncate)
+        .create_or_open(ROOT_INO, b"f", 0o644, Owner::ROOT, rw(), IfExists::Truncate)
         .unwrap();
     assert_eq!((inode.ino, inode.size), (ino, 0));
     svc.write(fh, 0, b"fresh").unwrap();
@@ -257,7 +272,7 @@ fn create_or_open_with_o_excl_refuses_an_existing_name() {
     let store = store();
     let svc = store.service();
     let ino = file_with(svc, b"f", b"keep me");
-    let r = svc.create_or_open(ROOT_INO, b"f", 0o644, 0, 0, rw(), IfExists::Fail);
+    let r = svc.create_or_open(ROOT_INO, b"f", 0o644, Owner::ROOT, rw(), IfExists::Fail);
     assert!(matches!(r, Err(Error::AlreadyExists(_))), "{r:?}");
     assert_eq!(content(svc, ino), b"keep me");
     assert_eq!(
@@ -272,7 +287,7 @@ fn create_or_open_of_a_directory_name_is_refused() {
     let store = store();
     let svc = store.service();
     svc.make_node(ROOT_INO, b"d", &dir_spec(0o755, 0)).unwrap();
-    let r = svc.create_or_open(ROOT_INO, b"d", 0o644, 0, 0, rw(), IfExists::Open);
+    let r = svc.create_or_open(ROOT_INO, b"d", 0o644, Owner::ROOT, rw(), IfExists::Open);
     assert!(matches!(r, Err(Error::IsADirectory(_))), "{r:?}");
     assert_eq!(svc.statistics_open_files(), 0);
 }
@@ -286,7 +301,14 @@ fn a_file_created_in_a_setgid_directory_takes_its_group() {
         .make_node(ROOT_INO, b"shared", &dir_spec(mode, 77))
         .unwrap();
     let (inode, fh) = svc
-        .create_or_open(dir.ino, b"f", 0o644, 1000, 1000, rw(), IfExists::Open)
+        .create_or_open(
+            dir.ino,
+            b"f",
+            0o644,
+            Owner::new(1000, 1000),
+            rw(),
+            IfExists::Open,
+        )
         .unwrap();
     svc.release(fh).unwrap();
     assert_eq!((inode.uid, inode.gid), (1000, 77));
@@ -297,17 +319,8 @@ fn concurrent_opens_with_o_creat_agree_on_one_file() {
     let store = store();
     let svc = store.service();
     const THREADS: usize = 8;
-    let barrier = Barrier::new(THREADS);
-    let results: Vec<_> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..THREADS)
-            .map(|_| {
-                s.spawn(|| {
-                    barrier.wait();
-                    svc.create_or_open(ROOT_INO, b"race", 0o644, 0, 0, rw(), IfExists::Open)
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    let results = at_once(THREADS, || {
+        svc.create_or_open(ROOT_INO, b"race", 0o644, Owner::ROOT, rw(), IfExists::Open)
     });
     let inos: Vec<u64> = results
         .into_iter()
@@ -320,28 +333,20 @@ fn concurrent_opens_with_o_creat_agree_on_one_file() {
     assert!(inos.iter().all(|&i| i == inos[0]), "{inos:?}");
 
     // With O_EXCL exactly one wins.
-    let wins = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..THREADS)
-            .map(|_| {
-                s.spawn(|| {
-                    barrier.wait();
-                    svc.create_or_open(ROOT_INO, b"excl", 0o644, 0, 0, rw(), IfExists::Fail)
-                })
-            })
-            .collect();
-        let mut wins = 0;
-        for h in handles {
-            match h.join().unwrap() {
-                Ok((_, fh)) => {
-                    wins += 1;
-                    svc.release(fh).unwrap();
-                }
-                Err(Error::AlreadyExists(_)) => {}
-                Err(e) => panic!("unexpected {e}"),
-            }
-        }
-        wins
+    let results = at_once(THREADS, || {
+        svc.create_or_open(ROOT_INO, b"excl", 0o644, Owner::ROOT, rw(), IfExists::Fail)
     });
+    let mut wins = 0;
+    for r in results {
+        match r {
+            Ok((_, fh)) => {
+                wins += 1;
+                svc.release(fh).unwrap();
+            }
+            Err(Error::AlreadyExists(_)) => {}
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
     assert_eq!(wins, 1);
 }
 
@@ -441,13 +446,7 @@ fn a_concurrent_writers_bytes_survive_growth() {
     let written = seeded_bytes(6, BLOCK * BLOCKS);
     let final_end = 16 * CS;
     std::thread::scope(|s| {
-        let writer = s.spawn(|| {
-            let fh = svc.open_file(ino, rw()).unwrap();
-            for (i, block) in written.chunks(BLOCK).enumerate() {
-                svc.write(fh, (i * BLOCK) as u64, block).unwrap();
-            }
-            fh
-        });
+        let writer = s.spawn(|| write_in_blocks(svc, ino, &written, BLOCK));
         // Grow past everything the writer writes, in steps, meanwhile.
         let start = (BLOCK * BLOCKS) as u64 + 1;
         let steps = 200;
@@ -479,10 +478,7 @@ fn growth_racing_an_extending_writer_never_cuts_it_back() {
     let done = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
         let writer = s.spawn(|| {
-            let fh = svc.open_file(ino, rw()).unwrap();
-            for (i, block) in written.chunks(BLOCK).enumerate() {
-                svc.write(fh, (i * BLOCK) as u64, block).unwrap();
-            }
+            let fh = write_in_blocks(svc, ino, &written, BLOCK);
             done.store(true, std::sync::atomic::Ordering::SeqCst);
             fh
         });

@@ -7,7 +7,8 @@
 mod common;
 
 use common::{
-    flip_last_byte, seeded_bytes, sha256_hex, stream_object_digest, SeededReader, TestStore,
+    create_file, flip_last_byte, seeded_bytes, sha256_hex, stream_object_digest, SeededReader,
+    TestStore,
 };
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use minigcs::error::Error;
 use minigcs::meta::{AttrChange, ChunkRecord, ROOT_INO};
+use minigcs::model::{Owner, PutOptions};
 use minigcs::service::{OpenFlags, Service};
 
 const CS: u64 = 64 * 1024;
@@ -28,7 +30,7 @@ fn boundary_sizes(cs: u64) -> Vec<usize> {
 
 fn put(service: &Service, key: &str, data: &[u8]) {
     let inode = service
-        .put_object(key, &mut &data[..], None, None)
+        .put_object(key, &mut &data[..], PutOptions::default())
         .unwrap_or_else(|e| panic!("put {key}: {e}"));
     assert_eq!(inode.size, data.len() as u64, "{key}: size");
     assert_eq!(
@@ -47,6 +49,11 @@ fn get(service: &Arc<Service>, key: &str) -> Result<Vec<u8>, Error> {
         "{key}: a full read returns the whole object"
     );
     Ok(data)
+}
+
+/// The object at `key` reads back as `want` (`what` names the check).
+fn assert_object(service: &Arc<Service>, key: &str, want: &[u8], what: &str) {
+    assert_same(what, &get(service, key).unwrap(), want);
 }
 
 fn assert_same(key: &str, got: &[u8], want: &[u8]) {
@@ -223,7 +230,7 @@ fn streamed_100_mib_round_trip() {
     let mut reader = SeededReader::new(0x100, size);
     let started = Instant::now();
     let inode = svc
-        .put_object("big/100mib.bin", &mut reader, None, None)
+        .put_object("big/100mib.bin", &mut reader, PutOptions::default())
         .unwrap();
     let put_time = started.elapsed();
     let want = reader.hex_digest();
@@ -402,11 +409,7 @@ fn corruption_scenarios(k: usize, m: usize) {
     let svc = store.reopen().clone();
     for index in 0..k + m {
         let key = format!("corrupt/{k}-{m}/shard-{index}.bin");
-        assert_same(
-            &key,
-            &get(&svc, &key).unwrap(),
-            &seeded_bytes(500 + index as u64, size),
-        );
+        assert_object(&svc, &key, &seeded_bytes(500 + index as u64, size), &key);
     }
     assert_eq!(
         svc.metrics().degraded_reads(),
@@ -540,7 +543,7 @@ fn superseded_chunks_are_freed_after_commit() {
             f.display()
         );
     }
-    assert_same("v2", &get(svc, "gc/obj.bin").unwrap(), &v2);
+    assert_object(svc, "gc/obj.bin", &v2, "v2");
     assert_eq!(
         store.all_shard_files().len(),
         9,
@@ -575,9 +578,7 @@ fn read_handle(svc: &Arc<Service>, fh: u64, size: usize) -> Vec<u8> {
 fn file_api_random_writes_match_reference() {
     let mut store = TestStore::round_robin(3, 3, 2, 1, CS);
     let svc = store.service().clone();
-    let (inode, fh) = svc
-        .create(ROOT_INO, b"random.bin", 0o644, 1000, 1000, rw())
-        .unwrap();
+    let (inode, fh) = create_file(&svc, b"random.bin", 0o644, Owner::new(1000, 1000));
     let mut reference: Vec<u8> = Vec::new();
     let mut rng = rand::rngs::StdRng::seed_from_u64(0xf11e);
     let span = (CS * 5) as usize;
@@ -613,15 +614,11 @@ fn file_api_random_writes_match_reference() {
         }
         if round == 150 {
             svc.flush(fh).unwrap();
-            assert_same(
-                "mid-way flush",
-                &get(&svc, "random.bin").unwrap(),
-                &reference,
-            );
+            assert_object(&svc, "random.bin", &reference, "mid-way flush");
         }
     }
     svc.flush(fh).unwrap();
-    assert_same("after flush", &get(&svc, "random.bin").unwrap(), &reference);
+    assert_object(&svc, "random.bin", &reference, "after flush");
     assert_same(
         "handle after flush",
         &read_handle(&svc, fh, reference.len()),
@@ -631,11 +628,7 @@ fn file_api_random_writes_match_reference() {
     drop(svc);
 
     let svc = store.reopen().clone();
-    assert_same(
-        "after restart",
-        &get(&svc, "random.bin").unwrap(),
-        &reference,
-    );
+    assert_object(&svc, "random.bin", &reference, "after restart");
     let info = svc.object_info("random.bin").unwrap();
     assert_eq!(
         info.inode.checksum.as_deref(),
@@ -650,11 +643,11 @@ fn file_api_truncate_down_and_up_reads_zeros() {
     let svc = store.service().clone();
     let cs = CS as usize;
     let data = seeded_bytes(3, 3 * cs + 500);
-    let (inode, fh) = svc.create(ROOT_INO, b"t.bin", 0o600, 0, 0, rw()).unwrap();
+    let (inode, fh) = create_file(&svc, b"t.bin", 0o600, Owner::ROOT);
     svc.write(fh, 0, &data).unwrap();
     svc.release(fh).unwrap();
     let mut reference = data.clone();
-    assert_same("written", &get(&svc, "t.bin").unwrap(), &reference);
+    assert_object(&svc, "t.bin", &reference, "written");
 
     // Closed file: each truncate commits at once.
     for size in [
@@ -672,11 +665,7 @@ fn file_api_truncate_down_and_up_reads_zeros() {
             .unwrap();
         assert_eq!(attrs.size, size as u64);
         reference.resize(size, 0);
-        assert_same(
-            &format!("truncate to {size}"),
-            &get(&svc, "t.bin").unwrap(),
-            &reference,
-        );
+        assert_object(&svc, "t.bin", &reference, &format!("truncate to {size}"));
     }
     assert!(reference[17..].iter().all(|&b| b == 0));
 
@@ -702,11 +691,7 @@ fn file_api_truncate_down_and_up_reads_zeros() {
         &reference,
     );
     svc.release(fh).unwrap();
-    assert_same(
-        "committed after release",
-        &get(&svc, "t.bin").unwrap(),
-        &reference,
-    );
+    assert_object(&svc, "t.bin", &reference, "committed after release");
 }
 
 #[test]
@@ -717,9 +702,7 @@ fn file_unlinked_while_open_stays_readable_then_is_purged() {
 
     // Committed content, unlinked while a handle is open.
     let data = seeded_bytes(11, 2 * cs + 33);
-    let (inode, fh) = svc
-        .create(ROOT_INO, b"gone.bin", 0o644, 0, 0, rw())
-        .unwrap();
+    let (inode, fh) = create_file(&svc, b"gone.bin", 0o644, Owner::ROOT);
     svc.write(fh, 0, &data).unwrap();
     svc.flush(fh).unwrap();
     let files_with_it = store.all_shard_files().len();
@@ -757,9 +740,7 @@ fn file_unlinked_while_open_stays_readable_then_is_purged() {
 
     // Never committed: full chunks already uploaded in the background.
     let data = seeded_bytes(12, 3 * cs + 1);
-    let (inode, fh) = svc
-        .create(ROOT_INO, b"scratch.bin", 0o644, 0, 0, rw())
-        .unwrap();
+    let (inode, fh) = create_file(&svc, b"scratch.bin", 0o644, Owner::ROOT);
     svc.write(fh, 0, &data).unwrap();
     svc.unlink(ROOT_INO, b"scratch.bin").unwrap();
     assert_same(
@@ -829,16 +810,8 @@ fn write_with_a_node_down_then_recover_it() {
     // (a shard never placed): 8 chunks, each lacking one shard.
     assert_eq!(health["chunks_missing_shards"], 8, "{health}");
     assert_eq!(health["shards_missing"], 8, "{health}");
-    assert_same(
-        "before, node down",
-        &get(&svc, "before.bin").unwrap(),
-        &before,
-    );
-    assert_same(
-        "during, node down",
-        &get(&svc, "during.bin").unwrap(),
-        &during,
-    );
+    assert_object(&svc, "before.bin", &before, "before, node down");
+    assert_object(&svc, "during.bin", &during, "during, node down");
 
     let report = svc.recover_node("node-2", &|_| {}).unwrap();
     assert_eq!(report.chunks_failed, 0, "{report:?}");
@@ -854,16 +827,8 @@ fn write_with_a_node_down_then_recover_it() {
     store.delete_node(0);
     drop(svc);
     let svc = store.reopen().clone();
-    assert_same(
-        "before, after recovery",
-        &get(&svc, "before.bin").unwrap(),
-        &before,
-    );
-    assert_same(
-        "during, after recovery",
-        &get(&svc, "during.bin").unwrap(),
-        &during,
-    );
+    assert_object(&svc, "before.bin", &before, "before, after recovery");
+    assert_object(&svc, "during.bin", &during, "during, after recovery");
 }
 
 // ------------------------------------------------------------ 8. region loss
@@ -943,7 +908,7 @@ fn invalid_keys_are_rejected() {
         &long_segment,
     ];
     for key in bad {
-        match svc.put_object(key, &mut &b"x"[..], None, None) {
+        match svc.put_object(key, &mut &b"x"[..], PutOptions::default()) {
             Err(Error::InvalidKey(_)) => {}
             other => panic!("put {key:?}: expected InvalidKey, got {other:?}"),
         }
@@ -980,7 +945,7 @@ fn a_file_cannot_be_a_directory() {
     let svc = store.service();
     put(svc, "a.txt", b"file");
     assert!(
-        svc.put_object("a.txt/b", &mut &b"x"[..], None, None)
+        svc.put_object("a.txt/b", &mut &b"x"[..], PutOptions::default())
             .is_err(),
         "a.txt/b under a file"
     );
@@ -988,7 +953,7 @@ fn a_file_cannot_be_a_directory() {
     assert_eq!(get(svc, "a.txt").unwrap(), b"file");
     put(svc, "dir/inner", b"x");
     assert!(matches!(
-        svc.put_object("dir", &mut &b"y"[..], None, None),
+        svc.put_object("dir", &mut &b"y"[..], PutOptions::default()),
         Err(Error::IsADirectory(_))
     ));
     assert!(matches!(

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use common::{flip_last_byte, TestStore};
 use minigcs::control::{execute, Reply, Request};
+use minigcs::model::{Owner, PutOptions};
 use minigcs::report::{WorkerReport, WorkerState, WorkersReport};
+use minigcs::service::posix::IfExists;
 use minigcs::service::{OpenFlags, Service};
 
 const CS: u64 = 64 * 1024;
@@ -30,7 +32,7 @@ const WORKER_NAMES: [&str; 6] = [
 ];
 
 fn put(svc: &Service, key: &str, data: &[u8]) {
-    svc.put_object(key, &mut &data[..], None, None)
+    svc.put_object(key, &mut &data[..], PutOptions::default())
         .unwrap_or_else(|e| panic!("put {key}: {e}"));
 }
 
@@ -55,17 +57,17 @@ fn within_bound(what: &str, mut done: impl FnMut() -> bool) -> Duration {
 /// Write a new file through a handle, as the mount does, and close it.
 fn write_new_file(svc: &Service, name: &str, data: &[u8]) {
     let (_, fh) = svc
-        .create(
+        .create_or_open(
             minigcs::meta::ROOT_INO,
             name.as_bytes(),
             0o644,
-            0,
-            0,
+            Owner::ROOT,
             OpenFlags {
                 read: false,
                 write: true,
                 append: false,
             },
+            IfExists::Fail,
         )
         .unwrap();
     svc.write(fh, 0, data).unwrap();

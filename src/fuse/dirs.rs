@@ -15,6 +15,7 @@ use std::sync::Arc;
 use super::convert::{file_type, to_attr};
 use super::TTL;
 use crate::error::{Error, Result};
+use crate::model::DirPage;
 use crate::service::Service;
 
 /// Directory entries fetched from the service per query when snapshotting.
@@ -105,7 +106,7 @@ fn snapshot(service: &Service, ino: u64) -> Result<Vec<DirEntry>> {
     let mut entries = Vec::new();
     let mut after: Option<Vec<u8>> = None;
     loop {
-        let page = service.list_dir(ino, after.as_deref(), DIR_PAGE)?;
+        let page = service.list_dir(ino, DirPage::new(after.as_deref(), DIR_PAGE))?;
         let full = page.len() == DIR_PAGE;
         after = page.last().map(|(n, _)| n.clone());
         entries.extend(page.into_iter().map(|(name, inode)| DirEntry {

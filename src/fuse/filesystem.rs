@@ -20,14 +20,14 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use super::convert::{
-    allocate_mode, fail, if_exists, mknod_kind, open_flags, rename_mode, time_or_now, to_attr,
-    to_nanos,
+    allocate_mode, if_exists, mknod_kind, open_flags, rename_mode, time_or_now, to_attr, to_nanos,
 };
 use super::dirs::{fill_readdir, fill_readdirplus, DirHandles};
 use super::page_cache::PageCache;
+use super::reply::{self, answer};
 use super::{xattr, TTL};
 use crate::error::{Error, Result};
-use crate::model::{AttrChange, Inode, Kind, NodeSpec};
+use crate::model::{AttrChange, Inode, Kind, NameRef, NodeSpec, Owner};
 use crate::service::Service;
 
 /// Largest read/write request asked from the kernel.
@@ -43,42 +43,9 @@ pub(super) struct MiniFs {
     page_cache: Arc<PageCache>,
 }
 
-/// What mknod, mkdir and symlink create.
-struct NewNode<'a> {
-    kind: Kind,
-    mode: u32,
-    rdev: u32,
-    target: Option<&'a [u8]>,
-}
-
-fn reply_entry(op: &str, r: Result<Inode>, reply: ReplyEntry) {
-    match r {
-        Ok(inode) => reply.entry(&TTL, &to_attr(&inode), Generation(0)),
-        Err(e) => reply.error(fail(op, &e)),
-    }
-}
-
-fn reply_attr(op: &str, r: Result<Inode>, reply: ReplyAttr) {
-    match r {
-        Ok(inode) => reply.attr(&TTL, &to_attr(&inode)),
-        Err(e) => reply.error(fail(op, &e)),
-    }
-}
-
-fn reply_empty(op: &str, r: Result<()>, reply: ReplyEmpty) {
-    match r {
-        Ok(()) => reply.ok(),
-        Err(e) => reply.error(fail(op, &e)),
-    }
-}
-
-/// FOPEN_KEEP_CACHE when the page cache may be kept.
-fn open_reply_flags(keep_cache: bool) -> FopenFlags {
-    if keep_cache {
-        FopenFlags::FOPEN_KEEP_CACHE
-    } else {
-        FopenFlags::empty()
-    }
+/// The owner of what a request creates: its caller.
+fn caller(req: &Request) -> Owner {
+    Owner::new(req.uid(), req.gid())
 }
 
 impl MiniFs {
@@ -103,47 +70,53 @@ impl MiniFs {
             .record(op, "", bytes, elapsed, ok, msg.as_deref());
     }
 
-    /// Create a node of `node.kind` (not opened) owned by the caller.
-    fn make(
+    /// Run a service call, recording its latency and the bytes it moved
+    /// (`bytes` of its result) as operation `metric`.
+    fn timed_io<T>(
         &self,
-        req: &Request,
-        parent: INodeNo,
-        name: &OsStr,
-        node: NewNode<'_>,
-    ) -> Result<Inode> {
+        metric: &str,
+        bytes: impl FnOnce(&T) -> u64,
+        call: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
         let start = Instant::now();
-        let spec = NodeSpec {
-            kind: node.kind,
-            mode: node.mode & 0o7777,
-            uid: req.uid(),
-            gid: req.gid(),
-            rdev: node.rdev,
-            target: node.target,
-        };
-        let r = self.service.make_node(parent.0, name.as_bytes(), &spec);
-        match node.kind {
-            Kind::Dir => self.record("fuse_mkdir", start, 0, r.as_ref().err()),
-            Kind::File => self.record("fuse_create", start, 0, r.as_ref().err()),
-            _ => {}
-        }
+        let r = call();
+        let moved = r.as_ref().map_or(0, bytes);
+        self.record(metric, start, moved, r.as_ref().err());
         r
     }
 
-    /// The end of a flush, fsync or release: its latency when timed
-    /// (`fuse_<op>`), keep-cache bookkeeping, and the reply.
-    fn finish_commit(
+    /// Run a service call that moves no data, recording its latency.
+    fn timed<T>(&self, metric: &str, call: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.timed_io(metric, |_| 0, call)
+    }
+
+    /// Create `spec` as `name` in `parent` (not opened). Directories and
+    /// files are timed (`fuse_mkdir`, `fuse_create`).
+    fn make(&self, parent: INodeNo, name: &OsStr, spec: &NodeSpec) -> Result<Inode> {
+        let make = || self.service.make_node(parent.0, name.as_bytes(), spec);
+        match spec.kind {
+            Kind::Dir => self.timed("fuse_mkdir", make),
+            Kind::File => self.timed("fuse_create", make),
+            _ => make(),
+        }
+    }
+
+    /// Answer a flush, fsync or release: run `commit` (timed as `fuse_<op>`
+    /// when `timed`), keep the page-cache bookkeeping, reply.
+    fn commit_reply(
         &self,
         op: &str,
-        started: Option<Instant>,
+        timed: bool,
         ino: INodeNo,
-        r: Result<()>,
+        commit: impl FnOnce() -> Result<()>,
         reply: ReplyEmpty,
     ) {
-        if let Some(start) = started {
-            self.record(&format!("fuse_{op}"), start, 0, r.as_ref().err());
-        }
+        let r = match timed {
+            true => self.timed(&format!("fuse_{op}"), commit),
+            false => commit(),
+        };
         self.page_cache.after_commit(&self.service, ino.0, &r);
-        reply_empty(op, r, reply);
+        reply::empty(op, r, reply);
     }
 }
 
@@ -171,17 +144,14 @@ impl Filesystem for MiniFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        reply_entry(
-            "lookup",
-            self.service.lookup(parent.0, name.as_bytes()),
-            reply,
-        );
+        let r = self.service.lookup(parent.0, name.as_bytes());
+        reply::entry("lookup", r, reply);
     }
 
     fn forget(&self, _req: &Request, _ino: INodeNo, _nlookup: u64) {}
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        reply_attr("getattr", self.service.getattr(ino.0), reply);
+        reply::attr("getattr", self.service.getattr(ino.0), reply);
     }
 
     fn setattr(
@@ -210,14 +180,12 @@ impl Filesystem for MiniFs {
             mtime: mtime.map(time_or_now),
             ctime: ctime.map(to_nanos),
         };
-        reply_attr("setattr", self.service.setattr(ino.0, &change, size), reply);
+        reply::attr("setattr", self.service.setattr(ino.0, &change, size), reply);
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        match self.service.readlink(ino.0) {
-            Ok(target) => reply.data(&target),
-            Err(e) => reply.error(fail("readlink", &e)),
-        }
+        let r = self.service.readlink(ino.0);
+        answer("readlink", r, reply, |reply, target| reply.data(&target));
     }
 
     fn mknod(
@@ -235,13 +203,8 @@ impl Filesystem for MiniFs {
         };
         let devices = matches!(kind, Kind::CharDevice | Kind::BlockDevice);
         let rdev = if devices { rdev } else { 0 };
-        let node = NewNode {
-            kind,
-            mode,
-            rdev,
-            target: None,
-        };
-        reply_entry("mknod", self.make(req, parent, name, node), reply);
+        let spec = NodeSpec::special(kind, mode & 0o7777, rdev, caller(req));
+        reply::entry("mknod", self.make(parent, name, &spec), reply);
     }
 
     fn mkdir(
@@ -253,13 +216,8 @@ impl Filesystem for MiniFs {
         _umask: u32,
         reply: ReplyEntry,
     ) {
-        let node = NewNode {
-            kind: Kind::Dir,
-            mode,
-            rdev: 0,
-            target: None,
-        };
-        reply_entry("mkdir", self.make(req, parent, name, node), reply);
+        let spec = NodeSpec::dir(mode & 0o7777, caller(req));
+        reply::entry("mkdir", self.make(parent, name, &spec), reply);
     }
 
     fn symlink(
@@ -270,29 +228,20 @@ impl Filesystem for MiniFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        let node = NewNode {
-            kind: Kind::Symlink,
-            mode: 0o777,
-            rdev: 0,
-            target: Some(target.as_os_str().as_bytes()),
-        };
-        let r = self.make(req, parent, link_name, node);
-        reply_entry("symlink", r, reply);
+        let spec = NodeSpec::symlink(target.as_os_str().as_bytes(), caller(req));
+        reply::entry("symlink", self.make(parent, link_name, &spec), reply);
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let start = Instant::now();
-        let r = self.service.unlink(parent.0, name.as_bytes());
-        self.record("fuse_unlink", start, 0, r.as_ref().err());
-        reply_empty("unlink", r, reply);
+        let r = self.timed("fuse_unlink", || {
+            self.service.unlink(parent.0, name.as_bytes())
+        });
+        reply::empty("unlink", r, reply);
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        reply_empty(
-            "rmdir",
-            self.service.rmdir(parent.0, name.as_bytes()),
-            reply,
-        );
+        let r = self.service.rmdir(parent.0, name.as_bytes());
+        reply::empty("rmdir", r, reply);
     }
 
     fn rename(
@@ -308,13 +257,10 @@ impl Filesystem for MiniFs {
         let Some(mode) = rename_mode(flags) else {
             return reply.error(Errno::EINVAL);
         };
-        let start = Instant::now();
-        let (name, newname) = (name.as_bytes(), newname.as_bytes());
-        let r = self
-            .service
-            .rename(parent.0, name, newparent.0, newname, mode);
-        self.record("fuse_rename", start, 0, r.as_ref().err());
-        reply_empty("rename", r, reply);
+        let from = NameRef::new(parent.0, name.as_bytes());
+        let to = NameRef::new(newparent.0, newname.as_bytes());
+        let r = self.timed("fuse_rename", || self.service.rename(from, to, mode));
+        reply::empty("rename", r, reply);
     }
 
     fn link(
@@ -326,7 +272,7 @@ impl Filesystem for MiniFs {
         reply: ReplyEntry,
     ) {
         let r = self.service.link(ino.0, newparent.0, newname.as_bytes());
-        reply_entry("link", r, reply);
+        reply::entry("link", r, reply);
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -339,13 +285,10 @@ impl Filesystem for MiniFs {
                     let _ = service.release(fh);
                 })
         });
-        match r {
-            Ok((fh, inode)) => {
-                let keep = self.page_cache.keep_on_open(&inode);
-                reply.opened(FileHandle(fh), open_reply_flags(keep));
-            }
-            Err(e) => reply.error(fail("open", &e)),
-        }
+        answer("open", r, reply, |reply, (fh, inode)| {
+            let keep = self.page_cache.keep_on_open(&inode);
+            reply.opened(FileHandle(fh), reply::open_flags(keep));
+        });
     }
 
     fn read(
@@ -359,17 +302,9 @@ impl Filesystem for MiniFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let start = Instant::now();
-        match self.service.read(fh.0, offset, size as usize) {
-            Ok(data) => {
-                self.record("fuse_read", start, data.len() as u64, None);
-                reply.data(&data);
-            }
-            Err(e) => {
-                self.record("fuse_read", start, 0, Some(&e));
-                reply.error(fail("read", &e));
-            }
-        }
+        let read = || self.service.read(fh.0, offset, size as usize);
+        let r = self.timed_io("fuse_read", |data| data.len() as u64, read);
+        answer("read", r, reply, |reply, data| reply.data(&data));
     }
 
     fn write(
@@ -384,14 +319,9 @@ impl Filesystem for MiniFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let start = Instant::now();
-        let r = self.service.write(fh.0, offset, data);
-        let written = *r.as_ref().unwrap_or(&0) as u64;
-        self.record("fuse_write", start, written, r.as_ref().err());
-        match r {
-            Ok(n) => reply.written(n as u32),
-            Err(e) => reply.error(fail("write", &e)),
-        }
+        let write = || self.service.write(fh.0, offset, data);
+        let r = self.timed_io("fuse_write", |&n| n as u64, write);
+        answer("write", r, reply, |reply, n| reply.written(n as u32));
     }
 
     fn flush(
@@ -402,9 +332,7 @@ impl Filesystem for MiniFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        let start = Instant::now();
-        let r = self.service.flush(fh.0);
-        self.finish_commit("flush", Some(start), ino, r, reply);
+        self.commit_reply("flush", true, ino, || self.service.flush(fh.0), reply);
     }
 
     fn release(
@@ -417,8 +345,7 @@ impl Filesystem for MiniFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        let r = self.service.release(fh.0);
-        self.finish_commit("release", None, ino, r, reply);
+        self.commit_reply("release", false, ino, || self.service.release(fh.0), reply);
     }
 
     fn fsync(
@@ -429,16 +356,14 @@ impl Filesystem for MiniFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let start = Instant::now();
-        let r = self.service.fsync(fh.0);
-        self.finish_commit("fsync", Some(start), ino, r, reply);
+        self.commit_reply("fsync", true, ino, || self.service.fsync(fh.0), reply);
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.dirs.open(&self.service, ino.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
-            Err(e) => reply.error(fail("opendir", &e)),
-        }
+        let r = self.dirs.open(&self.service, ino.0);
+        answer("opendir", r, reply, |reply, fh| {
+            reply.opened(FileHandle(fh), FopenFlags::empty())
+        });
     }
 
     fn readdir(
@@ -447,15 +372,13 @@ impl Filesystem for MiniFs {
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
-        mut reply: ReplyDirectory,
+        reply: ReplyDirectory,
     ) {
-        match self.dirs.entries(&self.service, ino.0, fh.0, offset) {
-            Ok(entries) => {
-                fill_readdir(&mut reply, &entries, offset);
-                reply.ok();
-            }
-            Err(e) => reply.error(fail("readdir", &e)),
-        }
+        let r = self.dirs.entries(&self.service, ino.0, fh.0, offset);
+        answer("readdir", r, reply, |mut reply, entries| {
+            fill_readdir(&mut reply, &entries, offset);
+            reply.ok();
+        });
     }
 
     fn readdirplus(
@@ -464,15 +387,13 @@ impl Filesystem for MiniFs {
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
-        mut reply: ReplyDirectoryPlus,
+        reply: ReplyDirectoryPlus,
     ) {
-        match self.dirs.entries(&self.service, ino.0, fh.0, offset) {
-            Ok(entries) => {
-                fill_readdirplus(&mut reply, &self.service, ino.0, &entries, offset);
-                reply.ok();
-            }
-            Err(e) => reply.error(fail("readdirplus", &e)),
-        }
+        let r = self.dirs.entries(&self.service, ino.0, fh.0, offset);
+        answer("readdirplus", r, reply, |mut reply, entries| {
+            fill_readdirplus(&mut reply, &self.service, ino.0, &entries, offset);
+            reply.ok();
+        });
     }
 
     fn releasedir(
@@ -497,22 +418,19 @@ impl Filesystem for MiniFs {
     ) {
         // Namespace changes commit without fsync; fsync of a directory makes
         // them durable, as on a local filesystem.
-        reply_empty("fsyncdir", self.service.sync_metadata(), reply);
+        reply::empty("fsyncdir", self.service.sync_metadata(), reply);
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        match self.service.fs_stats() {
-            Ok(s) => {
-                let blocks = s.total_bytes / STATFS_BSIZE;
-                let bfree = (s.free_bytes / STATFS_BSIZE).min(blocks);
-                // Inodes are rows in the metadata database: report plenty.
-                let ffree = (u32::MAX as u64).saturating_sub(s.files);
-                let bsize = STATFS_BSIZE as u32;
-                let files = s.files + ffree;
-                reply.statfs(blocks, bfree, bfree, files, ffree, bsize, 255, bsize);
-            }
-            Err(e) => reply.error(fail("statfs", &e)),
-        }
+        answer("statfs", self.service.fs_stats(), reply, |reply, s| {
+            let blocks = s.total_bytes / STATFS_BSIZE;
+            let bfree = (s.free_bytes / STATFS_BSIZE).min(blocks);
+            // Inodes are rows in the metadata database: report plenty.
+            let ffree = (u32::MAX as u64).saturating_sub(s.files);
+            let bsize = STATFS_BSIZE as u32;
+            let files = s.files + ffree;
+            reply.statfs(blocks, bfree, bfree, files, ffree, bsize, 255, bsize);
+        });
     }
 
     fn setxattr(
@@ -536,22 +454,24 @@ impl Filesystem for MiniFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        match self.service.get_xattr(ino.0, name.as_bytes()) {
-            Ok(value) => xattr::reply_value(reply, size, &value),
-            Err(e) => reply.error(fail("getxattr", &e)),
-        }
+        let r = self.service.get_xattr(ino.0, name.as_bytes());
+        answer("getxattr", r, reply, |reply, value| {
+            xattr::reply_value(reply, size, &value)
+        });
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        match self.service.list_xattrs(ino.0) {
-            Ok(names) => xattr::reply_value(reply, size, &xattr::name_list(&names)),
-            Err(e) => reply.error(fail("listxattr", &e)),
-        }
+        answer(
+            "listxattr",
+            self.service.list_xattrs(ino.0),
+            reply,
+            |reply, names| xattr::reply_value(reply, size, &xattr::name_list(&names)),
+        );
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let r = self.service.remove_xattr(ino.0, name.as_bytes());
-        reply_empty("removexattr", r, reply);
+        reply::empty("removexattr", r, reply);
     }
 
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
@@ -569,26 +489,18 @@ impl Filesystem for MiniFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        let start = Instant::now();
-        let r = self.service.create_or_open(
-            parent.0,
-            name.as_bytes(),
-            mode & 0o7777,
-            req.uid(),
-            req.gid(),
-            open_flags(OpenFlags(flags)),
-            if_exists(flags),
-        );
-        self.record("fuse_create", start, 0, r.as_ref().err());
-        match r {
-            Ok((inode, fh)) => {
-                let keep = self.page_cache.keep_on_open(&inode);
-                let attr = to_attr(&inode);
-                let flags = open_reply_flags(keep);
-                reply.created(&TTL, &attr, Generation(0), FileHandle(fh), flags);
-            }
-            Err(e) => reply.error(fail("create", &e)),
-        }
+        let (name, owner) = (name.as_bytes(), caller(req));
+        let (open, if_exists) = (open_flags(OpenFlags(flags)), if_exists(flags));
+        let r = self.timed("fuse_create", || {
+            let service = &self.service;
+            service.create_or_open(parent.0, name, mode & 0o7777, owner, open, if_exists)
+        });
+        answer("create", r, reply, |reply, (inode, fh)| {
+            let keep = self.page_cache.keep_on_open(&inode);
+            let attr = to_attr(&inode);
+            let flags = reply::open_flags(keep);
+            reply.created(&TTL, &attr, Generation(0), FileHandle(fh), flags);
+        });
     }
 
     fn fallocate(
@@ -605,6 +517,6 @@ impl Filesystem for MiniFs {
             return reply.error(Errno::EOPNOTSUPP);
         };
         let r = self.service.fallocate(ino.0, offset, length, mode);
-        reply_empty("fallocate", r.map(|_| ()), reply);
+        reply::empty("fallocate", r.map(|_| ()), reply);
     }
 }

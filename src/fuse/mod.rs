@@ -6,6 +6,7 @@
 //! - `convert`: errno mapping (the only place errors become numbers),
 //!   attributes and times, request-flag decoding;
 //! - `dirs`: directory-handle snapshots and readdir offsets;
+//! - `reply`: service results into replies or errnos, one path for all;
 //! - `xattr`: the xattr reply protocol;
 //! - `page_cache`: when an open may keep the kernel's page cache;
 //! - `invalidate`: kernel cache invalidation for changes made through the
@@ -19,6 +20,7 @@ mod filesystem;
 mod invalidate;
 mod mount;
 mod page_cache;
+mod reply;
 mod xattr;
 
 pub use mount::{mount, MountHandle};

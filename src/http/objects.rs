@@ -25,7 +25,7 @@ use super::range::{self, RangeSpec};
 use super::{blocking, ApiError, App};
 use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::model::{Inode, Kind};
+use crate::model::{Inode, Kind, PutOptions};
 use crate::report::{self, InfoReport};
 use crate::service::{parse_key, Snapshot};
 
@@ -234,18 +234,24 @@ async fn upload_raw(
                 .await
                 .map_err(|e| ApiError::from(Error::Io(body_io_error(e))))?;
             blocking(move || {
-                service.put_object(&key, &mut &bytes[..], content_type.as_deref(), Some(max))
+                service.put_object(&key, &mut &bytes[..], put_options(&content_type, max))
             })
             .await
         }
         _ => {
             let stream = body.into_data_stream().map_err(body_io_error);
             let mut reader = SyncIoBridge::new(StreamReader::new(stream));
-            blocking(move || {
-                service.put_object(&key, &mut reader, content_type.as_deref(), Some(max))
-            })
-            .await
+            blocking(move || service.put_object(&key, &mut reader, put_options(&content_type, max)))
+                .await
         }
+    }
+}
+
+/// An upload's content type (None: guessed from the key) and size limit.
+fn put_options(content_type: &Option<String>, max_size: u64) -> PutOptions<'_> {
+    PutOptions {
+        content_type: content_type.as_deref(),
+        max_size: Some(max_size),
     }
 }
 
@@ -290,7 +296,7 @@ async fn upload_multipart(
     let service = app.service.clone();
     let max = app.max_file_size;
     let store =
-        blocking(move || service.put_object(&key, &mut reader, content_type.as_deref(), Some(max)));
+        blocking(move || service.put_object(&key, &mut reader, put_options(&content_type, max)));
     let pump = async move {
         loop {
             match field.chunk().await {

@@ -9,7 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::inodes::{inode_from_row, INODE_COLUMNS};
 use super::Meta;
 use crate::error::{Error, Result};
-use crate::model::{Inode, Kind, ROOT_INO};
+use crate::model::{DirPage, Inode, Kind, ROOT_INO};
 
 /// How many parent links `is_ancestor` follows before giving up.
 const MAX_DEPTH: usize = 4096;
@@ -57,13 +57,9 @@ impl Meta {
         })
     }
 
-    /// Entries of a directory after `after` (exclusive), in name order.
-    pub fn list_dir(
-        &self,
-        parent: u64,
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Inode)>> {
+    /// One page of a directory's entries, in name order.
+    pub fn list_dir(&self, parent: u64, page: DirPage) -> Result<Vec<(Vec<u8>, Inode)>> {
+        let DirPage { after, limit } = page;
         self.db.read(|conn| {
             let mut st = conn.prepare_cached(&format!(
                 "SELECT d.name, {} FROM dentries d JOIN inodes i ON i.ino=d.ino
@@ -108,7 +104,7 @@ impl Meta {
         while let Some((dir, path)) = stack.pop() {
             let mut after: Option<Vec<u8>> = None;
             loop {
-                let page = self.list_dir(dir, after.as_deref(), WALK_PAGE)?;
+                let page = self.list_dir(dir, DirPage::new(after.as_deref(), WALK_PAGE))?;
                 if page.is_empty() {
                     break;
                 }

@@ -9,7 +9,7 @@ use rusqlite::{params, Transaction};
 
 use super::{map_constraint, Durability, Meta};
 use crate::error::{Error, Result};
-use crate::model::{now_nanos, Inode, Kind, Nanos, RenameMode};
+use crate::model::{now_nanos, Inode, Kind, NameRef, Nanos, RenameMode};
 
 /// The result of removing a name.
 #[derive(Debug, Clone, Copy)]
@@ -175,14 +175,12 @@ impl Meta {
     }
 
     /// Atomic rename. Returns the inode that lost its last name, if any.
-    pub fn rename(
-        &self,
-        parent: u64,
-        name: &[u8],
-        new_parent: u64,
-        new_name: &[u8],
-        mode: RenameMode,
-    ) -> Result<Option<Unlinked>> {
+    pub fn rename(&self, from: NameRef, to: NameRef, mode: RenameMode) -> Result<Option<Unlinked>> {
+        let NameRef { parent, name } = from;
+        let NameRef {
+            parent: new_parent,
+            name: new_name,
+        } = to;
         self.db.write_transaction(Durability::Buffered, |tx| {
             let ino = Self::lookup_in(tx, parent, name)?
                 .ok_or_else(|| Error::NotFound(String::from_utf8_lossy(name).into()))?;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::connections::{Durability, READER_POOL_SIZE};
 use super::Meta;
-use crate::model::{Inode, Kind, ROOT_INO};
+use crate::model::{DirPage, Inode, Kind, ROOT_INO};
 
 /// Generous bound for "did not block": far above any query's time, far
 /// below a hang.
@@ -63,7 +63,7 @@ fn lookup_is_not_blocked_by_an_open_write_transaction() {
             let found = meta.lookup(ROOT_INO, b"before").unwrap();
             let attrs = meta.get_inode(before.ino).unwrap();
             let during = meta.lookup(ROOT_INO, b"during").unwrap();
-            let listing = meta.list_dir(ROOT_INO, None, 10).unwrap();
+            let listing = meta.list_dir(ROOT_INO, DirPage::new(None, 10)).unwrap();
             read_tx.send((found, attrs, during, listing)).unwrap();
         })
     };

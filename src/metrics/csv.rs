@@ -258,6 +258,13 @@ mod tests {
         rows
     }
 
+    /// The row has `want` in each listed column.
+    fn assert_columns(row: &[String], columns: &[(usize, &str)]) {
+        for &(column, want) in columns {
+            assert_eq!(row[column], want, "column {column} of {row:?}");
+        }
+    }
+
     #[test]
     fn csv_header_and_rows_after_flush() {
         let dir = tempfile::tempdir().unwrap();
@@ -284,27 +291,30 @@ mod tests {
             assert_eq!(r.len(), 10, "{r:?}");
         }
         let first = &rows[1];
-        assert_eq!(first[1], "upload");
-        assert_eq!(first[2], "k0");
-        assert_eq!(first[3], "100");
-        assert_eq!(first[4], "2.000");
-        assert_eq!(first[6], "true");
-        assert_eq!(first[9], "operation");
+        let operation = [
+            (1, "upload"),
+            (2, "k0"),
+            (3, "100"),
+            (4, "2.000"),
+            (6, "true"),
+            (9, "operation"),
+        ];
+        assert_columns(first, &operation);
         assert!(
             first[0].ends_with('Z') && first[0].contains('T'),
             "{}",
             first[0]
         );
-        let quoted = &rows[26];
-        assert_eq!(quoted[2], "a,b \"q\"");
-        assert_eq!(quoted[6], "false");
-        assert_eq!(quoted[7], "line1\nline2, \"x\"");
-        let rec = &rows[27];
-        assert_eq!(rec[1], "recovery");
-        assert_eq!(rec[3], "500");
-        assert_eq!(rec[4], "30.000");
-        assert_eq!(rec[8], "node-2");
-        assert_eq!(rec[9], "recovery");
+        let quoted = [(2, "a,b \"q\""), (6, "false"), (7, "line1\nline2, \"x\"")];
+        assert_columns(&rows[26], &quoted);
+        let recovery = [
+            (1, "recovery"),
+            (3, "500"),
+            (4, "30.000"),
+            (8, "node-2"),
+            (9, "recovery"),
+        ];
+        assert_columns(&rows[27], &recovery);
         assert_eq!(m.summary_json()["csv_rows_dropped"], 0);
 
         // Reopening appends without a second header.

@@ -61,7 +61,9 @@ use crate::chunk::ChunkStore;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::model::{AttrChange, Inode, NodeSpec, RenameMode, XattrWrite};
+use crate::model::{
+    AttrChange, DirPage, Inode, NameRef, NodeSpec, PutOptions, RenameMode, XattrWrite,
+};
 use crate::node::NodeBackend;
 pub(crate) use context::Context;
 use handles::{HandleTable, Handles};
@@ -171,14 +173,8 @@ impl Service {
 
     /// Store an object from a stream (bounded memory; visible only once
     /// every chunk is durable; a failing reader leaves nothing behind).
-    pub fn put_object(
-        &self,
-        key: &str,
-        reader: &mut dyn Read,
-        content_type: Option<&str>,
-        max_size: Option<u64>,
-    ) -> Result<Inode> {
-        self.objects().put(key, reader, content_type, max_size)
+    pub fn put_object(&self, key: &str, reader: &mut dyn Read, opts: PutOptions) -> Result<Inode> {
+        self.objects().put(key, reader, opts)
     }
 
     /// Capture the committed version of a file for reading.
@@ -255,16 +251,10 @@ impl Service {
         self.namespace().rmdir(parent, name)
     }
 
-    pub fn rename(
-        &self,
-        parent: u64,
-        name: &[u8],
-        new_parent: u64,
-        new_name: &[u8],
-        mode: RenameMode,
-    ) -> Result<()> {
-        self.namespace()
-            .rename(parent, name, new_parent, new_name, mode)
+    /// Move `from` to `to` (replacing, refusing to replace or exchanging
+    /// an existing target, as `mode` says).
+    pub fn rename(&self, from: NameRef, to: NameRef, mode: RenameMode) -> Result<()> {
+        self.namespace().rename(from, to, mode)
     }
 
     /// chmod/chown/utimens/truncate. `size` truncates or extends.
@@ -272,13 +262,8 @@ impl Service {
         self.namespace().setattr(ino, change, size)
     }
 
-    pub fn list_dir(
-        &self,
-        ino: u64,
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Inode)>> {
-        self.namespace().list_dir(ino, after, limit)
+    pub fn list_dir(&self, ino: u64, page: DirPage) -> Result<Vec<(Vec<u8>, Inode)>> {
+        self.namespace().list_dir(ino, page)
     }
 
     pub fn parent_of(&self, ino: u64) -> Result<u64> {
@@ -317,21 +302,6 @@ impl Service {
     /// Open a file; returns the handle.
     pub fn open_file(&self, ino: u64, flags: OpenFlags) -> Result<u64> {
         self.handles().open(ino, flags)
-    }
-
-    /// Create and open a new file (`O_CREAT | O_EXCL`): the same rule and
-    /// transaction as the mount's `create_or_open`.
-    pub fn create(
-        &self,
-        parent: u64,
-        name: &[u8],
-        mode: u32,
-        uid: u32,
-        gid: u32,
-        flags: OpenFlags,
-    ) -> Result<(Inode, u64)> {
-        let if_exists = posix::IfExists::Fail;
-        self.create_or_open(parent, name, mode, uid, gid, flags, if_exists)
     }
 
     /// Write bytes at `offset` (at the end for O_APPEND handles).

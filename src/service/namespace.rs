@@ -9,7 +9,9 @@ use std::collections::HashSet;
 use super::keys::{validate_name, MAX_NAME_LEN};
 use super::{Env, PLACEMENT_XATTR};
 use crate::error::{Error, Result};
-use crate::model::{AttrChange, Inode, Kind, NodeSpec, RenameMode, XattrWrite, ROOT_INO};
+use crate::model::{
+    AttrChange, DirPage, Inode, Kind, NameRef, NodeSpec, RenameMode, XattrWrite, ROOT_INO,
+};
 
 /// Statistics for `df`.
 #[derive(Debug, Clone, Copy)]
@@ -91,21 +93,9 @@ impl Namespace<'_> {
         self.0.ctx.meta.rmdir(parent, name).map(|_| ())
     }
 
-    pub fn rename(
-        &self,
-        parent: u64,
-        name: &[u8],
-        new_parent: u64,
-        new_name: &[u8],
-        mode: RenameMode,
-    ) -> Result<()> {
-        validate_name(new_name)?;
-        if let Some(lost) = self
-            .0
-            .ctx
-            .meta
-            .rename(parent, name, new_parent, new_name, mode)?
-        {
+    pub fn rename(&self, from: NameRef, to: NameRef, mode: RenameMode) -> Result<()> {
+        validate_name(to.name)?;
+        if let Some(lost) = self.0.ctx.meta.rename(from, to, mode)? {
             self.after_unlink(lost.ino, lost.nlink)?;
         }
         Ok(())
@@ -190,17 +180,12 @@ impl Namespace<'_> {
         result
     }
 
-    pub fn list_dir(
-        &self,
-        ino: u64,
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Inode)>> {
+    pub fn list_dir(&self, ino: u64, page: DirPage) -> Result<Vec<(Vec<u8>, Inode)>> {
         let dir = self.0.ctx.committed_inode(ino)?;
         if dir.kind != Kind::Dir {
             return Err(Error::NotADirectory(format!("inode {ino}")));
         }
-        self.0.ctx.meta.list_dir(ino, after, limit)
+        self.0.ctx.meta.list_dir(ino, page)
     }
 
     pub fn parent_of(&self, ino: u64) -> Result<u64> {

@@ -19,6 +19,7 @@ use super::upload::StoredChunk;
 use super::{Change, Env, ObjectInfo};
 use crate::error::{Error, Result};
 use crate::meta::{now_nanos, FileCommit, Inode, Kind, ROOT_INO};
+use crate::model::PutOptions;
 
 /// Chunks of one PUT being stored at once.
 const PUT_CHUNKS_IN_FLIGHT: usize = 2;
@@ -41,13 +42,11 @@ impl Objects<'_> {
     /// Store an object from a stream. Memory stays bounded (a few chunks);
     /// nothing becomes visible until every chunk is durable; a failing reader
     /// leaves no object and no shards behind.
-    pub fn put(
-        &self,
-        key: &str,
-        reader: &mut dyn Read,
-        content_type: Option<&str>,
-        max_size: Option<u64>,
-    ) -> Result<Inode> {
+    pub fn put(&self, key: &str, reader: &mut dyn Read, opts: PutOptions) -> Result<Inode> {
+        let PutOptions {
+            content_type,
+            max_size,
+        } = opts;
         let Env {
             ctx,
             files,

@@ -9,7 +9,7 @@
 use super::{OpenFlags, Service};
 use crate::error::{Error, Result};
 use crate::meta::posix::AccessAclChange;
-use crate::model::{AttrChange, Inode, Kind, NodeSpec, XattrWrite};
+use crate::model::{AttrChange, Inode, Kind, NodeSpec, Owner, XattrWrite};
 
 /// The extended attribute that carries a file's POSIX access ACL.
 pub const ACL_ACCESS_XATTR: &[u8] = b"system.posix_acl_access";
@@ -40,22 +40,21 @@ pub enum Allocate {
 }
 
 impl Service {
-    /// `open(parent/name, O_CREAT …)`: create a regular file owned by
-    /// `uid`/`gid` (group inherited from a setgid directory) and open it, or,
-    /// when the name exists, do what `if_exists` says. Whether the name
-    /// exists is decided in the same metadata transaction that creates it.
-    #[allow(clippy::too_many_arguments)]
+    /// `open(parent/name, O_CREAT …)`: create a regular file with permission
+    /// bits `mode` owned by `owner` (group inherited from a setgid directory)
+    /// and open it, or, when the name exists, do what `if_exists` says
+    /// (`IfExists::Fail` is `O_EXCL`). Whether the name exists is decided in
+    /// the same metadata transaction that creates it.
     pub fn create_or_open(
         &self,
         parent: u64,
         name: &[u8],
         mode: u32,
-        uid: u32,
-        gid: u32,
+        owner: Owner,
         flags: OpenFlags,
         if_exists: IfExists,
     ) -> Result<(Inode, u64)> {
-        let spec = NodeSpec::file(mode & 0o7777, uid, gid);
+        let spec = NodeSpec::file(mode & 0o7777, owner);
         let template = self.namespace().template_in(parent, name, &spec)?;
         let (inode, created) = self.ctx.meta.create_or_lookup(parent, name, &template)?;
         if created {

@@ -9,11 +9,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use super::posix::IfExists;
 use super::{OpenFlags, Service};
 use crate::config::Config;
 use crate::error::Result;
 use crate::meta::ROOT_INO;
 use crate::metrics::Metrics;
+use crate::model::{Owner, PutOptions};
 use crate::node::{MemoryNode, NodeBackend, NodeProbe, ShardKey, ShardReader};
 
 const CS: u64 = 64 * 1024;
@@ -162,7 +164,10 @@ fn readers_of_one_open_file_pass_a_reader_blocked_in_a_shard_read() {
     let (svc, gate, entered, _dir) = gated_service();
     let _opener = Opener(gate.clone());
     let data = pattern(2 * CS, 7);
-    let ino = svc.put_object("f", &mut &data[..], None, None).unwrap().ino;
+    let ino = svc
+        .put_object("f", &mut &data[..], PutOptions::default())
+        .unwrap()
+        .ino;
     let chunks = svc.ctx.meta.chunks_of(ino).unwrap();
     gate.read_chunk
         .store(chunks[1].layout.chunk_id, Ordering::SeqCst);
@@ -207,7 +212,16 @@ fn readers_of_one_open_file_pass_a_reader_blocked_in_a_shard_read() {
 fn getattr_and_writes_do_not_wait_for_a_commit_in_flight() {
     let (svc, gate, entered, _dir) = gated_service();
     let _opener = Opener(gate.clone());
-    let (inode, fh) = svc.create(ROOT_INO, b"w", 0o644, 0, 0, READ_WRITE).unwrap();
+    let (inode, fh) = svc
+        .create_or_open(
+            ROOT_INO,
+            b"w",
+            0o644,
+            Owner::ROOT,
+            READ_WRITE,
+            IfExists::Fail,
+        )
+        .unwrap();
     let head = pattern(CS / 2, 3);
     svc.write(fh, 0, &head).unwrap();
 

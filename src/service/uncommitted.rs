@@ -89,6 +89,12 @@ mod tests {
         (Arc::new(store), nodes)
     }
 
+    /// `data` stored as a chunk that is not committed yet.
+    fn uncommitted(store: &Arc<ChunkStore>, pins: &Arc<Pins>, data: Vec<u8>) -> UncommittedChunk {
+        let written = store.write_chunk(data).unwrap();
+        UncommittedChunk::new(written, store.clone(), pins)
+    }
+
     fn shard_count(nodes: &[Arc<MemoryNode>]) -> usize {
         nodes.iter().map(|n| n.list_shards().unwrap().len()).sum()
     }
@@ -97,11 +103,7 @@ mod tests {
     fn dropped_uncommitted_chunk_deletes_its_shards_and_unpins() {
         let (store, nodes) = store();
         let pins = Arc::new(Pins::default());
-        let chunk = UncommittedChunk::new(
-            store.write_chunk(vec![7; 1000]).unwrap(),
-            store.clone(),
-            &pins,
-        );
+        let chunk = uncommitted(&store, &pins, vec![7; 1000]);
         let id = chunk.written().layout.chunk_id;
         assert_eq!(shard_count(&nodes), 3);
         assert!(pins.pinned().contains(&id), "uncommitted chunks are pinned");
@@ -114,11 +116,7 @@ mod tests {
     fn committed_chunk_keeps_its_shards() {
         let (store, nodes) = store();
         let pins = Arc::new(Pins::default());
-        let chunk = UncommittedChunk::new(
-            store.write_chunk(vec![1; 10]).unwrap(),
-            store.clone(),
-            &pins,
-        );
+        let chunk = uncommitted(&store, &pins, vec![1; 10]);
         let written = chunk.into_committed();
         assert_eq!(shard_count(&nodes), 3);
         assert!(pins.pinned().is_empty(), "consumed: no longer pinned");
@@ -127,11 +125,7 @@ mod tests {
             .unwrap();
         assert_eq!(got, vec![1; 10]);
 
-        let shared = Arc::new(UncommittedChunk::new(
-            store.write_chunk(vec![2; 10]).unwrap(),
-            store.clone(),
-            &pins,
-        ));
+        let shared = Arc::new(uncommitted(&store, &pins, vec![2; 10]));
         let reader = shared.clone();
         shared.mark_committed();
         drop(shared);

@@ -15,8 +15,22 @@ use std::time::{Duration, SystemTime};
 
 use minigcs::config::Config;
 use minigcs::metrics::Metrics;
-use minigcs::service::Service;
+use minigcs::model::{Inode, Owner, ROOT_INO};
+use minigcs::service::posix::IfExists;
+use minigcs::service::{OpenFlags, Service};
 use minigcs::test_data::SeededBytes;
+
+/// Create `name` in the root and open it for reading and writing (`O_CREAT |
+/// O_EXCL`), owned by `owner`: (inode, handle).
+pub fn create_file(svc: &Service, name: &[u8], mode: u32, owner: Owner) -> (Inode, u64) {
+    let rw = OpenFlags {
+        read: true,
+        write: true,
+        append: false,
+    };
+    let created = svc.create_or_open(ROOT_INO, name, mode, owner, rw, IfExists::Fail);
+    created.unwrap()
+}
 
 /// A store in its own temporary folder: `<dir>/nodes/node-N` (N from 1),
 /// `<dir>/meta.db`. The service is dropped before the folder is removed.

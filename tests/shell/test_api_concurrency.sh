@@ -28,12 +28,10 @@ for i in $(seq 1 32); do
             cmp -s "$D/src_$i" "$D/got_${i}_$r" || { echo "client $i read $r: wrong bytes" >&2; exit 1; }
         done
     ) &
-    pids+=($!)
-    track_bg $!
+    track_bg $! pids
 done
-bad=0
-for p in "${pids[@]}"; do wait "$p" || bad=$((bad + 1)); done
-[ "$bad" = 0 ] || fail "$bad of 32 clients failed"
+wait_jobs "${pids[@]}"
+[ "$FAILED" = 0 ] || fail "$FAILED of 32 clients failed"
 api '/objects?prefix=conc/' -o "$D/list"
 assert_eq 32 "$(jq .count "$D/list")" "objects listed under conc/"
 
@@ -52,8 +50,7 @@ for v in $(seq 1 8); do
             curl -sS --fail -o /dev/null -X PUT --data-binary "@$D/ver_$v" "$API_URL/objects/race/key"
         done
     ) &
-    pids+=($!)
-    track_bg $!
+    track_bg $! pids
 done
 rpids=()
 for r in 1 2 3 4; do
@@ -63,15 +60,12 @@ for r in 1 2 3 4; do
             curl -sS --fail -o "$D/read_${r}_$n" "$API_URL/objects/race/key"
         done
     ) &
-    rpids+=($!)
-    track_bg $!
+    track_bg $! rpids
 done
-bad=0
-for p in "${pids[@]}"; do wait "$p" || bad=$((bad + 1)); done
-[ "$bad" = 0 ] || fail "$bad racing writers failed"
-bad=0
-for p in "${rpids[@]}"; do wait "$p" || bad=$((bad + 1)); done
-[ "$bad" = 0 ] || fail "$bad readers failed"
+wait_jobs "${pids[@]}"
+[ "$FAILED" = 0 ] || fail "$FAILED racing writers failed"
+wait_jobs "${rpids[@]}"
+[ "$FAILED" = 0 ] || fail "$FAILED readers failed"
 for f in "$D"/read_*; do
     s=$(sha_of "$f")
     [ -n "${VERSION_SHA[$s]:-}" ] || fail "a concurrent read returned a mix / partial object ($(stat -c %s "$f") bytes, $f)"
