@@ -124,10 +124,20 @@ impl StoreLock {
         &self.path
     }
 
-    /// Whether the path still names the locked file (false once the file,
-    /// or the folder holding it, was deleted or replaced).
+    /// Whether the path still names the locked file: false once the file,
+    /// or the folder holding it, was deleted or replaced. A path that
+    /// cannot be examined for another reason (permissions) still counts as
+    /// ours: the lock is kept.
     pub fn is_current(&self) -> bool {
-        names_same_file(&self.path, &self.file)
+        match std::fs::metadata(&self.path) {
+            Err(e)
+                if e.kind() != std::io::ErrorKind::NotFound
+                    && e.raw_os_error() != Some(libc::ENOTDIR) =>
+            {
+                true
+            }
+            _ => names_same_file(&self.path, &self.file),
+        }
     }
 }
 

@@ -7,13 +7,17 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::meta::RESCUED_INFIX;
 use crate::node::{identity_in, LocalDirNode, NodeBackend};
 use crate::store_lock::StoreLock;
+
+/// How long start-up waits for a node folder to answer its lock.
+const LOCK_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Lock the metadata database of `config` (its folder is created if
 /// missing). A second daemon gets an error naming the holder's pid.
@@ -27,16 +31,49 @@ pub(crate) fn lock_metadata(config: &Config) -> Result<StoreLock> {
 }
 
 /// The local-directory nodes `config` lists, each folder that exists locked.
+///
+/// The folders are locked in parallel, each on its own thread: a folder on a
+/// mount that stopped answering must not hang the start. One that does not
+/// answer within `LOCK_PATIENCE` is left to the health probe, which takes
+/// its lock once it answers (and reports it failed until then).
 pub(crate) fn local_nodes(config: &Config) -> Result<Vec<Arc<dyn NodeBackend>>> {
-    config
+    let nodes: Vec<Arc<LocalDirNode>> = config
         .nodes
         .iter()
-        .map(|n| {
-            let node = LocalDirNode::new(&n.id, &n.region, &n.storage_path);
-            node.lock_if_present()?;
-            Ok(Arc::new(node) as Arc<dyn NodeBackend>)
-        })
-        .collect()
+        .map(|n| Arc::new(LocalDirNode::new(&n.id, &n.region, &n.storage_path)))
+        .collect();
+    let (answers, answered) = mpsc::channel();
+    for (index, node) in nodes.iter().enumerate() {
+        let (node, answers) = (node.clone(), answers.clone());
+        std::thread::Builder::new()
+            .name("node-lock".into())
+            .spawn(move || {
+                let _ = answers.send((index, node.lock_if_present()));
+            })?;
+    }
+    drop(answers);
+    let deadline = Instant::now() + LOCK_PATIENCE;
+    let mut waiting = vec![true; nodes.len()];
+    while waiting.contains(&true) {
+        let patience = deadline.saturating_duration_since(Instant::now());
+        let Ok((index, locked)) = answered.recv_timeout(patience) else {
+            break;
+        };
+        locked?;
+        waiting[index] = false;
+    }
+    for (node, _) in nodes.iter().zip(&waiting).filter(|(_, w)| **w) {
+        log::warn!(
+            "node {}'s folder {} did not answer within {}s: starting without its lock (the health probe takes it once the folder answers)",
+            node.id(),
+            node.location(),
+            LOCK_PATIENCE.as_secs()
+        );
+    }
+    Ok(nodes
+        .into_iter()
+        .map(|n| n as Arc<dyn NodeBackend>)
+        .collect())
 }
 
 /// Asked before a new metadata database becomes a store. Node folders that
