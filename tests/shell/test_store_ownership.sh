@@ -122,6 +122,11 @@ mkrand "$WORK/src/small" $((C + 7))
 cp "$WORK/src/small" "$MNT/small"
 curl -sS -f -X PUT --data-binary @"$WORK/src/small" "$API_URL/objects/api-small" >/dev/null || fail "PUT before the deletion failed"
 rm "$WORK/metadata.db"
+# The health worker notices on its own, before anything writes or asks.
+wait_until 15 grep -q "metadata.db was deleted while minigcs was running" "$DAEMON_LOG" \
+    || fail "the daemon did not notice the deleted database by itself"
+ctlj workers | jq -e '.. | strings | select(test("metadata database lost"))' >/dev/null \
+    || fail "ctl workers does not show the lost metadata: $(ctlj workers)"
 rc=0
 cp "$WORK/src/small" "$MNT/after" 2>"$WORK/cp.err" || rc=$?
 echo "cp of a new file: exit $rc: $(cat "$WORK/cp.err")"
