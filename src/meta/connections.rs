@@ -176,7 +176,7 @@ impl Database {
         let path = self.path.display();
         let saved = match save_copy(&writer, &self.path) {
             Ok(copy) => format!(
-                "a copy of the database as it was is saved at {}: stop minigcs, move the copy to {path}, then start it again",
+                "a copy of the database as it was is saved at {}: stop minigcs, remove {path}-wal and {path}-shm if they are there, move the copy to {path}, then start it again",
                 copy.display()
             ),
             Err(e) => format!(

@@ -57,9 +57,9 @@ impl Meta {
     /// Open (creating if needed) the database. Returns the cluster id and
     /// whether the database was created now.
     ///
-    /// A database that holds no store yet (new, or an earlier start stopped
-    /// before creating one) first asks `on_new`: an error leaves it without
-    /// a store (the next start asks again); `Ok(Some(id))` proposes the
+    /// A database that holds no store yet (no file, or an earlier start
+    /// stopped before creating one) first asks `on_new`: an error leaves no
+    /// store (and no file where there was none; the next start asks again); `Ok(Some(id))` proposes the
     /// cluster id to create it with when `wanted_cluster_id` is None.
     pub fn open(
         path: &Path,
@@ -69,6 +69,13 @@ impl Meta {
     ) -> Result<(Meta, String, bool)> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
+        }
+        // No file yet: ask before SQLite creates one, so a refusal leaves
+        // nothing behind that looks like a database.
+        let mut on_new = Some(on_new);
+        let mut proposed = None;
+        if !path.exists() {
+            proposed = on_new.take().map_or(Ok(None), |ask| ask())?;
         }
         let db = Database::open(path, schema::migrate)?;
         let existing: Option<String> = db.read(|conn| {
@@ -93,7 +100,9 @@ impl Meta {
                 (id, false)
             }
             None => {
-                let proposed = on_new()?;
+                if let Some(ask) = on_new.take() {
+                    proposed = ask()?;
+                }
                 let id = wanted_cluster_id
                     .map(str::to_string)
                     .or(proposed)

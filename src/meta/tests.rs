@@ -239,6 +239,7 @@ fn a_new_database_refused_by_its_caller_stays_new() {
         Err(crate::error::Error::Other("not now".into()))
     });
     assert!(refused.is_err());
+    assert!(!path.exists(), "a refused new database leaves no file");
     let (_, id, created) = Meta::open(&path, ids(), None, || Ok(Some("c-1".into()))).unwrap();
     assert!(created, "asked again on the next open");
     assert_eq!(id, "c-1", "the proposed cluster id is adopted");

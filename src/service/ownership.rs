@@ -133,7 +133,7 @@ pub(crate) fn confirm_new_database(
     )];
     if let Some(copy) = rescued_copies(&config.metadata.path).first() {
         todo.push(format!(
-            "a copy saved when the database went missing is at {}: move it to {db} to go on from it",
+            "a copy saved when the database went missing is at {}: remove {db}-wal and {db}-shm if they are there and move the copy to {db} to go on from it",
             copy.display()
         ));
     }

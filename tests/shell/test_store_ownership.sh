@@ -162,6 +162,7 @@ expect_out "--accept-empty-metadata" "serve without metadata"
 expect_out "$rescued" "serve without metadata"
 expect_refused "mount without metadata (again)" "$MINIGCS_BIN" mount "$MNT" -c "$CONFIG"
 ! is_mounted || fail "the refused daemon mounted $MNT"
+[ ! -e "$WORK/metadata.db" ] || fail "a refused start left a new metadata.db behind"
 
 say "the rescued copy put back: everything acknowledged is there"
 rm -f "$WORK/metadata.db" "$WORK/metadata.db-wal" "$WORK/metadata.db-shm"
