@@ -201,6 +201,10 @@ pub struct Config {
     /// The file this was loaded from, if any.
     #[serde(skip)]
     pub source: Option<PathBuf>,
+    /// Start even when the metadata database is new but the node folders
+    /// hold shards (`--accept-empty-metadata`; never a config-file key).
+    #[serde(skip)]
+    pub accept_empty_metadata: bool,
 }
 
 /// Every key the loader understands, as dotted paths; `nodes.*` applies to each node.

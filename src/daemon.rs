@@ -10,25 +10,23 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::maint::Workers;
 use crate::metrics::Metrics;
 use crate::service::Service;
 
 /// How long shutdown waits for a background worker to finish its step.
 const WORKER_GRACE: Duration = Duration::from_secs(5);
 
-/// Build the service for a config (metrics, nodes, metadata) and start its
-/// background workers.
-pub fn open_service(config: Config) -> Result<(Arc<Service>, Workers)> {
+/// Build the service for a config (metrics, nodes, metadata): the store is
+/// locked first, so a second daemon stops here. Its background workers are
+/// not started yet (`Service::start_workers`).
+pub fn open_service(config: Config) -> Result<Arc<Service>> {
     let metrics = Metrics::new(
         config
             .metrics
             .enabled
             .then(|| config.metrics.output_file.clone()),
     );
-    let service = Service::open(Arc::new(config), metrics)?;
-    let workers = service.start_workers();
-    Ok((service, workers))
+    Service::open(Arc::new(config), metrics)
 }
 
 fn api_address(config: &Config) -> String {
@@ -49,6 +47,9 @@ pub fn run(config: Config, mountpoint: Option<&Path>) -> Result<()> {
     let socket_path = config.control.socket.clone();
     let api_enabled = config.api.enabled;
     let address = api_address(&config);
+    // Own the store before anything else: a second daemon must not even
+    // bind its socket or port, and no worker sweeps before the locks.
+    let service = open_service(config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -66,7 +67,7 @@ pub fn run(config: Config, mountpoint: Option<&Path>) -> Result<()> {
     } else {
         None
     };
-    let (service, workers) = open_service(config)?;
+    let workers = service.start_workers();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let wait_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;

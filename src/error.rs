@@ -32,6 +32,9 @@ pub enum Error {
     NoSpace(String),
     #[error("not enough healthy shards: {0}")]
     Unavailable(String),
+    /// Writes are refused for good (until a restart); reads go on.
+    #[error("store is read-only: {0}")]
+    ReadOnly(String),
     #[error("corrupt shard: {0}")]
     Corrupt(String),
     #[error("unknown node: {0}")]

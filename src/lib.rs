@@ -16,7 +16,8 @@
 //! shared context. `report` holds the typed JSON documents (health, stats,
 //! info, recovery, scrub, …) that the service builds and the front ends send;
 //! `model` the neutral types every layer speaks (inodes, kinds, attribute
-//! changes), so front ends never import `meta`.
+//! changes), so front ends never import `meta`. `store_lock` keeps a
+//! second daemon off a store that one already serves.
 
 pub mod bench;
 pub mod chunk;
@@ -33,4 +34,5 @@ pub mod model;
 pub mod node;
 pub mod report;
 pub mod service;
+pub mod store_lock;
 pub mod test_data;

@@ -30,6 +30,16 @@ struct ConfigArg {
     config: PathBuf,
 }
 
+/// Options of the daemons (`mount`, `serve`).
+#[derive(clap::Args, Clone)]
+struct DaemonArgs {
+    /// Start even if the metadata database is new while the node folders
+    /// hold shards of an existing store (its files are lost; they are
+    /// deleted as orphans). Without it minigcs refuses to start (exit 1).
+    #[arg(long)]
+    accept_empty_metadata: bool,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Mount the store at MOUNTPOINT and serve the HTTP API and control socket (foreground)
@@ -38,11 +48,15 @@ enum Command {
         mountpoint: PathBuf,
         #[command(flatten)]
         config: ConfigArg,
+        #[command(flatten)]
+        daemon: DaemonArgs,
     },
     /// Serve the HTTP API and control socket without a mount (foreground)
     Serve {
         #[command(flatten)]
         config: ConfigArg,
+        #[command(flatten)]
+        daemon: DaemonArgs,
     },
     /// Talk to a running daemon over its control socket
     Ctl {
@@ -112,22 +126,12 @@ fn load_config(path: &Path) -> Result<Config, ExitCode> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Mount { mountpoint, config } => {
-            init_logging("info");
-            let config = match load_config(&config.config) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
-            daemon_exit(minigcs::daemon::run(config, Some(&mountpoint)))
-        }
-        Command::Serve { config } => {
-            init_logging("info");
-            let config = match load_config(&config.config) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
-            daemon_exit(minigcs::daemon::run(config, None))
-        }
+        Command::Mount {
+            mountpoint,
+            config,
+            daemon,
+        } => run_daemon(&config, &daemon, Some(&mountpoint)),
+        Command::Serve { config, daemon } => run_daemon(&config, &daemon, None),
         Command::Ctl {
             config,
             socket,
@@ -155,6 +159,16 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn run_daemon(config: &ConfigArg, daemon: &DaemonArgs, mountpoint: Option<&Path>) -> ExitCode {
+    init_logging("info");
+    let mut config = match load_config(&config.config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    config.accept_empty_metadata = daemon.accept_empty_metadata;
+    daemon_exit(minigcs::daemon::run(config, mountpoint))
 }
 
 fn daemon_exit(r: Result<(), Error>) -> ExitCode {

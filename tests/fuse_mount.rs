@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use minigcs::config::Config;
 use minigcs::fuse::{self, MountHandle};
+use minigcs::maint::Workers;
 use minigcs::metrics::Metrics;
 use minigcs::model::PutOptions;
 use minigcs::service::Service;
@@ -59,6 +60,7 @@ fn is_mount_point(path: &Path) -> bool {
 struct Fixture {
     guard: MountGuard,
     service: Arc<Service>,
+    workers: Workers,
     dir: tempfile::TempDir,
 }
 
@@ -71,21 +73,25 @@ impl Fixture {
         self.mnt().join(rel)
     }
 
-    /// Unmount, close the store, open it again from disk and mount it.
+    /// Unmount, close the store (its workers stopped: the store is
+    /// locked until they let go), open it again from disk and mount it.
     fn remount(self) -> Fixture {
         let Fixture {
             mut guard,
             service,
+            workers,
             dir,
         } = self;
         guard.unmount();
         service.shutdown();
+        workers.stop(std::time::Duration::from_secs(10));
         drop(service);
-        let (service, handle) = open_and_mount(dir.path(), &guard.path);
+        let (service, workers, handle) = open_and_mount(dir.path(), &guard.path);
         guard.handle = Some(handle);
         Fixture {
             guard,
             service,
+            workers,
             dir,
         }
     }
@@ -102,12 +108,12 @@ fn fuse_available() -> bool {
     false
 }
 
-fn open_and_mount(root: &Path, mnt: &Path) -> (Arc<Service>, MountHandle) {
+fn open_and_mount(root: &Path, mnt: &Path) -> (Arc<Service>, Workers, MountHandle) {
     let config = Config::for_test(root, &["a", "b", "c"], 2, 1, CHUNK as u64);
     let service = Service::open(Arc::new(config), Metrics::new(None)).expect("open store");
-    service.start_workers();
+    let workers = service.start_workers();
     let handle = fuse::mount(service.clone(), mnt).expect("mount");
-    (service, handle)
+    (service, workers, handle)
 }
 
 fn setup() -> Option<Fixture> {
@@ -116,7 +122,7 @@ fn setup() -> Option<Fixture> {
     }
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().join("mnt");
-    let (service, handle) = open_and_mount(dir.path(), &mnt);
+    let (service, workers, handle) = open_and_mount(dir.path(), &mnt);
     assert!(
         is_mount_point(&mnt.canonicalize().unwrap()),
         "not mounted at {}",
@@ -128,6 +134,7 @@ fn setup() -> Option<Fixture> {
             path: mnt.canonicalize().unwrap(),
         },
         service,
+        workers,
         dir,
     })
 }

@@ -32,6 +32,9 @@ pub(super) fn errno(e: &Error) -> Errno {
         Error::NoAttribute(_) => Errno::NO_XATTR,
         Error::TooLarge(_) => Errno::EFBIG,
         Error::NoSpace(_) => Errno::ENOSPC,
+        // As a filesystem remounted read-only after an error (ext4's
+        // errors=remount-ro): reads work, every change gets EROFS.
+        Error::ReadOnly(_) => Errno::EROFS,
         Error::Unavailable(_)
         | Error::Corrupt(_)
         | Error::Io(_)
@@ -169,6 +172,7 @@ mod tests {
         assert_eq!(errno(&Error::NotEmpty("x".into())), Errno::ENOTEMPTY);
         assert_eq!(errno(&Error::NoAttribute("x".into())), Errno::ENODATA);
         assert_eq!(errno(&Error::Unavailable("x".into())), Errno::EIO);
+        assert_eq!(errno(&Error::ReadOnly("x".into())), Errno::EROFS);
         let full = Error::Io(std::io::Error::from_raw_os_error(libc::ENOSPC));
         assert_eq!(errno(&full), Errno::ENOSPC);
     }

@@ -54,7 +54,7 @@ pub fn status_of(e: &Error) -> StatusCode {
         Error::NotFound(_) | Error::UnknownNode(_) | Error::NoAttribute(_) => StatusCode::NOT_FOUND,
         Error::PermissionDenied(_) => StatusCode::FORBIDDEN,
         Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-        Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Unavailable(_) | Error::ReadOnly(_) => StatusCode::SERVICE_UNAVAILABLE,
         Error::Io(io) if body_error(io).is_some() => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -127,6 +127,7 @@ mod tests {
             (Error::TooLarge("x".into()), 413),
             (Error::NoSpace("x".into()), 507),
             (Error::Unavailable("x".into()), 503),
+            (Error::ReadOnly("x".into()), 503),
             (Error::Corrupt("x".into()), 500),
             (Error::Other("x".into()), 500),
             (Error::Io(io::Error::from_raw_os_error(libc::ENOSPC)), 507),

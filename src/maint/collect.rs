@@ -36,6 +36,11 @@ pub(super) struct Collected {
 /// Delete the shards of superseded chunks, then forget them.
 pub(super) fn collect(ctx: &Context) -> Result<Collected> {
     let mut done = Collected::default();
+    // Without a database to forget them in, deleting would only repeat
+    // (the refusal of writes was logged when it began).
+    if ctx.meta.lost_reason().is_some() {
+        return Ok(done);
+    }
     loop {
         let dead = ctx.meta.dead_chunks(BATCH)?;
         let seen = dead.len();

@@ -1,6 +1,7 @@
 //! Workers that look at the node folders themselves: the health probe
-//! (every `recovery.health_interval_secs`, or on request: folder, identity
-//! file, writability of each node; a node that came back wakes the repair
+//! (every `recovery.health_interval_secs`, or on request: the metadata
+//! database file still in place, then folder, identity file, writability
+//! of each node; a node that came back wakes the repair
 //! worker, one that came back empty wakes node recovery when
 //! `recovery.auto` is on) and the start-up orphan sweep (shard files no
 //! metadata refers to, left by writes a crash cut short).
@@ -67,6 +68,9 @@ impl Worker for HealthProbe {
     }
 
     fn step(&mut self, status: &WorkerStatus) -> Result<Step> {
+        // A metadata database deleted under us is found here even when
+        // nothing writes (the check logs it and saves a copy once).
+        let metadata_lost = self.ctx.meta.lost_reason().is_some();
         status.doing("probing nodes");
         self.ctx.probe_nodes();
         let states = self.ctx.store.node_status();
@@ -82,7 +86,7 @@ impl Worker for HealthProbe {
         }
         status.add_done(1);
         status.set_queue(down.len() as u64);
-        status.doing(match &down[..] {
+        let nodes = match &down[..] {
             [] => format!("all {} nodes up", states.len()),
             _ => format!(
                 "{} of {} nodes up; not up: {}",
@@ -90,6 +94,10 @@ impl Worker for HealthProbe {
                 states.len(),
                 down.join(", ")
             ),
+        };
+        status.doing(match metadata_lost {
+            true => format!("metadata database lost, writes refused; {nodes}"),
+            false => nodes,
         });
         Ok(Step::Idle)
     }

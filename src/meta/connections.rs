@@ -20,15 +20,25 @@
 //! `Durability::Durable` transactions run with synchronous=FULL: when they
 //! return, they and every commit before them are on stable storage.
 //!
+//! The database file under the daemon: the funnel checks, before each
+//! write, that the path still names the file SQLite opened (device and
+//! inode). A database deleted or replaced under a running daemon would
+//! take every later change with it at the next restart, so from then on
+//! writes are refused (`Error::ReadOnly`) until a restart, reads go on from
+//! the still-open file, and a copy of it is saved next to the path
+//! (`VACUUM INTO`), so that nothing acknowledged is lost.
+//!
 //! This module knows nothing about the tables; schema and queries live in the
 //! other files of `meta`.
 
 use parking_lot::Mutex;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Reader connections kept open. Reads are short and CPU-bound on SQLite's
 /// page cache, so more connections than cores add no throughput, while each
@@ -55,6 +65,10 @@ pub(super) enum Durability {
 
 pub(super) struct Database {
     path: PathBuf,
+    /// (device, inode) of the file opened, to notice it deleted or replaced.
+    file_id: (u64, u64),
+    /// Why writes are refused, once the file was found deleted or replaced.
+    lost: OnceLock<String>,
     writer: Mutex<Connection>,
     idle_readers: Mutex<Vec<Connection>>,
 }
@@ -75,11 +89,14 @@ impl Database {
         prepare(&mut writer)?;
         // Extra readers open later: a relative path must not follow a chdir.
         let path = std::fs::canonicalize(path)?;
+        let file = std::fs::metadata(&path)?;
         let readers = (0..READER_POOL_SIZE)
             .map(|_| open_reader(&path))
             .collect::<Result<Vec<_>>>()?;
         Ok(Database {
             path,
+            file_id: (file.dev(), file.ino()),
+            lost: OnceLock::new(),
             writer: Mutex::new(writer),
             idle_readers: Mutex::new(readers),
         })
@@ -107,6 +124,7 @@ impl Database {
         durability: Durability,
         change: impl FnOnce(&Transaction) -> Result<T>,
     ) -> Result<T> {
+        self.check_file()?;
         let mut writer = self.writer.lock();
         if durability == Durability::Buffered {
             return commit_change(&mut writer, change);
@@ -122,6 +140,54 @@ impl Database {
             log::warn!("metadata writer left at synchronous=FULL: {e}");
         }
         Ok(value)
+    }
+
+    /// Ok while the path still names the database file SQLite opened;
+    /// `Error::ReadOnly` (for good) once it was deleted or replaced. One
+    /// `stat`; a path that cannot be examined for another reason
+    /// (permissions) is not taken for a lost database.
+    pub(super) fn check_file(&self) -> Result<()> {
+        if let Some(reason) = self.lost.get() {
+            return Err(Error::ReadOnly(reason.clone()));
+        }
+        let what = match std::fs::metadata(&self.path) {
+            Ok(named) if (named.dev(), named.ino()) == self.file_id => return Ok(()),
+            Ok(_) => "was replaced by another file",
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    || e.raw_os_error() == Some(libc::ENOTDIR) =>
+            {
+                "was deleted"
+            }
+            Err(_) => return Ok(()),
+        };
+        Err(Error::ReadOnly(self.mark_lost(what)))
+    }
+
+    /// Refuse writes from now on, saving a copy of the still-open database
+    /// next to its path first. Returns the reason given to every refusal.
+    fn mark_lost(&self, what: &str) -> String {
+        // Holding the writer: no change slips in between the copy and the
+        // refusal, and only one thread makes the copy.
+        let writer = self.writer.lock();
+        if let Some(reason) = self.lost.get() {
+            return reason.clone();
+        }
+        let path = self.path.display();
+        let saved = match save_copy(&writer, &self.path) {
+            Ok(copy) => format!(
+                "a copy of the database as it was is saved at {}: stop minigcs, remove {path}-wal and {path}-shm if they are there, move the copy to {path}, then start it again",
+                copy.display()
+            ),
+            Err(e) => format!(
+                "saving a copy of it failed ({e}): what changed since the start is lost once minigcs stops"
+            ),
+        };
+        let reason = format!(
+            "the metadata database {path} {what} while minigcs was running; writes are refused until a restart so that nothing is acknowledged that a restart would lose; reads go on; {saved}"
+        );
+        log::error!("{reason}");
+        self.lost.get_or_init(|| reason).clone()
     }
 
     #[cfg(test)]
@@ -150,6 +216,26 @@ fn commit_change<T>(
     let value = change(&tx)?;
     tx.commit()?;
     Ok(value)
+}
+
+/// What follows the database's file name in the name of a saved copy.
+pub const RESCUED_INFIX: &str = ".rescued-";
+
+/// Write a consistent copy of the open database (WAL included) to a new
+/// file `<path>.rescued-<unix seconds>` next to `path`.
+fn save_copy(writer: &Connection, path: &Path) -> Result<PathBuf> {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!("{RESCUED_INFIX}{secs}"));
+    let copy = PathBuf::from(name);
+    if let Some(parent) = copy.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    writer.execute("VACUUM INTO ?1", [copy.to_string_lossy()])?;
+    Ok(copy)
 }
 
 /// A connection that only reads (query_only): a bug that writes through it

@@ -43,6 +43,7 @@ use connections::{Database, Durability};
 
 pub use crate::model::ShardState;
 pub use crate::model::{now_nanos, AttrChange, Inode, Kind, Nanos, RenameMode, ROOT_INO};
+pub use connections::RESCUED_INFIX;
 pub use file_content::{CommitOutcome, CreatedEntries, FileCommit, PutOutcome};
 pub use namespace::Unlinked;
 pub use shard_map::ChunkRecord;
@@ -55,13 +56,26 @@ pub struct Meta {
 impl Meta {
     /// Open (creating if needed) the database. Returns the cluster id and
     /// whether the database was created now.
+    ///
+    /// A database that holds no store yet (no file, or an earlier start
+    /// stopped before creating one) first asks `on_new`: an error leaves no
+    /// store (and no file where there was none; the next start asks again); `Ok(Some(id))` proposes the
+    /// cluster id to create it with when `wanted_cluster_id` is None.
     pub fn open(
         path: &Path,
         node_ids: Vec<String>,
         wanted_cluster_id: Option<&str>,
+        on_new: impl FnOnce() -> Result<Option<String>>,
     ) -> Result<(Meta, String, bool)> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
+        }
+        // No file yet: ask before SQLite creates one, so a refusal leaves
+        // nothing behind that looks like a database.
+        let mut on_new = Some(on_new);
+        let mut proposed = None;
+        if !path.exists() {
+            proposed = on_new.take().map_or(Ok(None), |ask| ask())?;
         }
         let db = Database::open(path, schema::migrate)?;
         let existing: Option<String> = db.read(|conn| {
@@ -86,8 +100,12 @@ impl Meta {
                 (id, false)
             }
             None => {
+                if let Some(ask) = on_new.take() {
+                    proposed = ask()?;
+                }
                 let id = wanted_cluster_id
                     .map(str::to_string)
+                    .or(proposed)
                     .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()));
                 db.write_transaction(Durability::Buffered, |tx| {
                     tx.execute(
@@ -106,6 +124,20 @@ impl Meta {
             }
         };
         Ok((Meta { db, node_ids }, cluster_id, created))
+    }
+
+    /// Why writes are refused, when the database file was deleted or
+    /// replaced under this process (checked now; for good once found).
+    pub fn lost_reason(&self) -> Option<String> {
+        match self.db.check_file() {
+            Err(Error::ReadOnly(reason)) => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// `Error::ReadOnly` once the database file was deleted or replaced.
+    pub fn check_writable(&self) -> Result<()> {
+        self.db.check_file()
     }
 
     fn node_index(&self, id: Option<String>) -> Option<usize> {

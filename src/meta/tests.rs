@@ -1,7 +1,9 @@
 //! Unit tests of the connection layer: reads on the reader pool never wait
 //! behind the writer, see every write that returned before them, and cannot
 //! write; durable and buffered commits use the synchronous modes they always
-//! did.
+//! did; a database file deleted or replaced under the process stops every
+//! write (reads go on, a copy is saved); a new database asks before it
+//! becomes a store.
 
 use std::sync::mpsc::channel;
 use std::sync::Arc;
@@ -18,7 +20,8 @@ const PATIENCE: Duration = Duration::from_secs(20);
 
 fn open_meta(dir: &tempfile::TempDir) -> Meta {
     let path = dir.path().join("meta").join("meta.db");
-    let (meta, _, created) = Meta::open(&path, vec!["n1".into(), "n2".into()], None).unwrap();
+    let (meta, _, created) =
+        Meta::open(&path, vec!["n1".into(), "n2".into()], None, || Ok(None)).unwrap();
     assert!(created);
     meta
 }
@@ -169,4 +172,75 @@ fn only_durable_writes_commit_with_full_sync() {
         .write_transaction(Durability::Buffered, |tx| Ok(synchronous_mode(tx)))
         .unwrap();
     assert_eq!(after, normal);
+}
+
+#[test]
+fn a_deleted_database_refuses_writes_keeps_reads_and_saves_a_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = open_meta(&dir);
+    let kept = meta.create(ROOT_INO, b"kept", &file_template()).unwrap();
+    assert!(meta.lost_reason().is_none());
+    let path = dir.path().join("meta").join("meta.db");
+    std::fs::remove_file(&path).unwrap();
+
+    let refused = meta.create(ROOT_INO, b"after", &file_template());
+    let Err(crate::error::Error::ReadOnly(reason)) = refused else {
+        panic!("a write after the deletion must be refused, got {refused:?}");
+    };
+    assert!(reason.contains("was deleted"), "{reason}");
+    assert_eq!(meta.lost_reason().as_deref(), Some(reason.as_str()));
+    assert!(matches!(
+        meta.check_writable(),
+        Err(crate::error::Error::ReadOnly(_))
+    ));
+    // Reads go on from the open file.
+    assert_eq!(
+        meta.lookup(ROOT_INO, b"kept").unwrap().unwrap().ino,
+        kept.ino
+    );
+
+    // The saved copy holds everything written before, and is a store.
+    let copy = std::fs::read_dir(dir.path().join("meta"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("meta.db.rescued-"))
+        .expect("a rescued copy next to the database");
+    assert!(reason.contains(&copy.display().to_string()), "{reason}");
+    std::fs::rename(&copy, &path).unwrap();
+    let (reopened, _, created) = Meta::open(&path, vec!["n1".into(), "n2".into()], None, || {
+        panic!("the copy is a store, not a new database")
+    })
+    .unwrap();
+    assert!(!created);
+    assert!(reopened.lookup(ROOT_INO, b"kept").unwrap().is_some());
+    // Still refused: the copy is a file this process did not open.
+    assert!(meta.create(ROOT_INO, b"late", &file_template()).is_err());
+}
+
+#[test]
+fn a_replaced_database_refuses_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = open_meta(&dir);
+    let path = dir.path().join("meta").join("meta.db");
+    let other = dir.path().join("other.db");
+    std::fs::copy(&path, &other).unwrap();
+    std::fs::rename(&other, &path).unwrap();
+    let reason = meta.lost_reason().expect("replacement noticed");
+    assert!(reason.contains("was replaced"), "{reason}");
+    assert!(meta.create(ROOT_INO, b"x", &file_template()).is_err());
+}
+
+#[test]
+fn a_new_database_refused_by_its_caller_stays_new() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.db");
+    let ids = || vec!["n1".to_string()];
+    let refused = Meta::open(&path, ids(), None, || {
+        Err(crate::error::Error::Other("not now".into()))
+    });
+    assert!(refused.is_err());
+    assert!(!path.exists(), "a refused new database leaves no file");
+    let (_, id, created) = Meta::open(&path, ids(), None, || Ok(Some("c-1".into()))).unwrap();
+    assert!(created, "asked again on the next open");
+    assert_eq!(id, "c-1", "the proposed cluster id is adopted");
 }

@@ -1,6 +1,10 @@
 //! The local-directory node backend: one folder per node, shard files under
-//! `shards/<2 hex>/`, written temp → fsync → rename → fsync(dir).
+//! `shards/<2 hex>/`, written temp → fsync → rename → fsync(dir). The folder
+//! is locked (`minigcs-node.lock`, see `crate::store_lock`) while this
+//! process uses it: at start when it exists, when it is initialized, and
+//! again by the health probe when it was deleted and came back.
 
+use parking_lot::Mutex;
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::FileExt;
@@ -10,12 +14,19 @@ use std::time::SystemTime;
 
 use super::{NodeBackend, NodeIdentity, NodeProbe, ShardKey, ShardReader, IDENTITY_FILE};
 use crate::error::{Error, Result};
+use crate::store_lock::{holder_text, LockFailure, StoreLock};
+
+/// Name of the lock file in every local node folder. It is not part of
+/// the store: a folder holding only it counts as empty.
+pub const NODE_LOCK_FILE: &str = "minigcs-node.lock";
 
 pub struct LocalDirNode {
     id: String,
     region: String,
     root: PathBuf,
     temp_counter: AtomicU64,
+    /// This process's lock on the folder, once taken.
+    lock: Mutex<Option<StoreLock>>,
 }
 
 impl LocalDirNode {
@@ -25,7 +36,46 @@ impl LocalDirNode {
             region: region.to_string(),
             root: root.to_path_buf(),
             temp_counter: AtomicU64::new(0),
+            lock: Mutex::new(None),
         }
+    }
+
+    /// Lock the folder if it exists (daemon start). A folder another
+    /// daemon holds is an error naming its pid; a missing or unusable
+    /// folder is not: it is a failed node, locked once it is usable.
+    pub fn lock_if_present(&self) -> Result<()> {
+        if !self.root.is_dir() {
+            return Ok(());
+        }
+        match self.hold_lock() {
+            Ok(()) => Ok(()),
+            Err(held @ LockFailure::Held { .. }) => Err(held.into_error(&self.lock_subject())),
+            Err(LockFailure::Io { error, .. }) => {
+                log::warn!("cannot lock {}: {error}", self.lock_subject());
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether this process holds the folder's lock now.
+    pub fn holds_lock(&self) -> bool {
+        self.lock.lock().as_ref().is_some_and(StoreLock::is_current)
+    }
+
+    fn lock_subject(&self) -> String {
+        format!("node {}'s folder {}", self.id, self.root.display())
+    }
+
+    /// Hold the folder's lock, taking it again when the folder (or the
+    /// lock file) was deleted and created anew since it was taken.
+    fn hold_lock(&self) -> std::result::Result<(), LockFailure> {
+        let mut held = self.lock.lock();
+        if held.as_ref().is_some_and(StoreLock::is_current) {
+            return Ok(());
+        }
+        *held = None;
+        *held = Some(StoreLock::acquire(&self.root.join(NODE_LOCK_FILE))?);
+        Ok(())
     }
 
     fn shard_dir(&self, key: ShardKey) -> PathBuf {
@@ -39,14 +89,25 @@ impl LocalDirNode {
     }
 
     fn read_identity(&self) -> std::io::Result<NodeIdentity> {
-        let text = fs::read(self.root.join(IDENTITY_FILE))?;
-        serde_json::from_slice(&text)
-            .map_err(|e| std::io::Error::new(ErrorKind::InvalidData, e.to_string()))
+        identity_in(&self.root)
     }
 
+    /// Empty but for our lock file.
     fn folder_is_empty(&self) -> std::io::Result<bool> {
-        Ok(fs::read_dir(&self.root)?.next().is_none())
+        for entry in fs::read_dir(&self.root)? {
+            if entry?.file_name() != NODE_LOCK_FILE {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
+}
+
+/// The identity file of the node folder `folder`, if it has one.
+pub fn identity_in(folder: &Path) -> std::io::Result<NodeIdentity> {
+    let text = fs::read(folder.join(IDENTITY_FILE))?;
+    serde_json::from_slice(&text)
+        .map_err(|e| std::io::Error::new(ErrorKind::InvalidData, e.to_string()))
 }
 
 fn fsync_dir(path: &Path) -> std::io::Result<()> {
@@ -98,6 +159,11 @@ impl NodeBackend for LocalDirNode {
     }
 
     fn initialize(&self, cluster_id: &str) -> Result<()> {
+        // Lock before anything is written: a folder another daemon holds
+        // stays untouched.
+        fs::create_dir_all(&self.root)?;
+        self.hold_lock()
+            .map_err(|failure| failure.into_error(&self.lock_subject()))?;
         match self.read_identity() {
             Ok(found) => {
                 if found.cluster_id != cluster_id || found.node_id != self.id {
@@ -112,7 +178,6 @@ impl NodeBackend for LocalDirNode {
                 }
             }
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                fs::create_dir_all(&self.root)?;
                 let identity = NodeIdentity {
                     cluster_id: cluster_id.to_string(),
                     node_id: self.id.clone(),
@@ -153,6 +218,14 @@ impl NodeBackend for LocalDirNode {
         };
         if !meta.is_dir() {
             return NodeProbe::Failed(format!("{} is not a folder", self.root.display()));
+        }
+        // A folder another daemon locked is not ours to use. (A lock file
+        // that cannot be created is reported by the checks below.)
+        if let Err(LockFailure::Held { pid, .. }) = self.hold_lock() {
+            return NodeProbe::Failed(format!(
+                "folder is locked by {} (another minigcs daemon)",
+                holder_text(pid)
+            ));
         }
         match self.read_identity() {
             Ok(found) => {
@@ -302,6 +375,50 @@ mod tests {
         );
         fs::remove_file(root.join(IDENTITY_FILE)).unwrap();
         assert!(matches!(node.probe("c"), NodeProbe::Failed(_)));
+    }
+
+    #[test]
+    fn a_folder_another_holder_locked_is_refused_at_start_and_failed_in_probes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("n1");
+        let first = LocalDirNode::new("node-1", "r1", &root);
+        first.initialize("c").unwrap();
+        assert!(first.holds_lock());
+        let second = LocalDirNode::new("node-1", "r1", &root);
+        let refused = second.lock_if_present().unwrap_err().to_string();
+        assert!(
+            refused.contains("node node-1's folder")
+                && refused.contains(&format!("locked by pid {}", std::process::id())),
+            "{refused}"
+        );
+        assert!(matches!(second.probe("c"), NodeProbe::Failed(r) if r.contains("locked by pid")));
+        assert!(second.initialize("c").is_err());
+        assert_eq!(first.probe("c"), NodeProbe::Healthy);
+        // A folder missing at start is no reason to refuse, and is not created.
+        let absent = dir.path().join("absent");
+        LocalDirNode::new("node-2", "r1", &absent)
+            .lock_if_present()
+            .unwrap();
+        assert!(!absent.exists());
+    }
+
+    #[test]
+    fn a_folder_deleted_and_created_again_is_locked_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("n1");
+        let node = LocalDirNode::new("node-1", "r1", &root);
+        node.initialize("c").unwrap();
+        fs::remove_dir_all(&root).unwrap();
+        assert!(!node.holds_lock());
+        fs::create_dir(&root).unwrap();
+        // The probe takes the lock again; the lock file alone keeps the
+        // folder empty, ready to be rebuilt.
+        assert!(matches!(node.probe("c"), NodeProbe::Empty(_)));
+        assert!(node.holds_lock());
+        node.initialize("c").unwrap();
+        assert_eq!(node.probe("c"), NodeProbe::Healthy);
+        let other = LocalDirNode::new("node-1", "r1", &root);
+        assert!(other.lock_if_present().is_err());
     }
 
     #[test]

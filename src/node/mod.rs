@@ -7,7 +7,7 @@
 mod local;
 mod memory;
 
-pub use local::LocalDirNode;
+pub use local::{identity_in, LocalDirNode, NODE_LOCK_FILE};
 pub use memory::MemoryNode;
 
 use serde::{Deserialize, Serialize};

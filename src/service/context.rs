@@ -22,7 +22,10 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::meta::{Inode, Meta};
 use crate::metrics::Metrics;
-use crate::node::{LocalDirNode, NodeBackend};
+use crate::node::NodeBackend;
+use crate::store_lock::StoreLock;
+
+use super::ownership;
 
 /// A change made through the object API that the mount must learn about.
 #[derive(Debug, Clone)]
@@ -58,27 +61,30 @@ pub(crate) struct Context {
     /// Node recoveries run one at a time.
     pub(crate) recovery_lock: Mutex<()>,
     observers: RwLock<Vec<Arc<dyn ChangeObserver>>>,
+    /// This process's lock on the metadata database: one daemon per store.
+    _metadata_lock: StoreLock,
 }
 
 impl Context {
-    /// The local-directory nodes `config` lists.
-    pub fn local_nodes(config: &Config) -> Vec<Arc<dyn NodeBackend>> {
-        config
-            .nodes
-            .iter()
-            .map(|n| {
-                Arc::new(LocalDirNode::new(&n.id, &n.region, &n.storage_path))
-                    as Arc<dyn NodeBackend>
-            })
-            .collect()
+    /// Lock the metadata database, then open the store over `nodes` (see
+    /// `open_locked`).
+    pub fn open(
+        config: Arc<Config>,
+        metrics: Arc<Metrics>,
+        nodes: Vec<Arc<dyn NodeBackend>>,
+    ) -> Result<Context> {
+        let metadata_lock = ownership::lock_metadata(&config)?;
+        Self::open_locked(config, metrics, metadata_lock, nodes)
     }
 
     /// Open the metadata and the chunk store over `nodes` (initialized on
     /// first start, probed always) and purge inodes that lost their last
-    /// name while open before a crash.
-    pub fn open(
+    /// name while open before a crash. The caller holds the metadata lock
+    /// (kept for the context's life) and the locks of local node folders.
+    pub fn open_locked(
         config: Arc<Config>,
         metrics: Arc<Metrics>,
+        metadata_lock: StoreLock,
         nodes: Vec<Arc<dyn NodeBackend>>,
     ) -> Result<Context> {
         let node_ids = nodes.iter().map(|n| n.id().to_string()).collect();
@@ -86,6 +92,7 @@ impl Context {
             &config.metadata.path,
             node_ids,
             config.cluster.id.as_deref(),
+            || ownership::confirm_new_database(&config, &nodes),
         )?;
         let store = Arc::new(ChunkStore::new(
             nodes,
@@ -109,7 +116,7 @@ impl Context {
             }
             store.probe_node(i);
         }
-        let ctx = Context::new(config, meta, store, metrics);
+        let ctx = Context::new(config, meta, store, metrics, metadata_lock);
         // Inodes that lost their last name while open before a crash.
         for ino in ctx.meta.unlinked_inodes()? {
             ctx.meta.purge(ino)?;
@@ -122,6 +129,7 @@ impl Context {
         meta: Meta,
         store: Arc<ChunkStore>,
         metrics: Arc<Metrics>,
+        metadata_lock: StoreLock,
     ) -> Context {
         let chunk_size = config.chunk_size();
         let cache_bytes = (config.mount.memory_budget / 2).max(chunk_size * 2);
@@ -142,6 +150,7 @@ impl Context {
             started: SystemTime::now(),
             recovery_lock: Mutex::new(()),
             observers: RwLock::new(Vec::new()),
+            _metadata_lock: metadata_lock,
             config,
         }
     }

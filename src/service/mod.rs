@@ -17,7 +17,8 @@
 //! - `objects`: operations by key (the HTTP view); `namespace`: operations by
 //!   inode (the mount's view); `keys`: key and name rules;
 //! - `info`: chunk placement and object metadata as shown to users;
-//! - `reports`: health, statistics, node list, object info and workers.
+//! - `reports`: health, statistics, node list, object info and workers;
+//! - `ownership`: the store's locks and the new-database check at start.
 //!
 //! Background care of the store (collection, repair, recovery, scrub, health
 //! probes, orphan sweep) runs as workers in `crate::maint` over the shared
@@ -33,6 +34,7 @@ mod info;
 mod keys;
 mod namespace;
 mod objects;
+mod ownership;
 mod pool;
 pub mod posix;
 mod read;
@@ -94,9 +96,14 @@ pub struct Service {
 impl Service {
     /// Open the store described by `config`: metadata, nodes (initialized
     /// on first start), chunk store.
+    ///
+    /// Locks the store first (metadata, then every node folder that
+    /// exists): a store another daemon holds is an error naming its pid.
     pub fn open(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<Arc<Service>> {
-        let nodes = Context::local_nodes(&config);
-        Self::open_with_nodes(config, metrics, nodes)
+        let metadata_lock = ownership::lock_metadata(&config)?;
+        let nodes = ownership::local_nodes(&config)?;
+        let ctx = Context::open_locked(config, metrics, metadata_lock, nodes)?;
+        Ok(Self::over(ctx))
     }
 
     /// Open with explicit node backends (tests use in-memory doubles).
@@ -105,13 +112,17 @@ impl Service {
         metrics: Arc<Metrics>,
         nodes: Vec<Arc<dyn NodeBackend>>,
     ) -> Result<Arc<Service>> {
-        let ctx = Arc::new(Context::open(config, metrics, nodes)?);
-        Ok(Arc::new(Service {
+        Ok(Self::over(Context::open(config, metrics, nodes)?))
+    }
+
+    fn over(ctx: Context) -> Arc<Service> {
+        let ctx = Arc::new(ctx);
+        Arc::new(Service {
             files: HandleTable::new(),
             uploads: UploadPipeline::new(&ctx),
             prefetch: Prefetcher::new(),
             ctx,
-        }))
+        })
     }
 
     pub fn config(&self) -> &Arc<Config> {
@@ -174,6 +185,8 @@ impl Service {
     /// Store an object from a stream (bounded memory; visible only once
     /// every chunk is durable; a failing reader leaves nothing behind).
     pub fn put_object(&self, key: &str, reader: &mut dyn Read, opts: PutOptions) -> Result<Inode> {
+        // Refused before any byte is stored when the metadata is lost.
+        self.ctx.meta.check_writable()?;
         self.objects().put(key, reader, opts)
     }
 
@@ -301,6 +314,10 @@ impl Service {
 
     /// Open a file; returns the handle.
     pub fn open_file(&self, ino: u64, flags: OpenFlags) -> Result<u64> {
+        if flags.write {
+            // As a read-only filesystem: refused at open, not at close.
+            self.ctx.meta.check_writable()?;
+        }
         self.handles().open(ino, flags)
     }
 

@@ -57,7 +57,9 @@ impl Service {
             self.ctx.meta.live_shard_health(&down)?;
         let up = status.len() - down.len();
         let k = self.ctx.store.k();
-        let (state, message) = if unreadable > 0 {
+        let (state, message) = if let Some(reason) = self.ctx.meta.lost_reason() {
+            (HealthStatus::Error, reason)
+        } else if unreadable > 0 {
             (
                 HealthStatus::Error,
                 format!(

@@ -265,3 +265,34 @@ fn getattr_and_writes_do_not_wait_for_a_commit_in_flight() {
     let snap = svc.open_object("w").unwrap();
     assert_eq!(snap.read(0, want.len() + 10).unwrap(), want);
 }
+
+#[test]
+fn a_new_metadata_database_over_nodes_holding_shards_is_refused_unless_accepted() {
+    let regions = ["a", "b", "c"];
+    let nodes: Vec<Arc<dyn NodeBackend>> = (0..regions.len())
+        .map(|i| Arc::new(MemoryNode::new(&format!("node-{}", i + 1), regions[i])) as _)
+        .collect();
+    let first = tempfile::tempdir().unwrap();
+    let config = Config::for_test(first.path(), &regions, 2, 1, CS);
+    let svc =
+        Service::open_with_nodes(Arc::new(config), Metrics::new(None), nodes.clone()).unwrap();
+    svc.put_object("kept", &mut &pattern(CS * 2, 1)[..], PutOptions::default())
+        .unwrap();
+    drop(svc);
+
+    // The same nodes under a metadata database that does not exist yet.
+    let fresh = tempfile::tempdir().unwrap();
+    let mut config = Config::for_test(fresh.path(), &regions, 2, 1, CS);
+    let refused =
+        Service::open_with_nodes(Arc::new(config.clone()), Metrics::new(None), nodes.clone());
+    let message = refused.err().expect("refused").to_string();
+    assert!(
+        message.contains("metadata missing for an existing store")
+            && message.contains("node-1")
+            && message.contains("--accept-empty-metadata"),
+        "{message}"
+    );
+    config.accept_empty_metadata = true;
+    let svc = Service::open_with_nodes(Arc::new(config), Metrics::new(None), nodes).unwrap();
+    assert!(svc.resolve_key("kept").unwrap().is_none(), "an empty store");
+}

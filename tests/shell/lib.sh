@@ -39,6 +39,8 @@ DAEMON_LOG=$WORK/daemon.log
 METRICS_CSV=$WORK/metrics.csv
 DAEMON_PID=
 DAEMON_MODE=
+DAEMON_ARGS=()        # extra arguments for the next start_daemon (e.g. --accept-empty-metadata)
+EXTRA_MNTS=()         # more mount points the EXIT trap unmounts
 BG_PIDS=()
 
 # Config knobs; change them and call write_config again to rewrite $CONFIG.
@@ -161,9 +163,9 @@ start_daemon() {
     DAEMON_MODE=$mode
     echo "=== $(date +%T.%N) test starts: minigcs $mode" >>"$DAEMON_LOG"
     if [ "$mode" = mount ]; then
-        (cd "$WORK" && exec "$MINIGCS_BIN" mount "$MNT" -c "$CONFIG") >>"$DAEMON_LOG" 2>&1 &
+        (cd "$WORK" && exec "$MINIGCS_BIN" mount "$MNT" -c "$CONFIG" "${DAEMON_ARGS[@]}") >>"$DAEMON_LOG" 2>&1 &
     else
-        (cd "$WORK" && exec "$MINIGCS_BIN" serve -c "$CONFIG") >>"$DAEMON_LOG" 2>&1 &
+        (cd "$WORK" && exec "$MINIGCS_BIN" serve -c "$CONFIG" "${DAEMON_ARGS[@]}") >>"$DAEMON_LOG" 2>&1 &
     fi
     DAEMON_PID=$!
     echo "$DAEMON_PID" >"$WORK/daemon.pid"
@@ -259,6 +261,11 @@ cleanup() {
     fi
     if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ] && [ "$LOG_PRINTED" = 0 ]; then print_log; fi
     unmount_mnt
+    for p in "${EXTRA_MNTS[@]}"; do
+        if awk -v m="$p" '$2 == m { f = 1 } END { exit !f }' /proc/mounts; then
+            fusermount3 -u -z "$p" 2>/dev/null || umount -l "$p" 2>/dev/null
+        fi
+    done
     if is_mounted; then
         echo "WARNING: $MNT is still mounted; leaving $WORK in place" >&2
     elif [ "${MINIGCS_KEEP_WORK:-0}" = 1 ]; then

@@ -1,0 +1,176 @@
+//! What makes this process the one owner of a store before it touches it:
+//! the lock on the metadata database (`<metadata.path>.lock`), the locks on
+//! the local node folders that exist, and the start-up check that a new,
+//! empty metadata database is not silently put over node folders that
+//! already hold a store's shards. The locks themselves are
+//! `crate::store_lock`; the folder locks live in `LocalDirNode`.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::meta::RESCUED_INFIX;
+use crate::node::{identity_in, LocalDirNode, NodeBackend};
+use crate::store_lock::StoreLock;
+
+/// How long start-up waits for a node folder to answer its lock.
+const LOCK_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Lock the metadata database of `config` (its folder is created if
+/// missing). A second daemon gets an error naming the holder's pid.
+pub(crate) fn lock_metadata(config: &Config) -> Result<StoreLock> {
+    let db = &config.metadata.path;
+    if let Some(parent) = db.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    StoreLock::acquire(&with_suffix(db, ".lock"))
+        .map_err(|failure| failure.into_error(&format!("metadata database {}", db.display())))
+}
+
+/// The local-directory nodes `config` lists, each folder that exists locked.
+///
+/// The folders are locked in parallel, each on its own thread: a folder on a
+/// mount that stopped answering must not hang the start. One that does not
+/// answer within `LOCK_PATIENCE` is left to the health probe, which takes
+/// its lock once it answers (and reports it failed until then).
+pub(crate) fn local_nodes(config: &Config) -> Result<Vec<Arc<dyn NodeBackend>>> {
+    let nodes: Vec<Arc<LocalDirNode>> = config
+        .nodes
+        .iter()
+        .map(|n| Arc::new(LocalDirNode::new(&n.id, &n.region, &n.storage_path)))
+        .collect();
+    let (answers, answered) = mpsc::channel();
+    for (index, node) in nodes.iter().enumerate() {
+        let (node, answers) = (node.clone(), answers.clone());
+        std::thread::Builder::new()
+            .name("node-lock".into())
+            .spawn(move || {
+                let _ = answers.send((index, node.lock_if_present()));
+            })?;
+    }
+    drop(answers);
+    let deadline = Instant::now() + LOCK_PATIENCE;
+    let mut waiting = vec![true; nodes.len()];
+    while waiting.contains(&true) {
+        let patience = deadline.saturating_duration_since(Instant::now());
+        let Ok((index, locked)) = answered.recv_timeout(patience) else {
+            break;
+        };
+        locked?;
+        waiting[index] = false;
+    }
+    for (node, _) in nodes.iter().zip(&waiting).filter(|(_, w)| **w) {
+        log::warn!(
+            "node {}'s folder {} did not answer within {}s: starting without its lock (the health probe takes it once the folder answers)",
+            node.id(),
+            node.location(),
+            LOCK_PATIENCE.as_secs()
+        );
+    }
+    Ok(nodes
+        .into_iter()
+        .map(|n| n as Arc<dyn NodeBackend>)
+        .collect())
+}
+
+/// Asked before a new metadata database becomes a store. Node folders that
+/// hold shards mean the store exists and its metadata is missing: refuse,
+/// saying what happened and what to do, unless `accept_empty_metadata`.
+/// Proposes the cluster id the node folders carry when they agree on one,
+/// so that the new database adopts them instead of failing every node.
+pub(crate) fn confirm_new_database(
+    config: &Config,
+    nodes: &[Arc<dyn NodeBackend>],
+) -> Result<Option<String>> {
+    let mut cluster_ids = BTreeSet::new();
+    let mut holders = Vec::new();
+    for node in nodes {
+        let folder = config
+            .nodes
+            .iter()
+            .find(|n| n.id == node.id())
+            .map(|n| n.storage_path.as_path());
+        if let Some(identity) = folder.and_then(|f| identity_in(f).ok()) {
+            cluster_ids.insert(identity.cluster_id);
+        }
+        // Our own lock is held: listing may tidy temp files safely.
+        let shards = node.list_shards().map(|s| s.len()).unwrap_or(0);
+        if shards > 0 {
+            holders.push(format!(
+                "{} ({}): {shards} shard file(s)",
+                node.id(),
+                node.location()
+            ));
+        }
+    }
+    let adopt = match cluster_ids.len() {
+        1 => cluster_ids.first().cloned(),
+        _ => None,
+    };
+    if holders.is_empty() {
+        return Ok(adopt);
+    }
+    let clusters = match cluster_ids.len() {
+        0 => "an existing store".to_string(),
+        _ => format!(
+            "cluster {}",
+            cluster_ids.into_iter().collect::<Vec<_>>().join(", ")
+        ),
+    };
+    if config.accept_empty_metadata {
+        log::warn!(
+            "--accept-empty-metadata: starting an empty store over node folders holding shards of {clusters} ({}); those shards are deleted as orphans",
+            holders.join("; ")
+        );
+        return Ok(adopt);
+    }
+    let db = config.metadata.path.display();
+    let mut todo = vec![format!(
+        "if the database was moved or lives on a disk that is not mounted, put it back at {db} (see metadata.path in the config) and start again"
+    )];
+    if let Some(copy) = rescued_copies(&config.metadata.path).first() {
+        todo.push(format!(
+            "a copy saved when the database went missing is at {}: remove {db}-wal and {db}-shm if they are there and move the copy to {db} to go on from it",
+            copy.display()
+        ));
+    }
+    todo.push("restoring the metadata from the nodes alone is not automatic yet".into());
+    todo.push(
+        "to start an empty store over these folders anyway (their shards are deleted), start with --accept-empty-metadata".into(),
+    );
+    Err(Error::Other(format!(
+        "metadata missing for an existing store of {clusters}: the metadata database {db} is new (it did not exist or held no store), but the node folders hold shards:\n  {}\n\
+         Starting would serve an empty store and delete those shards as orphans, so minigcs refuses to start. What to do:\n  - {}",
+        holders.join("\n  "),
+        todo.join(";\n  - "),
+    )))
+}
+
+/// `path` with `suffix` appended to its file name.
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Copies a daemon saved when it found the database deleted or replaced
+/// (`<path>.rescued-<secs>`), newest first.
+fn rescued_copies(db: &Path) -> Vec<PathBuf> {
+    let (Some(folder), Some(name)) = (db.parent(), db.file_name()) else {
+        return Vec::new();
+    };
+    let prefix = format!("{}{RESCUED_INFIX}", name.to_string_lossy());
+    let mut copies: Vec<PathBuf> = std::fs::read_dir(folder)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect();
+    copies.sort();
+    copies.reverse();
+    copies
+}
