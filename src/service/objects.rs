@@ -220,7 +220,8 @@ impl Objects<'_> {
     }
 
     /// Keys of files under `prefix` (a plain string prefix of the key),
-    /// sorted. Returns (keys, truncated).
+    /// sorted, after `start_after`, at most `limit`: a keyset walk that
+    /// never visits the keys before `start_after`. Returns (keys, truncated).
     pub fn list(
         &self,
         prefix: &str,
@@ -244,15 +245,19 @@ impl Objects<'_> {
                 }
             }
         }
-        let mut keys: Vec<String> = meta
-            .all_files(dir, base.as_bytes())?
+        // One more than asked tells whether the listing goes on.
+        let wanted = limit.map_or(usize::MAX, |l| l.saturating_add(1));
+        let found = meta.files_in_key_order(
+            dir,
+            base.as_bytes(),
+            prefix.as_bytes(),
+            start_after.map(str::as_bytes),
+            wanted,
+        )?;
+        let mut keys: Vec<String> = found
             .into_iter()
-            .filter(|(_, i)| i.nlink > 0)
-            .map(|(k, _)| String::from_utf8_lossy(&k).into_owned())
-            .filter(|k| k.starts_with(prefix))
-            .filter(|k| start_after.is_none_or(|s| k.as_str() > s))
+            .map(|k| String::from_utf8_lossy(&k).into_owned())
             .collect();
-        keys.sort();
         let truncated = match limit {
             Some(l) if keys.len() > l => {
                 keys.truncate(l);
