@@ -20,8 +20,8 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use super::convert::{
-    allocate_mode, fail, if_exists, mknod_kind, open_flags, rename_mode, time_or_now, to_attr,
-    to_nanos,
+    allocate_mode, fail, fail_on_inode, if_exists, mknod_kind, open_flags, rename_mode,
+    time_or_now, to_attr, to_nanos,
 };
 use super::dirs::{fill_readdir, fill_readdirplus, DirHandles};
 use super::page_cache::PageCache;
@@ -181,7 +181,10 @@ impl Filesystem for MiniFs {
     fn forget(&self, _req: &Request, _ino: INodeNo, _nlookup: u64) {}
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        reply_attr("getattr", self.service.getattr(ino.0), reply);
+        match self.service.getattr(ino.0) {
+            Ok(inode) => reply.attr(&TTL, &to_attr(&inode)),
+            Err(e) => reply.error(fail_on_inode("getattr", &e)),
+        }
     }
 
     fn setattr(
@@ -344,7 +347,7 @@ impl Filesystem for MiniFs {
                 let keep = self.page_cache.keep_on_open(&inode);
                 reply.opened(FileHandle(fh), open_reply_flags(keep));
             }
-            Err(e) => reply.error(fail("open", &e)),
+            Err(e) => reply.error(fail_on_inode("open", &e)),
         }
     }
 

@@ -3,9 +3,13 @@
 //! budget as the mount's writes), open it for streaming reads, delete, list,
 //! and describe it (metadata, computing the SHA-256 when unknown).
 //!
-//! A PUT is the later writer over a file open in the mount: it waits for the
-//! file's running commit, replaces the content, and rebases the open file
-//! before any other commit of it can start.
+//! A PUT over an existing file behaves like `rename` of a new file over it:
+//! the name moves to a new inode holding the upload, in one transaction.
+//! Whoever has the old inode open (a mount handle, a streaming GET) keeps
+//! reading the old version whole; a writer that has it open goes on writing
+//! to the old, now nameless, file, as after a rename over an open file; the
+//! old inode is freed when it has neither a link nor an open handle. The
+//! mount's kernel caches drop the name and the old inode's attributes.
 
 use sha2::{Digest, Sha256};
 use std::collections::VecDeque;
@@ -57,7 +61,7 @@ impl Objects<'_> {
         let parts = parse_key(key)?;
         let parts: Vec<&[u8]> = parts.iter().map(|p| p.as_bytes()).collect();
         // Refuse early when the key names a directory or goes through a file.
-        let existing = match ctx.meta.resolve(&parts) {
+        match ctx.meta.resolve(&parts) {
             Ok(Some(i)) if i.kind == Kind::Dir => return Err(Error::IsADirectory(key.to_string())),
             Ok(Some(i)) if i.kind != Kind::File => {
                 return Err(Error::InvalidArgument(format!(
@@ -68,8 +72,8 @@ impl Objects<'_> {
                 return Err(Error::NotADirectory(format!("{key}: a parent is a file")))
             }
             Err(e) => return Err(e),
-            Ok(found) => found,
-        };
+            Ok(_) => {}
+        }
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         let mut stored: Vec<(u64, UncommittedChunk)> = Vec::new();
@@ -136,36 +140,15 @@ impl Objects<'_> {
             checksum: Some(hex::encode(hasher.finalize())),
             content_type: guessed,
         };
-        // A commit of the file open in the mount finishes first; none starts
-        // until the open file is rebased on this version.
-        let open = existing.and_then(|i| files.file(i.ino));
-        let _no_commits = open.as_ref().map(|f| f.lock_commits());
         let outcome = ctx.meta.put_file(&parts, &template, commit)?;
         for (_, chunk) in stored {
             let _ = chunk.into_committed();
         }
-        // Handles open in the mount now build on the new version (the PUT is
-        // the later writer), never on a mix of old chunks and new ones.
-        match files.file(outcome.inode.ino) {
-            Some(f) if open.as_ref().is_some_and(|o| std::sync::Arc::ptr_eq(o, &f)) => {
-                f.rebase(&outcome.inode)
-            }
-            Some(f) => {
-                let _commits = f.lock_commits();
-                f.rebase(&outcome.inode);
-            }
-            None => {}
-        }
-        let mut changes = vec![
-            Change::Inode(outcome.inode.ino),
-            Change::Entry {
-                parent: outcome.entry.0,
-                name: outcome.entry.1.clone(),
-            },
-        ];
-        if outcome.superseded > 0 {
-            ctx.wake.collector.notify();
-        }
+        // The kernel forgets the name's old inode before that inode can go,
+        // so a cached name never leads to a purged inode.
+        let (parent, name) = outcome.entry;
+        let mut changes = vec![Change::Entry { parent, name }];
+        changes.extend(outcome.replaced.map(|old| Change::Inode(old.ino)));
         changes.extend(
             outcome
                 .created
@@ -173,6 +156,13 @@ impl Objects<'_> {
                 .map(|(parent, name)| Change::Entry { parent, name }),
         );
         ctx.notify(&changes);
+        if let Some(old) = outcome.replaced {
+            // The upload is stored and visible; an old inode that could not
+            // be freed now is freed at the next start.
+            if let Err(e) = Namespace(self.0).after_unlink(old.ino, old.nlink) {
+                log::error!("freeing inode {} replaced by {key}: {e}", old.ino);
+            }
+        }
         Ok(outcome.inode)
     }
 
