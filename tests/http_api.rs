@@ -517,6 +517,80 @@ async fn listing_with_prefix_and_paging() {
     assert_eq!(env.get("/objects?limit=0").await.status, 400);
 }
 
+impl Env {
+    /// Delete `count` shard files of chunk `index` of object `key`.
+    fn lose_shards(&self, key: &str, index: usize, count: usize) {
+        let info = self.service.object_info(key).unwrap();
+        let chunk = &info.chunks[index];
+        let id = chunk.layout.chunk_id;
+        for (shard, node) in chunk.placement.iter().enumerate().take(count) {
+            let path = self
+                .dir
+                .path()
+                .join(format!("nodes/node-{}/shards", node.unwrap() + 1))
+                .join(format!("{:02x}", id & 0xff))
+                .join(format!("{id:016x}.{shard}.shard"));
+            std::fs::remove_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        }
+    }
+}
+
+/// A GET never answers 200 with an empty or short body: an object whose
+/// first chunk cannot be reconstructed is a 503 before any byte, whole or
+/// ranged; one whose later chunk cannot be is a body that ends in an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_chunks_are_errors_never_short_bodies() {
+    let env = env();
+    let size = 2 * CHUNK as usize + 1000;
+    for key in ["head", "tail"] {
+        assert_eq!(env.put(key, &data(size, 7)).await.status, 200);
+    }
+    // k = 2, m = 1: two lost shards of one chunk leave it unreadable.
+    env.lose_shards("head", 0, 2);
+    env.lose_shards("tail", 2, 2);
+    let r = env.get("/objects/head").await;
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    assert!(r.detail().contains("not enough healthy shards"));
+    for range in ["bytes=0-", "bytes=100-1999999", "bytes=0-99"] {
+        let r = env
+            .req("GET", "/objects/head", &[("range", range)], Body::empty())
+            .await;
+        assert_eq!(r.status, 503, "range {range}");
+    }
+    // The readable part of a ranged read is still served.
+    let r = env
+        .req(
+            "GET",
+            "/objects/head",
+            &[("range", "bytes=1048576-")],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, data(size, 7)[CHUNK as usize..]);
+
+    let res = env
+        .router
+        .clone()
+        .oneshot(
+            Request::builder()
+                .uri("/objects/tail")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        200,
+        "headers go out once the first chunk is read"
+    );
+    assert!(
+        res.into_body().collect().await.is_err(),
+        "the body must end in an error, not cleanly short"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_then_404_and_delete_of_absent_is_ok() {
     let env = env();

@@ -1028,37 +1028,77 @@ fn list_objects_prefix_sorted_paging() {
 
 // ------------------------------------------- regressions from review
 
-/// An API PUT over a file open in the mount: the open handle builds on the
-/// PUT's version from then on (an O_APPEND write lands after the new bytes),
-/// never on a mix of the old chunks and the new ones.
+/// An API PUT over a file open in the mount behaves like `rename` of a new
+/// file over it: the open handle keeps the old version whole (a collection
+/// meanwhile frees none of it) and its later writes land in the old, now
+/// nameless, file; the name holds exactly the PUT's bytes, with the old
+/// file's mode and extended attributes; the old inode and its shards go at
+/// its last close.
 #[test]
-fn put_over_an_open_file_never_mixes_versions() {
+fn put_over_an_open_file_is_a_rename_over_it() {
     let store = TestStore::new(&["a", "b", "c"], 2, 1, CS);
     let svc = store.service().clone();
     let old = seeded_bytes(1, (5 * CS) as usize);
     put(&svc, "log", &old);
-    let ino = svc.resolve_key("log").unwrap().unwrap().ino;
-    let fh = svc
-        .open_file(
-            ino,
-            OpenFlags {
-                read: true,
-                write: true,
-                append: true,
-            },
-        )
+    let old_ino = svc.resolve_key("log").unwrap().unwrap().ino;
+    let chmod = AttrChange {
+        mode: Some(0o600),
+        ..Default::default()
+    };
+    svc.setattr(old_ino, &chmod, None).unwrap();
+    svc.set_xattr(old_ino, b"user.tag", b"kept", Default::default())
         .unwrap();
-    svc.write(fh, 0, b"lost").unwrap(); // buffered, then superseded by the PUT
+    let append = OpenFlags {
+        read: true,
+        write: true,
+        append: true,
+    };
+    let fh = svc.open_file(old_ino, append).unwrap();
+    svc.write(fh, 0, b" and more").unwrap(); // buffered in the old file
     let new = b"fresh content from the API".to_vec();
     put(&svc, "log", &new);
-    assert_eq!(read_handle(&svc, fh, new.len()), new);
+    let now = svc.resolve_key("log").unwrap().unwrap();
+    assert_ne!(now.ino, old_ino, "the name moved to a new inode");
+    assert_eq!(now.mode, 0o600);
+    assert_eq!(svc.get_xattr(now.ino, b"user.tag").unwrap(), b"kept");
+    assert_eq!(svc.getattr(old_ino).unwrap().nlink, 0);
+    svc.collect_garbage().unwrap();
+    let mut old_whole = old.clone();
+    old_whole.extend_from_slice(b" and more");
+    assert!(
+        read_handle(&svc, fh, old_whole.len()) == old_whole,
+        "old version not whole"
+    );
+    assert_eq!(get(&svc, "log").unwrap(), new);
     svc.write(fh, 0, b"x").unwrap();
     svc.release(fh).unwrap();
-    let mut expected = new.clone();
-    expected.push(b'x');
-    assert_eq!(get(&svc, "log").unwrap(), expected);
+    assert_eq!(get(&svc, "log").unwrap(), new);
+    assert!(
+        svc.getattr(old_ino).is_err(),
+        "old inode freed at its last close"
+    );
+    assert!(
+        svc.open_file(old_ino, append).is_err(),
+        "no handle opens a freed inode"
+    );
     svc.collect_garbage().unwrap();
-    assert_eq!(get(&svc, "log").unwrap(), expected);
+    assert_eq!(get(&svc, "log").unwrap(), new);
+    assert_eq!(store.all_shard_files().len(), 3, "old shards left behind");
+}
+
+/// A PUT over a name with another hard link: the other name keeps the old
+/// content, as after a rename over one of the names.
+#[test]
+fn put_over_a_hard_link_leaves_the_other_name_alone() {
+    let store = TestStore::new(&["a", "b", "c"], 2, 1, CS);
+    let svc = store.service().clone();
+    put(&svc, "one", b"shared");
+    let ino = svc.resolve_key("one").unwrap().unwrap().ino;
+    svc.link(ino, ROOT_INO, b"two").unwrap();
+    put(&svc, "one", b"replaced");
+    assert_eq!(get(&svc, "one").unwrap(), b"replaced");
+    assert_eq!(get(&svc, "two").unwrap(), b"shared");
+    assert_eq!(svc.getattr(ino).unwrap().nlink, 1);
 }
 
 /// A failed commit drops buffered data shared by every handle of the file:

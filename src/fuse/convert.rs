@@ -56,6 +56,20 @@ pub(super) fn fail(op: &str, e: &Error) -> Errno {
     code
 }
 
+/// Map an error of a request on an inode the kernel got from us: an inode
+/// that no longer exists is ESTALE (it lost its last name meanwhile, e.g. an
+/// API PUT moved the name to a new inode), so the kernel looks the path up
+/// again instead of reporting ENOENT for a name that exists.
+pub(super) fn fail_on_inode(op: &str, e: &Error) -> Errno {
+    match e {
+        Error::NotFound(_) => {
+            log::debug!("fuse {op}: {e} (stale inode)");
+            Errno::ESTALE
+        }
+        _ => fail(op, e),
+    }
+}
+
 pub(super) fn file_type(kind: Kind) -> FileType {
     match kind {
         Kind::File => FileType::RegularFile,

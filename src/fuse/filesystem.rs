@@ -24,7 +24,7 @@ use super::convert::{
 };
 use super::dirs::{fill_readdir, fill_readdirplus, DirHandles};
 use super::page_cache::PageCache;
-use super::reply::{self, answer};
+use super::reply::{self, answer, answer_on_inode};
 use super::{xattr, TTL};
 use crate::error::{Error, Result};
 use crate::model::{AttrChange, Inode, Kind, NameRef, NodeSpec, Owner};
@@ -151,7 +151,10 @@ impl Filesystem for MiniFs {
     fn forget(&self, _req: &Request, _ino: INodeNo, _nlookup: u64) {}
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        reply::attr("getattr", self.service.getattr(ino.0), reply);
+        let r = self.service.getattr(ino.0);
+        answer_on_inode("getattr", r, reply, |reply, inode| {
+            reply.attr(&TTL, &to_attr(&inode))
+        });
     }
 
     fn setattr(
@@ -285,7 +288,7 @@ impl Filesystem for MiniFs {
                     let _ = service.release(fh);
                 })
         });
-        answer("open", r, reply, |reply, (fh, inode)| {
+        answer_on_inode("open", r, reply, |reply, (fh, inode)| {
             let keep = self.page_cache.keep_on_open(&inode);
             reply.opened(FileHandle(fh), reply::open_flags(keep));
         });

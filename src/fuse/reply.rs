@@ -9,7 +9,7 @@ use fuser::{
     ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
 };
 
-use super::convert::{fail, to_attr};
+use super::convert::{fail, fail_on_inode, to_attr};
 use super::TTL;
 use crate::error::Result;
 use crate::model::Inode;
@@ -49,6 +49,20 @@ pub(super) fn answer<T, R: ErrnoReply>(op: &str, r: Result<T>, reply: R, fill: i
     match r {
         Ok(value) => fill(reply, value),
         Err(e) => reply.errno(fail(op, &e)),
+    }
+}
+
+/// Like `answer`, for a request on an inode the kernel got from us: an
+/// inode gone meanwhile answers ESTALE, so the kernel looks the path up again.
+pub(super) fn answer_on_inode<T, R: ErrnoReply>(
+    op: &str,
+    r: Result<T>,
+    reply: R,
+    fill: impl FnOnce(R, T),
+) {
+    match r {
+        Ok(value) => fill(reply, value),
+        Err(e) => reply.errno(fail_on_inode(op, &e)),
     }
 }
 

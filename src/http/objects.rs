@@ -360,8 +360,9 @@ enum Outcome {
     Head(Inode, Range<u64>, bool),
     /// The bytes, read in one go.
     Whole(Inode, Range<u64>, bool, Vec<u8>),
-    /// More than one chunk: streamed from the snapshot.
-    Stream(Snapshot, Range<u64>, bool),
+    /// More than one chunk: streamed from the snapshot, starting with the
+    /// first piece, read before any header is sent.
+    Stream(Snapshot, Range<u64>, bool, Bytes),
 }
 
 pub(super) async fn get_object(
@@ -439,7 +440,11 @@ async fn download(
             let data = snap.read(range.start, len as usize)?;
             return Ok(Outcome::Whole(snap.inode.clone(), range, partial, data));
         }
-        Ok(Outcome::Stream(snap, range, partial))
+        // A file whose first chunk cannot be read gets an error status, not
+        // a 200 with nothing behind it.
+        let first_end = next_chunk_boundary(range.start, service.chunk_size()).min(range.end);
+        let first = snap.read(range.start, (first_end - range.start) as usize)?;
+        Ok(Outcome::Stream(snap, range, partial, Bytes::from(first)))
     })
     .await;
     let metrics = app.service.metrics();
@@ -491,7 +496,7 @@ async fn download(
             );
             object_response(&inode, &key, &range, partial, Body::from(data))
         }
-        Outcome::Stream(snap, range, partial) => {
+        Outcome::Stream(snap, range, partial, first) => {
             let inode = snap.inode.clone();
             let recorder = Recorder {
                 metrics: app.service.metrics().clone(),
@@ -501,7 +506,13 @@ async fn download(
                 sent: 0,
                 error: None,
             };
-            let body = stream_body(snap, range.clone(), app.service.chunk_size(), recorder);
+            let body = stream_body(
+                snap,
+                range.clone(),
+                first,
+                app.service.chunk_size(),
+                recorder,
+            );
             object_response(&inode, &key, &range, partial, body)
         }
     };
@@ -584,15 +595,33 @@ impl Drop for Recorder {
     }
 }
 
-/// A body fed chunk by chunk by a blocking reader through a one-slot
-/// channel: at most about three chunks of this download are in memory.
-fn stream_body(snap: Snapshot, range: Range<u64>, chunk_size: u64, recorder: Recorder) -> Body {
+/// Where the chunk holding byte `pos` ends.
+fn next_chunk_boundary(pos: u64, chunk_size: u64) -> u64 {
+    (pos / chunk_size + 1) * chunk_size
+}
+
+/// A body that starts with `first` (the range's first piece, already read)
+/// and goes on chunk by chunk, fed by a blocking reader through a one-slot
+/// channel: at most about three chunks of this download are in memory. A
+/// read that fails later ends the stream with an error, so the connection
+/// is cut short of its Content-Length and the client sees a failed
+/// transfer, never a clean short body.
+fn stream_body(
+    snap: Snapshot,
+    range: Range<u64>,
+    first: Bytes,
+    chunk_size: u64,
+    recorder: Recorder,
+) -> Body {
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(1);
     tokio::task::spawn_blocking(move || {
-        let mut pos = range.start;
+        let mut pos = range.start + first.len() as u64;
+        if tx.blocking_send(Ok(first)).is_err() {
+            return; // client gone
+        }
         while pos < range.end {
             // Pieces end on chunk boundaries so each reads one chunk.
-            let next = ((pos / chunk_size + 1) * chunk_size).min(range.end);
+            let next = next_chunk_boundary(pos, chunk_size).min(range.end);
             let piece = snap
                 .read(pos, (next - pos) as usize)
                 .map(Bytes::from)

@@ -2,11 +2,13 @@
 //! map) and the commits that replace it. A file commit (`commit_file`) and an
 //! object upload (`put_file`, which also creates missing parent directories)
 //! are each one durable transaction (synchronous=FULL), as is `sync` (fsync,
-//! fsyncdir). Superseded chunks are not deleted here: they lose their file
+//! fsyncdir). An upload over an existing file gives the name a new inode,
+//! as `rename` would. Superseded chunks are not deleted here: they lose their file
 //! (ino NULL) and wait in the collection queue.
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
+use super::namespace::Unlinked;
 use super::shard_map::ChunkRecord;
 use super::{Durability, Meta};
 use crate::chunk::{ChunkLayout, Placement, WrittenChunk};
@@ -24,8 +26,9 @@ pub struct PutOutcome {
     pub created: CreatedEntries,
     /// The file's (parent, name).
     pub entry: (u64, Vec<u8>),
-    /// Chunks the upload superseded (now in the collection queue).
-    pub superseded: usize,
+    /// The file the name held before, which lost that link (purge it, or
+    /// let its last open handle do so, when it has no link left).
+    pub replaced: Option<Unlinked>,
 }
 
 /// What `commit_file` did.
@@ -275,8 +278,11 @@ impl Meta {
     }
 
     /// Create or replace the file at `parts` (creating parent directories) with
-    /// the given content, in one transaction. An existing file keeps its inode
-    /// (hard links and open handles see the new content).
+    /// the given content, in one transaction. A name that held a file is
+    /// moved to a new inode, as `rename` of a new file over it would: hard
+    /// links and open handles of the old inode keep the old content. The new
+    /// inode takes over the old one's mode, owner, creation time, extended
+    /// attributes and version count.
     pub fn put_file(
         &self,
         parts: &[&[u8]],
@@ -323,7 +329,7 @@ impl Meta {
             };
         }
         let name = parts[parts.len() - 1];
-        let inode = match Self::lookup_in(tx, dir, name)? {
+        let old = match Self::lookup_in(tx, dir, name)? {
             Some(ino) => {
                 let f = Self::must_inode(tx, ino)?;
                 if f.kind == Kind::Dir {
@@ -335,27 +341,50 @@ impl Meta {
                         String::from_utf8_lossy(name)
                     )));
                 }
-                commit.drop_from = Some(0);
-                f
+                Some(f)
+            }
+            None => None,
+        };
+        let mut inode = template.clone();
+        if let Some(old) = &old {
+            inode.mode = old.mode;
+            inode.uid = old.uid;
+            inode.gid = old.gid;
+            inode.crtime = old.crtime;
+            inode.version = old.version;
+        }
+        inode.ino = Self::insert_inode(tx, &inode)?;
+        let replaced = match &old {
+            Some(old) => {
+                tx.prepare_cached("UPDATE dentries SET ino=?3 WHERE parent=?1 AND name=?2")?
+                    .execute(params![dir as i64, name, inode.ino as i64])?;
+                tx.prepare_cached(
+                    "INSERT INTO xattrs(ino, name, value) SELECT ?2, name, value FROM xattrs WHERE ino=?1",
+                )?
+                .execute(params![old.ino as i64, inode.ino as i64])?;
+                let nlink = old.nlink.saturating_sub(1);
+                tx.prepare_cached("UPDATE inodes SET nlink=?2, ctime=?3 WHERE ino=?1")?
+                    .execute(params![old.ino as i64, nlink, now])?;
+                Some(Unlinked {
+                    ino: old.ino,
+                    nlink,
+                })
             }
             None => {
-                let ino = Self::insert_inode(tx, template)?;
-                Self::insert_dentry(tx, dir, name, ino)?;
-                Self::touch_dir(tx, dir, now)?;
+                Self::insert_dentry(tx, dir, name, inode.ino)?;
                 created.push((dir, name.to_vec()));
-                let mut f = template.clone();
-                f.ino = ino;
-                f
+                None
             }
         };
+        Self::touch_dir(tx, dir, now)?;
         commit.ino = inode.ino;
-        let superseded = self.commit_in(tx, &inode, &commit)?;
+        self.commit_in(tx, &inode, &commit)?;
         let inode = Self::must_inode(tx, inode.ino)?;
         Ok(PutOutcome {
             inode,
             created,
             entry: (dir, name.to_vec()),
-            superseded,
+            replaced,
         })
     }
 }

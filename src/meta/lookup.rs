@@ -1,6 +1,6 @@
 //! Finding names: lookup of one entry, resolving a path from the root,
-//! directory listings in name order, the parent of an inode, every file
-//! under a directory, and inodes left without a name. Everything public
+//! directory listings in name order, the parent of an inode, and inodes
+//! left without a name. Everything public
 //! here is a read on the reader pool; the `*_in` helpers also serve the
 //! reads inside write transactions. Nothing here changes the database.
 
@@ -13,8 +13,6 @@ use crate::model::{DirPage, Inode, Kind, ROOT_INO};
 
 /// How many parent links `is_ancestor` follows before giving up.
 const MAX_DEPTH: usize = 4096;
-/// Entries read per query while walking a tree in `all_files`.
-const WALK_PAGE: usize = 1000;
 
 impl Meta {
     pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<Option<Inode>> {
@@ -94,36 +92,6 @@ impl Meta {
                 })
                 .optional()?)
         })
-    }
-
-    /// Every regular file as (key, inode), keys joined with '/'. Each page of
-    /// a directory is its own read, so a long walk never holds one snapshot.
-    pub fn all_files(&self, under: u64, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Inode)>> {
-        let mut out = Vec::new();
-        let mut stack: Vec<(u64, Vec<u8>)> = vec![(under, prefix.to_vec())];
-        while let Some((dir, path)) = stack.pop() {
-            let mut after: Option<Vec<u8>> = None;
-            loop {
-                let page = self.list_dir(dir, DirPage::new(after.as_deref(), WALK_PAGE))?;
-                if page.is_empty() {
-                    break;
-                }
-                after = page.last().map(|(n, _)| n.clone());
-                for (name, inode) in page {
-                    let mut key = path.clone();
-                    if !key.is_empty() {
-                        key.push(b'/');
-                    }
-                    key.extend_from_slice(&name);
-                    match inode.kind {
-                        Kind::Dir => stack.push((inode.ino, key)),
-                        Kind::File => out.push((key, inode)),
-                        _ => {}
-                    }
-                }
-            }
-        }
-        Ok(out)
     }
 
     /// Inodes left with no names (a crash while they were open).

@@ -12,6 +12,7 @@
 //! - `schema`: tables and migrations;
 //! - `inodes`: inode rows, attributes, xattrs;
 //! - `lookup`: finding names (lookup, resolve, listings, parents);
+//! - `listing`: object keys in key order from a bound (keyset paging);
 //! - `namespace`: changing names (create, link, unlink, rmdir, rename, purge);
 //! - `posix`: multi-step POSIX changes made atomic (create-or-open, ACL + mode);
 //! - `file_content`: chunk lists and file commits;
@@ -26,6 +27,7 @@ mod collection_queue;
 mod connections;
 mod file_content;
 mod inodes;
+mod listing;
 mod lookup;
 mod namespace;
 pub mod posix;

@@ -3,17 +3,22 @@
 //! (inode → the one `OpenFile` every handle of that inode shares, with its
 //! number of users). It decides when an open file is created and when the
 //! last user lets it go (buffers dropped, an inode unlinked while open
-//! purged), and it is the only code that takes both of its locks.
+//! purged), and it is the only code that takes more than one of its locks.
+//!
+//! An inode that lost its last name is either open (the last close purges
+//! it) or claimed for purging here; no handle attaches to a claimed inode,
+//! so none is ever left on a purged one (an open racing the purge fails
+//! with NotFound, which the mount answers as a stale inode).
 //!
 //! Lock order, for the whole file service (written here only):
 //!
-//! 1. an `OpenFile`'s commit lock — one commit (or API PUT rebase) of a file
+//! 1. an `OpenFile`'s commit lock — one commit (or setattr) of a file
 //!    at a time; held across upload waits and the metadata transaction;
 //! 2. an `OpenFile`'s write lock — one write or truncation of a file at a
 //!    time; held across its base reads and budget waits;
 //! 3. an `OpenFile`'s state lock — short, never across I/O or any wait;
-//! 4. this table's `files` map, then its `handles` map — short, and nothing
-//!    else is taken while either is held.
+//! 4. this table's `files` map, then its `purging` set, then its `handles`
+//!    map — short, and nothing else is taken while any is held.
 //!
 //! Leaves, taken last and never held while taking another lock: pins, the
 //! chunk cache, the budget, and an upload's slot (which a waiter holds while
@@ -21,7 +26,7 @@
 //! another file's buffers only ever `try_lock`s that file's write lock.
 
 use parking_lot::Mutex;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -112,6 +117,8 @@ impl ReadStreams {
 
 pub(crate) struct HandleTable {
     files: Mutex<HashMap<u64, OpenEntry>>,
+    /// Inodes with no name and no user, being purged: nothing attaches.
+    purging: Mutex<HashSet<u64>>,
     handles: Mutex<HashMap<u64, Handle>>,
     next_handle: AtomicU64,
 }
@@ -120,21 +127,45 @@ impl HandleTable {
     pub fn new() -> HandleTable {
         HandleTable {
             files: Mutex::new(HashMap::new()),
+            purging: Mutex::new(HashSet::new()),
             handles: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
         }
     }
 
     /// One more user of the open file of `inode` (created from its committed
-    /// attributes when it is not open yet).
-    pub fn attach(&self, inode: &Inode) -> Arc<OpenFile> {
+    /// attributes when it is not open yet). NotFound when the inode lost
+    /// its last name and is being purged.
+    pub fn attach(&self, inode: &Inode) -> Result<Arc<OpenFile>> {
         let mut files = self.files.lock();
+        if self.purging.lock().contains(&inode.ino) {
+            return Err(Error::NotFound(format!("inode {} was removed", inode.ino)));
+        }
         let entry = files.entry(inode.ino).or_insert_with(|| OpenEntry {
             file: Arc::new(OpenFile::new(inode)),
             users: 0,
         });
         entry.users += 1;
-        entry.file.clone()
+        Ok(entry.file.clone())
+    }
+
+    /// An inode lost its last name: its open file if it has one (the last
+    /// close purges it), else None and the inode is claimed for purging
+    /// until `purged`.
+    pub fn open_or_claim(&self, ino: u64) -> Option<Arc<OpenFile>> {
+        let files = self.files.lock();
+        match files.get(&ino) {
+            Some(entry) => Some(entry.file.clone()),
+            None => {
+                self.purging.lock().insert(ino);
+                None
+            }
+        }
+    }
+
+    /// The purge of a claimed inode is over (done or failed).
+    pub fn purged(&self, ino: u64) {
+        self.purging.lock().remove(&ino);
     }
 
     /// One user less. The last one frees the file's uncommitted buffers and
@@ -147,8 +178,8 @@ impl HandleTable {
     }
 
     /// Open a handle on `inode` (a regular file; the caller checked).
-    pub fn open(&self, inode: &Inode, flags: OpenFlags) -> u64 {
-        let f = self.attach(inode);
+    pub fn open(&self, inode: &Inode, flags: OpenFlags) -> Result<u64> {
+        let f = self.attach(inode)?;
         let seen_failures = f.failed_commits();
         let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
         let handle = Handle {
@@ -158,7 +189,7 @@ impl HandleTable {
             seen_failures,
         };
         self.handles.lock().insert(fh, handle);
-        fh
+        Ok(fh)
     }
 
     /// Close handle `fh` of `f`: the handle goes, and so does the file's
@@ -281,7 +312,7 @@ impl Handles<'_> {
     pub fn open(&self, ino: u64, flags: OpenFlags) -> Result<u64> {
         let inode = self.0.ctx.committed_inode(ino)?;
         match inode.kind {
-            Kind::File => Ok(self.0.files.open(&inode, flags)),
+            Kind::File => self.0.files.open(&inode, flags),
             Kind::Dir => Err(Error::IsADirectory(format!("inode {ino}"))),
             _ => Err(Error::InvalidArgument("not a regular file".into())),
         }

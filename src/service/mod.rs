@@ -9,7 +9,7 @@
 //!   operations by handle, and the lock order of the whole service;
 //! - `writer` + `state` + `commit`: `OpenFile`, buffered writes, truncation,
 //!   commits (new chunks visible in one metadata transaction after their
-//!   shards are durable), rebase after an API PUT;
+//!   shards are durable);
 //! - `upload` + `uncommitted`: the write budget, the uploader pool, spilling,
 //!   and the guard that deletes the shards of chunks never committed;
 //! - `read` + `cache`: chunk spans, pins, snapshots, cached reads, read-ahead

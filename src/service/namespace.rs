@@ -106,10 +106,12 @@ impl Namespace<'_> {
         if nlink > 0 {
             return Ok(());
         }
-        match self.0.files.file(ino) {
+        match self.0.files.open_or_claim(ino) {
             Some(f) => f.mark_unlinked(),
             None => {
-                self.0.ctx.meta.purge(ino)?;
+                let purged = self.0.ctx.meta.purge(ino);
+                self.0.files.purged(ino);
+                purged?;
                 self.0.ctx.wake.collector.notify();
             }
         }
@@ -154,7 +156,7 @@ impl Namespace<'_> {
     pub fn truncate(&self, ino: u64, size: u64) -> Result<()> {
         let env = &self.0;
         let inode = env.ctx.committed_inode(ino)?;
-        let f = env.files.attach(&inode);
+        let f = env.files.attach(&inode)?;
         let result = f.truncate(env, size);
         let result = match result {
             Ok(()) if env.files.users(&f) == 1 => f.commit(env),
@@ -171,7 +173,7 @@ impl Namespace<'_> {
     pub fn grow(&self, ino: u64, size: u64) -> Result<()> {
         let env = &self.0;
         let inode = env.ctx.committed_inode(ino)?;
-        let f = env.files.attach(&inode);
+        let f = env.files.attach(&inode)?;
         let result = match f.grow(size, env.ctx.chunk_size) {
             true if env.files.users(&f) == 1 => f.commit(env),
             _ => Ok(()),

@@ -3,9 +3,13 @@
 //! budget as the mount's writes), open it for streaming reads, delete, list,
 //! and describe it (metadata, computing the SHA-256 when unknown).
 //!
-//! A PUT is the later writer over a file open in the mount: it waits for the
-//! file's running commit, replaces the content, and rebases the open file
-//! before any other commit of it can start.
+//! A PUT over an existing file behaves like `rename` of a new file over it:
+//! the name moves to a new inode holding the upload, in one transaction.
+//! Whoever has the old inode open (a mount handle, a streaming GET) keeps
+//! reading the old version whole; a writer that has it open goes on writing
+//! to the old, now nameless, file, as after a rename over an open file; the
+//! old inode is freed when it has neither a link nor an open handle. The
+//! mount's kernel caches drop the name and the old inode's attributes.
 
 use sha2::{Digest, Sha256};
 use std::collections::VecDeque;
@@ -56,7 +60,7 @@ impl Objects<'_> {
         let parts = parse_key(key)?;
         let parts: Vec<&[u8]> = parts.iter().map(|p| p.as_bytes()).collect();
         // Refuse early when the key names a directory or goes through a file.
-        let existing = match ctx.meta.resolve(&parts) {
+        match ctx.meta.resolve(&parts) {
             Ok(Some(i)) if i.kind == Kind::Dir => return Err(Error::IsADirectory(key.to_string())),
             Ok(Some(i)) if i.kind != Kind::File => {
                 return Err(Error::InvalidArgument(format!(
@@ -67,8 +71,8 @@ impl Objects<'_> {
                 return Err(Error::NotADirectory(format!("{key}: a parent is a file")))
             }
             Err(e) => return Err(e),
-            Ok(found) => found,
-        };
+            Ok(_) => {}
+        }
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         let mut stored: Vec<(u64, UncommittedChunk)> = Vec::new();
@@ -135,36 +139,15 @@ impl Objects<'_> {
             checksum: Some(hex::encode(hasher.finalize())),
             content_type: guessed,
         };
-        // A commit of the file open in the mount finishes first; none starts
-        // until the open file is rebased on this version.
-        let open = existing.and_then(|i| files.file(i.ino));
-        let _no_commits = open.as_ref().map(|f| f.lock_commits());
         let outcome = ctx.meta.put_file(&parts, &template, commit)?;
         for (_, chunk) in stored {
             let _ = chunk.into_committed();
         }
-        // Handles open in the mount now build on the new version (the PUT is
-        // the later writer), never on a mix of old chunks and new ones.
-        match files.file(outcome.inode.ino) {
-            Some(f) if open.as_ref().is_some_and(|o| std::sync::Arc::ptr_eq(o, &f)) => {
-                f.rebase(&outcome.inode)
-            }
-            Some(f) => {
-                let _commits = f.lock_commits();
-                f.rebase(&outcome.inode);
-            }
-            None => {}
-        }
-        let mut changes = vec![
-            Change::Inode(outcome.inode.ino),
-            Change::Entry {
-                parent: outcome.entry.0,
-                name: outcome.entry.1.clone(),
-            },
-        ];
-        if outcome.superseded > 0 {
-            ctx.wake.collector.notify();
-        }
+        // The kernel forgets the name's old inode before that inode can go,
+        // so a cached name never leads to a purged inode.
+        let (parent, name) = outcome.entry;
+        let mut changes = vec![Change::Entry { parent, name }];
+        changes.extend(outcome.replaced.map(|old| Change::Inode(old.ino)));
         changes.extend(
             outcome
                 .created
@@ -172,6 +155,13 @@ impl Objects<'_> {
                 .map(|(parent, name)| Change::Entry { parent, name }),
         );
         ctx.notify(&changes);
+        if let Some(old) = outcome.replaced {
+            // The upload is stored and visible; an old inode that could not
+            // be freed now is freed at the next start.
+            if let Err(e) = Namespace(self.0).after_unlink(old.ino, old.nlink) {
+                log::error!("freeing inode {} replaced by {key}: {e}", old.ino);
+            }
+        }
         Ok(outcome.inode)
     }
 
@@ -219,7 +209,8 @@ impl Objects<'_> {
     }
 
     /// Keys of files under `prefix` (a plain string prefix of the key),
-    /// sorted. Returns (keys, truncated).
+    /// sorted, after `start_after`, at most `limit`: a keyset walk that
+    /// never visits the keys before `start_after`. Returns (keys, truncated).
     pub fn list(
         &self,
         prefix: &str,
@@ -243,15 +234,19 @@ impl Objects<'_> {
                 }
             }
         }
-        let mut keys: Vec<String> = meta
-            .all_files(dir, base.as_bytes())?
+        // One more than asked tells whether the listing goes on.
+        let wanted = limit.map_or(usize::MAX, |l| l.saturating_add(1));
+        let found = meta.files_in_key_order(
+            dir,
+            base.as_bytes(),
+            prefix.as_bytes(),
+            start_after.map(str::as_bytes),
+            wanted,
+        )?;
+        let mut keys: Vec<String> = found
             .into_iter()
-            .filter(|(_, i)| i.nlink > 0)
-            .map(|(k, _)| String::from_utf8_lossy(&k).into_owned())
-            .filter(|k| k.starts_with(prefix))
-            .filter(|k| start_after.is_none_or(|s| k.as_str() > s))
+            .map(|k| String::from_utf8_lossy(&k).into_owned())
             .collect();
-        keys.sort();
         let truncated = match limit {
             Some(l) if keys.len() > l => {
                 keys.truncate(l);

@@ -32,7 +32,7 @@ pub(super) struct FileState {
     pub changes: u64,
     /// Counts changes of the committed content under the buffers.
     pub base: u64,
-    /// Counts wholesale drops of the buffers (failed commit, rebase).
+    /// Counts wholesale drops of the buffers (failed commit).
     pub resets: u64,
     next_stamp: u64,
 }
@@ -247,7 +247,7 @@ impl FileState {
         gone
     }
 
-    /// Drop every buffer (failed commit, rebase, last close).
+    /// Drop every buffer (failed commit, last close).
     pub fn take_all(&mut self) -> Vec<Slot> {
         self.truncation = None;
         self.modified = false;

@@ -3,7 +3,7 @@
 //! consuming it (`into_committed`) or, for a chunk still shared with readers,
 //! by marking it (`mark_committed`) — both only after the metadata
 //! transaction that references the chunk succeeded. So a chunk that will
-//! never be committed (superseded, truncated, rebased, failed commit, closed
+//! never be committed (superseded, truncated, failed commit, closed
 //! unlinked file, failed PUT) loses its shards exactly once, and a chunk the
 //! metadata references never does (DESIGN.md invariant 1).
 //!

@@ -4,8 +4,8 @@
 //! writer goes on; random writes read-modify-write only their chunks;
 //! truncation cuts buffers and remembers from which index committed chunks go.
 //! `commit` makes it all durable and visible in one metadata transaction
-//! (commit.rs); `rebase` forgets it when an API PUT replaced the file;
-//! `discard` drops it at the last close.
+//! (commit.rs); `discard` drops it at the last close. (An API PUT never
+//! touches an open file: it gives the name a new inode.)
 //!
 //! Locks (order in handles.rs): the commit lock serialises commits of the
 //! file; the write lock serialises writes and truncations; the state lock is
@@ -21,8 +21,8 @@
 //! - A write into a chunk that has no dirty buffer notes the chunk's source
 //!   (`SourceKey`), reads the chunk's bytes and takes a budget permit with no
 //!   lock held, then re-checks the key: if the chunk changed meanwhile (a
-//!   commit settled it, a PUT rebased the file) it looks again. A reset of the
-//!   buffers (failed commit, rebase) during a write starts the write over, so
+//!   commit settled it) it looks again. A reset of the buffers (a failed
+//!   commit) during a write starts the write over, so
 //!   a write is never half applied on top of a reset.
 //! - Every slot (dirty buffer, upload or hole) has a stamp; a commit captures
 //!   the stamps, uploads and truncation it commits, and afterwards removes
@@ -33,8 +33,7 @@
 //!   superseded by the next one.
 //! - A failed upload fails the commit and drops every buffer of the file (the
 //!   last committed version stays; never a partial file); each handle hears
-//!   of it once. An API PUT takes the commit lock, so it lands before or after
-//!   a commit, never inside it; it then rebases every handle on its version.
+//!   of it once.
 //! - Whoever removes an upload from the state waits for it, then lets it go
 //!   with no lock held: the last holder of an uncommitted chunk deletes its
 //!   shards; a committed one is marked first and only unpinned.
@@ -72,7 +71,7 @@ impl OpenFile {
         }
     }
 
-    /// Hold off commits of this file (an API PUT replacing it, a setattr).
+    /// Hold off commits of this file (a setattr).
     pub fn lock_commits(&self) -> MutexGuard<'_, ()> {
         self.commit_lock.lock()
     }
@@ -315,21 +314,6 @@ impl OpenFile {
         drop(st);
         let_go(gone);
         true
-    }
-
-    /// Forget buffered changes after an API PUT replaced the content: the
-    /// handles build on `inode`'s version from now on. The caller holds
-    /// `lock_commits`.
-    pub fn rebase(&self, inode: &Inode) {
-        let gone = {
-            let mut st = self.state.lock();
-            st.resets += 1;
-            st.size = inode.size;
-            st.mtime = inode.mtime;
-            st.ctime = inode.ctime;
-            st.take_all()
-        };
-        let_go(gone);
     }
 
     /// Drop every buffer (the last close). True if the inode lost its last
