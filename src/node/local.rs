@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
-use super::{NodeBackend, NodeIdentity, NodeProbe, ShardKey, ShardReader, IDENTITY_FILE};
+use super::{
+    own_mounts, NodeBackend, NodeIdentity, NodeProbe, ShardKey, ShardReader, IDENTITY_FILE,
+};
 use crate::error::{Error, Result};
 
 pub struct LocalDirNode {
@@ -98,6 +100,7 @@ impl NodeBackend for LocalDirNode {
     }
 
     fn initialize(&self, cluster_id: &str) -> Result<()> {
+        own_mounts::refuse_inside(&self.root)?;
         match self.read_identity() {
             Ok(found) => {
                 if found.cluster_id != cluster_id || found.node_id != self.id {
@@ -144,6 +147,9 @@ impl NodeBackend for LocalDirNode {
     }
 
     fn probe(&self, cluster_id: &str) -> NodeProbe {
+        if let Err(e) = own_mounts::refuse_inside(&self.root) {
+            return NodeProbe::Failed(e.to_string());
+        }
         let meta = match fs::metadata(&self.root) {
             Ok(m) => m,
             Err(e) if e.kind() == ErrorKind::NotFound => {
@@ -191,6 +197,7 @@ impl NodeBackend for LocalDirNode {
     }
 
     fn put_shard(&self, key: ShardKey, parts: &[&[u8]]) -> Result<()> {
+        own_mounts::refuse_inside(&self.root)?;
         let dir = self.shard_dir(key);
         let n = self.temp_counter.fetch_add(1, Ordering::Relaxed);
         let tmp = dir.join(format!(
@@ -228,6 +235,7 @@ impl NodeBackend for LocalDirNode {
     }
 
     fn delete_shard(&self, key: ShardKey) -> Result<()> {
+        own_mounts::refuse_inside(&self.root)?;
         match fs::remove_file(self.shard_path(key)) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
@@ -236,6 +244,7 @@ impl NodeBackend for LocalDirNode {
     }
 
     fn list_shards(&self) -> Result<Vec<(ShardKey, SystemTime)>> {
+        own_mounts::refuse_inside(&self.root)?;
         let mut out = Vec::new();
         let shards = self.root.join("shards");
         for dir in fs::read_dir(&shards)? {

@@ -6,6 +6,7 @@
 
 mod local;
 mod memory;
+pub mod own_mounts;
 
 pub use local::LocalDirNode;
 pub use memory::MemoryNode;
