@@ -228,6 +228,7 @@ impl NodeBackend for LocalDirNode {
     }
 
     fn open_shard(&self, key: ShardKey) -> Result<Box<dyn ShardReader>> {
+        own_mounts::refuse_inside(&self.root)?;
         let path = self.shard_path(key);
         let file = File::open(&path).map_err(|e| map_not_found(e, &path.display().to_string()))?;
         let len = file.metadata()?.len();
@@ -273,6 +274,8 @@ impl NodeBackend for LocalDirNode {
     }
 
     fn capacity(&self) -> Result<(u64, u64)> {
+        // statfs on our own mount would call back into this very method.
+        own_mounts::refuse_inside(&self.root)?;
         let st = nix::sys::statvfs::statvfs(&self.root).map_err(|e| Error::Io(e.into()))?;
         let frsize = st.fragment_size() as u64;
         Ok((

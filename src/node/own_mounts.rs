@@ -1,7 +1,8 @@
 //! The mount points this process serves over FUSE, and the rule that a node
-//! folder resolving inside one is never written to: the daemon would wait on
-//! its own FUSE requests (a deadlock that even `kill -9` does not end until
-//! the connection is aborted). Config validation refuses such layouts at
+//! folder resolving inside one is never used (written, read or even statfs-ed):
+//! the daemon would wait on its own FUSE requests, which call back into the
+//! node (a deadlock that even `kill -9` does not end until the connection is
+//! aborted). Config validation refuses such layouts at
 //! start; this guard covers folders that move under a running daemon (a
 //! symlink re-pointed into the mount). Checking never looks inside a mount.
 
@@ -47,7 +48,7 @@ pub fn refuse_inside(folder: &Path) -> Result<()> {
     let real = realpath::resolve(folder, &mounts);
     match mounts.iter().find(|m| real.starts_with(m)) {
         Some(m) => Err(Error::Other(format!(
-            "node folder {} is inside this daemon's own mount at {}: never written to",
+            "node folder {} is inside this daemon's own mount at {}: not used",
             folder.display(),
             m.display()
         ))),
