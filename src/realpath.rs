@@ -40,7 +40,7 @@ pub fn resolve(path: &Path, opaque: &[PathBuf]) -> PathBuf {
             continue;
         }
         let next = out.join(&name);
-        if lexical || opaque.iter().any(|o| *o == next) {
+        if lexical || opaque.contains(&next) {
             out = next;
             lexical = true;
             continue;
