@@ -1,13 +1,17 @@
 //! Loading and validating `config.yaml`. Owns the configuration types, their
 //! defaults, the resolution of relative paths against the config file's folder,
 //! and the messages that name the offending key. It reads the file once; it
-//! never touches node folders or the metadata database.
+//! never writes node folders or the metadata database (`paths` only looks
+//! where configured paths lead, `depth` bounds the YAML nesting before parsing).
 
 use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+
+mod depth;
+mod paths;
 
 pub const DEFAULT_CHUNK_SIZE: u64 = 4 * 1024 * 1024;
 
@@ -299,6 +303,7 @@ impl Config {
 
     /// Parse YAML text; relative paths resolve against `base`.
     pub fn parse(text: &str, base: &Path) -> Result<Config> {
+        depth::check(text).map_err(Error::Config)?;
         let value: serde_yaml::Value = serde_yaml::from_str(text)
             .map_err(|e| Error::Config(format!("config is not valid YAML: {e}")))?;
         if !value.is_mapping() {
@@ -465,6 +470,10 @@ impl Config {
         if self.recovery.health_interval_secs == 0 {
             return bad("recovery.health_interval_secs", "must be ≥ 1, got 0".into());
         }
+        let problems = paths::layout_problems(self);
+        if !problems.is_empty() {
+            return Err(Error::Config(problems.join("; ")));
+        }
         // Losing the region with most shards must not lose more than m shards.
         let per_region = self.max_shards_per_region();
         if per_region > ec.m as usize {
@@ -474,6 +483,18 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// Refuse a mount point that holds a node folder, the metadata, the
+    /// control socket or the metrics file, or lies inside a node folder.
+    /// `mount_point` may not exist yet or be a stale mount; it is not touched.
+    pub fn check_mount_point(&self, mount_point: &Path) -> Result<()> {
+        let problems = paths::mount_point_problems(self, mount_point);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Config(problems.join("; ")))
+        }
     }
 
     pub fn k(&self) -> usize {

@@ -44,6 +44,9 @@ fn api_address(config: &Config) -> String {
 
 /// Run the daemon until a signal. `mountpoint` None = `serve` (no FUSE).
 pub fn run(config: Config, mountpoint: Option<&Path>) -> Result<()> {
+    if let Some(m) = mountpoint {
+        config.check_mount_point(m)?;
+    }
     let socket_path = config.control.socket.clone();
     let api_enabled = config.api.enabled;
     let address = api_address(&config);

@@ -1,9 +1,13 @@
 //! The `minigcs` command line: parses arguments (clap), loads the config, and
 //! dispatches to the daemon, the control client or the benchmark. The only
 //! place that prints for humans (`ctl` tables are rendered from the typed
-//! reports by `minigcs::control::print`).
+//! reports by `minigcs::control::print`). Output goes through `write_stdout`:
+//! a reader that went away (`minigcs ctl … | head -1`) ends the process the
+//! way it ends `ls` or `git`, by SIGPIPE, quietly (status 141 in a shell).
 
 use clap::{Parser, Subcommand};
+use serde_json::Value;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -26,7 +30,13 @@ struct Cli {
 #[derive(clap::Args, Clone)]
 struct ConfigArg {
     /// Config file (default: $MINIGCS_CONFIG, else ./config.yaml)
-    #[arg(short, long, env = "MINIGCS_CONFIG", default_value = "config.yaml")]
+    #[arg(
+        short,
+        long,
+        env = "MINIGCS_CONFIG",
+        default_value = "config.yaml",
+        global = true
+    )]
     config: PathBuf,
 }
 
@@ -63,7 +73,7 @@ enum Command {
         #[command(flatten)]
         config: ConfigArg,
         /// Socket path (overrides control.socket from the config)
-        #[arg(long)]
+        #[arg(long, global = true)]
         socket: Option<PathBuf>,
         /// Print the reply's JSON `data` object instead of a table
         #[arg(long, global = true)]
@@ -77,9 +87,12 @@ enum Command {
 
 #[derive(Subcommand)]
 enum CtlCommand {
+    /// Is a daemon there? Answers with its version
+    Ping,
     /// Objects, bytes, shards per node and region, erasure-coding parameters
     Stats,
-    /// Cluster health: node states and chunks missing shards
+    /// Cluster health: node states and chunks missing shards. Exit status 0
+    /// when healthy, 1 when degraded or in error
     Health,
     /// Node list: id, region, path, state, shards, bytes, free space
     Nodes,
@@ -117,7 +130,7 @@ fn load_config(path: &Path) -> Result<Config, ExitCode> {
             Ok(c)
         }
         Err(e) => {
-            eprintln!("minigcs: {e}");
+            complain(&format!("minigcs: {e}"));
             Err(ExitCode::from(2))
         }
     }
@@ -153,7 +166,7 @@ fn main() -> ExitCode {
             match minigcs::bench::run(&args) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("minigcs bench: {e}");
+                    complain(&format!("minigcs bench: {e}"));
                     ExitCode::from(1)
                 }
             }
@@ -175,18 +188,46 @@ fn daemon_exit(r: Result<(), Error>) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(Error::Config(e)) => {
-            eprintln!("minigcs: {e}");
+            complain(&format!("minigcs: {e}"));
             ExitCode::from(2)
         }
         Err(e) => {
-            eprintln!("minigcs: {e}");
+            complain(&format!("minigcs: {e}"));
             ExitCode::from(1)
         }
     }
 }
 
+/// A message on stderr; a closed stderr is not worth a panic.
+fn complain(message: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{message}");
+}
+
+/// Write all of `text` to stdout. A reader that went away ends the process
+/// by SIGPIPE, as it ends `ls` or `git`; other errors are returned.
+fn write_stdout(text: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => die_of_broken_pipe(),
+        other => other,
+    }
+}
+
+/// Rust ignores SIGPIPE, so a write to a closed pipe fails with EPIPE
+/// instead of ending the process: restore the default action and raise it.
+fn die_of_broken_pipe() -> ! {
+    use nix::sys::signal::{raise, signal, SigHandler, Signal};
+    // SAFETY: installs the default action (no handler code runs); nothing
+    // else in this process changes the SIGPIPE disposition concurrently.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    let _ = raise(Signal::SIGPIPE);
+    // SIGPIPE blocked by the parent: exit with the status a shell would show.
+    std::process::exit(128 + libc::SIGPIPE)
+}
+
 fn ctl(socket: &Path, json: bool, command: CtlCommand) -> ExitCode {
     let request = match command {
+        CtlCommand::Ping => Request::Ping,
         CtlCommand::Stats => Request::Stats,
         CtlCommand::Health => Request::Health,
         CtlCommand::Nodes => Request::Nodes,
@@ -209,25 +250,35 @@ fn ctl(socket: &Path, json: bool, command: CtlCommand) -> ExitCode {
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    let printed = result.and_then(|data| {
-        if json {
-            // Exactly the `data` the daemon sent.
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&data).expect("json prints")
-            );
-        } else {
-            print!("{}", print::render(&Reply::decode(&request, data)?));
+    let failed = |e: &dyn std::fmt::Display| {
+        complain(&format!("minigcs ctl: {e}"));
+        ExitCode::from(1)
+    };
+    let data = match result {
+        Ok(data) => data,
+        Err(e) => return failed(&e),
+    };
+    // `health` answers with its exit status too: 0 only when healthy.
+    let unhealthy =
+        request == Request::Health && data.get("status").and_then(Value::as_str) != Some("healthy");
+    let text = if json {
+        // Exactly the `data` the daemon sent.
+        let mut text = serde_json::to_string_pretty(&data).expect("json prints");
+        text.push('\n');
+        text
+    } else {
+        match Reply::decode(&request, data) {
+            Ok(reply) => print::render(&reply),
+            Err(e) => return failed(&e),
         }
-        Ok(())
-    });
-    match printed {
-        // `health` exits 0 whatever the state: the state is the answer.
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("minigcs ctl: {e}");
-            ExitCode::from(1)
-        }
+    };
+    if let Err(e) = write_stdout(&text) {
+        return failed(&format!("cannot write the output: {e}"));
+    }
+    if unhealthy {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

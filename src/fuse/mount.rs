@@ -20,6 +20,8 @@ use super::filesystem::MiniFs;
 use super::invalidate::Invalidator;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::mountinfo::top_mount_at;
+use crate::node::own_mounts;
 use crate::service::Service;
 
 /// Largest read the kernel may ask for at once (matches max_write).
@@ -36,6 +38,8 @@ pub struct MountHandle {
     thread: Option<JoinHandle<()>>,
     finished: Arc<AtomicBool>,
     invalidator: Arc<Invalidator>,
+    /// Keeps node folders from being written inside this mount until it ends.
+    _own_mount: own_mounts::Registration,
 }
 
 impl MountHandle {
@@ -68,9 +72,7 @@ impl MountHandle {
     /// Whether our FUSE mount is still the one at the mount point.
     fn still_mounted(&self) -> bool {
         match top_mount_at(&self.mountpoint) {
-            Some(m) => {
-                m.fstype.starts_with("fuse") && self.dev.is_none_or(|d| m.dev == dev_pair(d))
-            }
+            Some(m) => m.is_fuse() && self.dev.is_none_or(|d| m.dev == dev_pair(d)),
             None => false,
         }
     }
@@ -126,6 +128,7 @@ impl Drop for MountHandle {
 pub fn mount(service: Arc<Service>, mountpoint: &Path) -> Result<MountHandle> {
     let path = absolute(mountpoint)?;
     clear_stale(&path)?;
+    let own_mount = own_mounts::register(&path);
     pin_malloc_thresholds(service.chunk_size());
     std::fs::create_dir_all(&path)
         .map_err(|e| with_context(e, &format!("cannot create mount point {}", path.display())))?;
@@ -190,6 +193,7 @@ pub fn mount(service: Arc<Service>, mountpoint: &Path) -> Result<MountHandle> {
         thread: Some(thread),
         finished,
         invalidator: invalidator.clone(),
+        _own_mount: own_mount,
     };
     service.add_observer(invalidator);
 
@@ -322,7 +326,7 @@ fn stat_with_timeout(path: &Path, timeout: Duration) -> Option<io::Result<std::f
 /// answers belongs to a running daemon: refuse rather than stack on it.
 fn clear_stale(path: &Path) -> Result<()> {
     for _ in 0..8 {
-        let fuse_here = top_mount_at(path).is_some_and(|m| m.fstype.starts_with("fuse"));
+        let fuse_here = top_mount_at(path).is_some_and(|m| m.is_fuse());
         let stale = match stat_with_timeout(path, Duration::from_secs(5)) {
             Some(Err(e)) if e.raw_os_error() == Some(libc::ENOTCONN) => true,
             None if fuse_here => {
@@ -361,60 +365,6 @@ fn clear_stale(path: &Path) -> Result<()> {
     )))
 }
 
-/// One line of /proc/self/mountinfo.
-#[derive(Debug)]
-struct MountEntry {
-    dev: (u64, u64),
-    mount_point: PathBuf,
-    fstype: String,
-}
-
-/// The topmost mount at exactly `path`, if any.
-fn top_mount_at(path: &Path) -> Option<MountEntry> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    text.lines()
-        .rev()
-        .filter_map(parse_mountinfo_line)
-        .find(|m| m.mount_point == path)
-}
-
-fn parse_mountinfo_line(line: &str) -> Option<MountEntry> {
-    let mut fields = line.split(' ');
-    let _id = fields.next()?;
-    let _parent = fields.next()?;
-    let (major, minor) = fields.next()?.split_once(':')?;
-    let _root = fields.next()?;
-    let mount_point = unescape_mountinfo(fields.next()?);
-    // Optional fields end at "-"; the file system type follows.
-    let fstype = fields.skip_while(|f| *f != "-").nth(1)?.to_string();
-    Some(MountEntry {
-        dev: (major.parse().ok()?, minor.parse().ok()?),
-        mount_point,
-        fstype,
-    })
-}
-
-/// mountinfo writes space, tab, newline and backslash as `\ooo`.
-fn unescape_mountinfo(s: &str) -> PathBuf {
-    use std::os::unix::ffi::OsStringExt;
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    PathBuf::from(std::ffi::OsString::from_vec(out))
-}
-
 fn dev_pair(dev: u64) -> (u64, u64) {
     (libc::major(dev) as u64, libc::minor(dev) as u64)
 }
@@ -445,19 +395,6 @@ fn abort_connection(dev: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mountinfo_lines_parse_with_escapes_and_optional_fields() {
-        let m = parse_mountinfo_line(
-            "36 35 0:52 / /tmp/my\\040mnt rw,nosuid shared:1 master:2 - fuse minigcs rw,user_id=0",
-        )
-        .unwrap();
-        assert_eq!(m.dev, (0, 52));
-        assert_eq!(m.mount_point, PathBuf::from("/tmp/my mnt"));
-        assert_eq!(m.fstype, "fuse");
-        let m = parse_mountinfo_line("22 1 8:1 / / rw - ext4 /dev/sda1 rw").unwrap();
-        assert_eq!(m.fstype, "ext4");
-    }
 
     #[test]
     fn a_mount_handle_can_move_to_another_thread() {

@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
-use super::{NodeBackend, NodeIdentity, NodeProbe, ShardKey, ShardReader, IDENTITY_FILE};
+use super::{
+    own_mounts, NodeBackend, NodeIdentity, NodeProbe, ShardKey, ShardReader, IDENTITY_FILE,
+};
 use crate::error::{Error, Result};
 use crate::store_lock::{holder_text, LockFailure, StoreLock};
 
@@ -159,6 +161,7 @@ impl NodeBackend for LocalDirNode {
     }
 
     fn initialize(&self, cluster_id: &str) -> Result<()> {
+        own_mounts::refuse_inside(&self.root)?;
         // Lock before anything is written: a folder another daemon holds
         // stays untouched.
         fs::create_dir_all(&self.root)?;
@@ -209,6 +212,9 @@ impl NodeBackend for LocalDirNode {
     }
 
     fn probe(&self, cluster_id: &str) -> NodeProbe {
+        if let Err(e) = own_mounts::refuse_inside(&self.root) {
+            return NodeProbe::Failed(e.to_string());
+        }
         let meta = match fs::metadata(&self.root) {
             Ok(m) => m,
             Err(e) if e.kind() == ErrorKind::NotFound => {
@@ -264,6 +270,7 @@ impl NodeBackend for LocalDirNode {
     }
 
     fn put_shard(&self, key: ShardKey, parts: &[&[u8]]) -> Result<()> {
+        own_mounts::refuse_inside(&self.root)?;
         let dir = self.shard_dir(key);
         let n = self.temp_counter.fetch_add(1, Ordering::Relaxed);
         let tmp = dir.join(format!(
@@ -294,6 +301,7 @@ impl NodeBackend for LocalDirNode {
     }
 
     fn open_shard(&self, key: ShardKey) -> Result<Box<dyn ShardReader>> {
+        own_mounts::refuse_inside(&self.root)?;
         let path = self.shard_path(key);
         let file = File::open(&path).map_err(|e| map_not_found(e, &path.display().to_string()))?;
         let len = file.metadata()?.len();
@@ -301,6 +309,7 @@ impl NodeBackend for LocalDirNode {
     }
 
     fn delete_shard(&self, key: ShardKey) -> Result<()> {
+        own_mounts::refuse_inside(&self.root)?;
         match fs::remove_file(self.shard_path(key)) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
@@ -309,6 +318,7 @@ impl NodeBackend for LocalDirNode {
     }
 
     fn list_shards(&self) -> Result<Vec<(ShardKey, SystemTime)>> {
+        own_mounts::refuse_inside(&self.root)?;
         let mut out = Vec::new();
         let shards = self.root.join("shards");
         for dir in fs::read_dir(&shards)? {
@@ -337,6 +347,8 @@ impl NodeBackend for LocalDirNode {
     }
 
     fn capacity(&self) -> Result<(u64, u64)> {
+        // statfs on our own mount would call back into this very method.
+        own_mounts::refuse_inside(&self.root)?;
         let st = nix::sys::statvfs::statvfs(&self.root).map_err(|e| Error::Io(e.into()))?;
         let frsize = st.fragment_size() as u64;
         Ok((

@@ -6,6 +6,7 @@
 
 mod local;
 mod memory;
+pub mod own_mounts;
 
 pub use local::{identity_in, LocalDirNode, NODE_LOCK_FILE};
 pub use memory::MemoryNode;

@@ -249,10 +249,12 @@ impl Namespace<'_> {
         let mut seen = HashSet::new();
         let (mut total, mut free) = (0u64, 0u64);
         for (node, cfg) in ctx.store.nodes().iter().zip(&ctx.config.nodes) {
-            let dev = std::fs::metadata(&cfg.storage_path)
-                .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
-                .unwrap_or(u64::MAX);
+            // Capacity first: it refuses a folder inside our own mount,
+            // which the stat below must not enter either.
             if let Ok((t, f)) = node.capacity() {
+                let dev = std::fs::metadata(&cfg.storage_path)
+                    .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
+                    .unwrap_or(u64::MAX);
                 if seen.insert(dev) || dev == u64::MAX {
                     total += t;
                     free += f;

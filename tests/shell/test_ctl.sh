@@ -2,8 +2,10 @@
 # Every ctl command in human and --json mode; socket mode 0600; malformed socket
 # input (garbage, empty line, 10 MiB line, half-written line) answered with
 # errors while the daemon keeps serving; metrics counts agree with a known
-# workload across /metrics/summary, ctl metrics, /metrics and the CSV; ctl with
-# no daemon exits 1 with a clear message.
+# workload across /metrics/summary, ctl metrics, /metrics and the CSV; ctl
+# ping; a closed stdout (`| head`) ends every command quietly by SIGPIPE, as
+# for `ls`; ctl health exits 0 healthy, 1 degraded; ctl with no daemon exits 1
+# with a clear message.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -18,6 +20,17 @@ api /objects/small.txt -X PUT --data-binary "small" --fail -o /dev/null
 say "socket file mode is 0600"
 [ -S "$SOCK" ] || fail "control socket $SOCK missing"
 assert_eq 600 "$(stat -c %a "$SOCK")" "socket file mode"
+
+say "ping"
+ctl ping >"$WORK/out" || fail "ctl ping failed"
+grep -q '^pong' "$WORK/out" || fail "ctl ping (human): $(cat "$WORK/out")"
+ctlj ping | jq -e '.pong == true and (.version | type == "string")' >/dev/null || fail "ctl --json ping: $(ctlj ping)"
+printf '{"cmd": "ping"}\n' | python3 -c '
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.settimeout(30); s.connect(sys.argv[1])
+s.sendall(sys.stdin.buffer.read()); r = json.loads(s.makefile("rb").readline())
+assert r["ok"] is True and r["data"]["pong"] is True, r
+' "$SOCK" || fail "socket request {\"cmd\": \"ping\"}"
 
 say "stats"
 ctl stats >"$WORK/out" || fail "ctl stats failed"
@@ -97,6 +110,38 @@ rc=0; ctl recover >/dev/null 2>&1 || rc=$?
 assert_eq 2 "$rc" "exit code of ctl recover without a node"
 "$MINIGCS_BIN" ctl --socket "$SOCK" --json health | jq -e '.status == "healthy"' >/dev/null || fail "ctl --socket"
 (cd / && MINIGCS_CONFIG=$CONFIG "$MINIGCS_BIN" ctl --json health) | jq -e '.status == "healthy"' >/dev/null || fail "ctl with MINIGCS_CONFIG"
+"$MINIGCS_BIN" ctl health --json -c "$CONFIG" | jq -e '.status == "healthy"' >/dev/null || fail "ctl health --json -c CONFIG (options after the command)"
+"$MINIGCS_BIN" ctl ping --socket "$SOCK" | grep -q pong || fail "ctl ping --socket SOCK (option after the command)"
+
+say "a closed stdout ends every command quietly (SIGPIPE, as for ls), never a panic"
+# The reader is gone before ctl writes: the write must end ctl by SIGPIPE.
+python3 - "$MINIGCS_BIN" "$CONFIG" <<'PY' || fail "ctl into a closed pipe"
+import os, signal, subprocess, sys
+binary, config = sys.argv[1], sys.argv[2]
+commands = [["ping"], ["stats"], ["health"], ["nodes"], ["metrics"], ["workers"],
+            ["scrub"], ["info", "dir/obj.bin"], ["recover", "node-1"]]
+bad = []
+for mode in ([], ["--json"]):
+    for cmd in commands:
+        r, w = os.pipe()
+        os.close(r)
+        p = subprocess.run([binary, "ctl", "-c", config] + mode + cmd, stdout=w,
+                           stderr=subprocess.PIPE, timeout=120)
+        os.close(w)
+        err = p.stderr.decode(errors="replace")
+        if p.returncode != -signal.SIGPIPE or err.strip():
+            bad.append("%s: status %s, stderr %r" % (" ".join(mode + cmd), p.returncode, err[:300]))
+for b in bad:
+    print("FAIL:", b, file=sys.stderr)
+sys.exit(1 if bad else 0)
+PY
+# The everyday form: the status a shell sees is 141 (or 0 if head read it all).
+set +o pipefail
+ctl stats 2>"$WORK/err" | head -n 1 >/dev/null
+rc=${PIPESTATUS[0]}
+set -o pipefail
+case $rc in 0 | 141) ;; *) fail "ctl stats | head -1: exit $rc: $(cat "$WORK/err")" ;; esac
+[ ! -s "$WORK/err" ] || fail "ctl stats | head -1 wrote to stderr: $(cat "$WORK/err")"
 
 say "malformed socket input gets errors, the daemon keeps serving"
 python3 - "$SOCK" <<'PY'
@@ -204,6 +249,21 @@ assert_eq "$N" "$new_up" "new upload rows in the CSV"
 assert_eq "$M" "$new_down" "new download rows in the CSV"
 api /metrics -o "$WORK/prom" --fail
 grep -q '^minigcs_' "$WORK/prom" || fail "/metrics has no minigcs_ lines"
+
+say "ctl health exits 1 while degraded, 0 once healthy again"
+rm -rf "$(node_dir 3)"
+degraded() { ctlj health 2>/dev/null | jq -e '.status == "degraded"' >/dev/null; }
+set +o pipefail
+wait_until 20 degraded || fail "node-3 deleted but health not degraded: $(ctlj health)"
+set -o pipefail
+rc=0; ctl health >"$WORK/out" 2>&1 || rc=$?
+assert_eq 1 "$rc" "exit code of ctl health while degraded"
+grep -q 'status: degraded' "$WORK/out" || fail "ctl health (human) while degraded: $(cat "$WORK/out")"
+rc=0; ctlj health >"$WORK/out" 2>&1 || rc=$?
+assert_eq 1 "$rc" "exit code of ctl --json health while degraded"
+jq -e '.status == "degraded" and .failed_nodes == ["node-3"]' "$WORK/out" >/dev/null || fail "ctl --json health while degraded: $(cat "$WORK/out")"
+ctl recover node-3 >/dev/null || fail "ctl recover node-3"
+wait_until 20 ctl health >/dev/null 2>&1 || fail "ctl health does not exit 0 after recovering node-3: $(ctlj health)"
 
 say "ctl with no daemon: exit 1, clear message"
 stop_daemon
