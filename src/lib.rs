@@ -31,6 +31,8 @@ pub mod meta;
 pub mod metrics;
 pub mod model;
 pub mod node;
+pub mod ratelog;
 pub mod report;
+pub mod resources;
 pub mod service;
 pub mod test_data;

@@ -10,6 +10,7 @@ use std::time::SystemTime;
 
 use super::{NodeBackend, NodeIdentity, NodeProbe, ShardKey, ShardReader, IDENTITY_FILE};
 use crate::error::{Error, Result};
+use crate::resources::is_fd_exhaustion;
 
 pub struct LocalDirNode {
     id: String,
@@ -46,6 +47,66 @@ impl LocalDirNode {
 
     fn folder_is_empty(&self) -> std::io::Result<bool> {
         Ok(fs::read_dir(&self.root)?.next().is_none())
+    }
+
+    /// The probe's checks. An error is one they do not classify themselves:
+    /// descriptor exhaustion, or a folder that cannot be stat'ed.
+    fn probe_folder(&self, cluster_id: &str) -> std::io::Result<NodeProbe> {
+        let meta = match fs::metadata(&self.root) {
+            Ok(m) => m,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Ok(NodeProbe::Failed(format!(
+                    "folder {} is missing",
+                    self.root.display()
+                )))
+            }
+            Err(e) => return Err(e),
+        };
+        if !meta.is_dir() {
+            return Ok(NodeProbe::Failed(format!(
+                "{} is not a folder",
+                self.root.display()
+            )));
+        }
+        match self.read_identity() {
+            Ok(found) => {
+                if found.cluster_id != cluster_id || found.node_id != self.id {
+                    return Ok(NodeProbe::Failed(format!(
+                        "folder holds node {} of cluster {}, expected {} of {}",
+                        found.node_id, found.cluster_id, self.id, cluster_id
+                    )));
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Ok(match self.folder_is_empty() {
+                    Ok(true) => NodeProbe::Empty("folder is empty (new or replaced disk)".into()),
+                    Ok(false) => NodeProbe::Failed("identity file is missing".into()),
+                    Err(e) if is_fd_exhaustion(&e) => return Err(e),
+                    Err(e) => NodeProbe::Failed(format!("folder unreadable: {e}")),
+                });
+            }
+            Err(e) if is_fd_exhaustion(&e) => return Err(e),
+            Err(e) => return Ok(NodeProbe::Failed(format!("identity file unreadable: {e}"))),
+        }
+        // Writability: create and remove a probe file. Root ignores mode bits,
+        // so also refuse a folder whose owner permissions were removed.
+        if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o700 == 0 {
+            return Ok(NodeProbe::Failed(
+                "folder permissions deny access (mode 000)".into(),
+            ));
+        }
+        let probe = self.root.join(".probe");
+        match File::create(&probe).and_then(|mut f| f.write_all(b"ok")) {
+            Ok(()) => {
+                let _ = fs::remove_file(&probe);
+            }
+            Err(e) if is_fd_exhaustion(&e) => return Err(e),
+            Err(e) => return Ok(NodeProbe::Failed(format!("folder not writable: {e}"))),
+        }
+        if !self.root.join("shards").is_dir() {
+            return Ok(NodeProbe::Failed("shards folder is missing".into()));
+        }
+        Ok(NodeProbe::Healthy)
     }
 }
 
@@ -144,50 +205,13 @@ impl NodeBackend for LocalDirNode {
     }
 
     fn probe(&self, cluster_id: &str) -> NodeProbe {
-        let meta = match fs::metadata(&self.root) {
-            Ok(m) => m,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                return NodeProbe::Failed(format!("folder {} is missing", self.root.display()))
-            }
-            Err(e) => return NodeProbe::Failed(format!("folder {}: {e}", self.root.display())),
-        };
-        if !meta.is_dir() {
-            return NodeProbe::Failed(format!("{} is not a folder", self.root.display()));
+        match self.probe_folder(cluster_id) {
+            Ok(probe) => probe,
+            Err(e) if is_fd_exhaustion(&e) => NodeProbe::Inconclusive(format!(
+                "the daemon is out of file descriptors ({e}); keeping the last state"
+            )),
+            Err(e) => NodeProbe::Failed(format!("folder {}: {e}", self.root.display())),
         }
-        match self.read_identity() {
-            Ok(found) => {
-                if found.cluster_id != cluster_id || found.node_id != self.id {
-                    return NodeProbe::Failed(format!(
-                        "folder holds node {} of cluster {}, expected {} of {}",
-                        found.node_id, found.cluster_id, self.id, cluster_id
-                    ));
-                }
-            }
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                return match self.folder_is_empty() {
-                    Ok(true) => NodeProbe::Empty("folder is empty (new or replaced disk)".into()),
-                    Ok(false) => NodeProbe::Failed("identity file is missing".into()),
-                    Err(e) => NodeProbe::Failed(format!("folder unreadable: {e}")),
-                };
-            }
-            Err(e) => return NodeProbe::Failed(format!("identity file unreadable: {e}")),
-        }
-        // Writability: create and remove a probe file. Root ignores mode bits,
-        // so also refuse a folder whose owner permissions were removed.
-        if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o700 == 0 {
-            return NodeProbe::Failed("folder permissions deny access (mode 000)".into());
-        }
-        let probe = self.root.join(".probe");
-        match File::create(&probe).and_then(|mut f| f.write_all(b"ok")) {
-            Ok(()) => {
-                let _ = fs::remove_file(&probe);
-            }
-            Err(e) => return NodeProbe::Failed(format!("folder not writable: {e}")),
-        }
-        if !self.root.join("shards").is_dir() {
-            return NodeProbe::Failed("shards folder is missing".into());
-        }
-        NodeProbe::Healthy
     }
 
     fn put_shard(&self, key: ShardKey, parts: &[&[u8]]) -> Result<()> {
