@@ -16,7 +16,9 @@
 //! shared context. `report` holds the typed JSON documents (health, stats,
 //! info, recovery, scrub, …) that the service builds and the front ends send;
 //! `model` the neutral types every layer speaks (inodes, kinds, attribute
-//! changes), so front ends never import `meta`.
+//! changes), so front ends never import `meta`. `resources` guards the
+//! process's file descriptors (limit, exhaustion, accept back-off);
+//! `ratelog` bounds log lines that can repeat.
 
 pub mod bench;
 pub mod chunk;
