@@ -432,7 +432,8 @@ impl ChunkStore {
             )));
         }
         if durable < total {
-            log::warn!(
+            crate::warn_limited!(
+                "degraded write",
                 "chunk {chunk_id:016x}: {} shard(s) could not be placed; queued for repair",
                 total - durable
             );
