@@ -119,6 +119,19 @@ impl AcceptBackoff {
         self.next = (self.next * 2).min(Self::LONGEST);
         Some(pause)
     }
+
+    /// [`AcceptBackoff::failed`], logging the failure of `what`: at debug
+    /// when it concerned one connection, else as a warning at a bounded rate.
+    pub fn failed_and_logged(&mut self, what: &str, e: &io::Error) -> Option<Duration> {
+        let pause = self.failed(e);
+        match pause {
+            None => log::debug!("{what}: {e}"),
+            Some(pause) => {
+                crate::warn_limited!(what, "{what}: {e}; retrying in {}ms", pause.as_millis())
+            }
+        }
+        pause
+    }
 }
 
 impl Default for AcceptBackoff {

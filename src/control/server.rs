@@ -63,20 +63,14 @@ pub async fn serve(
                         }
                     });
                 }
-                Err(e) => match backoff.failed(&e) {
-                    None => log::debug!("control socket accept: {e}"),
-                    Some(pause) => {
-                        crate::warn_limited!(
-                            "control socket accept",
-                            "control socket accept: {e}; retrying in {}ms",
-                            pause.as_millis()
-                        );
+                Err(e) => {
+                    if let Some(pause) = backoff.failed_and_logged("control socket accept", &e) {
                         tokio::select! {
                             _ = &mut shutdown => return,
                             _ = tokio::time::sleep(pause) => {}
                         }
                     }
-                },
+                }
             }
         }
     }

@@ -117,20 +117,14 @@ pub(crate) async fn serve(
                     Err(_) => refuse(stream, &lingering, limits.max_connections),
                 }
             }
-            Err(e) => match backoff.failed(&e) {
-                None => log::debug!("HTTP API accept: {e}"),
-                Some(pause) => {
-                    crate::warn_limited!(
-                        "HTTP API accept",
-                        "HTTP API accept: {e}; retrying in {}ms",
-                        pause.as_millis()
-                    );
+            Err(e) => {
+                if let Some(pause) = backoff.failed_and_logged("HTTP API accept", &e) {
                     tokio::select! {
                         _ = &mut stop_accepting => break,
                         _ = tokio::time::sleep(pause) => {}
                     }
                 }
-            },
+            }
         }
     }
     drop(listener);
