@@ -208,34 +208,43 @@ fn refuse(stream: TcpStream, lingering: &Arc<Semaphore>, max_connections: usize)
         "HTTP connection cap",
         "HTTP API: {max_connections} connections open (the cap); answering new ones 503"
     );
-    // A fresh socket's send buffer is empty: the reply fits at once.
-    let _ = stream.try_write(refusal(max_connections).as_bytes());
+    let reply = refusal(max_connections);
     match lingering.clone().try_acquire_owned() {
         Ok(slot) => {
             tokio::spawn(async move {
-                linger(stream).await;
+                linger(stream, reply).await;
                 drop(slot);
             });
         }
-        Err(_) => {
-            // Too many refusals at once: drop what already arrived (so the
-            // close is a FIN) and close now.
-            let mut buf = [0u8; 4096];
-            while matches!(stream.try_read(&mut buf), Ok(n) if n > 0) {}
-        }
+        Err(_) => close_now(stream, &reply),
     }
 }
 
-/// Finish a refusal: end our side, then read (and drop) what the client
-/// sends for a moment so the close does not reset the connection before
+/// Send the refusal, end our side, then read (and drop) what the client
+/// sends for a moment, so the close does not reset the connection before
 /// the client has read the 503.
-async fn linger(mut stream: TcpStream) {
-    let _ = stream.shutdown().await;
-    let mut buf = [0u8; 4096];
+async fn linger(mut stream: TcpStream, reply: String) {
     let _ = tokio::time::timeout(REFUSAL_LINGER, async {
-        while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+        stream.write_all(reply.as_bytes()).await?;
+        stream.shutdown().await?;
+        let mut buf = [0u8; 4096];
+        while stream.read(&mut buf).await? > 0 {}
+        Ok::<_, std::io::Error>(())
     })
     .await;
+}
+
+/// Too many refusals at once: send the refusal straight to the socket (a
+/// fresh socket's send buffer takes it whole), drop what already arrived
+/// (so the close is a FIN, not a reset) and close.
+fn close_now(stream: TcpStream, reply: &str) {
+    use std::io::{Read, Write};
+    // The std socket stays non-blocking: neither call waits.
+    if let Ok(mut socket) = stream.into_std() {
+        let _ = socket.write(reply.as_bytes());
+        let mut buf = [0u8; 4096];
+        while matches!(socket.read(&mut buf), Ok(n) if n > 0) {}
+    }
 }
 
 #[cfg(test)]

@@ -38,24 +38,37 @@ STATUS=$WORK/flood.json
 (
     ulimit -n "$FLOOD_NOFILE"
     exec python3 - "$API_PORT" "$CONNECTIONS" "$STATUS" <<'EOF'
-import json, os, socket, sys, threading, time
+import errno, json, os, select, socket, sys, time
 
 port, count, status = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 held, failures = [], []
-THREADS = 16   # a connect that meets a TIME_WAIT leftover waits 1 s: overlap them
-
-def open_some(n):
-    for _ in range(n):
-        try:
-            held.append(socket.create_connection(("127.0.0.1", port), timeout=10))
-        except OSError as e:
-            failures.append(e)
-
+# Non-blocking connects, up to WINDOW in flight: a connect whose SYN meets a
+# TIME_WAIT leftover of an earlier refusal waits 1 s, and these overlap.
+WINDOW = 2000
+poller, in_flight, started = select.poll(), {}, 0
 start = time.monotonic()
-threads = [threading.Thread(target=open_some, args=(count // THREADS + (i < count % THREADS),))
-           for i in range(THREADS)]
-for t in threads: t.start()
-for t in threads: t.join()
+while (started < count or in_flight) and time.monotonic() - start < 40:
+    while started < count and len(in_flight) < WINDOW:
+        started += 1
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setblocking(False)
+        err = s.connect_ex(("127.0.0.1", port))
+        if err not in (0, errno.EINPROGRESS):
+            failures.append(err)
+            s.close()
+            continue
+        in_flight[s.fileno()] = s
+        poller.register(s, select.POLLOUT)
+    for fd, _ in poller.poll(50):
+        s = in_flight.pop(fd)
+        poller.unregister(fd)
+        err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            failures.append(err)
+            s.close()
+        else:
+            held.append(s)
+failures += ["timeout"] * len(in_flight)
 failed = len(failures)
 opened = time.monotonic() - start
 time.sleep(1)
