@@ -1,8 +1,8 @@
 //! The composition root: raises the descriptor limit, builds the service
 //! from a loaded config, starts the background workers, the control socket,
-//! the HTTP API and (for `mount`) the FUSE session, then waits for SIGINT/SIGTERM (or an external unmount) and
-//! shuts down in order: commit open files, stop the background workers,
-//! unmount, stop servers, exit 0.
+//! the HTTP API and (for `mount`) the FUSE session, then waits for
+//! SIGINT/SIGTERM (or an external unmount) and shuts down in order: commit
+//! open files, stop the background workers, unmount, stop servers, exit 0.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
