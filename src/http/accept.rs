@@ -16,6 +16,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use std::convert::Infallible;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,7 +24,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
 
-use super::timeouts::{Activity, RequestBody, ResponseBody, Timeouts, Verdict, Watched};
+use super::timeouts::{
+    unsent_bytes, Activity, RequestBody, ResponseBody, Timeouts, Verdict, Watched,
+};
 use crate::config::Config;
 use crate::resources::{self, AcceptBackoff};
 
@@ -143,6 +146,8 @@ async fn serve_connection(
     stop: watch::Receiver<bool>,
 ) {
     let activity = Arc::new(Activity::new(Instant::now()));
+    // Valid while `conn` (which owns the stream) lives: for this whole task.
+    let fd = stream.as_raw_fd();
     let io = TokioIo::new(Watched::new(stream, activity.clone()));
     let requests = activity.clone();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
@@ -176,7 +181,11 @@ async fn serve_connection(
                 return;
             }
             _ = tick.tick() => {
-                let verdict = activity.verdict(Instant::now(), &timeouts);
+                let now = Instant::now();
+                if let Some(unsent) = unsent_bytes(fd) {
+                    activity.send_queue(unsent, now);
+                }
+                let verdict = activity.verdict(now, &timeouts);
                 if verdict != Verdict::Open {
                     log::debug!("HTTP connection closed: {verdict}");
                     return;

@@ -10,7 +10,9 @@
 //!   (the handler waits for request body bytes that do not come, or the
 //!   response is ready but the client does not read it). A slow upload or
 //!   download that keeps moving is never cut, nor a request whose handler
-//!   is working (a long recovery, a commit).
+//!   is working (a long recovery, a commit). A download counts as moving
+//!   while the socket's send queue shrinks: with large kernel buffers a slow
+//!   reader frees room (and lets the server write) only now and then.
 //!
 //! [`Activity`] holds the counters; [`Watched`] (the socket), [`RequestBody`]
 //! and [`ResponseBody`] feed them, and [`Activity::verdict`] decides.
@@ -80,6 +82,8 @@ pub(crate) struct Activity {
     bodies_waiting: AtomicUsize,
     /// Response bodies whose last poll found the server not ready.
     responses_producing: AtomicUsize,
+    /// The socket's send queue at the last look (`u64::MAX`: not yet seen).
+    unsent: AtomicU64,
 }
 
 impl Activity {
@@ -93,6 +97,7 @@ impl Activity {
             handlers: AtomicUsize::new(0),
             bodies_waiting: AtomicUsize::new(0),
             responses_producing: AtomicUsize::new(0),
+            unsent: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -115,6 +120,14 @@ impl Activity {
     /// Bytes went out to the client at `now`.
     pub fn bytes_written(&self, now: Instant) {
         self.last_byte.store(self.ms(now), Ordering::Relaxed);
+    }
+
+    /// The socket's send queue held `unsent` bytes at `now`; if it shrank
+    /// since the last look, the client has been reading.
+    pub fn send_queue(&self, unsent: u64, now: Instant) {
+        if unsent < self.unsent.swap(unsent, Ordering::Relaxed) {
+            self.bytes_written(now);
+        }
     }
 
     /// A request head arrived and its handler starts. The returned guards
@@ -150,6 +163,16 @@ impl Activity {
             _ => Verdict::Open,
         }
     }
+}
+
+/// Bytes in the send queue of socket `fd` (written, not yet acknowledged
+/// by the peer), or None if the kernel does not say.
+pub(crate) fn unsent_bytes(fd: std::os::fd::RawFd) -> Option<u64> {
+    let mut unsent: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ (SIOCOUTQ) stores one c_int through the pointer, which
+    // points to a live local; `fd` is a socket the caller keeps open.
+    let rc = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut unsent) };
+    (rc == 0).then(|| unsent.max(0) as u64)
 }
 
 /// A running handler; dropped when it has produced its response (or was
@@ -438,6 +461,31 @@ mod tests {
         a.responses_producing.fetch_sub(1, Ordering::AcqRel);
         drop(in_flight);
         assert_eq!(a.verdict(Instant::now(), &LIMITS), Verdict::Open);
+    }
+
+    #[test]
+    fn a_draining_send_queue_is_a_download_moving() {
+        let t0 = Instant::now();
+        let a = Arc::new(Activity::new(t0));
+        let (handler, _in_flight) = a.request_started();
+        drop(handler);
+        // The server wrote 4 MiB at once; the client reads them slowly.
+        a.send_queue(4 << 20, at(t0, 0));
+        for s in 1..300 {
+            a.send_queue((4 << 20) - s * 1000, at(t0, s * 50));
+            assert_eq!(a.verdict(at(t0, s * 50 + 59), &LIMITS), Verdict::Open);
+        }
+        // It stops reading: the queue stays put.
+        a.send_queue((4 << 20) - 299_000, at(t0, 15_000));
+        assert_eq!(a.verdict(at(t0, 299 * 50 + 60), &LIMITS), Verdict::Stalled);
+    }
+
+    #[test]
+    fn the_send_queue_of_a_real_socket_is_readable() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&client);
+        assert_eq!(unsent_bytes(fd), Some(0));
     }
 
     #[test]

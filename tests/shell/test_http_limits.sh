@@ -5,9 +5,9 @@
 #     byte at a time is closed about 2 s after it opened (the header timeout);
 #   - a kept-alive connection is closed after the idle timeout (4 s), not the
 #     header timeout;
-#   - an upload that stops mid-body is closed after the idle timeout, while a
-#     slow upload that keeps moving (longer than both timeouts) succeeds and
-#     reads back;
+#   - an upload that stops mid-body, or a download the client stops
+#     reading, is closed after the idle timeout, while a slow upload and a
+#     slow download that keep moving (longer than both timeouts) complete;
 #   - with 8 connections open, a 9th is answered 503 + Retry-After at once;
 #     once one closes, a new request is served;
 #   - the daemon stays healthy.
@@ -19,12 +19,15 @@ CFG_API_EXTRA="  max_connections: 8
   idle_timeout_secs: 4"
 write_config
 start_daemon serve
+BIG=$((24 * 1024 * 1024))   # more than the loopback socket buffers hold
+mkrand "$WORK/big" "$BIG"
+assert_eq 200 "$(api_code /dev/null /objects/big -T "$WORK/big")" "PUT big"
 
-say "timeouts, in parallel: silent, half head, trickled head, kept alive, stalled and slow uploads"
-python3 - "$API_PORT" <<'EOF'
+say "timeouts, in parallel: silent, half head, trickled head, kept alive, stalled and slow transfers"
+python3 - "$API_PORT" "$BIG" <<'EOF'
 import hashlib, socket, sys, threading, time
 
-port = int(sys.argv[1])
+port, big = int(sys.argv[1]), int(sys.argv[2])
 results, errors = {}, []
 
 def connect():
@@ -116,6 +119,47 @@ def slow_upload():
     if hashlib.sha256(got).digest() != hashlib.sha256(body).digest():
         errors.append("slow upload read back %s, %d bytes, not the %d sent" % (status, len(got), len(body)))
 
+def download_head(s):
+    s.sendall(b"GET /objects/big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    s.settimeout(30)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += s.recv(65536)
+    return len(data.split(b"\r\n\r\n", 1)[1])
+
+def read_to_end(s):
+    got = 0
+    s.settimeout(30)
+    try:
+        while True:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            got += len(chunk)
+    except ConnectionResetError:
+        pass
+    return got
+
+def stalled_download():
+    s = connect()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    got = download_head(s)
+    time.sleep(9)   # read nothing for over twice the idle timeout
+    got += read_to_end(s)
+    results["stalled download"] = got
+
+def slow_download():
+    s = connect()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    start = time.monotonic()
+    got = download_head(s)
+    s.settimeout(30)
+    while time.monotonic() - start < 9:   # a trickle, longer than both timeouts
+        got += len(s.recv(65536))
+        time.sleep(1)
+    got += read_to_end(s)
+    results["slow download"] = got
+
 def run(f):
     try:
         f()
@@ -123,7 +167,8 @@ def run(f):
         errors.append("%s: %r" % (f.__name__, e))
 
 threads = [threading.Thread(target=run, args=(f,)) for f in
-           (silent, half_head, trickled_head, kept_alive, stalled_upload, slow_upload)]
+           (silent, half_head, trickled_head, kept_alive, stalled_upload, slow_upload,
+            stalled_download, slow_download)]
 for t in threads: t.start()
 for t in threads: t.join()
 
@@ -149,6 +194,14 @@ if "slow upload" in results:
         errors.append("slow upload finished in %.1fs: not slower than both timeouts" % took)
     if not status.decode().split(" ")[1].startswith("2"):
         errors.append("slow upload answered %s" % status.decode())
+if "stalled download" in results:
+    print("stalled download cut after %d of %d bytes" % (results["stalled download"], big))
+    if results["stalled download"] >= big:
+        errors.append("a download the client stopped reading was not cut")
+if "slow download" in results:
+    print("slow download   got %d of %d bytes" % (results["slow download"], big))
+    if results["slow download"] != big:
+        errors.append("a slow download got %d of %d bytes" % (results["slow download"], big))
 if errors:
     print("FAIL: " + "; ".join(errors), file=sys.stderr)
     sys.exit(1)
