@@ -61,6 +61,15 @@ pub struct ApiConfig {
     pub port: u16,
     pub max_file_size: u64,
     pub auth_token: Option<String>,
+    /// Connections served at once; more are answered 503 and closed. The
+    /// daemon lowers it to what its descriptor limit allows.
+    pub max_connections: usize,
+    /// Seconds a connection has to deliver a complete request head (from
+    /// opening, or from the first byte of the next request).
+    pub header_timeout_secs: u64,
+    /// Seconds a connection may sit idle between requests, or stall mid
+    /// transfer with no byte moving either way, before it is closed.
+    pub idle_timeout_secs: u64,
 }
 
 impl Default for ApiConfig {
@@ -71,6 +80,9 @@ impl Default for ApiConfig {
             port: 8000,
             max_file_size: 104_857_600,
             auth_token: None,
+            max_connections: 1024,
+            header_timeout_secs: 20,
+            idle_timeout_secs: 60,
         }
     }
 }
@@ -233,6 +245,9 @@ const KNOWN_KEYS: &[&str] = &[
     "api.port",
     "api.max_file_size",
     "api.auth_token",
+    "api.max_connections",
+    "api.header_timeout_secs",
+    "api.idle_timeout_secs",
     "metrics",
     "metrics.enabled",
     "metrics.output_file",
@@ -445,6 +460,20 @@ impl Config {
         if self.api.max_file_size == 0 {
             return bad("api.max_file_size", "must be > 0".into());
         }
+        if !(1..=1_000_000).contains(&self.api.max_connections) {
+            return bad(
+                "api.max_connections",
+                format!("must be 1..=1000000, got {}", self.api.max_connections),
+            );
+        }
+        for (key, secs) in [
+            ("api.header_timeout_secs", self.api.header_timeout_secs),
+            ("api.idle_timeout_secs", self.api.idle_timeout_secs),
+        ] {
+            if !(1..=86_400).contains(&secs) {
+                return bad(key, format!("must be 1..=86400 seconds, got {secs}"));
+            }
+        }
         if self.mount.memory_budget < self.chunk_size() * 2 {
             return bad(
                 "mount.memory_budget",
@@ -642,6 +671,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("nodes[1].id"), "{err}");
+    }
+
+    #[test]
+    fn api_limits_default_and_are_checked() {
+        let c = Config::parse(SEED, Path::new("/")).unwrap();
+        assert_eq!(c.api.max_connections, 1024);
+        assert_eq!(
+            (c.api.header_timeout_secs, c.api.idle_timeout_secs),
+            (20, 60)
+        );
+        for (line, key) in [
+            ("max_connections: 0", "api.max_connections must be"),
+            ("header_timeout_secs: 0", "api.header_timeout_secs must be"),
+            ("idle_timeout_secs: 100000", "api.idle_timeout_secs must be"),
+        ] {
+            let text = SEED.replace("api:\n", &format!("api:\n  {line}\n"));
+            let err = Config::parse(&text, Path::new("/"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{err}");
+        }
+        let text = SEED.replace(
+            "api:\n",
+            "api:\n  max_connections: 8\n  header_timeout_secs: 2\n",
+        );
+        let c = Config::parse(&text, Path::new("/")).unwrap();
+        assert_eq!((c.api.max_connections, c.api.header_timeout_secs), (8, 2));
+        assert!(c.warnings.iter().all(|w| !w.contains("max_connections")));
     }
 
     #[test]

@@ -1,8 +1,8 @@
-//! The composition root: builds the service from a loaded config, starts the
-//! background workers, the control socket, the HTTP API and (for `mount`) the
-//! FUSE session, then waits for SIGINT/SIGTERM (or an external unmount) and
-//! shuts down in order: commit open files, stop the background workers,
-//! unmount, stop servers, exit 0.
+//! The composition root: raises the descriptor limit, builds the service
+//! from a loaded config, starts the background workers, the control socket,
+//! the HTTP API and (for `mount`) the FUSE session, then waits for
+//! SIGINT/SIGTERM (or an external unmount) and shuts down in order: commit
+//! open files, stop the background workers, unmount, stop servers, exit 0.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -44,6 +44,15 @@ fn api_address(config: &Config) -> String {
 
 /// Run the daemon until a signal. `mountpoint` None = `serve` (no FUSE).
 pub fn run(config: Config, mountpoint: Option<&Path>) -> Result<()> {
+    match crate::resources::raise_descriptor_limit() {
+        Ok(l) => log::debug!(
+            "descriptor limit (RLIMIT_NOFILE): soft {} -> {}, hard {}",
+            l.soft_before,
+            l.soft,
+            l.hard
+        ),
+        Err(e) => log::warn!("cannot raise the descriptor limit (RLIMIT_NOFILE): {e}"),
+    }
     if let Some(m) = mountpoint {
         config.check_mount_point(m)?;
     }

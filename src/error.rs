@@ -60,4 +60,13 @@ impl Error {
             _ => false,
         }
     }
+
+    /// True when the daemon itself is out of file descriptors (EMFILE or
+    /// ENFILE): a fact about the process now, not about what it touched.
+    pub fn is_fd_exhaustion(&self) -> bool {
+        match self {
+            Error::Io(e) => crate::resources::is_fd_exhaustion(e),
+            _ => false,
+        }
+    }
 }

@@ -17,7 +17,9 @@
 //! info, recovery, scrub, …) that the service builds and the front ends send;
 //! `model` the neutral types every layer speaks (inodes, kinds, attribute
 //! changes), so front ends never import `meta`. `store_lock` keeps a
-//! second daemon off a store that one already serves.
+//! second daemon off a store that one already serves. `resources` guards
+//! the process's file descriptors (limit, exhaustion, accept back-off);
+//! `ratelog` bounds log lines that can repeat.
 
 pub mod bench;
 pub mod chunk;
@@ -33,8 +35,10 @@ pub mod metrics;
 pub mod model;
 pub mod mountinfo;
 pub mod node;
+pub mod ratelog;
 pub mod realpath;
 pub mod report;
+pub mod resources;
 pub mod service;
 pub mod store_lock;
 pub mod test_data;

@@ -3,8 +3,9 @@
 //! state, file presence, header, block checksums); callers decide from the
 //! variant, never from message text, whether a shard is missing (rebuild it
 //! somewhere) or corrupt (its bytes are wrong). Its `Display` is the text the
-//! scrub report has always carried (`missing: …` / `corrupt: …`), and it
-//! serializes to that text; `FromStr` reads it back.
+//! scrub report has always carried (`missing: …` / `corrupt: …`; `not
+//! checked: …` when the daemon could not look), and it serializes to that
+//! text; `FromStr` reads it back.
 
 use std::fmt;
 use std::str::FromStr;
@@ -26,10 +27,14 @@ pub enum ShardFault {
     Corrupt { reason: String },
     /// The node failed to read the shard (an I/O error and the like).
     Unreadable { error: String },
+    /// The daemon could not look at the shard (it is out of file
+    /// descriptors): nothing is known about the shard itself.
+    NotChecked { reason: String },
 }
 
 const MISSING: &str = "missing: ";
 const CORRUPT: &str = "corrupt: ";
+const NOT_CHECKED: &str = "not checked: ";
 /// How `Error::Corrupt` has always displayed; kept inside the corrupt texts.
 const CORRUPT_SHARD: &str = "corrupt shard: ";
 const NOT_PLACED: &str = "never placed or lost";
@@ -48,17 +53,25 @@ impl ShardFault {
     }
 
     /// A fault of the shard itself that belongs in the repair queue; a node
-    /// that is down is the health checker's business, not a shard fault.
+    /// that is down is the health checker's business, and a shard the daemon
+    /// could not look at is not known to be faulty.
     pub fn needs_repair(&self) -> bool {
-        !matches!(self, ShardFault::NodeDown { .. })
+        !matches!(
+            self,
+            ShardFault::NodeDown { .. } | ShardFault::NotChecked { .. }
+        )
     }
 }
 
 /// Classifies an error from opening, reading or decoding a shard on a node
-/// that is up: absent file, bad bytes, or a failed read.
+/// that is up: absent file, bad bytes, a failed read, or the daemon's own
+/// descriptor exhaustion (which says nothing about the shard).
 impl From<Error> for ShardFault {
     fn from(err: Error) -> ShardFault {
         match err {
+            e if e.is_fd_exhaustion() => ShardFault::NotChecked {
+                reason: e.to_string(),
+            },
             Error::NotFound(_) => ShardFault::Missing,
             Error::Corrupt(reason) => ShardFault::Corrupt { reason },
             other => ShardFault::Unreadable {
@@ -80,6 +93,7 @@ impl fmt::Display for ShardFault {
             ),
             ShardFault::Corrupt { reason } => write!(f, "{CORRUPT}{CORRUPT_SHARD}{reason}"),
             ShardFault::Unreadable { error } => write!(f, "{CORRUPT}{error}"),
+            ShardFault::NotChecked { reason } => write!(f, "{NOT_CHECKED}{reason}"),
         }
     }
 }
@@ -101,6 +115,11 @@ impl FromStr for ShardFault {
 
     /// The inverse of `Display`.
     fn from_str(text: &str) -> Result<ShardFault, UnknownFault> {
+        if let Some(reason) = text.strip_prefix(NOT_CHECKED) {
+            return Ok(ShardFault::NotChecked {
+                reason: reason.into(),
+            });
+        }
         if let Some(what) = text.strip_prefix(MISSING) {
             if what == NOT_PLACED {
                 return Ok(ShardFault::NotPlaced);
@@ -169,6 +188,9 @@ mod tests {
             ShardFault::Unreadable {
                 error: "I/O error: Input/output error (os error 5)".into(),
             },
+            ShardFault::NotChecked {
+                reason: "I/O error: Too many open files (os error 24)".into(),
+            },
         ]
     }
 
@@ -185,6 +207,7 @@ mod tests {
                  (k=2 m=1 len=1048576), expected chunk 36870daa94c1110f shard 2",
                 "corrupt: corrupt shard: block 7 checksum mismatch",
                 "corrupt: I/O error: Input/output error (os error 5)",
+                "not checked: I/O error: Too many open files (os error 24)",
             ]
         );
     }
@@ -204,7 +227,14 @@ mod tests {
     #[test]
     fn missing_and_corrupt_come_from_the_variant() {
         let missing: Vec<bool> = every_fault().iter().map(ShardFault::is_missing).collect();
-        assert_eq!(missing, [true, true, true, false, false, false]);
+        assert_eq!(missing, [true, true, true, false, false, false, false]);
+        let repair: Vec<bool> = every_fault().iter().map(ShardFault::needs_repair).collect();
+        assert_eq!(repair, [true, false, true, true, true, true, false]);
+        let emfile = Error::Io(std::io::Error::from_raw_os_error(libc::EMFILE));
+        assert!(matches!(
+            ShardFault::from(emfile),
+            ShardFault::NotChecked { .. }
+        ));
         assert_eq!(
             ShardFault::from(Error::NotFound("shard".into())),
             ShardFault::Missing

@@ -198,23 +198,32 @@ impl ChunkStore {
 
     /// Probe one node and record its state. Returns the new state and whether it changed.
     pub fn probe_node(&self, index: usize) -> (NodeState, bool) {
+        let id = self.nodes[index].id();
         let probe = self.nodes[index].probe(&self.cluster_id);
         let (state, reason) = match probe {
             NodeProbe::Healthy => (NodeState::Up, String::new()),
             NodeProbe::Empty(r) => (NodeState::Empty, r),
             NodeProbe::Failed(r) => (NodeState::Failed, r),
+            NodeProbe::Inconclusive(r) => {
+                crate::warn_limited!("health probe inconclusive", "node {id}: {r}");
+                return (self.status.read()[index].state, false);
+            }
         };
         let mut status = self.status.write();
         let s = &mut status[index];
         let changed = s.state != state;
         if changed {
             if state == NodeState::Up {
-                log::info!("node {} is up again", self.nodes[index].id());
+                crate::log_limited!(
+                    log::Level::Info,
+                    format!("node {id} state"),
+                    "node {id} is up again"
+                );
                 s.since = None;
             } else {
-                log::warn!(
-                    "node {} is {}: {reason}",
-                    self.nodes[index].id(),
+                crate::warn_limited!(
+                    format!("node {id} state"),
+                    "node {id} is {}: {reason}",
                     state.as_str()
                 );
                 if s.since.is_none() {
@@ -265,7 +274,10 @@ impl ChunkStore {
         if !fault.needs_repair() {
             return;
         }
-        log::warn!("chunk {chunk_id:016x} shard {shard_index}: {fault}");
+        crate::warn_limited!(
+            "bad shard",
+            "chunk {chunk_id:016x} shard {shard_index}: {fault}"
+        );
         self.bad_shards.lock().push(BadShard {
             chunk_id,
             shard_index,
@@ -420,7 +432,8 @@ impl ChunkStore {
             )));
         }
         if durable < total {
-            log::warn!(
+            crate::warn_limited!(
+                "degraded write",
                 "chunk {chunk_id:016x}: {} shard(s) could not be placed; queued for repair",
                 total - durable
             );
@@ -612,6 +625,7 @@ impl ChunkStore {
             .filter(|&(_, node)| self.is_up(node))
             .collect();
         let mut next = 0;
+        let mut not_checked = None;
         // Read k candidates at once (they sit on different nodes); fall back
         // to the next ones for any that fail.
         while have < k && next < candidates.len() {
@@ -651,9 +665,16 @@ impl ChunkStore {
                         shards[i] = Some(d);
                         have += 1;
                     }
+                    Err(ShardFault::NotChecked { reason }) => not_checked = Some(reason),
                     Err(fault) => self.report_bad(layout.chunk_id, i, fault),
                 }
             }
+        }
+        if let (true, Some(reason)) = (have < k, not_checked) {
+            return Err(Error::Unavailable(format!(
+                "chunk {:016x}: the daemon could not open its shards now ({reason})",
+                layout.chunk_id
+            )));
         }
         if have < k {
             return Err(Error::Unavailable(format!(

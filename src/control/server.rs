@@ -1,5 +1,7 @@
 //! The control socket server: reads request lines (bounded), runs each
-//! command on a blocking thread, streams progress and the final reply.
+//! command on a blocking thread, streams progress and the final reply. A
+//! failing accept (the daemon out of descriptors) pauses, growing, instead
+//! of spinning, and is logged at a bounded rate.
 
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
@@ -12,6 +14,7 @@ use tokio::sync::mpsc;
 use super::{parse_request, Request, MAX_LINE};
 use crate::error::{Error, Result};
 use crate::report::{to_value, PingReply, Progress};
+use crate::resources::AcceptBackoff;
 use crate::service::Service;
 
 /// Bind the socket (replacing a stale one; refusing if a daemon answers).
@@ -45,11 +48,13 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     tokio::pin!(shutdown);
+    let mut backoff = AcceptBackoff::new();
     loop {
         tokio::select! {
             _ = &mut shutdown => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
+                    backoff.succeeded();
                     let service = service.clone();
                     let mountpoint = mountpoint.clone();
                     tokio::spawn(async move {
@@ -58,7 +63,14 @@ pub async fn serve(
                         }
                     });
                 }
-                Err(e) => log::warn!("control socket accept: {e}"),
+                Err(e) => {
+                    if let Some(pause) = backoff.failed_and_logged("control socket accept", &e) {
+                        tokio::select! {
+                            _ = &mut shutdown => return,
+                            _ = tokio::time::sleep(pause) => {}
+                        }
+                    }
+                }
             }
         }
     }

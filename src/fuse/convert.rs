@@ -49,7 +49,7 @@ pub(super) fn errno(e: &Error) -> Errno {
 pub(super) fn fail(op: &str, e: &Error) -> Errno {
     let code = errno(e);
     if code == Errno::EIO {
-        log::warn!("fuse {op}: {e}");
+        crate::warn_limited!(format!("fuse {op}"), "fuse {op}: {e}");
     } else {
         log::debug!("fuse {op}: {e}");
     }

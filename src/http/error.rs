@@ -71,7 +71,11 @@ impl From<Error> for ApiError {
             _ => e.to_string(),
         };
         if status.is_server_error() {
-            log::warn!("HTTP {}: {detail}", status.as_u16());
+            crate::warn_limited!(
+                format!("HTTP {}", status.as_u16()),
+                "HTTP {}: {detail}",
+                status.as_u16()
+            );
         }
         ApiError { status, detail }
     }

@@ -11,11 +11,15 @@
 //! - `cluster`: `/cluster/*` and `/metrics*`
 //! - `error`: the one mapping from `Error` to HTTP status
 //! - `range`: `Range` and conditional-request header rules
+//! - `accept`: the accept loop, the connection cap and its 503 refusals
+//! - `timeouts`: header, idle and stall timeouts of each connection
 
+mod accept;
 mod cluster;
 mod error;
 mod objects;
 mod range;
+mod timeouts;
 
 pub use error::{status_of, ApiError};
 
@@ -26,7 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -85,8 +89,10 @@ pub fn router(service: Arc<Service>) -> Router {
     router.layer(DefaultBodyLimit::disable()).with_state(app)
 }
 
-/// Serve the API on `listener` until `shutdown` completes; in-flight requests
-/// then get [`SHUTDOWN_GRACE`] to finish before the server returns anyway.
+/// Serve the API on `listener` until `shutdown` completes, under the
+/// connection cap and timeouts of `api.*` (the cap lowered to what the
+/// descriptor limit allows); in-flight requests then get [`SHUTDOWN_GRACE`]
+/// to finish before the server returns anyway.
 pub async fn serve(
     service: Arc<Service>,
     listener: tokio::net::TcpListener,
@@ -97,21 +103,19 @@ pub async fn serve(
         shutdown.await;
         let _ = tx.send(true);
     });
-    let fired = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        if rx.wait_for(|v| *v).await.is_err() {
-            // The signal was dropped without firing: run on.
-            std::future::pending::<()>().await;
-        }
-    };
+    let limits =
+        accept::Limits::from_config(service.config(), crate::resources::descriptor_limit());
     if let Ok(addr) = listener.local_addr() {
-        log::info!("HTTP API listening on http://{addr}");
+        log::info!(
+            "HTTP API listening on http://{addr}: at most {} connections, header timeout {}s, idle timeout {}s",
+            limits.max_connections,
+            limits.timeouts.header.as_secs(),
+            limits.timeouts.idle.as_secs()
+        );
     }
-    let server = axum::serve(listener, router(service))
-        .tcp_nodelay(true)
-        .with_graceful_shutdown(fired(rx.clone()))
-        .into_future();
+    let server = accept::serve(listener, router(service), limits, rx.clone());
     let deadline = async move {
-        fired(rx).await;
+        accept::stopped(rx).await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
     tokio::select! {

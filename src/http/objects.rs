@@ -638,7 +638,11 @@ fn stream_body(
         match &item {
             Ok(b) => rec.sent += b.len() as u64,
             Err(e) => {
-                log::warn!("download of {} failed mid-stream: {e}", rec.key);
+                crate::warn_limited!(
+                    "download failed mid-stream",
+                    "download of {} failed mid-stream: {e}",
+                    rec.key
+                );
                 rec.error = Some(e.to_string());
             }
         }

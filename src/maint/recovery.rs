@@ -214,7 +214,11 @@ pub(super) fn recover_node(
                     }
                 }
                 if let Some(e) = last_err {
-                    log::warn!("recovery of chunk {:016x}: {e}", ids[n]);
+                    crate::warn_limited!(
+                        "chunk recovery",
+                        "recovery of chunk {:016x}: {e}",
+                        ids[n]
+                    );
                     failed.fetch_add(1, Ordering::Relaxed);
                 }
                 done.fetch_add(1, Ordering::Relaxed);

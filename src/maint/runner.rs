@@ -104,7 +104,7 @@ fn drive(ctx: &Context, mut worker: Box<dyn Worker>, status: &WorkerStatus) {
             ),
         };
         if let Some(e) = &error {
-            log::warn!("{}: {e}", worker.name());
+            crate::warn_limited!(worker.name(), "{}: {e}", worker.name());
         }
         status.step_ended(error);
         match step {

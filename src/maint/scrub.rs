@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use super::repair::repair_chunk;
 use super::{throttle, Step, WakeOn, Worker};
 use crate::chunk::ShardFault;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::meta::ShardState;
 use crate::report::{Progress, ScrubProblem, ScrubReport};
 use crate::service::wake::WorkerStatus;
@@ -108,6 +108,13 @@ pub(super) fn scrub(
                             report.bytes_checked += rec.layout.shard_len() as u64;
                             None
                         }
+                        // Nothing is known about the shard: stop rather
+                        // than report or rebuild a healthy one.
+                        Err(ShardFault::NotChecked { reason }) => {
+                            return Err(Error::Unavailable(format!(
+                                "scrub stopped at chunk {id:016x}: {reason}"
+                            )))
+                        }
                         Err(fault) => Some(fault),
                     },
                 };
@@ -151,7 +158,9 @@ pub(super) fn scrub(
                             }
                         }
                     }
-                    Err(e) => log::warn!("scrub repair of chunk {id:016x}: {e}"),
+                    Err(e) => {
+                        crate::warn_limited!("scrub repair", "scrub repair of chunk {id:016x}: {e}")
+                    }
                 }
             }
             report.unrepairable +=

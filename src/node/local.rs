@@ -21,6 +21,7 @@ use crate::store_lock::{holder_text, LockFailure, StoreLock};
 /// Name of the lock file in every local node folder. It is not part of
 /// the store: a folder holding only it counts as empty.
 pub const NODE_LOCK_FILE: &str = "minigcs-node.lock";
+use crate::resources::is_fd_exhaustion;
 
 pub struct LocalDirNode {
     id: String,
@@ -102,6 +103,74 @@ impl LocalDirNode {
             }
         }
         Ok(true)
+    }
+
+    /// The probe's checks. An error is one they do not classify themselves:
+    /// descriptor exhaustion, or a folder that cannot be stat'ed.
+    fn probe_folder(&self, cluster_id: &str) -> std::io::Result<NodeProbe> {
+        let meta = match fs::metadata(&self.root) {
+            Ok(m) => m,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Ok(NodeProbe::Failed(format!(
+                    "folder {} is missing",
+                    self.root.display()
+                )))
+            }
+            Err(e) => return Err(e),
+        };
+        if !meta.is_dir() {
+            return Ok(NodeProbe::Failed(format!(
+                "{} is not a folder",
+                self.root.display()
+            )));
+        }
+        // A folder another daemon locked is not ours to use. (A lock file
+        // that cannot be created is reported by the checks below.)
+        if let Err(LockFailure::Held { pid, .. }) = self.hold_lock() {
+            return Ok(NodeProbe::Failed(format!(
+                "folder is locked by {} (another minigcs daemon)",
+                holder_text(pid)
+            )));
+        }
+        match self.read_identity() {
+            Ok(found) => {
+                if found.cluster_id != cluster_id || found.node_id != self.id {
+                    return Ok(NodeProbe::Failed(format!(
+                        "folder holds node {} of cluster {}, expected {} of {}",
+                        found.node_id, found.cluster_id, self.id, cluster_id
+                    )));
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Ok(match self.folder_is_empty() {
+                    Ok(true) => NodeProbe::Empty("folder is empty (new or replaced disk)".into()),
+                    Ok(false) => NodeProbe::Failed("identity file is missing".into()),
+                    Err(e) if is_fd_exhaustion(&e) => return Err(e),
+                    Err(e) => NodeProbe::Failed(format!("folder unreadable: {e}")),
+                });
+            }
+            Err(e) if is_fd_exhaustion(&e) => return Err(e),
+            Err(e) => return Ok(NodeProbe::Failed(format!("identity file unreadable: {e}"))),
+        }
+        // Writability: create and remove a probe file. Root ignores mode bits,
+        // so also refuse a folder whose owner permissions were removed.
+        if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o700 == 0 {
+            return Ok(NodeProbe::Failed(
+                "folder permissions deny access (mode 000)".into(),
+            ));
+        }
+        let probe = self.root.join(".probe");
+        match File::create(&probe).and_then(|mut f| f.write_all(b"ok")) {
+            Ok(()) => {
+                let _ = fs::remove_file(&probe);
+            }
+            Err(e) if is_fd_exhaustion(&e) => return Err(e),
+            Err(e) => return Ok(NodeProbe::Failed(format!("folder not writable: {e}"))),
+        }
+        if !self.root.join("shards").is_dir() {
+            return Ok(NodeProbe::Failed("shards folder is missing".into()));
+        }
+        Ok(NodeProbe::Healthy)
     }
 }
 
@@ -215,58 +284,13 @@ impl NodeBackend for LocalDirNode {
         if let Err(e) = own_mounts::refuse_inside(&self.root) {
             return NodeProbe::Failed(e.to_string());
         }
-        let meta = match fs::metadata(&self.root) {
-            Ok(m) => m,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                return NodeProbe::Failed(format!("folder {} is missing", self.root.display()))
-            }
-            Err(e) => return NodeProbe::Failed(format!("folder {}: {e}", self.root.display())),
-        };
-        if !meta.is_dir() {
-            return NodeProbe::Failed(format!("{} is not a folder", self.root.display()));
+        match self.probe_folder(cluster_id) {
+            Ok(probe) => probe,
+            Err(e) if is_fd_exhaustion(&e) => NodeProbe::Inconclusive(format!(
+                "the daemon is out of file descriptors ({e}); keeping the last state"
+            )),
+            Err(e) => NodeProbe::Failed(format!("folder {}: {e}", self.root.display())),
         }
-        // A folder another daemon locked is not ours to use. (A lock file
-        // that cannot be created is reported by the checks below.)
-        if let Err(LockFailure::Held { pid, .. }) = self.hold_lock() {
-            return NodeProbe::Failed(format!(
-                "folder is locked by {} (another minigcs daemon)",
-                holder_text(pid)
-            ));
-        }
-        match self.read_identity() {
-            Ok(found) => {
-                if found.cluster_id != cluster_id || found.node_id != self.id {
-                    return NodeProbe::Failed(format!(
-                        "folder holds node {} of cluster {}, expected {} of {}",
-                        found.node_id, found.cluster_id, self.id, cluster_id
-                    ));
-                }
-            }
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                return match self.folder_is_empty() {
-                    Ok(true) => NodeProbe::Empty("folder is empty (new or replaced disk)".into()),
-                    Ok(false) => NodeProbe::Failed("identity file is missing".into()),
-                    Err(e) => NodeProbe::Failed(format!("folder unreadable: {e}")),
-                };
-            }
-            Err(e) => return NodeProbe::Failed(format!("identity file unreadable: {e}")),
-        }
-        // Writability: create and remove a probe file. Root ignores mode bits,
-        // so also refuse a folder whose owner permissions were removed.
-        if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o700 == 0 {
-            return NodeProbe::Failed("folder permissions deny access (mode 000)".into());
-        }
-        let probe = self.root.join(".probe");
-        match File::create(&probe).and_then(|mut f| f.write_all(b"ok")) {
-            Ok(()) => {
-                let _ = fs::remove_file(&probe);
-            }
-            Err(e) => return NodeProbe::Failed(format!("folder not writable: {e}")),
-        }
-        if !self.root.join("shards").is_dir() {
-            return NodeProbe::Failed("shards folder is missing".into());
-        }
-        NodeProbe::Healthy
     }
 
     fn put_shard(&self, key: ShardKey, parts: &[&[u8]]) -> Result<()> {

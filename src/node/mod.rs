@@ -63,6 +63,9 @@ pub enum NodeProbe {
     Empty(String),
     /// Missing, unreadable, not writable, or another node's folder.
     Failed(String),
+    /// The probe could not look (the daemon is out of file descriptors): it
+    /// says nothing about the node, whose last known state stands.
+    Inconclusive(String),
 }
 
 /// A shard opened for reading.
@@ -85,7 +88,8 @@ pub trait NodeBackend: Send + Sync {
     /// Write the identity and layout into an absent or empty folder. Refuses a
     /// folder that holds another node's identity.
     fn initialize(&self, cluster_id: &str) -> Result<()>;
-    /// Check presence, identity and writability.
+    /// Check presence, identity and writability. A check the daemon could
+    /// not make for want of file descriptors is `Inconclusive`, never `Failed`.
     fn probe(&self, cluster_id: &str) -> NodeProbe;
     /// Store a shard durably (returns only after the bytes and the name are on
     /// stable storage). `parts` are concatenated. A shard is never modified:

@@ -226,7 +226,12 @@ impl HandleTable {
     fn last_close(f: &OpenFile, ctx: &Context) {
         if f.discard() {
             if let Err(e) = ctx.meta.purge(f.ino) {
-                log::error!("purge of unlinked inode {}: {e}", f.ino);
+                crate::log_limited!(
+                    log::Level::Error,
+                    "purge",
+                    "purge of unlinked inode {}: {e}",
+                    f.ino
+                );
             }
             ctx.wake.collector.notify();
         }

@@ -41,6 +41,7 @@ DAEMON_PID=
 DAEMON_MODE=
 DAEMON_ARGS=()        # extra arguments for the next start_daemon (e.g. --accept-empty-metadata)
 EXTRA_MNTS=()         # more mount points the EXIT trap unmounts
+DAEMON_NOFILE=        # when set, the daemon starts under `ulimit -n $DAEMON_NOFILE`
 BG_PIDS=()
 
 # Config knobs; change them and call write_config again to rewrite $CONFIG.
@@ -156,6 +157,10 @@ print_log() {
     fi
 }
 
+# Resource limits of the daemon's subshell (soft and hard: the daemon raises
+# its soft limit to the hard one).
+daemon_limits() { [ -z "$DAEMON_NOFILE" ] || ulimit -n "$DAEMON_NOFILE"; }
+
 # start_daemon [mount|serve]: start in the background, wait until ready
 start_daemon() {
     local mode=${1:-mount} limit=${MINIGCS_START_TIMEOUT:-30} start rc
@@ -163,9 +168,9 @@ start_daemon() {
     DAEMON_MODE=$mode
     echo "=== $(date +%T.%N) test starts: minigcs $mode" >>"$DAEMON_LOG"
     if [ "$mode" = mount ]; then
-        (cd "$WORK" && exec "$MINIGCS_BIN" mount "$MNT" -c "$CONFIG" "${DAEMON_ARGS[@]}") >>"$DAEMON_LOG" 2>&1 &
+        (cd "$WORK" && daemon_limits && exec "$MINIGCS_BIN" mount "$MNT" -c "$CONFIG" "${DAEMON_ARGS[@]}") >>"$DAEMON_LOG" 2>&1 &
     else
-        (cd "$WORK" && exec "$MINIGCS_BIN" serve -c "$CONFIG" "${DAEMON_ARGS[@]}") >>"$DAEMON_LOG" 2>&1 &
+        (cd "$WORK" && daemon_limits && exec "$MINIGCS_BIN" serve -c "$CONFIG" "${DAEMON_ARGS[@]}") >>"$DAEMON_LOG" 2>&1 &
     fi
     DAEMON_PID=$!
     echo "$DAEMON_PID" >"$WORK/daemon.pid"
