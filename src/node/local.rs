@@ -263,6 +263,12 @@ impl NodeBackend for LocalDirNode {
         Ok(out)
     }
 
+    fn filesystem_id(&self) -> Option<u64> {
+        fs::metadata(&self.root)
+            .ok()
+            .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
+    }
+
     fn capacity(&self) -> Result<(u64, u64)> {
         let st = nix::sys::statvfs::statvfs(&self.root).map_err(|e| Error::Io(e.into()))?;
         let frsize = st.fragment_size() as u64;

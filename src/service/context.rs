@@ -87,13 +87,10 @@ impl Context {
             node_ids,
             config.cluster.id.as_deref(),
         )?;
-        let store = Arc::new(ChunkStore::new(
-            nodes,
-            &cluster_id,
-            config.k(),
-            config.m(),
-            metrics.clone(),
-        )?);
+        let store = Arc::new(
+            ChunkStore::new(nodes, &cluster_id, config.k(), config.m(), metrics.clone())?
+                .with_node_timeout(config.node_timeout()),
+        );
         for i in 0..store.nodes().len() {
             // First start: every folder is new. Later, a missing or empty
             // folder is a failed node until it is recovered.

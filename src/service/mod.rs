@@ -378,4 +378,6 @@ impl Service {
 }
 
 #[cfg(test)]
+mod hung_node_tests;
+#[cfg(test)]
 mod tests;

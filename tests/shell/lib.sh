@@ -40,6 +40,12 @@ METRICS_CSV=$WORK/metrics.csv
 DAEMON_PID=
 DAEMON_MODE=
 BG_PIDS=()
+# Optional cleanup hooks (function names): CLEANUP_FIRST runs before the
+# daemon is stopped (e.g. resume a process the test froze), CLEANUP_LAST
+# after it is stopped and $MNT unmounted, before $WORK is removed (e.g.
+# stop a helper daemon and unmount its mount inside $WORK).
+CLEANUP_FIRST=
+CLEANUP_LAST=
 
 # Config knobs; change them and call write_config again to rewrite $CONFIG.
 CFG_K=${MINIGCS_TEST_K:-2}
@@ -262,6 +268,7 @@ cleanup() {
     local rc=$? p n
     set +e
     trap - EXIT
+    if [ -n "$CLEANUP_FIRST" ]; then "$CLEANUP_FIRST"; fi
     for p in "${BG_PIDS[@]}"; do own_child "$p" && kill -KILL "$p" 2>/dev/null; done
     if [ -n "$DAEMON_PID" ]; then
         kill -TERM "$DAEMON_PID" 2>/dev/null
@@ -273,6 +280,7 @@ cleanup() {
     fi
     if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ] && [ "$LOG_PRINTED" = 0 ]; then print_log; fi
     unmount_mnt
+    if [ -n "$CLEANUP_LAST" ]; then "$CLEANUP_LAST"; fi
     if is_mounted; then
         echo "WARNING: $MNT is still mounted; leaving $WORK in place" >&2
     elif [ "${MINIGCS_KEEP_WORK:-0}" = 1 ]; then
