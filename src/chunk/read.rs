@@ -4,7 +4,8 @@
 //! ask the data shards that hold it; when one of them fails, is down or does
 //! not answer in time, ask another shard of the chunk; when one of them is
 //! merely slower than its node usually is (`NodeExecutor::hedge_delay`), ask
-//! one more shard at once (a hedged read). The first k verified answers
+//! enough other shards at once that one answer more than needed is on its
+//! way (a hedged read). The first k verified answers
 //! rebuild whatever data shard is still missing. Never feeds an unverified
 //! shard to the decoder. Rebuilding lost shards and verifying one shard
 //! (scrub) use the same reads.
@@ -268,8 +269,10 @@ impl ChunkStore {
                     let now = Instant::now();
                     stripe.expire(now, wanted);
                     if hedge_at.is_some_and(|h| h <= now) {
+                        // One answer more than needed is on its way: any
+                        // k of them will do, whichever shard is slow.
                         hedged = true;
-                        stripe.ask_spare();
+                        while stripe.have + stripe.asked.len() < k + 1 && stripe.ask_spare() {}
                     }
                 }
             }

@@ -67,10 +67,11 @@ fn read_all(svc: &Arc<Service>, key: &str) -> Vec<u8> {
     snap.read(0, snap.inode.size as usize + 1).unwrap()
 }
 
-/// The node that holds data shard 0 of the object's first chunk.
-fn first_data_node(svc: &Arc<Service>, key: &str) -> usize {
+/// The node that holds data shard 0 of the object's last chunk.
+fn last_data_node(svc: &Arc<Service>, key: &str) -> usize {
     let ino = svc.open_object(key).unwrap().inode.ino;
-    svc.ctx.meta.chunks_of(ino).unwrap()[0].placement[0].unwrap()
+    let chunks = svc.ctx.meta.chunks_of(ino).unwrap();
+    chunks.last().unwrap().placement[0].unwrap()
 }
 
 #[test]
@@ -79,7 +80,7 @@ fn a_hung_node_costs_at_most_a_deadline_and_everything_is_repaired_when_it_answe
     let before = pattern(5 * CS + 123, 1);
     svc.put_object("before", &mut &before[..], None, None)
         .unwrap();
-    let hung = first_data_node(&svc, "before");
+    let hung = last_data_node(&svc, "before");
     unhang.0[hung].set_hung(true);
 
     // Reads rebuild from the other shards.
@@ -147,11 +148,13 @@ fn a_hung_node_costs_at_most_a_deadline_and_everything_is_repaired_when_it_answe
 
 #[test]
 fn a_slow_data_shard_is_hedged_without_waiting_for_its_deadline() {
-    // A deadline far beyond the bound: only a hedged read can finish.
+    // A deadline far beyond the bound: only a hedged read can finish. The
+    // last chunk is one byte: one data shard holds it, so the hedge must
+    // ask two more shards to rebuild it without the slow one.
     let (svc, unhang, _dir) = service(BOUND.as_millis() as u64 * 4);
-    let data = pattern(2 * CS, 3);
+    let data = pattern(2 * CS + 1, 3);
     svc.put_object("slow", &mut &data[..], None, None).unwrap();
-    let slow = first_data_node(&svc, "slow");
+    let slow = last_data_node(&svc, "slow");
     unhang.0[slow].set_hung(true);
     let s = svc.clone();
     assert_eq!(bounded("a hedged read", move || read_all(&s, "slow")), data);

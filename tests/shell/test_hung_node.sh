@@ -28,26 +28,15 @@ helper_mounted() { awk -v m="$HMNT" '$2 == m { f = 1 } END { exit !f }' /proc/mo
 start_helper() {
     mkdir -p "$HELPER"
     cat >"$HELPER/config.yaml" <<EOF
-nodes:
-  - id: "helper-1"
-    region: "local"
-    storage_path: "./disk"
-erasure_coding:
-  k: 1
-  m: 0
-  chunk_size: 1048576
-api:
-  enabled: false
-metrics:
-  enabled: false
-recovery:
-  health_interval_secs: 60
-metadata:
-  path: "./metadata.db"
-control:
-  socket: "./ctl.sock"
-mount:
-  allow_other: $CFG_ALLOW_OTHER
+# one node on a local folder, no API: only its mount matters
+nodes: [{id: "helper-1", region: "local", storage_path: "./disk"}]
+erasure_coding: {k: 1, m: 0, chunk_size: 1048576}
+api: {enabled: false}
+metrics: {enabled: false}
+recovery: {health_interval_secs: 60}
+metadata: {path: "./metadata.db"}
+control: {socket: "./ctl.sock"}
+mount: {allow_other: $CFG_ALLOW_OTHER}
 EOF
     (cd "$HELPER" && exec "$MINIGCS_BIN" mount "$HMNT" -c "$HELPER/config.yaml") >>"$HELPER/daemon.log" 2>&1 &
     HELPER_PID=$!
@@ -172,6 +161,9 @@ timed "ctl info new" ctl_to "$WORK/info.json" info new
 jq -e '.healthy == false' "$WORK/info.json" >/dev/null ||
     fail "a file written while node-2 is frozen claims full redundancy: $(cat "$WORK/info.json")"
 
+late=$(api /metrics --max-time 20 | awk '/^minigcs_node_io_(timeouts|refused)_total\{node="node-2"\}/ { n += $2 } END { print n + 0 }')
+(( late > 0 )) || fail "GET /metrics counts no timed-out or refused operation on node-2"
+echo "GET /metrics: $late operations on node-2 timed out or refused"
 echo "--- with node-2 frozen (recovery.node_timeout_ms: 2000):"
 printf '    %s\n' "${FIGURES[@]}"
 
