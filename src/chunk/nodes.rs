@@ -49,9 +49,15 @@ impl ChunkStore {
         changed
     }
 
-    /// A node did not answer an operation in time: it counts as failed
-    /// until a probe finds it answering again.
+    /// A node did not answer an operation in time, or has one stuck past
+    /// its deadline: it counts as failed until a probe finds it answering
+    /// again. A node merely saturated (every thread busy, queue full) fails
+    /// only the operation refused: load is no reason to route around it.
     pub(super) fn node_late(&self, index: usize, late: &NodeLate) {
+        if matches!(late, NodeLate::Busy { .. }) {
+            log::debug!("node {}: {late}", self.nodes[index].id());
+            return;
+        }
         self.set_state(index, NodeState::Failed, late.to_string());
     }
 
@@ -84,6 +90,11 @@ impl ChunkStore {
                     NodeProbe::Empty(r) => (NodeState::Empty, r),
                     NodeProbe::Failed(r) => (NodeState::Failed, r),
                 }
+            }
+            // Too busy to be probed now: what it was stays true.
+            Err(NodeLate::Busy { .. }) => {
+                let s = &self.status.read()[index];
+                (s.state, s.reason.clone())
             }
             Err(late) => (NodeState::Failed, late.to_string()),
         };

@@ -88,7 +88,8 @@ pub enum NodeLate {
     TimedOut { op: NodeOp, after: Duration },
     /// Refused at once: earlier operations are still stuck past their deadline.
     Stuck { count: usize, oldest: Duration },
-    /// Refused at once: every thread is busy and the queue is full.
+    /// Refused at once: every thread is busy and the queue is full (the
+    /// operation fails; the node is not counted failed for it).
     Busy { waiting: usize },
 }
 
@@ -105,7 +106,7 @@ impl fmt::Display for NodeLate {
             ),
             NodeLate::Busy { waiting } => write!(
                 f,
-                "timed out: all {THREADS_PER_NODE} I/O threads busy and {waiting} operations waiting"
+                "too busy: all {THREADS_PER_NODE} I/O threads busy and {waiting} operations waiting"
             ),
         }
     }
