@@ -8,8 +8,10 @@
 #  - stat, ls, df, ctl health (node-2 failed, "timed out ..."), ctl stats,
 #  - cp of a new file (read back, sha256 checked) and an API PUT;
 # after SIGCONT node-2 is healthy again and every shard of every file is
-# repaired (ctl info). Last, the helper is frozen again with a read stuck in
-# it, and the daemon still exits 0 promptly on SIGTERM.
+# repaired (ctl info). Last, the helper is frozen again and a write is the
+# first call to meet it (it waits out the write deadline, 2 x 2 s at most);
+# with calls stuck in the frozen mount the daemon still exits 0 promptly on
+# SIGTERM.
 # Prints how long each operation took while the node was frozen.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -184,7 +186,14 @@ echo "all ${#SHA[@]} files read back identical with every shard healthy"
 say "frozen again with calls stuck in it: SIGTERM still stops the daemon"
 drop_caches
 freeze_helper
-timed "read big (frozen again)" read_mount big
+mkrand "$WORK/src/first" $((C * 3 / 2))
+SHA[first]=$(sha_of "$WORK/src/first")
+FIGURES=()
+timed "cp, the first call after freezing" cp "$WORK/src/first" "$MNT/first"
+timed "read it back" read_mount first
+timed "read big" read_mount big
+echo "--- frozen again, a write first:"
+printf '    %s\n' "${FIGURES[@]}"
 node2_failed() { health | jq -e 'any(.failed_nodes[]; . == "node-2")' >/dev/null; }
 wait_until 20 node2_failed || fail "node-2 not reported failed the second time: $(health)"
 start=$(now_ms)
