@@ -119,6 +119,10 @@ pub struct RecoveryConfig {
     pub rate_limit_bytes_per_sec: u64,
     /// Chunks repaired in parallel.
     pub parallelism: usize,
+    /// Milliseconds a node may take to answer a shard read before it counts
+    /// as failed for that read (and is marked failed until a probe finds it
+    /// answering); writes get twice this, listings fifteen times.
+    pub node_timeout_ms: u64,
 }
 
 impl Default for RecoveryConfig {
@@ -131,6 +135,7 @@ impl Default for RecoveryConfig {
             scrub_interval_secs: 0,
             rate_limit_bytes_per_sec: 0,
             parallelism: 8,
+            node_timeout_ms: 2000,
         }
     }
 }
@@ -259,6 +264,7 @@ const KNOWN_KEYS: &[&str] = &[
     "recovery.scrub_interval_secs",
     "recovery.rate_limit_bytes_per_sec",
     "recovery.parallelism",
+    "recovery.node_timeout_ms",
     "metadata",
     "metadata.path",
     "control",
@@ -496,6 +502,9 @@ impl Config {
         if self.recovery.timeout == 0 {
             return bad("recovery.timeout", "must be ≥ 1 second, got 0".into());
         }
+        if self.recovery.node_timeout_ms == 0 {
+            return bad("recovery.node_timeout_ms", "must be ≥ 1, got 0".into());
+        }
         if self.recovery.health_interval_secs == 0 {
             return bad("recovery.health_interval_secs", "must be ≥ 1, got 0".into());
         }
@@ -528,6 +537,11 @@ impl Config {
 
     pub fn k(&self) -> usize {
         self.erasure_coding.k as usize
+    }
+
+    /// `recovery.node_timeout_ms`: one unit of every node operation's deadline.
+    pub fn node_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.recovery.node_timeout_ms)
     }
 
     pub fn m(&self) -> usize {
@@ -618,6 +632,29 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("erasure_coding.k must be ≥ 1, got 0"), "{err}");
+    }
+
+    #[test]
+    fn node_timeout_defaults_to_two_seconds_and_zero_names_the_key() {
+        let c = Config::parse(SEED, Path::new("/")).unwrap();
+        assert_eq!(c.node_timeout(), std::time::Duration::from_millis(2000));
+        assert!(c.warnings.iter().all(|w| !w.contains("node_timeout_ms")));
+        let text = SEED.replace("recovery:\n", "recovery:\n  node_timeout_ms: 250\n");
+        let c = Config::parse(&text, Path::new("/")).unwrap();
+        assert_eq!(c.node_timeout(), std::time::Duration::from_millis(250));
+        assert!(
+            c.warnings.iter().all(|w| !w.contains("node_timeout_ms")),
+            "{:?}",
+            c.warnings
+        );
+        let text = SEED.replace("recovery:\n", "recovery:\n  node_timeout_ms: 0\n");
+        let err = Config::parse(&text, Path::new("/"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("recovery.node_timeout_ms must be ≥ 1, got 0"),
+            "{err}"
+        );
     }
 
     #[test]

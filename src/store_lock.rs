@@ -28,8 +28,14 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::error::Error;
+
+/// How long a lock this very process holds may take to be released (a
+/// store being closed while it is opened again, as tests do) before it
+/// counts as held.
+const OWN_RELEASE_WAIT: Duration = Duration::from_secs(1);
 
 /// An exclusive lock on one lock file, held until dropped.
 #[derive(Debug)]
@@ -87,7 +93,9 @@ impl StoreLock {
         // A lock file removed and created again between our open and our
         // flock would leave us holding a lock nobody else can see: retry
         // until the locked file is the one the path names.
-        for _ in 0..8 {
+        let own_release_by = Instant::now() + OWN_RELEASE_WAIT;
+        let mut replaced = 0;
+        loop {
             // std opens with O_CLOEXEC: children never inherit the lock.
             let file = OpenOptions::new()
                 .read(true)
@@ -99,14 +107,27 @@ impl StoreLock {
             let mut locked = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 Ok(locked) => locked,
                 Err((file, Errno::EWOULDBLOCK)) => {
+                    let pid = holder_pid(file);
+                    // A store this process is closing frees its locks once
+                    // its node threads have finished: give it a moment.
+                    if pid == Some(std::process::id()) && Instant::now() < own_release_by {
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
+                    }
                     return Err(LockFailure::Held {
                         path: path.to_path_buf(),
-                        pid: holder_pid(file),
-                    })
+                        pid,
+                    });
                 }
                 Err((_, errno)) => return Err(io(errno.into())),
             };
             if !names_same_file(path, &locked) {
+                replaced += 1;
+                if replaced == 8 {
+                    return Err(io(std::io::Error::other(
+                        "the lock file keeps being replaced",
+                    )));
+                }
                 continue;
             }
             write_pid(&mut locked).map_err(io)?;
@@ -115,9 +136,6 @@ impl StoreLock {
                 path: path.to_path_buf(),
             });
         }
-        Err(io(std::io::Error::other(
-            "the lock file keeps being replaced",
-        )))
     }
 
     pub fn path(&self) -> &Path {

@@ -35,6 +35,19 @@ fn exhaust_descriptors() -> Vec<File> {
     }
 }
 
+/// Run `open`, freeing one held descriptor before each attempt until it
+/// no longer fails with EMFILE.
+fn with_a_free_descriptor<T>(held: &mut Vec<File>, open: impl Fn() -> std::io::Result<T>) -> T {
+    loop {
+        held.pop().expect("a held descriptor to free");
+        match open() {
+            Ok(value) => return value,
+            Err(e) if e.raw_os_error() == Some(libc::EMFILE) => continue,
+            Err(e) => panic!("client connect failed: {e}"),
+        }
+    }
+}
+
 #[test]
 fn descriptor_exhaustion_fails_requests_but_never_nodes_shards_or_the_accept_loops() {
     let store = TestStore::new(&["a", "b", "c"], 2, 1, 64 * 1024);
@@ -123,9 +136,12 @@ fn accept_loops_wait_and_serve_later(svc: &Arc<Service>, dir: &std::path::Path) 
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
     setrlimit(Resource::RLIMIT_NOFILE, soft.min(1024), hard).unwrap();
     let mut held = exhaust_descriptors();
-    held.truncate(held.len() - 2);
-    let mut ctl_client = std::os::unix::net::UnixStream::connect(&socket).unwrap();
-    let mut http_client = std::net::TcpStream::connect(addr).unwrap();
+    // The daemon's threads may take a free descriptor meanwhile: free one
+    // more until each client has its socket.
+    let mut ctl_client = with_a_free_descriptor(&mut held, || {
+        std::os::unix::net::UnixStream::connect(&socket)
+    });
+    let mut http_client = with_a_free_descriptor(&mut held, || std::net::TcpStream::connect(addr));
     let cpu_before = cpu_seconds();
     std::thread::sleep(Duration::from_secs(2));
     let cpu = cpu_seconds() - cpu_before;

@@ -43,7 +43,16 @@ pub(super) async fn summary(State(app): State<App>) -> Json<Value> {
 }
 
 pub(super) async fn prometheus(State(app): State<App>) -> Response {
-    let mut res = app.service.metrics().prometheus_text().into_response();
+    let mut text = app.service.metrics().prometheus_text();
+    let store = app.service.chunk_store();
+    let nodes: Vec<(String, _)> = store
+        .nodes()
+        .iter()
+        .map(|n| n.id().to_string())
+        .zip(store.executor_stats())
+        .collect();
+    text.push_str(&crate::metrics::node_io_text(&nodes));
+    let mut res = text.into_response();
     res.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4"),

@@ -32,12 +32,12 @@ pub(super) fn sweep_orphans(ctx: &Context) -> Result<usize> {
         .checked_sub(ORPHAN_GRACE)
         .unwrap_or(std::time::UNIX_EPOCH);
     let mut freed = 0;
-    for (i, node) in ctx.store.nodes().iter().enumerate() {
+    for i in 0..ctx.store.nodes().len() {
         if !ctx.store.is_up(i) {
             continue;
         }
         let known = ctx.meta.shard_keys_on_node(i)?;
-        for (key, mtime) in node.list_shards()? {
+        for (key, mtime) in ctx.store.list_shards_on(i)? {
             if mtime < cutoff && !known.contains(&(key.chunk_id, key.index)) {
                 ctx.store.delete_shard_on(i, key)?;
                 freed += 1;

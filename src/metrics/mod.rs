@@ -47,6 +47,7 @@ use self::csv::CsvLog;
 use self::state::{OpEvent, RecoveryRecord, State};
 
 pub use self::csv::CSV_HEADER;
+pub use self::prometheus::node_io_text;
 pub use self::state::{RECENT_OPERATIONS_CAPACITY, RECENT_RECOVERIES_CAPACITY};
 pub use self::time::{format_iso8601_utc, iso8601_from_nanos};
 

@@ -3,15 +3,18 @@
 //! Renders the registry's aggregates and counters as metric families whose
 //! names all start with `minigcs_`: operation counts, duration histograms and
 //! bytes per op (ops in name order), the degraded-read / repaired-shard /
-//! corrupt-shard / dropped-CSV-row counters, and recovery counts and MTTR.
-//! Durations are in seconds here (milliseconds everywhere else). This module
-//! only formats a snapshot it is given; it takes no lock and does no I/O.
+//! corrupt-shard / dropped-CSV-row counters, and recovery counts and MTTR;
+//! and, from the chunk store's figures, each node's I/O: operations,
+//! timeouts, refusals and smoothed read latency. Durations are in seconds
+//! here (milliseconds everywhere else). This module only formats a snapshot
+//! it is given; it takes no lock and does no I/O.
 
 use std::borrow::Cow;
 use std::fmt::{Display, Write as _};
 
 use super::state::State;
 use super::CounterValues;
+use crate::node::ExecutorStats;
 
 /// Renders the whole exposition text from the guarded state and counters.
 pub(super) fn render(state: &State, counters: &CounterValues) -> String {
@@ -42,6 +45,46 @@ pub(super) fn render(state: &State, counters: &CounterValues) -> String {
         single(&mut out, name, "counter", help, value);
     }
     recoveries(&mut out, state);
+    out
+}
+
+/// Per-node I/O families from each node's executor figures, by node id.
+pub fn node_io_text(nodes: &[(String, ExecutorStats)]) -> String {
+    let mut out = String::with_capacity(256 + nodes.len() * 256);
+    type Figure = fn(&ExecutorStats) -> String;
+    let families: [(&str, &str, &str, Figure); 4] = [
+        (
+            "minigcs_node_io_operations_total",
+            "counter",
+            "Node operations that ran to completion, by node.",
+            |s| s.completed.to_string(),
+        ),
+        (
+            "minigcs_node_io_timeouts_total",
+            "counter",
+            "Node operations not answered within their deadline, by node.",
+            |s| s.timed_out.to_string(),
+        ),
+        (
+            "minigcs_node_io_refused_total",
+            "counter",
+            "Node operations refused at once because the node was stuck or saturated, by node.",
+            |s| s.refused.to_string(),
+        ),
+        (
+            "minigcs_node_read_latency_seconds",
+            "gauge",
+            "Smoothed shard read latency, by node (0 before the first read).",
+            |s| prom_f64(s.read_latency_us as f64 / 1e6),
+        ),
+    ];
+    for (name, kind, help, figure) in families {
+        family(&mut out, name, kind, help);
+        for (node, stats) in nodes {
+            let node = escape_label(node);
+            let _ = writeln!(out, "{name}{{node=\"{node}\"}} {}", figure(stats));
+        }
+    }
     out
 }
 
@@ -209,8 +252,10 @@ fn escape_label(v: &str) -> Cow<'_, str> {
 mod tests {
     use std::collections::BTreeMap;
 
+    use super::node_io_text;
     use crate::metrics::histogram::NUM_BUCKETS;
     use crate::metrics::{ms_dur, Metrics};
+    use crate::node::ExecutorStats;
 
     /// One parsed sample: metric name, labels, value.
     type Sample = (String, Vec<(String, String)>, f64);
@@ -385,6 +430,27 @@ mod tests {
         assert_eq!(sample(&s, "minigcs_recovery_last_mttr_seconds", &[]), 2.0);
         assert_eq!(sample(&s, "minigcs_bytes_rebuilt_total", &[]), 77.0);
         assert_eq!(sample(&s, "minigcs_shards_rebuilt_total", &[]), 3.0);
+    }
+
+    #[test]
+    fn node_io_families_parse_with_one_sample_per_node() {
+        let stats = ExecutorStats {
+            completed: 5,
+            timed_out: 2,
+            refused: 1,
+            read_latency_us: 1500,
+        };
+        let text = node_io_text(&[
+            ("node-1".into(), stats),
+            ("n\"2".into(), Default::default()),
+        ]);
+        let samples = parse_prometheus(&text);
+        assert_eq!(samples.len(), 8);
+        let timeouts = "minigcs_node_io_timeouts_total";
+        assert_eq!(sample(&samples, timeouts, &[("node", "node-1")]), 2.0);
+        assert_eq!(sample(&samples, timeouts, &[("node", "n\"2")]), 0.0);
+        let latency = "minigcs_node_read_latency_seconds";
+        assert_eq!(sample(&samples, latency, &[("node", "node-1")]), 0.0015);
     }
 
     #[test]

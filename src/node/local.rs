@@ -370,6 +370,13 @@ impl NodeBackend for LocalDirNode {
         Ok(out)
     }
 
+    fn filesystem_id(&self) -> Option<u64> {
+        own_mounts::refuse_inside(&self.root).ok()?;
+        fs::metadata(&self.root)
+            .ok()
+            .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
+    }
+
     fn capacity(&self) -> Result<(u64, u64)> {
         // statfs on our own mount would call back into this very method.
         own_mounts::refuse_inside(&self.root)?;

@@ -1,7 +1,7 @@
 //! An in-memory node backend: the test double for fault injection (fail a
-//! node, corrupt a shard) without touching disks.
+//! node, hang it, corrupt a shard) without touching disks.
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -19,6 +19,9 @@ pub struct MemoryNode {
     cluster: Mutex<Option<String>>,
     shards: Mutex<HashMap<ShardKey, StoredShard>>,
     failed: AtomicBool,
+    /// While true, every call waits (a hung mount or a dying disk).
+    hung: Mutex<bool>,
+    unhung: Condvar,
 }
 
 impl MemoryNode {
@@ -29,6 +32,23 @@ impl MemoryNode {
             cluster: Mutex::new(None),
             shards: Mutex::new(HashMap::new()),
             failed: AtomicBool::new(false),
+            hung: Mutex::new(false),
+            unhung: Condvar::new(),
+        }
+    }
+
+    /// Make every call wait until `set_hung(false)` (or let them go).
+    pub fn set_hung(&self, hung: bool) {
+        *self.hung.lock() = hung;
+        if !hung {
+            self.unhung.notify_all();
+        }
+    }
+
+    fn wait_while_hung(&self) {
+        let mut hung = self.hung.lock();
+        while *hung {
+            self.unhung.wait(&mut hung);
         }
     }
 
@@ -48,6 +68,7 @@ impl MemoryNode {
     }
 
     fn check(&self) -> Result<()> {
+        self.wait_while_hung();
         if self.failed.load(Ordering::SeqCst) {
             Err(Error::Io(std::io::Error::other(format!(
                 "node {} is failed",
@@ -105,6 +126,7 @@ impl NodeBackend for MemoryNode {
     }
 
     fn probe(&self, cluster_id: &str) -> NodeProbe {
+        self.wait_while_hung();
         if self.failed.load(Ordering::SeqCst) {
             return NodeProbe::Failed("node is failed".into());
         }
@@ -150,6 +172,7 @@ impl NodeBackend for MemoryNode {
     }
 
     fn capacity(&self) -> Result<(u64, u64)> {
+        self.wait_while_hung();
         let used: u64 = self
             .shards
             .lock()

@@ -1,13 +1,16 @@
 //! Node backends: where shard files physically live. Owns the `NodeBackend`
 //! trait, the node identity file, and the two implementations (a local
-//! directory per node, and an in-memory double for tests). A backend stores
+//! directory per node, and an in-memory double for tests), plus the per-node
+//! I/O executor that runs every call with a deadline. A backend stores
 //! opaque shard bytes under a `ShardKey`; it knows nothing of chunks, files or
 //! erasure coding, and never interprets what it stores.
 
+mod executor;
 mod local;
 mod memory;
 pub mod own_mounts;
 
+pub use executor::{ExecutorStats, NodeExecutor, NodeLate, NodeOp, HEDGE_FLOOR};
 pub use local::{identity_in, LocalDirNode, NODE_LOCK_FILE};
 pub use memory::MemoryNode;
 
@@ -102,6 +105,11 @@ pub trait NodeBackend: Send + Sync {
     fn list_shards(&self) -> Result<Vec<(ShardKey, SystemTime)>>;
     /// (total bytes, free bytes) of the storage under the node.
     fn capacity(&self) -> Result<(u64, u64)>;
+    /// Which filesystem holds the node (nodes sharing one are counted once
+    /// in the mount's capacity); None when unknown.
+    fn filesystem_id(&self) -> Option<u64> {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -94,13 +94,10 @@ impl Context {
             config.cluster.id.as_deref(),
             || ownership::confirm_new_database(&config, &nodes),
         )?;
-        let store = Arc::new(ChunkStore::new(
-            nodes,
-            &cluster_id,
-            config.k(),
-            config.m(),
-            metrics.clone(),
-        )?);
+        let store = Arc::new(
+            ChunkStore::new(nodes, &cluster_id, config.k(), config.m(), metrics.clone())?
+                .with_node_timeout(config.node_timeout()),
+        );
         for i in 0..store.nodes().len() {
             // First start: every folder is new. Later, a missing or empty
             // folder is a failed node until it is recovered.

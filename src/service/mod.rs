@@ -365,4 +365,6 @@ impl Service {
 }
 
 #[cfg(test)]
+mod hung_node_tests;
+#[cfg(test)]
 mod tests;

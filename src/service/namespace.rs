@@ -5,6 +5,7 @@
 //! truncation, directory listing, extended attributes and `df` figures.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use super::keys::{validate_name, MAX_NAME_LEN};
 use super::{Env, PLACEMENT_XATTR};
@@ -12,6 +13,10 @@ use crate::error::{Error, Result};
 use crate::model::{
     AttrChange, DirPage, Inode, Kind, NameRef, NodeSpec, RenameMode, XattrWrite, ROOT_INO,
 };
+
+/// How long `statfs` waits for fresh node capacities before it answers
+/// with the last known ones (a hung node must not hang `df`).
+const STATFS_WAIT: Duration = Duration::from_millis(100);
 
 /// Statistics for `df`.
 #[derive(Debug, Clone, Copy)]
@@ -243,22 +248,17 @@ impl Namespace<'_> {
         self.0.ctx.meta.remove_xattr(ino, name)
     }
 
-    /// Capacity of the distinct filesystems under the nodes, scaled by k/(k+m).
+    /// Capacity of the distinct filesystems under the nodes, scaled by
+    /// k/(k+m). Measured now, but `statfs` waits at most `STATFS_WAIT`: a
+    /// node slower than that counts with what it reported last.
     pub fn fs_stats(&self) -> Result<FsStats> {
         let ctx = self.0.ctx;
         let mut seen = HashSet::new();
         let (mut total, mut free) = (0u64, 0u64);
-        for (node, cfg) in ctx.store.nodes().iter().zip(&ctx.config.nodes) {
-            // Capacity first: it refuses a folder inside our own mount,
-            // which the stat below must not enter either.
-            if let Ok((t, f)) = node.capacity() {
-                let dev = std::fs::metadata(&cfg.storage_path)
-                    .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
-                    .unwrap_or(u64::MAX);
-                if seen.insert(dev) || dev == u64::MAX {
-                    total += t;
-                    free += f;
-                }
+        for c in ctx.store.capacities(STATFS_WAIT).into_iter().flatten() {
+            if c.filesystem.is_none_or(|fs| seen.insert(fs)) {
+                total += c.total_bytes;
+                free += c.free_bytes;
             }
         }
         let (k, m) = (ctx.store.k() as u64, ctx.store.m() as u64);

@@ -28,6 +28,10 @@ use crate::model::PutOptions;
 /// Chunks of one PUT being stored at once.
 const PUT_CHUNKS_IN_FLIGHT: usize = 2;
 
+/// How often `open` looks a name up again when the inode it found was
+/// replaced and freed before it could be captured.
+const REPLACED_RETRIES: usize = 8;
+
 pub(crate) struct Objects<'a>(pub Env<'a>);
 
 impl Objects<'_> {
@@ -166,16 +170,28 @@ impl Objects<'_> {
     }
 
     /// Open an object for streaming reads of its current version.
+    /// A PUT moves the name to a new inode and may free the old one between
+    /// the lookup and the capture: then the name is looked up again.
     pub fn open(&self, key: &str) -> Result<Snapshot> {
-        let inode = self
-            .resolve(key)?
-            .ok_or_else(|| Error::NotFound(key.to_string()))?;
-        match inode.kind {
-            Kind::File => Snapshot::capture(self.0.ctx, inode.ino),
-            Kind::Dir => Err(Error::IsADirectory(key.to_string())),
-            _ => Err(Error::InvalidArgument(format!(
-                "{key} is not a regular file"
-            ))),
+        let mut attempts = 0;
+        loop {
+            let inode = self
+                .resolve(key)?
+                .ok_or_else(|| Error::NotFound(key.to_string()))?;
+            let captured = match inode.kind {
+                Kind::File => Snapshot::capture(self.0.ctx, inode.ino),
+                Kind::Dir => return Err(Error::IsADirectory(key.to_string())),
+                _ => {
+                    return Err(Error::InvalidArgument(format!(
+                        "{key} is not a regular file"
+                    )))
+                }
+            };
+            attempts += 1;
+            match captured {
+                Err(Error::NotFound(_)) if attempts < REPLACED_RETRIES => continue,
+                other => return other,
+            }
         }
     }
 

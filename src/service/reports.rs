@@ -8,9 +8,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::{ObjectInfo, Service};
-use crate::chunk::{ChunkLayout, NodeState, Placement};
+use crate::chunk::{ChunkLayout, NodeCapacity, NodeState, Placement};
 use crate::error::Result;
 use crate::metrics::iso8601_from_nanos;
 use crate::report::{
@@ -23,8 +24,10 @@ impl Service {
     /// prototype's `/cluster/health`) plus per-node state and repair counts.
     pub fn health_report(&self) -> Result<HealthReport> {
         // Check every node now (folder, identity, writability), not from cache.
+        // Probes run at once, each with a deadline, and measure capacity.
         self.ctx.probe_nodes();
         let status = self.ctx.store.node_status();
+        let capacities = self.ctx.store.cached_capacities();
         let mut failed = Vec::new();
         let mut nodes = Vec::new();
         for (i, s) in status.iter().enumerate() {
@@ -32,7 +35,7 @@ impl Service {
             if s.state != NodeState::Up {
                 failed.push(node.id().to_string());
             }
-            let (total_bytes, free_bytes) = node.capacity().unwrap_or((0, 0));
+            let (total_bytes, free_bytes) = capacity_of(&capacities[i]);
             let mut reason = s.reason.clone();
             if s.state == NodeState::Up && total_bytes > 0 && free_bytes < total_bytes / 100 {
                 reason = format!("low on space: {free_bytes} bytes free");
@@ -106,6 +109,7 @@ impl Service {
         let (objects, size) = self.ctx.meta.object_totals()?;
         let usage = self.ctx.meta.node_usage()?;
         let status = self.ctx.store.node_status();
+        let capacities = self.ctx.store.capacities(Duration::MAX);
         let mut nodes_by_region: BTreeMap<String, u64> = BTreeMap::new();
         let mut region_stats: BTreeMap<String, RegionStats> = BTreeMap::new();
         let mut node_stats = BTreeMap::new();
@@ -117,7 +121,7 @@ impl Service {
             let region = region_stats.entry(node.region().to_string()).or_default();
             region.shards += shards;
             region.bytes += bytes;
-            let (total_bytes, free_bytes) = node.capacity().unwrap_or((0, 0));
+            let (total_bytes, free_bytes) = capacity_of(&capacities[i]);
             node_stats.insert(
                 node.id().to_string(),
                 NodeStats {
@@ -214,4 +218,9 @@ impl Service {
     pub fn workers_report(&self) -> WorkersReport {
         self.ctx.workers.report()
     }
+}
+
+/// (total, free) bytes of a node, 0 when unknown.
+fn capacity_of(capacity: &Option<NodeCapacity>) -> (u64, u64) {
+    capacity.map_or((0, 0), |c| (c.total_bytes, c.free_bytes))
 }

@@ -43,6 +43,12 @@ DAEMON_ARGS=()        # extra arguments for the next start_daemon (e.g. --accept
 EXTRA_MNTS=()         # more mount points the EXIT trap unmounts
 DAEMON_NOFILE=        # when set, the daemon starts under `ulimit -n $DAEMON_NOFILE`
 BG_PIDS=()
+# Optional cleanup hooks (function names): CLEANUP_FIRST runs before the
+# daemon is stopped (e.g. resume a process the test froze), CLEANUP_LAST
+# after it is stopped and $MNT unmounted, before $WORK is removed (e.g.
+# stop a helper daemon and unmount its mount inside $WORK).
+CLEANUP_FIRST=
+CLEANUP_LAST=
 
 # Config knobs; change them and call write_config again to rewrite $CONFIG.
 CFG_K=${MINIGCS_TEST_K:-2}
@@ -255,6 +261,7 @@ cleanup() {
     local rc=$? p n
     set +e
     trap - EXIT
+    if [ -n "$CLEANUP_FIRST" ]; then "$CLEANUP_FIRST"; fi
     for p in "${BG_PIDS[@]}"; do own_child "$p" && kill -KILL "$p" 2>/dev/null; done
     if [ -n "$DAEMON_PID" ]; then
         kill -TERM "$DAEMON_PID" 2>/dev/null
@@ -271,6 +278,7 @@ cleanup() {
             fusermount3 -u -z "$p" 2>/dev/null || umount -l "$p" 2>/dev/null
         fi
     done
+    if [ -n "$CLEANUP_LAST" ]; then "$CLEANUP_LAST"; fi
     if is_mounted; then
         echo "WARNING: $MNT is still mounted; leaving $WORK in place" >&2
     elif [ "${MINIGCS_KEEP_WORK:-0}" = 1 ]; then
