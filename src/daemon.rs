@@ -13,6 +13,10 @@ use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::service::Service;
 
+/// How long shutdown waits for the control socket and the HTTP API to
+/// finish their requests.
+const SERVER_GRACE: Duration = Duration::from_secs(10);
+
 /// How long shutdown waits for a background worker to finish its step.
 const WORKER_GRACE: Duration = Duration::from_secs(5);
 
@@ -157,14 +161,20 @@ pub fn run(config: Config, mountpoint: Option<&Path>) -> Result<()> {
         }
     }
     let _ = stop_tx.send(true);
-    runtime.block_on(async {
-        let _ = tokio::time::timeout(Duration::from_secs(5), control).await;
-        if let Some(h) = http {
-            let _ = tokio::time::timeout(Duration::from_secs(5), h).await;
-        }
-    });
-    runtime.shutdown_timeout(Duration::from_secs(1));
     let _ = std::fs::remove_file(&socket_path);
+    // Give the servers a moment to finish their requests. The wait is timed
+    // by this thread, not by the runtime's timers, which do not fire while
+    // every runtime thread is blocked (e.g. by a node that hangs).
+    let (finished_tx, finished) = std::sync::mpsc::channel();
+    runtime.spawn(async move {
+        let _ = control.await;
+        if let Some(h) = http {
+            let _ = h.await;
+        }
+        let _ = finished_tx.send(());
+    });
+    let _ = finished.recv_timeout(SERVER_GRACE);
+    runtime.shutdown_timeout(Duration::from_secs(1));
     service.metrics().flush();
     log::info!("stopped cleanly");
     Ok(())

@@ -1,22 +1,25 @@
 //! One daemon per store: exclusive advisory locks (`flock`, `LOCK_EX |
-//! LOCK_NB`) on small lock files — `<metadata.path>.lock` next to the
-//! metadata database and `minigcs-node.lock` in every local node folder.
-//! The holder writes its pid into the file, so a second daemon can name it
-//! when it is refused.
+//! LOCK_NB`) on `<metadata.path>.lock` next to the metadata database and on
+//! every local node folder itself (a descriptor of the directory). The
+//! holder writes its pid into the lock file (for a node folder, into
+//! `minigcs-node.lock` inside it), so a second daemon can name it when it
+//! is refused.
 //!
-//! Why separate lock files and not the database or identity files
-//! themselves: SQLite locks its database with POSIX record locks, and a
-//! process that closes any descriptor of that file loses all of them, so
-//! minigcs never opens the database file itself; on NFS, Linux emulates
-//! `flock` with record locks, which would collide with SQLite's. The
-//! identity file is replaced by rename when a node is initialized, which
-//! would leave a lock on a name-less file. A lock file is created once,
-//! never deleted and never renamed.
+//! Why not the database or identity files themselves: SQLite locks its
+//! database with POSIX record locks, and a process that closes any
+//! descriptor of that file loses all of them, so minigcs never opens the
+//! database file itself; on NFS, Linux emulates `flock` with record locks,
+//! which would collide with SQLite's. The identity file is replaced by
+//! rename when a node is initialized, which would leave a lock on a
+//! name-less file. A node folder is locked through a directory descriptor
+//! because closing one never waits on its filesystem: closing a file makes
+//! the kernel flush it first, which on a hung node folder (a frozen network
+//! or FUSE mount) would keep the daemon from ever finishing its exit.
 //!
 //! The locks belong to the open file descriptions this module keeps open
 //! (opened with `O_CLOEXEC`, so a child process never inherits them): they
 //! end when the holder drops them or dies, `kill -9` included, and no stale
-//! lock is ever left behind. The pid written in the file is only read
+//! lock is ever left behind. The pid written is only read
 //! while the lock is held, so a stale pid in an unlocked file means nothing.
 //!
 //! This module only locks; which paths make up a store is decided by the
@@ -86,6 +89,21 @@ impl StoreLock {
     /// Create `path` if needed (never its folder) and lock it exclusively
     /// without waiting; on success the file holds this process's pid.
     pub fn acquire(path: &Path) -> Result<StoreLock, LockFailure> {
+        StoreLock::take(path, None)
+    }
+
+    /// Lock the folder `folder` itself (a descriptor of the directory) and
+    /// write this process's pid into `pid_file` inside it. Closing a
+    /// directory never waits on its filesystem, as closing a file does (the
+    /// kernel flushes it first): a daemon whose node folder hangs can still
+    /// exit.
+    pub fn acquire_folder(folder: &Path, pid_file: &str) -> Result<StoreLock, LockFailure> {
+        StoreLock::take(folder, Some(&folder.join(pid_file)))
+    }
+
+    /// Lock `path` (a lock file, created if needed; or, with a `pid_file`,
+    /// an existing folder) and record the pid in the file or `pid_file`.
+    fn take(path: &Path, pid_file: Option<&Path>) -> Result<StoreLock, LockFailure> {
         let io = |error: std::io::Error| LockFailure::Io {
             path: path.to_path_buf(),
             error,
@@ -97,17 +115,23 @@ impl StoreLock {
         let mut replaced = 0;
         loop {
             // std opens with O_CLOEXEC: children never inherit the lock.
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(path)
-                .map_err(io)?;
+            let file = match pid_file {
+                Some(_) => File::open(path),
+                None => OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(path),
+            }
+            .map_err(io)?;
             let mut locked = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 Ok(locked) => locked,
                 Err((file, Errno::EWOULDBLOCK)) => {
-                    let pid = holder_pid(file);
+                    let pid = match pid_file {
+                        Some(pid_file) => File::open(pid_file).ok().and_then(holder_pid),
+                        None => holder_pid(file),
+                    };
                     // A store this process is closing frees its locks once
                     // its node threads have finished: give it a moment.
                     if pid == Some(std::process::id()) && Instant::now() < own_release_by {
@@ -130,7 +154,16 @@ impl StoreLock {
                 }
                 continue;
             }
-            write_pid(&mut locked).map_err(io)?;
+            match pid_file {
+                Some(pid_file) => OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(pid_file)
+                    .and_then(|mut f| write_pid(&mut f)),
+                None => write_pid(&mut locked),
+            }
+            .map_err(io)?;
             return Ok(StoreLock {
                 file: locked,
                 path: path.to_path_buf(),

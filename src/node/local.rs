@@ -18,8 +18,9 @@ use super::{
 use crate::error::{Error, Result};
 use crate::store_lock::{holder_text, LockFailure, StoreLock};
 
-/// Name of the lock file in every local node folder. It is not part of
-/// the store: a folder holding only it counts as empty.
+/// Name of the file in every local node folder that names the daemon
+/// holding the folder's lock (the lock is on the folder itself). It is not
+/// part of the store: a folder holding only it counts as empty.
 pub const NODE_LOCK_FILE: &str = "minigcs-node.lock";
 use crate::resources::is_fd_exhaustion;
 
@@ -77,7 +78,7 @@ impl LocalDirNode {
             return Ok(());
         }
         *held = None;
-        *held = Some(StoreLock::acquire(&self.root.join(NODE_LOCK_FILE))?);
+        *held = Some(StoreLock::acquire_folder(&self.root, NODE_LOCK_FILE)?);
         Ok(())
     }
 
