@@ -77,7 +77,7 @@ fn write_in_blocks(svc: &Service, ino: u64, data: &[u8], block: usize) -> u64 {
 /// The committed content of a file.
 fn content(svc: &Arc<Service>, ino: u64) -> Vec<u8> {
     let snap = svc.snapshot(ino).unwrap();
-    snap.read(0, snap.inode.size as usize).unwrap()
+    snap.read(0, snap.inode.size as usize).unwrap().to_vec()
 }
 
 fn mode_of(svc: &Service, ino: u64) -> u32 {

@@ -48,7 +48,7 @@ fn get(service: &Arc<Service>, key: &str) -> Result<Vec<u8>, Error> {
         snap.inode.size,
         "{key}: a full read returns the whole object"
     );
-    Ok(data)
+    Ok(data.to_vec())
 }
 
 /// The object at `key` reads back as `want` (`what` names the check).
@@ -571,7 +571,7 @@ fn rw() -> OpenFlags {
 }
 
 fn read_handle(svc: &Arc<Service>, fh: u64, size: usize) -> Vec<u8> {
-    svc.read(fh, 0, size + 100).unwrap()
+    svc.read(fh, 0, size + 100).unwrap().to_vec()
 }
 
 #[test]

@@ -9,6 +9,7 @@
 //! themselves.
 
 pub mod codec;
+mod data;
 mod fault;
 mod nodes;
 pub mod placement;
@@ -27,6 +28,7 @@ use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::node::{NodeBackend, NodeExecutor, NodeLate, NodeOp, ShardKey};
 use codec::Codec;
+pub use data::ChunkBytes;
 pub use fault::{ShardFault, UnknownFault};
 pub use nodes::NodeCapacity;
 use placement::Candidate;

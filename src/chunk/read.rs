@@ -10,12 +10,13 @@
 //! shard to the decoder. Rebuilding lost shards and verifying one shard
 //! (scrub) use the same reads.
 
+use bytes::Bytes;
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::shard::{self, ShardHeader, BLOCK_SIZE, HEADER_LEN};
-use super::{ChunkLayout, ChunkStore, Placement, ShardFault, ShardRead};
+use super::{ChunkBytes, ChunkLayout, ChunkStore, Placement, ShardFault, ShardRead};
 use crate::error::{Error, Result};
 use crate::node::{NodeBackend, NodeLate, NodeOp, ShardKey};
 
@@ -68,8 +69,7 @@ fn read_verified(
                 ),
             });
         }
-        let mut data = vec![0u8; end - start];
-        reader.read_exact_at(expected.payload_offset() + start as u64, &mut data)?;
+        let data = reader.read_vec_at(expected.payload_offset() + start as u64, end - start)?;
         shard::verify_blocks(&head[HEADER_LEN..], start / BLOCK_SIZE, &data)?;
         Ok(data)
     })();
@@ -294,19 +294,33 @@ impl ChunkStore {
         Ok((stripe.shards, stripe.degraded))
     }
 
-    /// Read `len` bytes at `offset` of the chunk's data, verified. Data
-    /// shards that are missing, corrupt, down or late are rebuilt from the
-    /// others for just that range.
+    /// Read `len` bytes at `offset` of the chunk's data, verified, as one
+    /// buffer (copied together only when the range spans data shards).
     pub fn read(
         &self,
         layout: &ChunkLayout,
         placement: &Placement,
         offset: u64,
         len: usize,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<Bytes> {
+        Ok(self
+            .read_pieces(layout, placement, offset, len)?
+            .into_bytes())
+    }
+
+    /// Read `len` bytes at `offset` of the chunk's data, verified, one piece
+    /// per data shard as read (never copied). Data shards that are missing,
+    /// corrupt, down or late are rebuilt from the others for just that range.
+    pub fn read_pieces(
+        &self,
+        layout: &ChunkLayout,
+        placement: &Placement,
+        offset: u64,
+        len: usize,
+    ) -> Result<ChunkBytes> {
         let end = (offset + len as u64).min(layout.data_len);
         if offset >= end {
-            return Ok(Vec::new());
+            return Ok(ChunkBytes::default());
         }
         let l = layout.shard_len() as u64;
         let bs = BLOCK_SIZE as u64;
@@ -340,18 +354,21 @@ impl ChunkStore {
                 self.report_bad(layout.chunk_id, s, ShardFault::NotPlaced);
             }
         }
-        let (shards, degraded) =
+        let (mut shards, degraded) =
             self.fetch_stripe(layout, placement, &wanted, from as usize, to as usize)?;
         if degraded {
             self.metrics.add_degraded_read();
         }
         let from = from as usize;
-        let mut out = Vec::with_capacity((end - offset) as usize);
-        for (s, a, b) in pieces {
-            let shard = shards[s].as_ref().expect("wanted shards are fetched");
-            out.extend_from_slice(&shard[a - from..b - from]);
-        }
-        Ok(out)
+        Ok(ChunkBytes::from_pieces(
+            pieces
+                .into_iter()
+                .map(|(s, a, b)| {
+                    let shard = shards[s].take().expect("wanted shards are fetched");
+                    Bytes::from(shard).slice(a - from..b - from)
+                })
+                .collect(),
+        ))
     }
 
     /// Rebuild the given shard indexes from k verified shards and write each to

@@ -359,7 +359,7 @@ enum Outcome {
     /// Headers only (HEAD).
     Head(Inode, Range<u64>, bool),
     /// The bytes, read in one go.
-    Whole(Inode, Range<u64>, bool, Vec<u8>),
+    Whole(Inode, Range<u64>, bool, Bytes),
     /// More than one chunk: streamed from the snapshot, starting with the
     /// first piece, read before any header is sent.
     Stream(Snapshot, Range<u64>, bool, Bytes),
@@ -444,7 +444,7 @@ async fn download(
         // a 200 with nothing behind it.
         let first_end = next_chunk_boundary(range.start, service.chunk_size()).min(range.end);
         let first = snap.read(range.start, (first_end - range.start) as usize)?;
-        Ok(Outcome::Stream(snap, range, partial, Bytes::from(first)))
+        Ok(Outcome::Stream(snap, range, partial, first))
     })
     .await;
     let metrics = app.service.metrics();
@@ -624,7 +624,6 @@ fn stream_body(
             let next = next_chunk_boundary(pos, chunk_size).min(range.end);
             let piece = snap
                 .read(pos, (next - pos) as usize)
-                .map(Bytes::from)
                 .map_err(|e| io::Error::other(e.to_string()));
             let failed = piece.is_err();
             if tx.blocking_send(piece).is_err() || failed {

@@ -6,7 +6,7 @@
 
 use parking_lot::Mutex;
 use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Write};
+use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -214,6 +214,27 @@ impl ShardReader for LocalShardReader {
         }
         self.file.read_exact_at(buf, offset)?;
         Ok(())
+    }
+
+    fn read_vec_at(&mut self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        if offset + len as u64 > self.len {
+            return Err(Error::Corrupt(format!(
+                "shard too short: wanted {len} bytes at {offset}, shard has {}",
+                self.len
+            )));
+        }
+        // `read_to_end` reads into the buffer's unfilled capacity: no pass
+        // zeroing megabytes that the read overwrites at once.
+        let mut buf = Vec::with_capacity(len);
+        self.file.seek(SeekFrom::Start(offset))?;
+        (&self.file).take(len as u64).read_to_end(&mut buf)?;
+        if buf.len() != len {
+            return Err(Error::Corrupt(format!(
+                "shard ended early: read {} of {len} bytes at {offset}",
+                buf.len()
+            )));
+        }
+        Ok(buf)
     }
 }
 

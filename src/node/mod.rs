@@ -79,6 +79,13 @@ pub trait ShardReader: Send {
     }
     /// Fill `buf` from `offset`; a short read (end of file) is an error.
     fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()>;
+    /// `len` bytes from `offset` in a new buffer; a short read is an error.
+    /// Backends that can read into unfilled memory skip zeroing it first.
+    fn read_vec_at(&mut self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        self.read_exact_at(offset, &mut buf)?;
+        Ok(buf)
+    }
 }
 
 /// Storage for shards on one node. Implementations must be safe to call from
@@ -142,6 +149,12 @@ pub(crate) mod conformance {
             r.read_exact_at(8, &mut buf).is_err(),
             "read past end must fail"
         );
+        assert_eq!(r.read_vec_at(6, 5).unwrap(), b"world");
+        assert_eq!(r.read_vec_at(0, 6).unwrap(), b"hello ");
+        assert!(r.read_vec_at(0, 0).unwrap().is_empty());
+        assert!(r.read_vec_at(8, 5).is_err(), "read past end must fail");
+        let mut big = node.open_shard(b).unwrap();
+        assert_eq!(big.read_vec_at(1, 99_999).unwrap(), vec![7u8; 99_999]);
 
         // Replace is atomic and complete.
         node.put_shard(a, &[b"again"]).unwrap();

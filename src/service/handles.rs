@@ -25,6 +25,7 @@
 //! the upload finishes, so it is never taken under a state lock). Spilling
 //! another file's buffers only ever `try_lock`s that file's write lock.
 
+use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -335,7 +336,7 @@ impl Handles<'_> {
     }
 
     /// Read up to `len` bytes at `offset`; sequential readers get read-ahead.
-    pub fn read(&self, fh: u64, offset: u64, len: usize) -> Result<Vec<u8>> {
+    pub fn read(&self, fh: u64, offset: u64, len: usize) -> Result<Bytes> {
         let Env { ctx, files, .. } = self.0;
         let (h, f) = files.file_of(fh)?;
         let sequential = h.read_streams.continues(offset);

@@ -65,7 +65,7 @@ fn pattern(len: u64, seed: u8) -> Vec<u8> {
 
 fn read_all(svc: &Arc<Service>, key: &str) -> Vec<u8> {
     let snap = svc.open_object(key).unwrap();
-    snap.read(0, snap.inode.size as usize + 1).unwrap()
+    snap.read(0, snap.inode.size as usize + 1).unwrap().to_vec()
 }
 
 /// The node that holds data shard 0 of the object's last chunk.

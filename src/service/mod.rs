@@ -56,6 +56,7 @@ pub use keys::{parse_key, validate_name, MAX_KEY_LEN, MAX_NAME_LEN};
 pub use namespace::FsStats;
 pub use read::Snapshot;
 
+use bytes::Bytes;
 use std::io::Read;
 use std::sync::Arc;
 
@@ -327,7 +328,7 @@ impl Service {
     }
 
     /// Read up to `len` bytes at `offset`; sequential readers get read-ahead.
-    pub fn read(&self, fh: u64, offset: u64, len: usize) -> Result<Vec<u8>> {
+    pub fn read(&self, fh: u64, offset: u64, len: usize) -> Result<Bytes> {
         self.handles().read(fh, offset, len)
     }
 

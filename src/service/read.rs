@@ -12,6 +12,7 @@
 //! it is still live (the file's version did not move, or the chunk is still at
 //! its index); if so, no collection can take it until the pin is dropped.
 
+use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -165,51 +166,65 @@ impl Snapshot {
     }
 
     /// Read `len` bytes at `offset` of this version (short at end of file).
-    pub fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
+    pub fn read(&self, offset: u64, len: usize) -> Result<Bytes> {
         let end = offset.saturating_add(len as u64).min(self.inode.size);
-        let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
-        for span in chunk_spans(offset, end.saturating_sub(offset), self.ctx.chunk_size) {
-            let piece = match self.chunks.get(&span.index) {
-                Some(rec) => read_committed_piece(&self.ctx, rec, span.offset, span.len, true)?,
-                None => Vec::new(),
-            };
-            out.extend_from_slice(&piece);
-            out.resize(out.len() + (span.len - piece.len()), 0);
+        let mut spans = chunk_spans(offset, end.saturating_sub(offset), self.ctx.chunk_size);
+        let piece = |span: &ChunkSpan| match self.chunks.get(&span.index) {
+            Some(rec) => read_committed_piece(&self.ctx, rec, span.offset, span.len, true),
+            None => Ok(Bytes::new()),
+        };
+        let Some(first) = spans.next() else {
+            return Ok(Bytes::new());
+        };
+        let first_piece = piece(&first)?;
+        if first.pos + first.len as u64 == end && first_piece.len() == first.len {
+            return Ok(first_piece); // one chunk, no hole: no copy
         }
-        Ok(out)
+        let mut out = BytesMut::with_capacity((end - offset) as usize);
+        let mut add = |span: &ChunkSpan, bytes: Bytes| {
+            out.extend_from_slice(&bytes);
+            out.resize(out.len() + (span.len - bytes.len()), 0);
+        };
+        add(&first, first_piece);
+        for span in spans {
+            add(&span, piece(&span)?);
+        }
+        Ok(out.freeze())
     }
 }
 
 // -------------------------------------------------------- committed reads
 
 /// Read part of a committed chunk, via the cache. `whole` loads the whole
-/// chunk into the cache (sequential readers), else only the range is read.
-/// The caller keeps the chunk from collection (a snapshot or a pin).
+/// chunk into the cache (sequential readers; a load of it already under
+/// way is waited for, not repeated), else only the range is read. The
+/// caller keeps the chunk from collection (a snapshot or a pin).
 pub(crate) fn read_committed_piece(
     ctx: &Context,
     rec: &ChunkRecord,
     in_off: u64,
     len: usize,
     whole: bool,
-) -> Result<Vec<u8>> {
+) -> Result<Bytes> {
     let data_len = rec.layout.data_len;
     if in_off >= data_len {
-        return Ok(Vec::new());
+        return Ok(Bytes::new());
     }
     let end = (in_off + len as u64).min(data_len);
-    if let Some(data) = ctx.cache.get(rec.layout.chunk_id) {
-        return Ok(data[in_off as usize..end as usize].to_vec());
-    }
-    if whole {
-        let data = Arc::new(
+    let id = rec.layout.chunk_id;
+    let cached = match whole {
+        true => Some(ctx.cache.get_or_load(id, || {
             ctx.store
-                .read(&rec.layout, &rec.placement, 0, data_len as usize)?,
-        );
-        ctx.cache.insert(rec.layout.chunk_id, data.clone());
-        return Ok(data[in_off as usize..end as usize].to_vec());
+                .read_pieces(&rec.layout, &rec.placement, 0, data_len as usize)
+        })?),
+        false => ctx.cache.get(id),
+    };
+    match cached {
+        Some(data) => Ok(data.slice(in_off as usize, end as usize)),
+        None => ctx
+            .store
+            .read(&rec.layout, &rec.placement, in_off, (end - in_off) as usize),
     }
-    ctx.store
-        .read(&rec.layout, &rec.placement, in_off, (end - in_off) as usize)
 }
 
 /// Read part of the chunk a live file has at `index` now (no snapshot): the
@@ -223,18 +238,14 @@ pub(crate) fn read_live_piece(
     in_off: u64,
     len: usize,
     whole: impl Fn(&ChunkRecord) -> bool,
-) -> Result<Vec<u8>> {
+) -> Result<Bytes> {
     for _ in 0..CHANGE_RETRIES {
         let Some(rec) = ctx.meta.chunk_at(ino, index)? else {
-            return Ok(Vec::new());
+            return Ok(Bytes::new());
         };
         let id = rec.layout.chunk_id;
         if let Some(data) = ctx.cache.get(id) {
-            let end = (in_off + len as u64).min(data.len() as u64);
-            return Ok(data
-                .get(in_off as usize..end as usize)
-                .unwrap_or_default()
-                .to_vec());
+            return Ok(data.slice(in_off as usize, in_off as usize + len));
         }
         let _pin = ctx.pins.pin(vec![id]);
         match ctx.meta.chunk_at(ino, index)? {
@@ -295,18 +306,20 @@ impl Prefetcher {
         let id = rec.layout.chunk_id;
         {
             let mut inflight = self.inflight.lock();
-            if ctx.cache.contains(id) || inflight.len() >= MAX_PREFETCH || !inflight.insert(id) {
+            if ctx.cache.has_or_loading(id)
+                || inflight.len() >= MAX_PREFETCH
+                || !inflight.insert(id)
+            {
                 return;
             }
         }
         let (store, cache, inflight) =
             (ctx.store.clone(), ctx.cache.clone(), self.inflight.clone());
         self.pool.execute(move || {
-            if let Ok(data) =
-                store.read(&rec.layout, &rec.placement, 0, rec.layout.data_len as usize)
-            {
-                cache.insert(id, Arc::new(data));
-            }
+            // A failed read-ahead is forgotten: the reader will ask again.
+            let _ = cache.get_or_load(id, || {
+                store.read_pieces(&rec.layout, &rec.placement, 0, rec.layout.data_len as usize)
+            });
             inflight.lock().remove(&id);
         });
     }

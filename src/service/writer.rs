@@ -38,6 +38,7 @@
 //!   with no lock held: the last holder of an uncommitted chunk deletes its
 //!   shards; a committed one is marked first and only unpinned.
 
+use bytes::{Bytes, BytesMut};
 use parking_lot::{Mutex, MutexGuard};
 use std::sync::Arc;
 
@@ -121,7 +122,7 @@ impl OpenFile {
         offset: u64,
         len: usize,
         sequential: bool,
-    ) -> Result<(Vec<u8>, u64)> {
+    ) -> Result<(Bytes, u64)> {
         let committed = match self.is_modified() {
             true => None,
             false => Some(ctx.committed_inode(self.ino)?.size),
@@ -135,11 +136,11 @@ impl OpenFile {
             (size, plan)
         };
         let only_piece = plan.len() == 1;
-        let mut out = Vec::with_capacity(plan.iter().map(|(s, _)| s.len).sum());
+        let mut out = BytesMut::with_capacity(plan.iter().map(|(s, _)| s.len).sum());
         for (span, piece) in plan {
             let bytes = match piece {
-                Piece::Bytes(b) => b,
-                Piece::Hole => Vec::new(),
+                Piece::Bytes(b) => Bytes::from(b),
+                Piece::Hole => Bytes::new(),
                 Piece::Stored(up) => {
                     let w = up.wait()?;
                     ctx.store
@@ -152,13 +153,12 @@ impl OpenFile {
                 }
             };
             if only_piece && bytes.len() == span.len {
-                out = bytes; // the whole answer: no copy
-            } else {
-                out.extend_from_slice(&bytes);
-                out.resize(out.len() + (span.len - bytes.len()), 0);
+                return Ok((bytes, size)); // the whole answer: no copy
             }
+            out.extend_from_slice(&bytes);
+            out.resize(out.len() + (span.len - bytes.len()), 0);
         }
-        Ok((out, size))
+        Ok((out.freeze(), size))
     }
 
     /// Write `data` at `offset` (at the end of the file when `append`).
@@ -240,11 +240,14 @@ impl OpenFile {
             Base::Hole => Ok(Vec::new()),
             Base::Stored(up) => {
                 let w = up.wait()?;
-                ctx.store
-                    .read(&w.layout, &w.placement, 0, w.layout.data_len as usize)
+                Ok(ctx
+                    .store
+                    .read(&w.layout, &w.placement, 0, w.layout.data_len as usize)?
+                    .into())
             }
             Base::Committed => {
                 read_live_piece(ctx, self.ino, index, 0, ctx.chunk_size as usize, |_| true)
+                    .map(Vec::from)
             }
         }
     }
