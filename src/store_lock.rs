@@ -31,14 +31,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use crate::error::Error;
-
-/// How long a lock this very process holds may take to be released (a
-/// store being closed while it is opened again, as tests do) before it
-/// counts as held.
-const OWN_RELEASE_WAIT: Duration = Duration::from_secs(1);
 
 /// An exclusive lock on one lock file, held until dropped.
 #[derive(Debug)]
@@ -111,7 +105,6 @@ impl StoreLock {
         // A lock file removed and created again between our open and our
         // flock would leave us holding a lock nobody else can see: retry
         // until the locked file is the one the path names.
-        let own_release_by = Instant::now() + OWN_RELEASE_WAIT;
         let mut replaced = 0;
         loop {
             // std opens with O_CLOEXEC: children never inherit the lock.
@@ -132,12 +125,6 @@ impl StoreLock {
                         Some(pid_file) => File::open(pid_file).ok().and_then(holder_pid),
                         None => holder_pid(file),
                     };
-                    // A store this process is closing frees its locks once
-                    // its node threads have finished: give it a moment.
-                    if pid == Some(std::process::id()) && Instant::now() < own_release_by {
-                        std::thread::sleep(Duration::from_millis(10));
-                        continue;
-                    }
                     return Err(LockFailure::Held {
                         path: path.to_path_buf(),
                         pid,

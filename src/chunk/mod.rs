@@ -131,6 +131,16 @@ pub struct ChunkStore {
     metrics: Arc<Metrics>,
 }
 
+impl Drop for ChunkStore {
+    /// A closed store lets go of its nodes' locks at once: a store opened
+    /// again on the same folders (tests do) never meets its own lock.
+    fn drop(&mut self) {
+        for node in &self.nodes {
+            node.release();
+        }
+    }
+}
+
 impl ChunkStore {
     pub fn new(
         nodes: Vec<Arc<dyn NodeBackend>>,

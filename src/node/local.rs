@@ -243,6 +243,10 @@ impl NodeBackend for LocalDirNode {
         &self.id
     }
 
+    fn release(&self) {
+        *self.lock.lock() = None;
+    }
+
     fn region(&self) -> &str {
         &self.region
     }

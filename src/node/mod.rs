@@ -117,6 +117,10 @@ pub trait NodeBackend: Send + Sync {
     fn filesystem_id(&self) -> Option<u64> {
         None
     }
+    /// The store using this node closed: let go of what ties the node to it
+    /// (a folder's lock) now, even though an I/O thread may still hold the
+    /// node for a moment.
+    fn release(&self) {}
 }
 
 #[cfg(test)]
