@@ -20,6 +20,10 @@ pub struct NodeConfig {
     pub id: String,
     pub region: String,
     pub storage_path: PathBuf,
+    /// `storage_path` as written in the file, before it was resolved
+    /// against the config file's folder (`/cluster/stats` shows it).
+    #[serde(skip)]
+    pub storage_path_as_written: String,
     #[serde(default)]
     pub host: Option<String>,
     #[serde(default)]
@@ -365,6 +369,7 @@ impl Config {
             }
         };
         for node in &mut self.nodes {
+            node.storage_path_as_written = node.storage_path.display().to_string();
             resolve(&mut node.storage_path);
         }
         resolve(&mut self.metadata.path);

@@ -307,13 +307,17 @@ async fn multipart_upload_takes_the_file_field() {
         Some("text/csv")
     );
 
-    // No `file` field: 400, nothing stored.
+    // No `file` field: FastAPI's 422, nothing stored.
     let (ct, body) = multipart("upload", "a.txt", None, b"hi");
     let r = env
         .req("POST", "/objects/nofile", &[("content-type", &ct)], body)
         .await;
-    assert_eq!(r.status, 400);
-    assert!(r.detail().contains("file"));
+    assert_eq!(r.status, 422);
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"detail": [{"type": "missing", "loc": ["body", "file"],
+                                       "msg": "Field required", "input": null}]})
+    );
     assert_eq!(env.get("/objects/nofile").await.status, 404);
 
     // POST with another content type stores the raw body.
@@ -732,6 +736,103 @@ async fn cluster_endpoints() {
     assert_eq!(env.get("/cluster/recovery/node-2").await.status, 405);
 }
 
+/// The prototype's keys, scales and headers (PROTOTYPE-FACTS.md), beside
+/// minigcs's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prototype_shapes_headers_and_scales() {
+    let env = env();
+    let s = env.get("/cluster/stats").await.json();
+    let fresh = &s["node_stats"]["node-1"];
+    assert!(fresh["created_at"].is_string(), "{fresh}");
+    // (Only where the filesystem records birth times can a node tell
+    // that nothing was ever stored in it.)
+    if std::fs::metadata(env.dir.path()).unwrap().created().is_ok() {
+        assert!(fresh["updated_at"].is_null(), "nothing stored yet: {fresh}");
+    }
+
+    // The upload says the type it stored, the one `info` shows.
+    let r = env.put("noext", b"abc").await.json();
+    assert_eq!(r["content_type"], "application/octet-stream");
+    let i = env.get("/objects/noext/info").await.json();
+    assert_eq!(i["content_type"], r["content_type"]);
+    let (ct, body) = multipart("file", "docs.txt", Some("text/plain"), b"hello\n");
+    let r = env
+        .req("POST", "/objects/docs.txt", &[("content-type", &ct)], body)
+        .await
+        .json();
+    assert_eq!(r["content_type"], "text/plain");
+    assert_eq!(r["size"], 6);
+
+    // Downloads are attachments named after the key's last segment.
+    for method in ["GET", "HEAD"] {
+        let d = env
+            .req(method, "/objects/docs.txt", &[], Body::empty())
+            .await;
+        assert_eq!(
+            d.header("content-disposition"),
+            Some("attachment; filename=docs.txt"),
+            "{method}"
+        );
+    }
+    assert_eq!(env.put("dir/my%20report.pdf", b"x").await.status, 200);
+    assert_eq!(
+        env.get("/objects/dir/my%20report.pdf")
+            .await
+            .header("content-disposition"),
+        Some("attachment; filename=\"my report.pdf\"")
+    );
+    assert_eq!(env.put("photos/caf%C3%A9.jpg", b"x").await.status, 200);
+    assert_eq!(
+        env.get("/objects/photos/caf%C3%A9.jpg")
+            .await
+            .header("content-disposition"),
+        Some("attachment; filename=\"caf_.jpg\"; filename*=UTF-8''caf%C3%A9.jpg")
+    );
+
+    // A missing object: the prototype's exact 404.
+    for uri in [
+        "/objects/missing",
+        "/objects/missing/info",
+        "/objects/a/b/c",
+    ] {
+        let r = env.get(uri).await;
+        assert_eq!(r.status, 404, "{uri}");
+        assert_eq!(r.json(), serde_json::json!({"detail": "Object not found"}));
+    }
+
+    // Node figures under the prototype's names too.
+    let s = env.get("/cluster/stats").await.json();
+    for (id, n) in s["node_stats"].as_object().unwrap() {
+        assert_eq!(n["node_id"], id.as_str());
+        assert_eq!(n["total_shards"], n["shards"]);
+        assert_eq!(n["total_size"], n["bytes"]);
+        assert!(n["total_shards"].as_u64().unwrap() > 0, "{n}");
+        assert!(n["storage_path"].as_str().is_some_and(|p| !p.is_empty()));
+        let created = n["created_at"].as_str().unwrap();
+        let updated = n["updated_at"].as_str().unwrap();
+        assert!(created.ends_with('Z') && created.len() == 27, "{created}");
+        assert!(updated >= created, "{updated} before {created}");
+    }
+
+    // Success rates are percentages: 4 uploads ok; 3 downloads ok, 3 failed.
+    let m = env.get("/metrics/summary").await.json();
+    let ops = &m["operation_summary"];
+    assert_eq!(ops["upload"]["success_rate"].as_f64(), Some(100.0));
+    assert_eq!(ops["download"]["success_rate"].as_f64(), Some(50.0));
+    let total = m["total_operations"].as_f64().unwrap();
+    let failed = 3.0;
+    let overall = m["overall_success_rate"].as_f64().unwrap();
+    assert!(
+        (overall - (total - failed) / total * 100.0).abs() < 1e-3,
+        "{m}"
+    );
+    assert_eq!(
+        m["recovery_success_rate"].as_f64(),
+        Some(0.0),
+        "no recovery yet"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_endpoints() {
     let env = env();
@@ -756,13 +857,28 @@ async fn metrics_endpoints() {
 
     let e = env.req("POST", "/metrics/export", &[], Body::empty()).await;
     assert_eq!(e.status, 200);
-    assert_eq!(e.json()["message"], "Metrics exported successfully");
-    let file = e.json()["filename"].as_str().unwrap().to_string();
+    // The prototype's answer: the file's name, `metrics_export_YYYYMMDD_HHMMSS.json`.
+    let name = e.json()["filename"].as_str().unwrap().to_string();
+    assert_eq!(e.json()["message"], format!("Metrics exported to {name}"));
+    let stamp = name
+        .strip_prefix("metrics_export_")
+        .and_then(|n| n.strip_suffix(".json"))
+        .unwrap_or_else(|| panic!("{name}"));
     assert!(
-        file.starts_with(env.dir.path().join("out").to_str().unwrap()),
-        "{file}"
+        stamp.len() == 15
+            && stamp.char_indices().all(|(i, c)| if i == 8 {
+                c == '_'
+            } else {
+                c.is_ascii_digit()
+            }),
+        "{name}"
     );
-    assert!(file.contains("metrics_export_") && file.ends_with(".json"));
+    // `path` says where: next to `metrics.output_file`.
+    let file = e.json()["path"].as_str().unwrap().to_string();
+    assert_eq!(
+        std::path::Path::new(&file),
+        env.dir.path().join("out").join(&name)
+    );
     let exported: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
     assert!(exported["summary"].is_object());
 

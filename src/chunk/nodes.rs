@@ -1,15 +1,16 @@
 //! Node health as the chunk store sees it: probing nodes (all at once, each
 //! with a deadline), marking a node failed when an operation on it timed
-//! out or was refused, (re)initializing a node folder, and the nodes'
+//! out or was refused, (re)initializing a node folder, the nodes'
 //! capacity, measured with a deadline and remembered so `statfs` and the
-//! reports never wait for a hung node.
+//! reports never wait for a hung node, and when each node was set up and
+//! last changed (for the statistics, also with a deadline).
 
 use crossbeam_channel::unbounded;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::{ChunkStore, NodeState, NodeTask};
 use crate::error::{Error, Result};
-use crate::node::{ExecutorStats, NodeLate, NodeOp, NodeProbe};
+use crate::node::{ExecutorStats, NodeLate, NodeOp, NodeProbe, NodeTimes};
 
 /// Size and free space of the filesystem under one node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,6 +193,24 @@ impl ChunkStore {
             }
         }
         self.cached_capacities()
+    }
+
+    /// When each node was set up and its shards last changed, asked of
+    /// every node at once within the probe deadline (a node that does not
+    /// answer in time counts as failed, as for a probe). None for a node
+    /// that did not answer or could not tell.
+    pub fn node_times(&self) -> Vec<Option<NodeTimes>> {
+        let calls = (0..self.nodes.len())
+            .map(|i| {
+                let task: NodeTask<Option<NodeTimes>> = Box::new(|n| n.times().ok());
+                (i, task)
+            })
+            .collect();
+        let mut times = vec![None; self.nodes.len()];
+        for (i, answer) in self.call_each(NodeOp::Probe, calls) {
+            times[i] = answer.ok().flatten();
+        }
+        times
     }
 
     /// The capacity each node reported last (probes refresh it).

@@ -157,8 +157,8 @@ fn stats(s: &StatsReport, out: &mut String) {
     );
     let mut table = Table::new(&["NODE", "REGION", "STATE", "SHARDS", "BYTES", "FREE"]);
     for (id, n) in &s.node_stats {
-        let mut row = vec![id.clone(), n.region.clone()];
-        row.extend(usage_cells(n));
+        let mut row = vec![id.clone(), n.stats.region.clone()];
+        row.extend(usage_cells(&n.stats));
         table.row(row);
     }
     table.render(out);
@@ -232,14 +232,31 @@ fn scrub(s: &ScrubReport, out: &mut String) {
     }
 }
 
+/// A success rate (a percentage) of `count` attempts; "n/a" when there
+/// were none, as the JSON's 0.0 then rates nothing.
+fn rate_text(rate: f64, count: u64, none: &str) -> String {
+    if count == 0 {
+        format!("n/a ({none})")
+    } else {
+        format!("{rate:.1}%")
+    }
+}
+
 fn metrics(m: &MetricsSummary, out: &mut String) {
     summary_line(
         out,
         &[
             ("operations", m.total_operations.to_string()),
-            ("success rate", format!("{:.3}", m.overall_success_rate)),
+            (
+                "success rate",
+                rate_text(m.overall_success_rate, m.total_operations, "no operations"),
+            ),
             ("data", format!("{:.1} MB", m.total_data_processed_mb)),
             ("recoveries", m.total_recoveries.to_string()),
+            (
+                "recovery success rate",
+                rate_text(m.recovery_success_rate, m.total_recoveries, "no recoveries"),
+            ),
             ("degraded reads", m.degraded_reads.to_string()),
         ],
     );
@@ -254,10 +271,13 @@ fn metrics(m: &MetricsSummary, out: &mut String) {
         "MB/S",
     ]);
     for (op, o) in &m.operation_summary {
-        let mut row = vec![op.clone(), o.count.to_string()];
+        let mut row = vec![
+            op.clone(),
+            o.count.to_string(),
+            format!("{:.1}%", o.success_rate),
+        ];
         row.extend(
             [
-                o.success_rate,
                 o.avg_duration_ms,
                 o.p50_ms,
                 o.p99_ms,
@@ -373,6 +393,47 @@ mod tests {
              chunks: 10 (0 failed)   shards rebuilt: 4   bytes rebuilt: 2.0 MiB   rate: 851.2 MB/s\n\
              MTTR: 2.5 ms (detect→start 0.0 ms, start→done 2.5 ms)\n"
         );
+    }
+
+    #[test]
+    fn metrics_show_percentages_and_no_rate_without_attempts() {
+        let summary = |recoveries: u64, recovery_rate: f64| -> MetricsSummary {
+            serde_json::from_value(serde_json::json!({
+                "total_operations": 4, "total_recoveries": recoveries,
+                "overall_success_rate": 75.0, "recovery_success_rate": recovery_rate,
+                "overall_throughput_mbps": 0.0, "total_data_processed_mb": 0.0,
+                "operation_summary": {"upload": {
+                    "count": 4, "success_count": 3, "failure_count": 1, "success_rate": 75.0,
+                    "avg_duration_ms": 1.0, "min_duration_ms": 1.0, "max_duration_ms": 1.0,
+                    "p50_ms": 1.0, "p95_ms": 1.0, "p99_ms": 1.0,
+                    "avg_throughput_mbps": 0.0, "total_size_bytes": 0}},
+                "recovery_summary": {
+                    "count": recoveries, "success_count": 0, "failure_count": 0,
+                    "success_rate": recovery_rate, "avg_mttr_ms": 0.0, "min_mttr_ms": 0.0,
+                    "max_mttr_ms": 0.0, "last_mttr_ms": 0.0, "avg_detect_to_start_ms": 0.0,
+                    "avg_start_to_done_ms": 0.0, "total_bytes_rebuilt": 0,
+                    "total_shards_rebuilt": 0},
+                "degraded_reads": 0, "repaired_shards": 0, "corrupt_shards_found": 0,
+                "csv_rows_dropped": 0
+            }))
+            .unwrap()
+        };
+        let none = render(&Reply::Metrics(summary(0, 0.0)));
+        assert!(
+            none.starts_with("operations: 4   success rate: 75.0%"),
+            "{none}"
+        );
+        assert!(
+            none.contains("recovery success rate: n/a (no recoveries)"),
+            "{none}"
+        );
+        assert!(
+            !none.contains("0.0%"),
+            "no rate claimed for nothing: {none}"
+        );
+        assert!(none.contains("upload     4      75.0%"), "{none}");
+        let two = render(&Reply::Metrics(summary(2, 50.0)));
+        assert!(two.contains("recovery success rate: 50.0%"), "{two}");
     }
 
     #[test]

@@ -9,7 +9,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{blocking, ApiError, App};
 use crate::report::{self, RecoveryReply};
@@ -60,7 +59,9 @@ pub(super) async fn prometheus(State(app): State<App>) -> Response {
     res
 }
 
-/// Writes `metrics_export_<unix-millis>.json` next to `metrics.output_file`.
+/// Writes `metrics_export_YYYYMMDD_HHMMSS.json` (UTC) next to
+/// `metrics.output_file` and answers as the prototype: `message` and the
+/// file's name in `filename`; `path` is where it was written.
 pub(super) async fn export(State(app): State<App>) -> Result<Json<Value>, ApiError> {
     let folder = app
         .service
@@ -71,17 +72,18 @@ pub(super) async fn export(State(app): State<App>) -> Result<Json<Value>, ApiErr
         .filter(|p| !p.as_os_str().is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("."));
-    let millis = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0);
-    let path = folder.join(format!("metrics_export_{millis}.json"));
+    let name = format!(
+        "metrics_export_{}.json",
+        jiff::Timestamp::now().strftime("%Y%m%d_%H%M%S")
+    );
+    let path = folder.join(&name);
     let metrics = app.service.metrics().clone();
     let target = path.clone();
     blocking(move || metrics.export_json(&target).map_err(Into::into)).await?;
     Ok(Json(json!({
-        "message": "Metrics exported successfully",
-        "filename": path.display().to_string(),
+        "message": format!("Metrics exported to {name}"),
+        "filename": name,
+        "path": path.display().to_string(),
     })))
 }
 

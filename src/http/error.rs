@@ -1,11 +1,13 @@
 //! The HTTP face of `Error`: which status code each failure gets and the
-//! `{"detail": "…"}` body every error response carries. This is the only
-//! place in minigcs that maps errors to HTTP status codes; it decides nothing
-//! about storage, it only translates.
+//! `{"detail": "…"}` body every error response carries — or, for a request
+//! the prototype's FastAPI would have refused in validation, its 422 body
+//! `{"detail": [{"type", "loc", "msg", "input"}]}`. This is the only place in
+//! minigcs that maps errors to HTTP status codes; it decides nothing about
+//! storage, it only translates.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::fmt;
 use std::io;
 
@@ -16,6 +18,9 @@ use crate::error::Error;
 pub struct ApiError {
     pub status: StatusCode,
     pub detail: String,
+    /// FastAPI's validation errors: when set, the body's `detail` is this
+    /// list (and `detail` above only names the problem for logs and metrics).
+    validation: Option<Vec<Value>>,
 }
 
 impl ApiError {
@@ -23,6 +28,23 @@ impl ApiError {
         ApiError {
             status,
             detail: detail.into(),
+            validation: None,
+        }
+    }
+
+    /// 422 as FastAPI answers a request that lacks a required field, e.g.
+    /// `loc` = `["body", "file"]`: `{"detail": [{"type": "missing", "loc":
+    /// ["body", "file"], "msg": "Field required", "input": null}]}`.
+    pub fn missing_field(loc: &[&str]) -> ApiError {
+        ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            detail: format!("{} is required", loc.join(".")),
+            validation: Some(vec![json!({
+                "type": "missing",
+                "loc": loc,
+                "msg": "Field required",
+                "input": null,
+            })]),
         }
     }
 
@@ -77,13 +99,17 @@ impl From<Error> for ApiError {
                 status.as_u16()
             );
         }
-        ApiError { status, detail }
+        ApiError::new(status, detail)
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut res = (self.status, axum::Json(json!({ "detail": self.detail }))).into_response();
+        let detail = match self.validation {
+            Some(errors) => Value::from(errors),
+            None => Value::from(self.detail),
+        };
+        let mut res = (self.status, axum::Json(json!({ "detail": detail }))).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             res.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -118,6 +144,21 @@ fn body_error(e: &io::Error) -> Option<&BodyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_missing_field_answers_fastapis_422() {
+        let res = ApiError::missing_field(&["body", "file"]).into_response();
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let body = axum::body::to_bytes(res.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            body,
+            json!({"detail": [{"type": "missing", "loc": ["body", "file"],
+                               "msg": "Field required", "input": null}]})
+        );
+    }
 
     #[test]
     fn statuses_follow_the_contract() {

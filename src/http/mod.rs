@@ -11,11 +11,13 @@
 //! - `cluster`: `/cluster/*` and `/metrics*`
 //! - `error`: the one mapping from `Error` to HTTP status
 //! - `range`: `Range` and conditional-request header rules
+//! - `disposition`: the `Content-Disposition` of downloads
 //! - `accept`: the accept loop, the connection cap and its 503 refusals
 //! - `timeouts`: header, idle and stall timeouts of each connection
 
 mod accept;
 mod cluster;
+mod disposition;
 mod error;
 mod objects;
 mod range;

@@ -1,6 +1,7 @@
 //! `/objects…`: uploads (raw body or multipart field `file`) streamed into
 //! `Service::put_object`, downloads streamed out of a `Snapshot` (ranges,
-//! HEAD, ETag / Last-Modified / 304), delete, list and info. Handlers only
+//! HEAD, ETag / Last-Modified / 304, `Content-Disposition`), delete, list
+//! and info. Handlers only
 //! translate: the key is percent-decoded from the request path and handed to
 //! the service, which validates it and applies every storage rule. Memory per
 //! request stays bounded: uploads are streamed through a blocking reader,
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
+use super::disposition;
 use super::error::body_io_error;
 use super::range::{self, RangeSpec};
 use super::{blocking, ApiError, App};
@@ -27,7 +29,7 @@ use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::model::{Inode, Kind, PutOptions};
 use crate::report::{self, InfoReport};
-use crate::service::{parse_key, Snapshot};
+use crate::service::{content_type_for, parse_key, Snapshot, DEFAULT_CONTENT_TYPE};
 
 /// Room for multipart boundaries and part headers on top of
 /// `api.max_file_size` when judging a multipart `Content-Length`.
@@ -269,11 +271,8 @@ async fn upload_multipart(
         match multipart.next_field().await {
             Ok(Some(f)) if f.name() == Some("file") => break f,
             Ok(Some(_)) => continue,
-            Ok(None) => {
-                return Err(ApiError::bad_request(
-                    "multipart body has no field named `file`",
-                ))
-            }
+            // FastAPI's answer when the prototype's `file` is missing.
+            Ok(None) => return Err(ApiError::missing_field(&["body", "file"])),
             Err(e) => {
                 return Err(ApiError::bad_request(format!(
                     "malformed multipart body: {}",
@@ -332,16 +331,17 @@ fn mtime_of(inode: &Inode) -> SystemTime {
 }
 
 fn content_type_of(inode: &Inode, key: &str) -> HeaderValue {
-    inode
-        .content_type
-        .as_deref()
-        .and_then(|t| HeaderValue::from_str(t).ok())
-        .or_else(|| {
-            mime_guess::from_path(key)
-                .first()
-                .and_then(|m| HeaderValue::from_str(m.essence_str()).ok())
-        })
-        .unwrap_or_else(|| HeaderValue::from_static("application/octet-stream"))
+    HeaderValue::from_str(&content_type_for(key, inode.content_type.as_deref()))
+        .unwrap_or_else(|_| HeaderValue::from_static(DEFAULT_CONTENT_TYPE))
+}
+
+/// A missing object gets the prototype's exact 404 body.
+fn as_object_error(e: ApiError) -> ApiError {
+    if e.status == StatusCode::NOT_FOUND {
+        ApiError::new(StatusCode::NOT_FOUND, "Object not found")
+    } else {
+        e
+    }
 }
 
 /// The request headers a download depends on.
@@ -446,7 +446,8 @@ async fn download(
         let first = snap.read(range.start, (first_end - range.start) as usize)?;
         Ok(Outcome::Stream(snap, range, partial, first))
     })
-    .await;
+    .await
+    .map_err(as_object_error);
     let metrics = app.service.metrics();
     let outcome = match outcome {
         Ok(o) => o,
@@ -547,6 +548,7 @@ fn object_response(
     }
     let h = res.headers_mut();
     h.insert(header::CONTENT_TYPE, content_type_of(inode, key));
+    h.insert(header::CONTENT_DISPOSITION, disposition::attachment(key));
     h.insert(
         header::CONTENT_LENGTH,
         HeaderValue::from(range.end - range.start),

@@ -181,7 +181,8 @@ impl Metrics {
     /// `p99_ms`; in `recovery_summary` `success_count`, `failure_count`,
     /// `last_mttr_ms`, `total_shards_rebuilt`; top level `degraded_reads`,
     /// `repaired_shards`, `corrupt_shards_found`, `csv_rows_dropped`.
-    /// Rates are fractions in 0..=1 and 0.0 when nothing was recorded.
+    /// Success rates are percentages in 0..=100 (as the prototype's) and
+    /// 0.0 when nothing was recorded.
     pub fn summary_json(&self) -> Value {
         let state = self.state.lock();
         summary::summary_json(&state, &self.counter_values())

@@ -3,14 +3,17 @@
 //! the recent operations and recoveries, and the export document that
 //! `POST /metrics/export` writes to a file.
 //!
-//! Durations are milliseconds rounded to microseconds, rates fractions in
-//! `0.0..=1.0` rounded to six places, throughput decimal MB/s rounded to
-//! three; every figure is finite (0.0 where nothing was recorded). This module
+//! Durations are milliseconds rounded to microseconds, success rates
+//! percentages in `0.0..=100.0` (as the prototype's) rounded to four places,
+//! throughput decimal MB/s rounded to three; every figure is finite (0.0
+//! where nothing was recorded, as the prototype's `recovery_success_rate`
+//! with no recovery). This module
 //! formats snapshots it is given; the only I/O is [`write_export`].
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use serde_json::{json, Map, Value};
@@ -41,7 +44,7 @@ pub(super) fn summary_json(state: &State, counters: &CounterValues) -> Value {
                 "count": count,
                 "success_count": s.success,
                 "failure_count": s.failure,
-                "success_rate": ratio(s.success, count),
+                "success_rate": percent(s.success, count),
                 "avg_duration_ms": ms(h.mean_ns()),
                 "min_duration_ms": ms(h.min_ns() as f64),
                 "max_duration_ms": ms(h.max_ns as f64),
@@ -71,8 +74,8 @@ pub(super) fn summary_json(state: &State, counters: &CounterValues) -> Value {
     json!({
         "total_operations": total,
         "total_recoveries": rcount,
-        "overall_success_rate": ratio(total_ok, total),
-        "recovery_success_rate": ratio(r.success, rcount),
+        "overall_success_rate": percent(total_ok, total),
+        "recovery_success_rate": percent(r.success, rcount),
         "overall_throughput_mbps": round3(overall_tp),
         "total_data_processed_mb": round6(total_bytes as f64 / 1e6),
         "operation_summary": Value::Object(ops),
@@ -80,7 +83,7 @@ pub(super) fn summary_json(state: &State, counters: &CounterValues) -> Value {
             "count": rcount,
             "success_count": r.success,
             "failure_count": r.failure,
-            "success_rate": ratio(r.success, rcount),
+            "success_rate": percent(r.success, rcount),
             "avg_mttr_ms": ms(avg(r.mttr_sum_ns)),
             "min_mttr_ms": ms(if rcount == 0 { 0.0 } else { r.mttr_min_ns as f64 }),
             "max_mttr_ms": ms(r.mttr_max_ns as f64),
@@ -109,9 +112,10 @@ pub(super) fn recent_records_json(state: &State) -> (Vec<Value>, Vec<Value>) {
 }
 
 /// Writes `{"exported_at", "summary", "recent_operations", "recoveries"}` as
-/// pretty JSON to `path`, via a temporary file (`<path>.tmp`, removed on
-/// failure) that is synced and renamed; the parent folder is created if
-/// missing.
+/// pretty JSON to `path`, via a temporary file of its own
+/// (`<path>.<pid>.<n>.tmp`, removed on failure; two exports to one name at
+/// once each write whole) that is synced and renamed; the parent folder is
+/// created if missing.
 pub(super) fn write_export(
     path: &Path,
     summary: Value,
@@ -129,8 +133,13 @@ pub(super) fn write_export(
             std::fs::create_dir_all(parent)?;
         }
     }
+    static EXPORTS: AtomicU64 = AtomicU64::new(0);
     let mut tmp_name = path.as_os_str().to_owned();
-    tmp_name.push(".tmp");
+    tmp_name.push(format!(
+        ".{}.{}.tmp",
+        std::process::id(),
+        EXPORTS.fetch_add(1, Ordering::Relaxed)
+    ));
     let tmp = PathBuf::from(tmp_name);
     let result = (|| {
         let mut w = BufWriter::new(File::create(&tmp)?);
@@ -174,12 +183,13 @@ fn recovery_record_json(r: &RecoveryRecord) -> Value {
     })
 }
 
-/// `part / whole` rounded to six places; 0.0 when `whole` is 0.
-fn ratio(part: u64, whole: u64) -> f64 {
+/// `part` as a percentage of `whole`, rounded to four places; 0.0 when
+/// `whole` is 0 (nothing to rate).
+fn percent(part: u64, whole: u64) -> f64 {
     if whole == 0 {
         0.0
     } else {
-        round6(part as f64 / whole as f64)
+        finite((part as f64 * 100.0 / whole as f64 * 1e4).round() / 1e4)
     }
 }
 
@@ -225,7 +235,7 @@ mod tests {
         assert_eq!(up["count"], 10);
         assert_eq!(up["success_count"], 9);
         assert_eq!(up["failure_count"], 1);
-        assert_eq!(up["success_rate"].as_f64().unwrap(), 0.9);
+        assert_eq!(up["success_rate"].as_f64().unwrap(), 90.0);
         assert_eq!(up["total_size_bytes"], 10_000_000u64);
         assert_eq!(up["avg_duration_ms"].as_f64().unwrap(), 10.0);
         assert_eq!(up["min_duration_ms"].as_f64().unwrap(), 10.0);
@@ -234,7 +244,7 @@ mod tests {
         assert!((up["avg_throughput_mbps"].as_f64().unwrap() - 100.0).abs() < 1e-9);
         assert_eq!(s["operation_summary"]["download"]["success_rate"], 0.0);
         let overall = s["overall_success_rate"].as_f64().unwrap();
-        assert!((overall - 9.0 / 11.0).abs() < 1e-5, "{overall}");
+        assert_eq!(overall, 81.8182, "9 of 11 as a percentage");
         assert!((s["total_data_processed_mb"].as_f64().unwrap() - 10.0005).abs() < 1e-9);
         // 10.0005 MB over 101 ms.
         let tp = s["overall_throughput_mbps"].as_f64().unwrap();
@@ -324,9 +334,10 @@ mod tests {
         );
         let s = m.summary_json();
         assert_eq!(s["total_recoveries"], 2);
-        assert_eq!(s["recovery_success_rate"].as_f64(), Some(0.5));
+        assert_eq!(s["recovery_success_rate"].as_f64(), Some(50.0));
         let r = &s["recovery_summary"];
         assert_eq!(r["count"], 2);
+        assert_eq!(r["success_rate"].as_f64(), Some(50.0));
         assert_eq!(r["avg_mttr_ms"].as_f64(), Some(2000.0));
         assert_eq!(r["min_mttr_ms"].as_f64(), Some(1000.0));
         assert_eq!(r["max_mttr_ms"].as_f64(), Some(3000.0));
@@ -356,6 +367,10 @@ mod tests {
         assert_eq!(ops[1]["duration_ms"].as_f64(), Some(4.0));
         assert_eq!(v["recoveries"][0]["node_id"], "node-9");
         assert_eq!(v["recoveries"][0]["mttr_ms"].as_f64(), Some(3.0));
-        assert!(!dir.path().join("out").join("export.json.tmp").exists());
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("out"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["export.json"], "no temporary file is left");
     }
 }

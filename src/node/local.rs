@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use super::{
-    own_mounts, NodeBackend, NodeIdentity, NodeProbe, ShardKey, ShardReader, IDENTITY_FILE,
+    own_mounts, NodeBackend, NodeIdentity, NodeProbe, NodeTimes, ShardKey, ShardReader,
+    IDENTITY_FILE,
 };
 use crate::error::{Error, Result};
 use crate::store_lock::{holder_text, LockFailure, StoreLock};
@@ -175,6 +176,35 @@ impl LocalDirNode {
     }
 }
 
+/// When a file or folder was created: its birth time where the filesystem
+/// records one, else its modification time.
+fn birth_time(meta: &fs::Metadata) -> Option<SystemTime> {
+    meta.created().or_else(|_| meta.modified()).ok()
+}
+
+/// The latest change to the shard folders under `root`: a folder's
+/// modification time moves past its birth time when a shard is renamed
+/// into it or removed. Folders never written into count for nothing, so a
+/// node that never stored a shard has no such time (where birth times are
+/// not recorded, the folders' creation counts as a change).
+fn shards_changed(root: &Path) -> std::io::Result<Option<SystemTime>> {
+    let shards = root.join("shards");
+    let mut latest: Option<SystemTime> = None;
+    for i in 0..256u32 {
+        let meta = match fs::metadata(shards.join(format!("{i:02x}"))) {
+            Ok(m) => m,
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let changed = meta.modified()?;
+        let written = meta.created().map_or(true, |born| changed > born);
+        if written && latest.is_none_or(|l| changed > l) {
+            latest = Some(changed);
+        }
+    }
+    Ok(latest)
+}
+
 /// The identity file of the node folder `folder`, if it has one.
 pub fn identity_in(folder: &Path) -> std::io::Result<NodeIdentity> {
     let text = fs::read(folder.join(IDENTITY_FILE))?;
@@ -306,6 +336,21 @@ impl NodeBackend for LocalDirNode {
         Ok(())
     }
 
+    /// Set up when its identity file was written; changed when a shard
+    /// folder last was.
+    fn times(&self) -> Result<NodeTimes> {
+        own_mounts::refuse_inside(&self.root)?;
+        let created = match fs::metadata(self.root.join(IDENTITY_FILE)) {
+            Ok(meta) => birth_time(&meta),
+            Err(e) if e.kind() == ErrorKind::NotFound => None,
+            Err(e) => return Err(e.into()),
+        };
+        Ok(NodeTimes {
+            created,
+            updated: shards_changed(&self.root)?,
+        })
+    }
+
     fn probe(&self, cluster_id: &str) -> NodeProbe {
         if let Err(e) = own_mounts::refuse_inside(&self.root) {
             return NodeProbe::Failed(e.to_string());
@@ -424,6 +469,38 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let node = LocalDirNode::new("node-1", "r1", &dir.path().join("n1"));
         super::super::conformance::run(&node);
+    }
+
+    #[test]
+    fn times_say_when_the_folder_was_set_up_and_its_shards_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = LocalDirNode::new("node-1", "r1", &dir.path().join("n1"));
+        assert_eq!(node.times().unwrap(), NodeTimes::default(), "no folder yet");
+        let before = SystemTime::now();
+        node.initialize("c").unwrap();
+        let fresh = node.times().unwrap();
+        assert!(fresh.created.is_some());
+        // Where the filesystem records birth times, a node that never
+        // stored anything has no change time.
+        if fs::metadata(dir.path()).unwrap().created().is_ok() {
+            assert_eq!(fresh.updated, None);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let key = ShardKey {
+            chunk_id: 7,
+            index: 0,
+        };
+        node.put_shard(key, &[b"abc"]).unwrap();
+        let stored = node.times().unwrap();
+        assert_eq!(stored.created, fresh.created, "set up once");
+        let updated = stored.updated.expect("a shard was stored");
+        assert!(updated > before && updated > fresh.created.unwrap());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        node.delete_shard(key).unwrap();
+        assert!(
+            node.times().unwrap().updated.unwrap() > updated,
+            "a removal is a change"
+        );
     }
 
     #[test]

@@ -56,6 +56,15 @@ pub struct NodeIdentity {
     pub format: u32,
 }
 
+/// When a node folder was set up, and when the shards in it last changed
+/// (a shard stored or removed); None when the node cannot tell.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeTimes {
+    pub created: Option<SystemTime>,
+    /// None too while nothing was ever stored or removed there.
+    pub updated: Option<SystemTime>,
+}
+
 /// The result of a health probe.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeProbe {
@@ -112,6 +121,11 @@ pub trait NodeBackend: Send + Sync {
     fn list_shards(&self) -> Result<Vec<(ShardKey, SystemTime)>>;
     /// (total bytes, free bytes) of the storage under the node.
     fn capacity(&self) -> Result<(u64, u64)>;
+    /// When the node was set up and its shards last changed (statistics
+    /// only); a backend that does not know says so with `None`s.
+    fn times(&self) -> Result<NodeTimes> {
+        Ok(NodeTimes::default())
+    }
     /// Which filesystem holds the node (nodes sharing one are counted once
     /// in the mount's capacity); None when unknown.
     fn filesystem_id(&self) -> Option<u64> {

@@ -101,7 +101,7 @@ pub struct StatsReport {
     /// Their bytes.
     pub total_size: u64,
     /// Node id → its figures.
-    pub node_stats: BTreeMap<String, NodeStats>,
+    pub node_stats: BTreeMap<String, ClusterNodeStats>,
     /// Region name → shards and bytes stored there.
     pub region_stats: BTreeMap<String, RegionStats>,
     pub k: usize,
@@ -111,6 +111,29 @@ pub struct StatsReport {
     /// Bytes of written data buffered in memory, and the cap.
     pub write_buffer_bytes: u64,
     pub write_buffer_limit: u64,
+}
+
+/// One node in `node_stats`: the prototype's keys (`node_id`, `region`,
+/// `storage_path`, `total_shards`, `total_size`, `created_at`,
+/// `updated_at`) beside minigcs's own figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterNodeStats {
+    pub node_id: String,
+    /// As written in the configuration (e.g. `./data/node-1`); the
+    /// resolved folder is `path`.
+    pub storage_path: String,
+    /// Healthy shards on the node (the same count as `shards`).
+    pub total_shards: u64,
+    /// Their payload bytes (the same count as `bytes`).
+    pub total_size: u64,
+    /// When the node folder was set up (ISO-8601 UTC); `null` when the node
+    /// cannot tell (its folder is missing, or it did not answer).
+    pub created_at: Option<String>,
+    /// When a shard was last stored or removed there; `null` before the
+    /// first one, as the prototype leaves it out until then.
+    pub updated_at: Option<String>,
+    #[serde(flatten)]
+    pub stats: NodeStats,
 }
 
 /// One node's figures in the statistics.

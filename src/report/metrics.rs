@@ -11,7 +11,10 @@ use std::collections::BTreeMap;
 pub struct MetricsSummary {
     pub total_operations: u64,
     pub total_recoveries: u64,
+    /// Percent (0–100) of operations that succeeded; 0.0 when none ran.
     pub overall_success_rate: f64,
+    /// Percent (0–100) of recoveries that succeeded; 0.0 when none ran
+    /// (check `total_recoveries` before showing it).
     pub recovery_success_rate: f64,
     pub overall_throughput_mbps: f64,
     pub total_data_processed_mb: f64,
@@ -30,6 +33,7 @@ pub struct OperationSummary {
     pub count: u64,
     pub success_count: u64,
     pub failure_count: u64,
+    /// Percent (0–100).
     pub success_rate: f64,
     pub avg_duration_ms: f64,
     pub min_duration_ms: f64,
@@ -47,6 +51,7 @@ pub struct RecoverySummary {
     pub count: u64,
     pub success_count: u64,
     pub failure_count: u64,
+    /// Percent (0–100); 0.0 when `count` is 0.
     pub success_rate: f64,
     pub avg_mttr_ms: f64,
     pub min_mttr_ms: f64,

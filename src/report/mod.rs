@@ -18,8 +18,8 @@ mod work;
 mod workers;
 
 pub use cluster::{
-    HealthReport, HealthStatus, NodeAvailability, NodeHealth, NodeListEntry, NodeStats,
-    NodesReport, RegionStats, StatsReport,
+    ClusterNodeStats, HealthReport, HealthStatus, NodeAvailability, NodeHealth, NodeListEntry,
+    NodeStats, NodesReport, RegionStats, StatsReport,
 };
 pub use metrics::{MetricsSummary, OperationSummary, RecoverySummary};
 pub use object::{ChunkInfo, InfoReport, PlacementReport, ShardInfo, ShardStatus};

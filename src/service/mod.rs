@@ -54,6 +54,7 @@ pub use handles::OpenFlags;
 pub use info::ObjectInfo;
 pub use keys::{parse_key, validate_name, MAX_KEY_LEN, MAX_NAME_LEN};
 pub use namespace::FsStats;
+pub use objects::{content_type_for, DEFAULT_CONTENT_TYPE};
 pub use read::Snapshot;
 
 use bytes::Bytes;

@@ -32,6 +32,22 @@ const PUT_CHUNKS_IN_FLIGHT: usize = 2;
 /// replaced and freed before it could be captured.
 const REPLACED_RETRIES: usize = 8;
 
+/// The type used when neither the client nor the key's extension says one.
+pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
+
+/// An object's content type: `given` (as stored, or as the client sent it),
+/// else guessed from the key's extension, else [`DEFAULT_CONTENT_TYPE`].
+/// A PUT stores what this returns; files written through the mount store
+/// none, and every view of them asks this function.
+pub fn content_type_for(key: &str, given: Option<&str>) -> String {
+    given.map(str::to_string).unwrap_or_else(|| {
+        mime_guess::from_path(key)
+            .first()
+            .map(|m| m.essence_str().to_string())
+            .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_string())
+    })
+}
+
 pub(crate) struct Objects<'a>(pub Env<'a>);
 
 impl Objects<'_> {
@@ -123,12 +139,10 @@ impl Objects<'_> {
         let now = now_nanos();
         let mut template = Inode::new(Kind::File, 0o644, 0, 0);
         template.ctime = now;
-        let guessed = content_type.map(str::to_string).or_else(|| {
-            mime_guess::from_path(key)
-                .first()
-                .map(|m| m.essence_str().to_string())
-        });
-        template.content_type = guessed.clone();
+        // The type is decided once, here, and stored: the upload's answer,
+        // `info` and the download headers all show this same value.
+        let decided = content_type_for(key, content_type);
+        template.content_type = Some(decided.clone());
         let commit = FileCommit {
             ino: 0,
             chunks: stored
@@ -141,7 +155,7 @@ impl Objects<'_> {
             mtime: now,
             ctime: now,
             checksum: Some(hex::encode(hasher.finalize())),
-            content_type: guessed,
+            content_type: Some(decided),
         };
         let outcome = ctx.meta.put_file(&parts, &template, commit)?;
         for (_, chunk) in stored {

@@ -13,10 +13,10 @@ use std::time::Duration;
 use super::{ObjectInfo, Service};
 use crate::chunk::{ChunkLayout, NodeCapacity, NodeState, Placement};
 use crate::error::Result;
-use crate::metrics::iso8601_from_nanos;
+use crate::metrics::{format_iso8601_utc, iso8601_from_nanos};
 use crate::report::{
-    HealthReport, HealthStatus, InfoReport, NodeAvailability, NodeHealth, NodeListEntry, NodeStats,
-    NodesReport, RegionStats, StatsReport, WorkersReport,
+    ClusterNodeStats, HealthReport, HealthStatus, InfoReport, NodeAvailability, NodeHealth,
+    NodeListEntry, NodeStats, NodesReport, RegionStats, StatsReport, WorkersReport,
 };
 
 impl Service {
@@ -110,6 +110,7 @@ impl Service {
         let usage = self.ctx.meta.node_usage()?;
         let status = self.ctx.store.node_status();
         let capacities = self.ctx.store.capacities(Duration::MAX);
+        let times = self.ctx.store.node_times();
         let mut nodes_by_region: BTreeMap<String, u64> = BTreeMap::new();
         let mut region_stats: BTreeMap<String, RegionStats> = BTreeMap::new();
         let mut node_stats = BTreeMap::new();
@@ -122,16 +123,34 @@ impl Service {
             region.shards += shards;
             region.bytes += bytes;
             let (total_bytes, free_bytes) = capacity_of(&capacities[i]);
+            let as_written = self
+                .ctx
+                .config
+                .nodes
+                .iter()
+                .find(|n| n.id == node.id())
+                .map(|n| n.storage_path_as_written.clone())
+                .filter(|p| !p.is_empty());
+            let time = |t: Option<std::time::SystemTime>| t.map(format_iso8601_utc);
+            let times = times[i].unwrap_or_default();
             node_stats.insert(
                 node.id().to_string(),
-                NodeStats {
-                    region: node.region().to_string(),
-                    path: node.location(),
-                    state: NodeAvailability::of(status[i].state),
-                    shards,
-                    bytes,
-                    free_bytes,
-                    total_bytes,
+                ClusterNodeStats {
+                    node_id: node.id().to_string(),
+                    storage_path: as_written.unwrap_or_else(|| node.location()),
+                    total_shards: shards,
+                    total_size: bytes,
+                    created_at: time(times.created),
+                    updated_at: time(times.updated),
+                    stats: NodeStats {
+                        region: node.region().to_string(),
+                        path: node.location(),
+                        state: NodeAvailability::of(status[i].state),
+                        shards,
+                        bytes,
+                        free_bytes,
+                        total_bytes,
+                    },
                 },
             );
         }
@@ -165,7 +184,7 @@ impl Service {
                 Some(NodeListEntry {
                     id: n.id().to_string(),
                     reason: s.reason,
-                    stats: stats.remove(n.id())?,
+                    stats: stats.remove(n.id())?.stats,
                 })
             })
             .collect();
@@ -181,12 +200,7 @@ impl Service {
     /// The `info` report of an object already looked up.
     pub fn object_report(&self, info: &ObjectInfo) -> InfoReport {
         let i = &info.inode;
-        let content_type = i.content_type.clone().unwrap_or_else(|| {
-            mime_guess::from_path(&info.key)
-                .first()
-                .map(|m| m.essence_str().to_string())
-                .unwrap_or_else(|| "application/octet-stream".into())
-        });
+        let content_type = super::content_type_for(&info.key, i.content_type.as_deref());
         let chunks = self.chunk_infos(&info.chunks);
         InfoReport {
             key: info.key.clone(),
