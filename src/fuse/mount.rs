@@ -158,11 +158,7 @@ pub fn mount(service: Arc<Service>, mountpoint: &Path) -> Result<MountHandle> {
         other => other,
     };
     let (mut session, page_cache) = session.map_err(|e| {
-        let hint = if e.kind() == io::ErrorKind::NotFound && !Path::new("/dev/fuse").exists() {
-            " (/dev/fuse is missing: is the fuse module loaded?)"
-        } else {
-            ""
-        };
+        let hint = mount_failure_hint(&e);
         with_context(e, &format!("cannot mount FUSE at {}{hint}", path.display()))
     })?;
 
@@ -268,6 +264,39 @@ fn pin_malloc_thresholds(chunk_size: u64) {
             }
         });
     }
+}
+
+/// What a failed mount lacks, when the error alone does not say. fuser
+/// mounts with mount(2) where it may (root with CAP_SYS_ADMIN) and otherwise
+/// runs the fusermount3 helper, so "not found" means that /dev/fuse or that
+/// helper is missing (typical of a container started without the device or
+/// the capability: its image has no helper).
+fn mount_failure_hint(e: &io::Error) -> &'static str {
+    if e.kind() != io::ErrorKind::NotFound {
+        ""
+    } else if !Path::new("/dev/fuse").exists() {
+        " (/dev/fuse is missing: is the fuse module loaded? A container needs --device /dev/fuse)"
+    } else if !fusermount_installed() {
+        " (mount(2) was refused and the fusermount3 helper is not installed: run as root with \
+         CAP_SYS_ADMIN, in a container --cap-add SYS_ADMIN, or install fuse3)"
+    } else {
+        ""
+    }
+}
+
+/// Whether fuser finds a fusermount helper (the places it looks).
+fn fusermount_installed() -> bool {
+    if std::env::var_os("FUSERMOUNT_PATH").is_some() {
+        return true;
+    }
+    let search = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
+    std::env::split_paths(&search)
+        .chain(["/sbin", "/bin"].map(PathBuf::from))
+        .any(|dir| {
+            ["fusermount3", "fusermount"]
+                .iter()
+                .any(|name| dir.join(name).is_file())
+        })
 }
 
 fn with_context(e: io::Error, what: &str) -> Error {
