@@ -356,28 +356,28 @@ mod tests {
             at,
             op: "upload",
             key: "a/b",
-            size_bytes: 1_000_000,
+            size_bytes: 1_048_576,
             duration: ms_dur(10),
             success: false,
             error: Some("x,y"),
         });
         assert_eq!(
             op,
-            "1970-01-01T00:00:01.500123Z,upload,a/b,1000000,10.000,100.000,false,\"x,y\",,operation\n"
+            "1970-01-01T00:00:01.500123Z,upload,a/b,1048576,10.000,100.000,false,\"x,y\",,operation\n"
         );
         let rec = recovery_row(&RecoveryRecord {
             at,
             node_id: "node-1".into(),
             detect_to_start: ms_dur(500),
             start_to_done: ms_dur(1500),
-            bytes_rebuilt: 4_000_000,
+            bytes_rebuilt: 4 << 20,
             shards_rebuilt: 2,
             success: true,
             error: None,
         });
         assert_eq!(
             rec,
-            "1970-01-01T00:00:01.500123Z,recovery,,4000000,2000.000,2.000,true,,node-1,recovery\n"
+            "1970-01-01T00:00:01.500123Z,recovery,,4194304,2000.000,2.000,true,,node-1,recovery\n"
         );
     }
 

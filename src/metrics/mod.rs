@@ -18,10 +18,11 @@
 //! timestamps).
 //!
 //! Units and conventions used everywhere below:
-//! - success rates are fractions in `0.0..=1.0`, and `0.0` when nothing has
-//!   been recorded;
-//! - megabytes are decimal (`1 MB = 1_000_000 bytes`), throughput is
-//!   `size_bytes / 1e6 / seconds` and `0.0` for a zero duration;
+//! - success rates are percentages in `0.0..=100.0` (as the prototype's),
+//!   and `0.0` when nothing has been recorded;
+//! - a megabyte is the prototype's, 2^20 bytes (`1 MB = 1_048_576 bytes`),
+//!   throughput is `size_bytes / 2^20 / seconds` and `0.0` for a zero
+//!   duration;
 //! - durations in JSON and CSV are milliseconds (floats, µs resolution), in
 //!   Prometheus seconds;
 //! - percentiles are estimated from the histogram: the upper bound of the

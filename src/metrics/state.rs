@@ -233,11 +233,15 @@ pub(super) fn duration_ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// MB/s with decimal megabytes; 0.0 for a zero duration.
+/// Bytes in the "MB" of every `_mb` and `_mbps` figure: the prototype's
+/// (2^20, a mebibyte), so its users' dashboards keep their scale.
+pub(super) const BYTES_PER_MB: f64 = 1_048_576.0;
+
+/// MB/s (`BYTES_PER_MB`); 0.0 for a zero duration.
 pub(super) fn throughput_mbps(bytes: u64, d: Duration) -> f64 {
     let secs = d.as_secs_f64();
     if secs > 0.0 {
-        bytes as f64 / 1e6 / secs
+        bytes as f64 / BYTES_PER_MB / secs
     } else {
         0.0
     }
@@ -275,6 +279,6 @@ mod tests {
     fn units() {
         assert_eq!(duration_ns(Duration::MAX), u64::MAX);
         assert_eq!(throughput_mbps(5, Duration::ZERO), 0.0);
-        assert_eq!(throughput_mbps(2_000_000, Duration::from_secs(2)), 1.0);
+        assert_eq!(throughput_mbps(2 << 20, Duration::from_secs(2)), 1.0);
     }
 }

@@ -5,7 +5,8 @@
 //!
 //! Durations are milliseconds rounded to microseconds, success rates
 //! percentages in `0.0..=100.0` (as the prototype's) rounded to four places,
-//! throughput decimal MB/s rounded to three; every figure is finite (0.0
+//! throughput MB/s (1 MB = 2^20 bytes, as the
+//! prototype's) rounded to three; every figure is finite (0.0
 //! where nothing was recorded, as the prototype's `recovery_success_rate`
 //! with no recovery). This module
 //! formats snapshots it is given; the only I/O is [`write_export`].
@@ -18,7 +19,7 @@ use std::time::SystemTime;
 
 use serde_json::{json, Map, Value};
 
-use super::state::{duration_ns, throughput_mbps, OpRecord, RecoveryRecord, State};
+use super::state::{duration_ns, throughput_mbps, OpRecord, RecoveryRecord, State, BYTES_PER_MB};
 use super::time::format_iso8601_utc;
 use super::CounterValues;
 
@@ -67,7 +68,7 @@ pub(super) fn summary_json(state: &State, counters: &CounterValues) -> Value {
     };
     let overall_secs = total_ns as f64 / 1e9;
     let overall_tp = if overall_secs > 0.0 {
-        total_bytes as f64 / 1e6 / overall_secs
+        total_bytes as f64 / BYTES_PER_MB / overall_secs
     } else {
         0.0
     };
@@ -77,7 +78,7 @@ pub(super) fn summary_json(state: &State, counters: &CounterValues) -> Value {
         "overall_success_rate": percent(total_ok, total),
         "recovery_success_rate": percent(r.success, rcount),
         "overall_throughput_mbps": round3(overall_tp),
-        "total_data_processed_mb": round6(total_bytes as f64 / 1e6),
+        "total_data_processed_mb": round6(total_bytes as f64 / BYTES_PER_MB),
         "operation_summary": Value::Object(ops),
         "recovery_summary": {
             "count": rcount,
@@ -226,9 +227,9 @@ mod tests {
     fn counts_bytes_and_success_rate() {
         let m = Metrics::new(None);
         for i in 0..10u64 {
-            m.record("upload", "a/b", 1_000_000, ms_dur(10), i != 3, None);
+            m.record("upload", "a/b", 1 << 20, ms_dur(10), i != 3, None);
         }
-        m.record("download", "a/b", 500, ms_dur(1), false, Some("boom"));
+        m.record("download", "a/b", 512, ms_dur(1), false, Some("boom"));
         let s = m.summary_json();
         assert_eq!(s["total_operations"], 11);
         let up = &s["operation_summary"]["upload"];
@@ -236,19 +237,20 @@ mod tests {
         assert_eq!(up["success_count"], 9);
         assert_eq!(up["failure_count"], 1);
         assert_eq!(up["success_rate"].as_f64().unwrap(), 90.0);
-        assert_eq!(up["total_size_bytes"], 10_000_000u64);
+        assert_eq!(up["total_size_bytes"], 10u64 << 20);
         assert_eq!(up["avg_duration_ms"].as_f64().unwrap(), 10.0);
         assert_eq!(up["min_duration_ms"].as_f64().unwrap(), 10.0);
         assert_eq!(up["max_duration_ms"].as_f64().unwrap(), 10.0);
-        // 1 MB in 10 ms = 100 MB/s.
+        // 1 MB (2^20 bytes, the prototype's MB) in 10 ms = 100 MB/s.
         assert!((up["avg_throughput_mbps"].as_f64().unwrap() - 100.0).abs() < 1e-9);
         assert_eq!(s["operation_summary"]["download"]["success_rate"], 0.0);
         let overall = s["overall_success_rate"].as_f64().unwrap();
         assert_eq!(overall, 81.8182, "9 of 11 as a percentage");
-        assert!((s["total_data_processed_mb"].as_f64().unwrap() - 10.0005).abs() < 1e-9);
-        // 10.0005 MB over 101 ms.
+        let mb = 10.0 + 512.0 / 1_048_576.0;
+        assert!((s["total_data_processed_mb"].as_f64().unwrap() - mb).abs() < 1e-6);
+        // 10.000488 MB over 101 ms.
         let tp = s["overall_throughput_mbps"].as_f64().unwrap();
-        assert!((tp - 10.0005 / 0.101).abs() < 0.01, "{tp}");
+        assert!((tp - mb / 0.101).abs() < 0.01, "{tp}");
     }
 
     #[test]

@@ -167,6 +167,9 @@ check '([.operation_summary[] | .count] | add) as $n
        | ([.operation_summary[] | .count * .success_rate / 100] | add) as $ok
        | .total_operations == $n and ((.overall_success_rate - $ok / $n * 100) | fabs) < 0.01
          and .overall_success_rate > 1 and .overall_success_rate < 100'
+# Megabytes are the prototype's: 2^20 bytes.
+check '([.operation_summary[] | .total_size_bytes] | add) as $b
+       | ((.total_data_processed_mb - $b / 1048576) | fabs) < 0.000001'
 
 say "POST /metrics/export"
 call 200 /metrics/export -X POST
