@@ -6,6 +6,13 @@
    READERS threads read file B (same size) through ONE shared descriptor, each
    its own contiguous part, at the same time. Aggregate MiB/s of both passes
    and their ratio tell whether readers of one open file run in parallel.
+   With --node-dirs, the same two passes run again with the store's node
+   folders warm: the page cache is dropped, then every shard file is read
+   once, so the readers meet no disk wait and their figures measure the
+   daemon (locks, copies, CPU) rather than the disk. Cold, four readers can
+   only be as fast as the disk: the shard files are also read cold by 8
+   threads at once (data and parity), the disk's parallel read rate, as the
+   reference for the cold passes.
 2. stat while commits happen: `statx(AT_STATX_FORCE_SYNC)` (so every call
    reaches the daemon, not the kernel's attribute cache) of one small file in
    a loop for SECONDS, first alone, then while another thread writes and
@@ -14,6 +21,7 @@
 
 Usage: bench_concurrency.py --dir MOUNTED_DIR --file-a A --file-b B
        [--readers 4] [--seconds 10] [--write-size 4194304] [--drop-caches]
+       [--node-dirs DIR ...]
 """
 
 import argparse
@@ -37,6 +45,45 @@ def drop_caches(enabled):
     if enabled:
         with open("/proc/sys/vm/drop_caches", "w") as f:
             f.write("3\n")
+
+
+def files_under(dirs):
+    return [os.path.join(root, n) for d in dirs for root, _, names in os.walk(d) for n in names]
+
+
+def read_files(paths, threads):
+    """Read every file once with `threads` threads; returns (bytes, seconds)."""
+    todo = list(paths)
+    lock = threading.Lock()
+    total = [0]
+
+    def run():
+        while True:
+            with lock:
+                if not todo:
+                    return
+                path = todo.pop()
+            with open(path, "rb", buffering=0) as f:
+                while True:
+                    data = f.read(BLOCK)
+                    if not data:
+                        break
+                    with lock:
+                        total[0] += len(data)
+
+    workers = [threading.Thread(target=run) for _ in range(threads)]
+    t0 = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return total[0], time.perf_counter() - t0
+
+
+def warm_nodes(node_dirs):
+    """Drop the page cache, then read every shard file once."""
+    drop_caches(True)
+    read_files(files_under(node_dirs), 4)
 
 
 def read_range(fd, start, end):
@@ -155,20 +202,34 @@ def main():
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--write-size", type=int, default=4 << 20)
     ap.add_argument("--drop-caches", action="store_true")
+    ap.add_argument("--node-dirs", nargs="*", default=[])
     a = ap.parse_args()
 
     drop_caches(a.drop_caches)
     one = readers_pass(a.file_a, 1)
     drop_caches(a.drop_caches)
     many = readers_pass(a.file_b, a.readers)
-    stats = stat_during_commits(a.dir, a.seconds, a.write_size)
     out = {
         "one_reader": one,
         "many_readers": many,
         "readers_speedup": round(many["mib_per_s"] / one["mib_per_s"], 2),
         "cold": a.drop_caches,
     }
-    out.update(stats)
+    if a.node_dirs and a.drop_caches:
+        drop_caches(True)
+        size, secs = read_files(files_under(a.node_dirs), 8)
+        out["disk_parallel_read"] = {"bytes": size, "seconds": round(secs, 3),
+                                     "mib_per_s": round(size / BLOCK / secs, 1)}
+        warm_nodes(a.node_dirs)
+        warm_one = readers_pass(a.file_a, 1)
+        warm_nodes(a.node_dirs)
+        warm_many = readers_pass(a.file_b, a.readers)
+        out["warm_nodes"] = {
+            "one_reader": warm_one,
+            "many_readers": warm_many,
+            "readers_speedup": round(warm_many["mib_per_s"] / warm_one["mib_per_s"], 2),
+        }
+    out.update(stat_during_commits(a.dir, a.seconds, a.write_size))
     print(json.dumps(out, indent=2))
 
 
