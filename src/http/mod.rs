@@ -11,6 +11,7 @@
 //! - `cluster`: `/cluster/*` and `/metrics*`
 //! - `error`: the one mapping from `Error` to HTTP status
 //! - `range`: `Range` and conditional-request header rules
+//! - `stream`: streamed download bodies and their metrics record
 //! - `accept`: the accept loop, the connection cap and its 503 refusals
 //! - `timeouts`: header, idle and stall timeouts of each connection
 
@@ -19,6 +20,7 @@ mod cluster;
 mod error;
 mod objects;
 mod range;
+mod stream;
 mod timeouts;
 
 pub use error::{status_of, ApiError};
