@@ -21,6 +21,10 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use super::error::body_io_error;
 use super::range::{self, RangeSpec};
+use super::schema::{
+    DeleteResponses, DownloadHeaders, DownloadResponses, ListQuery, ListResponses, MissingFile,
+    ObjectBytes, ObjectKey, UploadForm, UploadQuery, UploadResponses,
+};
 use super::stream::{next_chunk_boundary, stream_body, Recorder};
 use super::{blocking, ApiError, App};
 use crate::error::Error;
@@ -119,12 +123,26 @@ fn record(
 
 // ------------------------------------------------------------------ uploads
 
+/// Upload an object (raw body)
+///
+/// The request body is the object, streamed to the nodes. It replaces any
+/// object under the key whole: readers of the old one keep reading it.
+#[utoipa::path(put, path = "/objects/{key}", tag = "objects", params(ObjectKey, UploadQuery),
+    request_body(content = ObjectBytes, content_type = "*/*", description = "The object's bytes"),
+    responses(UploadResponses))]
 pub(super) async fn put_object(State(app): State<App>, req: Request) -> Response {
     upload(app, req, false)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
 
+/// Upload an object (multipart, as the prototype)
+///
+/// `multipart/form-data` with the object in the field `file`; any other body
+/// is the object's bytes, as with `PUT`.
+#[utoipa::path(post, path = "/objects/{key}", tag = "objects", params(ObjectKey, UploadQuery),
+    request_body(content((UploadForm = "multipart/form-data"), (ObjectBytes = "application/octet-stream"))),
+    responses(UploadResponses, MissingFile))]
 pub(super) async fn post_object(State(app): State<App>, req: Request) -> Response {
     upload(app, req, true)
         .await
@@ -365,6 +383,18 @@ enum Outcome {
     Stream(Snapshot, Range<u64>, bool, Bytes),
 }
 
+/// Download an object
+///
+/// Streamed, with `ETag`, `Last-Modified` and `Content-Disposition`; one
+/// byte range with `Range` (206); 304 for `If-None-Match` or
+/// `If-Modified-Since`. (`GET /objects/` lists, as `GET /objects`.)
+#[utoipa::path(
+    get,
+    path = "/objects/{key}",
+    tag = "objects",
+    params(ObjectKey, DownloadHeaders),
+    responses(DownloadResponses)
+)]
 pub(super) async fn get_object(
     State(app): State<App>,
     method: Method,
@@ -374,6 +404,20 @@ pub(super) async fn get_object(
     download(app, method == Method::HEAD, uri, headers)
         .await
         .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// An object's headers
+///
+/// What `GET` would answer, without the body.
+#[utoipa::path(
+    head,
+    path = "/objects/{key}",
+    tag = "objects",
+    params(ObjectKey, DownloadHeaders),
+    responses(DownloadResponses)
+)]
+pub(super) async fn head_object(State(app): State<App>, uri: Uri, headers: HeaderMap) -> Response {
+    get_object(State(app), Method::HEAD, uri, headers).await
 }
 
 async fn download(
@@ -565,6 +609,16 @@ fn object_response(
 
 // ------------------------------------------------------------------ delete, list
 
+/// Delete an object
+///
+/// 200 also when there is no such object, as the prototype.
+#[utoipa::path(
+    delete,
+    path = "/objects/{key}",
+    tag = "objects",
+    params(ObjectKey),
+    responses(DeleteResponses)
+)]
 pub(super) async fn delete_object(
     State(app): State<App>,
     uri: Uri,
@@ -588,6 +642,17 @@ pub(super) async fn delete_object(
     ))
 }
 
+/// List objects
+///
+/// The keys of the files (not directories) under `prefix`, sorted, a page
+/// at a time with `limit` and `start_after`.
+#[utoipa::path(
+    get,
+    path = "/objects",
+    tag = "objects",
+    params(ListQuery),
+    responses(ListResponses)
+)]
 pub(super) async fn list_objects(
     State(app): State<App>,
     uri: Uri,

@@ -5,13 +5,16 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use utoipa::ToSchema;
 
 /// Operation counts, rates and latencies since start (or the last clear).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct MetricsSummary {
     pub total_operations: u64,
     pub total_recoveries: u64,
+    /// Percent of all operations that succeeded (0–100, as the prototype).
     pub overall_success_rate: f64,
+    /// Percent of node recoveries that succeeded (0–100).
     pub recovery_success_rate: f64,
     pub overall_throughput_mbps: f64,
     pub total_data_processed_mb: f64,
@@ -25,11 +28,12 @@ pub struct MetricsSummary {
 }
 
 /// One operation's figures.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct OperationSummary {
     pub count: u64,
     pub success_count: u64,
     pub failure_count: u64,
+    /// Percent of these operations that succeeded (0–100, as the prototype).
     pub success_rate: f64,
     pub avg_duration_ms: f64,
     pub min_duration_ms: f64,
@@ -42,11 +46,12 @@ pub struct OperationSummary {
 }
 
 /// Node recoveries: how many, how they went, and mean time to repair.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RecoverySummary {
     pub count: u64,
     pub success_count: u64,
     pub failure_count: u64,
+    /// Percent of recoveries that succeeded (0–100).
     pub success_rate: f64,
     pub avg_mttr_ms: f64,
     pub min_mttr_ms: f64,
