@@ -25,6 +25,9 @@ log() { echo "== $*"; }
 TOOLS="fusermount3:fuse3 jq:jq curl:curl sqlite3:sqlite3 git:git rsync:rsync
 python3:python3 getfattr:attr bindfs:bindfs fio:fio"
 
+# test_openapi.sh renders /docs in a headless browser
+TOOLS="$TOOLS chromium:chromium"
+
 install_tools() {
     local missing=() pair cmd pkg sudo=
     for pair in $TOOLS; do

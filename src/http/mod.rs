@@ -12,21 +12,29 @@
 //! - `error`: the one mapping from `Error` to HTTP status
 //! - `range`: `Range` and conditional-request header rules
 //! - `disposition`: the `Content-Disposition` of downloads
+//! - `stream`: streamed download bodies and their metrics record
 //! - `accept`: the accept loop, the connection cap and its 503 refusals
 //! - `timeouts`: header, idle and stall timeouts of each connection
+//! - `openapi`: the OpenAPI document (`/openapi.json`) and what is public
+//! - `schema`: the HTTP shapes (replies, errors, parameters) it describes
+//! - `docs`: the Swagger UI page (`/docs`), served from the binary
 
 mod accept;
 mod cluster;
 mod disposition;
+mod docs;
 mod error;
 mod objects;
+pub mod openapi;
 mod range;
+pub mod schema;
+mod stream;
 mod timeouts;
 
 pub use error::{status_of, ApiError};
 
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, Method, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -62,6 +70,7 @@ pub fn router(service: Arc<Service>) -> Router {
         service,
     };
     let objects = get(objects::get_object)
+        .head(objects::head_object)
         .put(objects::put_object)
         .post(objects::post_object)
         .delete(objects::delete_object);
@@ -83,6 +92,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/metrics/summary", get(cluster::summary))
         .route("/metrics/export", post(cluster::export))
         .route("/metrics/clear", post(cluster::clear))
+        .merge(openapi::routes(app.auth_token.is_some()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     if app.auth_token.is_some() {
@@ -129,6 +139,11 @@ pub async fn serve(
     }
 }
 
+/// The API's name and version
+///
+/// Needs no token.
+#[utoipa::path(get, path = "/", tag = "service",
+    responses((status = 200, description = "Who answers", body = schema::RootReply)))]
 async fn root() -> Json<serde_json::Value> {
     Json(json!({"message": "MiniGCS API", "version": env!("CARGO_PKG_VERSION")}))
 }
@@ -141,9 +156,10 @@ async fn method_not_allowed() -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
 }
 
-/// `Authorization: Bearer <token>` on everything but `GET /`.
+/// `Authorization: Bearer <token>` on everything but `GET /` and the API's
+/// documentation (`openapi::is_public`).
 async fn auth(State(app): State<App>, req: Request, next: Next) -> Response {
-    let open = req.uri().path() == "/" && matches!(*req.method(), Method::GET | Method::HEAD);
+    let open = openapi::is_public(req.method(), req.uri().path());
     if let (Some(token), false) = (&app.auth_token, open) {
         let given = req
             .headers()

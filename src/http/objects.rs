@@ -17,13 +17,17 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::io;
 use std::ops::Range;
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use super::disposition;
 use super::error::body_io_error;
 use super::range::{self, RangeSpec};
+use super::schema::{
+    DeleteResponses, DownloadHeaders, DownloadResponses, ListQuery, ListResponses, MissingFile,
+    ObjectBytes, ObjectKey, UploadForm, UploadQuery, UploadResponses,
+};
+use super::stream::{next_chunk_boundary, stream_body, Recorder};
 use super::{blocking, ApiError, App};
 use crate::error::Error;
 use crate::metrics::Metrics;
@@ -121,12 +125,26 @@ fn record(
 
 // ------------------------------------------------------------------ uploads
 
+/// Upload an object (raw body)
+///
+/// The request body is the object, streamed to the nodes. It replaces any
+/// object under the key whole: readers of the old one keep reading it.
+#[utoipa::path(put, path = "/objects/{key}", tag = "objects", params(ObjectKey, UploadQuery),
+    request_body(content = ObjectBytes, content_type = "*/*", description = "The object's bytes"),
+    responses(UploadResponses))]
 pub(super) async fn put_object(State(app): State<App>, req: Request) -> Response {
     upload(app, req, false)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
 
+/// Upload an object (multipart, as the prototype)
+///
+/// `multipart/form-data` with the object in the field `file`; any other body
+/// is the object's bytes, as with `PUT`.
+#[utoipa::path(post, path = "/objects/{key}", tag = "objects", params(ObjectKey, UploadQuery),
+    request_body(content((UploadForm = "multipart/form-data"), (ObjectBytes = "application/octet-stream"))),
+    responses(UploadResponses, MissingFile))]
 pub(super) async fn post_object(State(app): State<App>, req: Request) -> Response {
     upload(app, req, true)
         .await
@@ -365,6 +383,18 @@ enum Outcome {
     Stream(Snapshot, Range<u64>, bool, Bytes),
 }
 
+/// Download an object
+///
+/// Streamed, with `ETag`, `Last-Modified` and `Content-Disposition`; one
+/// byte range with `Range` (206); 304 for `If-None-Match` or
+/// `If-Modified-Since`. (`GET /objects/` lists, as `GET /objects`.)
+#[utoipa::path(
+    get,
+    path = "/objects/{key}",
+    tag = "objects",
+    params(ObjectKey, DownloadHeaders),
+    responses(DownloadResponses)
+)]
 pub(super) async fn get_object(
     State(app): State<App>,
     method: Method,
@@ -374,6 +404,20 @@ pub(super) async fn get_object(
     download(app, method == Method::HEAD, uri, headers)
         .await
         .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// An object's headers
+///
+/// What `GET` would answer, without the body.
+#[utoipa::path(
+    head,
+    path = "/objects/{key}",
+    tag = "objects",
+    params(ObjectKey, DownloadHeaders),
+    responses(DownloadResponses)
+)]
+pub(super) async fn head_object(State(app): State<App>, uri: Uri, headers: HeaderMap) -> Response {
+    get_object(State(app), Method::HEAD, uri, headers).await
 }
 
 async fn download(
@@ -565,95 +609,18 @@ fn object_response(
     res
 }
 
-/// Records a streamed download when its body is dropped: a success when
-/// every byte was handed to the connection, a failure otherwise.
-struct Recorder {
-    metrics: Arc<Metrics>,
-    key: String,
-    started: Instant,
-    expected: u64,
-    sent: u64,
-    error: Option<String>,
-}
-
-impl Drop for Recorder {
-    fn drop(&mut self) {
-        let error = match (&self.error, self.sent == self.expected) {
-            (Some(e), _) => Some(e.clone()),
-            (None, true) => None,
-            (None, false) => Some(format!(
-                "client went away after {} of {} bytes",
-                self.sent, self.expected
-            )),
-        };
-        self.metrics.record(
-            "download",
-            &self.key,
-            self.sent,
-            self.started.elapsed(),
-            error.is_none(),
-            error.as_deref(),
-        );
-    }
-}
-
-/// Where the chunk holding byte `pos` ends.
-fn next_chunk_boundary(pos: u64, chunk_size: u64) -> u64 {
-    (pos / chunk_size + 1) * chunk_size
-}
-
-/// A body that starts with `first` (the range's first piece, already read)
-/// and goes on chunk by chunk, fed by a blocking reader through a one-slot
-/// channel: at most about three chunks of this download are in memory. A
-/// read that fails later ends the stream with an error, so the connection
-/// is cut short of its Content-Length and the client sees a failed
-/// transfer, never a clean short body.
-fn stream_body(
-    snap: Snapshot,
-    range: Range<u64>,
-    first: Bytes,
-    chunk_size: u64,
-    recorder: Recorder,
-) -> Body {
-    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(1);
-    tokio::task::spawn_blocking(move || {
-        let mut pos = range.start + first.len() as u64;
-        if tx.blocking_send(Ok(first)).is_err() {
-            return; // client gone
-        }
-        while pos < range.end {
-            // Pieces end on chunk boundaries so each reads one chunk.
-            let next = next_chunk_boundary(pos, chunk_size).min(range.end);
-            let piece = snap
-                .read(pos, (next - pos) as usize)
-                .map_err(|e| io::Error::other(e.to_string()));
-            let failed = piece.is_err();
-            if tx.blocking_send(piece).is_err() || failed {
-                return; // client gone, or the read failed (connection is cut)
-            }
-            pos = next;
-        }
-    });
-    let stream = futures_util::stream::unfold((rx, recorder), |(mut rx, mut rec)| async move {
-        let item = rx.recv().await?;
-        match &item {
-            Ok(b) => rec.sent += b.len() as u64,
-            Err(e) => {
-                crate::warn_limited!(
-                    "download failed mid-stream",
-                    "download of {} failed mid-stream: {e}",
-                    rec.key
-                );
-                rec.error = Some(e.to_string());
-            }
-        }
-        Some((item, (rx, rec)))
-    });
-    Body::from_stream(stream)
-}
-
 // ------------------------------------------------------------------ delete, list
 
+/// Delete an object
+///
+/// 200 also when there is no such object, as the prototype.
+#[utoipa::path(
+    delete,
+    path = "/objects/{key}",
+    tag = "objects",
+    params(ObjectKey),
+    responses(DeleteResponses)
+)]
 pub(super) async fn delete_object(
     State(app): State<App>,
     uri: Uri,
@@ -677,6 +644,17 @@ pub(super) async fn delete_object(
     ))
 }
 
+/// List objects
+///
+/// The keys of the files (not directories) under `prefix`, sorted, a page
+/// at a time with `limit` and `start_after`.
+#[utoipa::path(
+    get,
+    path = "/objects",
+    tag = "objects",
+    params(ListQuery),
+    responses(ListResponses)
+)]
 pub(super) async fn list_objects(
     State(app): State<App>,
     uri: Uri,

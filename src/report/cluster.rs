@@ -5,11 +5,12 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use utoipa::ToSchema;
 
 use crate::chunk::NodeState;
 
 /// The cluster's overall state (the prototype's three words).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum HealthStatus {
     /// Every node is up and every chunk has all its shards.
@@ -32,7 +33,7 @@ impl HealthStatus {
 
 /// Whether a node serves shards: `up`, or `failed` for anything else (the
 /// finer state is `NodeHealth::detail`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum NodeAvailability {
     Up,
@@ -57,7 +58,7 @@ impl NodeAvailability {
 
 /// `GET /cluster/health` and `ctl health`: the prototype's `status`,
 /// `failed_nodes` and `message`, plus each node and the repair counts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct HealthReport {
     pub status: HealthStatus,
     /// Ids of the nodes that are not up.
@@ -74,7 +75,7 @@ pub struct HealthReport {
 }
 
 /// One node in the health report.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct NodeHealth {
     pub id: String,
     pub region: String,
@@ -91,7 +92,7 @@ pub struct NodeHealth {
 
 /// `GET /cluster/stats` and `ctl stats`: the prototype's keys (`total_nodes`,
 /// `nodes_by_region`, `total_objects`, `total_size`, `node_stats`) plus extras.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct StatsReport {
     pub total_nodes: usize,
     /// Region name → number of nodes in it.
@@ -116,7 +117,7 @@ pub struct StatsReport {
 /// One node in `node_stats`: the prototype's keys (`node_id`, `region`,
 /// `storage_path`, `total_shards`, `total_size`, `created_at`,
 /// `updated_at`) beside minigcs's own figures.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ClusterNodeStats {
     pub node_id: String,
     /// As written in the configuration (e.g. `./data/node-1`); the
@@ -137,7 +138,7 @@ pub struct ClusterNodeStats {
 }
 
 /// One node's figures in the statistics.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct NodeStats {
     pub region: String,
     pub path: String,
@@ -151,7 +152,7 @@ pub struct NodeStats {
 }
 
 /// Shards and bytes stored in one region.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, ToSchema)]
 pub struct RegionStats {
     pub shards: u64,
     pub bytes: u64,

@@ -5,9 +5,10 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use utoipa::ToSchema;
 
 /// Operation counts, rates and latencies since start (or the last clear).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct MetricsSummary {
     pub total_operations: u64,
     pub total_recoveries: u64,
@@ -28,7 +29,7 @@ pub struct MetricsSummary {
 }
 
 /// One operation's figures.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct OperationSummary {
     pub count: u64,
     pub success_count: u64,
@@ -46,7 +47,7 @@ pub struct OperationSummary {
 }
 
 /// Node recoveries: how many, how they went, and mean time to repair.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RecoverySummary {
     pub count: u64,
     pub success_count: u64,

@@ -8,8 +8,11 @@
 //! The field names, nesting and value types are the JSON contract outside
 //! scripts rely on (`tests/data/reports/` holds documents captured from the
 //! daemon, and `tests/report_json.rs` pins every type against them): rename
-//! nothing, and add a field only where an extension is meant. This module
-//! owns no behaviour and touches no storage; it only describes.
+//! nothing, and add a field only where an extension is meant. The types the
+//! HTTP API answers with also derive `ToSchema`, so the OpenAPI document
+//! (`/openapi.json`) describes them from these definitions and their doc
+//! comments. This module owns no behaviour and touches no storage; it only
+//! describes.
 
 mod cluster;
 mod metrics;

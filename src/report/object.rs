@@ -4,11 +4,12 @@
 //! lives and whether it is healthy.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::model::ShardState;
 
 /// The state of one shard as `info` shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ShardStatus {
     Ok,
@@ -40,7 +41,7 @@ impl From<ShardState> for ShardStatus {
 }
 
 /// One shard's placement and health.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ShardInfo {
     /// Shard index: below k a data shard, from k on parity.
     pub index: usize,
@@ -53,7 +54,7 @@ pub struct ShardInfo {
 }
 
 /// One chunk of a file and its shards.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ChunkInfo {
     /// Position of the chunk in the file (0, 1, …).
     pub index: u64,
@@ -69,7 +70,7 @@ pub struct ChunkInfo {
 /// `ctl info` and `GET /objects/{key}/info`: the prototype's keys (`key`,
 /// `size`, `content_type`, `created_at`, `updated_at`, `version`,
 /// `checksum`) plus the inode's kind and mode, and the chunk placement.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct InfoReport {
     pub key: String,
     pub size: u64,

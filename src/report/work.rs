@@ -3,6 +3,7 @@
 //! `POST /cluster/recovery/{node}`) and `ScrubReport` (`ctl scrub`).
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::chunk::ShardFault;
 
@@ -21,7 +22,7 @@ pub struct Progress {
 }
 
 /// The outcome of rebuilding one node (`ctl recover`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RecoveryReport {
     pub node_id: String,
     pub message: String,
@@ -40,7 +41,7 @@ pub struct RecoveryReport {
 
 /// `POST /cluster/recovery/{node}`: the recovery report whose `message` is
 /// the prototype's fixed sentence, the report's own message moved to `summary`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RecoveryReply {
     /// The report's own message.
     pub summary: String,
