@@ -86,6 +86,12 @@ pub(crate) struct Env<'a> {
     pub prefetch: &'a Prefetcher,
 }
 
+/// Proof that a config's node folders were checked for the Python
+/// prototype's data (`Service::check_node_folders`); which answered in time.
+pub struct NodeFoldersChecked {
+    answered: Vec<bool>,
+}
+
 pub struct Service {
     ctx: Arc<Context>,
     files: HandleTable,
@@ -97,11 +103,32 @@ impl Service {
     /// Open the store described by `config`: metadata, nodes (initialized
     /// on first start), chunk store.
     ///
-    /// Locks the store first (metadata, then every node folder that
-    /// exists): a store another daemon holds is an error naming its pid.
+    /// Node folders holding the Python prototype's data are refused first
+    /// (a configuration error; nothing is written). Then the store is
+    /// locked (metadata, then every node folder that exists): a store
+    /// another daemon holds is an error naming its pid.
     pub fn open(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<Arc<Service>> {
+        let checked = Self::check_node_folders(&config)?;
+        Self::open_checked(config, metrics, checked)
+    }
+
+    /// The first step of `open`, for a caller that writes something of its
+    /// own (the metrics CSV) before opening: refuse node folders that hold
+    /// the Python prototype's data, before anything is written anywhere.
+    pub fn check_node_folders(config: &Config) -> Result<NodeFoldersChecked> {
+        Ok(NodeFoldersChecked {
+            answered: ownership::refuse_prototype_folders(config)?,
+        })
+    }
+
+    /// `open` after `check_node_folders`.
+    pub fn open_checked(
+        config: Arc<Config>,
+        metrics: Arc<Metrics>,
+        checked: NodeFoldersChecked,
+    ) -> Result<Arc<Service>> {
         let metadata_lock = ownership::lock_metadata(&config)?;
-        let nodes = ownership::local_nodes(&config)?;
+        let nodes = ownership::local_nodes(&config, &checked.answered)?;
         let ctx = Context::open_locked(config, metrics, metadata_lock, nodes)?;
         Ok(Self::over(ctx))
     }
