@@ -64,7 +64,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::model::{
-    AttrChange, DirPage, Inode, NameRef, NodeSpec, PutOptions, RenameMode, XattrWrite,
+    AttrChange, DirPage, Inode, NameRef, NodeSpec, ObjectStamp, PutOptions, RenameMode, XattrWrite,
 };
 use crate::node::NodeBackend;
 pub(crate) use context::Context;
@@ -215,6 +215,19 @@ impl Service {
         // Refused before any byte is stored when the metadata is lost.
         self.ctx.meta.check_writable()?;
         self.objects().put(key, reader, opts)
+    }
+
+    /// Store an object migrated from elsewhere with its own history (times,
+    /// version, content type), as `put_object` otherwise. The key must be
+    /// free: an existing name is `AlreadyExists`, never replaced.
+    pub fn import_object(
+        &self,
+        key: &str,
+        reader: &mut dyn Read,
+        stamp: &ObjectStamp,
+    ) -> Result<Inode> {
+        self.ctx.meta.check_writable()?;
+        self.objects().put_stamped(key, reader, stamp)
     }
 
     /// Capture the committed version of a file for reading.
