@@ -20,17 +20,20 @@ const SERVER_GRACE: Duration = Duration::from_secs(10);
 /// How long shutdown waits for a background worker to finish its step.
 const WORKER_GRACE: Duration = Duration::from_secs(5);
 
-/// Build the service for a config (metrics, nodes, metadata): the store is
-/// locked first, so a second daemon stops here. Its background workers are
-/// not started yet (`Service::start_workers`).
+/// Build the service for a config (metrics, nodes, metadata): node folders
+/// holding the Python prototype's data are refused before anything is
+/// written (the metrics CSV included), then the store is locked, so a
+/// second daemon stops here. Its background workers are not started yet
+/// (`Service::start_workers`).
 pub fn open_service(config: Config) -> Result<Arc<Service>> {
+    let checked = Service::check_node_folders(&config)?;
     let metrics = Metrics::new(
         config
             .metrics
             .enabled
             .then(|| config.metrics.output_file.clone()),
     );
-    Service::open(Arc::new(config), metrics)
+    Service::open_checked(Arc::new(config), metrics, checked)
 }
 
 fn api_address(config: &Config) -> String {

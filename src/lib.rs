@@ -19,7 +19,8 @@
 //! changes), so front ends never import `meta`. `store_lock` keeps a
 //! second daemon off a store that one already serves. `resources` guards
 //! the process's file descriptors (limit, exhaustion, accept back-off);
-//! `ratelog` bounds log lines that can repeat.
+//! `ratelog` bounds log lines that can repeat. `import` migrates a Python
+//! prototype install into a store through the file service.
 
 pub mod bench;
 pub mod chunk;
@@ -29,6 +30,7 @@ pub mod daemon;
 pub mod error;
 pub mod fuse;
 pub mod http;
+pub mod import;
 pub mod maint;
 pub mod meta;
 pub mod metrics;

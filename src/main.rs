@@ -83,6 +83,16 @@ enum Command {
     },
     /// Benchmark a mounted directory (default: the current directory)
     Bench(minigcs::bench::BenchArgs),
+    /// Move every object of a MiniGCS Python prototype install into this
+    /// store (stop the daemon first); never modifies PROTO_DIR. Exit status
+    /// 0 when every object is in the store, 1 when any is not
+    ImportPrototype {
+        /// The prototype's working directory, holding its config.yaml,
+        /// metadata.db and (by default) its data/ node folders
+        proto_dir: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
 }
 
 #[derive(Subcommand)]
@@ -161,6 +171,7 @@ fn main() -> ExitCode {
             };
             ctl(&socket, json, command)
         }
+        Command::ImportPrototype { proto_dir, config } => import_prototype(&proto_dir, &config),
         Command::Bench(args) => {
             init_logging("warn");
             match minigcs::bench::run(&args) {
@@ -182,6 +193,49 @@ fn run_daemon(config: &ConfigArg, daemon: &DaemonArgs, mountpoint: Option<&Path>
     };
     config.accept_empty_metadata = daemon.accept_empty_metadata;
     daemon_exit(minigcs::daemon::run(config, mountpoint))
+}
+
+/// `import-prototype`: a progress bar while it runs, the table at the end.
+fn import_prototype(proto_dir: &Path, config: &ConfigArg) -> ExitCode {
+    init_logging("warn");
+    let config = match load_config(&config.config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let bar = progress_bar(false);
+    if let Some(b) = &bar {
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} importing [{bar:30}] {pos}/{len} objects  {msg}",
+            )
+            .expect("template")
+            .progress_chars("=> "),
+        );
+    }
+    let result = minigcs::import::run(proto_dir, config, &mut |p| {
+        if let Some(b) = &bar {
+            b.set_length(p.total);
+            b.set_position(p.done);
+            b.set_message(p.key.clone());
+        }
+    });
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let report = match result {
+        Ok(report) => report,
+        Err(e) => return daemon_exit(Err(e)),
+    };
+    if let Err(e) = write_stdout(&report.render()) {
+        complain(&format!(
+            "minigcs import-prototype: cannot write the output: {e}"
+        ));
+        return ExitCode::from(1);
+    }
+    match report.complete() {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::from(1),
+    }
 }
 
 fn daemon_exit(r: Result<(), Error>) -> ExitCode {

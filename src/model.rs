@@ -269,3 +269,16 @@ pub struct PutOptions<'a> {
     pub content_type: Option<&'a str>,
     pub max_size: Option<u64>,
 }
+
+/// The history an object brings along when it is migrated into the store
+/// (`minigcs import-prototype`): its content type, creation and last
+/// modification times and version number, kept instead of the import's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectStamp {
+    /// None: guessed from the key, as for uploads.
+    pub content_type: Option<String>,
+    pub created: Nanos,
+    pub updated: Nanos,
+    /// At least 1.
+    pub version: u64,
+}

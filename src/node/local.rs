@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use super::{
-    own_mounts, NodeBackend, NodeIdentity, NodeProbe, NodeTimes, ShardKey, ShardReader,
-    IDENTITY_FILE,
+    own_mounts, prototype_folder, NodeBackend, NodeIdentity, NodeProbe, NodeTimes, ShardKey,
+    ShardReader, IDENTITY_FILE,
 };
 use crate::error::{Error, Result};
 use crate::store_lock::{holder_text, LockFailure, StoreLock};
@@ -93,6 +93,13 @@ impl LocalDirNode {
         self.shard_dir(key).join(key.file_name())
     }
 
+    /// Why the folder is not ours to write into when it holds the Python
+    /// prototype's data.
+    fn prototype_refusal(&self) -> Option<String> {
+        prototype_folder::prototype_data_in(&self.root)
+            .map(|found| prototype_folder::refusal(&self.id, &self.root, &found, None))
+    }
+
     fn read_identity(&self) -> std::io::Result<NodeIdentity> {
         identity_in(&self.root)
     }
@@ -125,6 +132,9 @@ impl LocalDirNode {
                 "{} is not a folder",
                 self.root.display()
             )));
+        }
+        if let Some(refusal) = self.prototype_refusal() {
+            return Ok(NodeProbe::Failed(refusal));
         }
         // A folder another daemon locked is not ours to use. (A lock file
         // that cannot be created is reported by the checks below.)
@@ -287,6 +297,9 @@ impl NodeBackend for LocalDirNode {
 
     fn initialize(&self, cluster_id: &str) -> Result<()> {
         own_mounts::refuse_inside(&self.root)?;
+        if let Some(refusal) = self.prototype_refusal() {
+            return Err(Error::Config(refusal));
+        }
         // Lock before anything is written: a folder another daemon holds
         // stays untouched.
         fs::create_dir_all(&self.root)?;

@@ -1,7 +1,8 @@
 //! Node backends: where shard files physically live. Owns the `NodeBackend`
 //! trait, the node identity file, and the two implementations (a local
 //! directory per node, and an in-memory double for tests), plus the per-node
-//! I/O executor that runs every call with a deadline. A backend stores
+//! I/O executor that runs every call with a deadline, and the check that
+//! keeps minigcs out of the Python prototype's node folders. A backend stores
 //! opaque shard bytes under a `ShardKey`; it knows nothing of chunks, files or
 //! erasure coding, and never interprets what it stores.
 
@@ -9,6 +10,7 @@ mod executor;
 mod local;
 mod memory;
 pub mod own_mounts;
+pub mod prototype_folder;
 
 pub use executor::{ExecutorStats, NodeExecutor, NodeLate, NodeOp, HEDGE_FLOOR};
 pub use local::{identity_in, LocalDirNode, NODE_LOCK_FILE};

@@ -66,7 +66,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::model::{
-    AttrChange, DirPage, Inode, NameRef, NodeSpec, PutOptions, RenameMode, XattrWrite,
+    AttrChange, DirPage, Inode, NameRef, NodeSpec, ObjectStamp, PutOptions, RenameMode, XattrWrite,
 };
 use crate::node::NodeBackend;
 pub(crate) use context::Context;
@@ -88,6 +88,12 @@ pub(crate) struct Env<'a> {
     pub prefetch: &'a Prefetcher,
 }
 
+/// Proof that a config's node folders were checked for the Python
+/// prototype's data (`Service::check_node_folders`); which answered in time.
+pub struct NodeFoldersChecked {
+    answered: Vec<bool>,
+}
+
 pub struct Service {
     ctx: Arc<Context>,
     files: HandleTable,
@@ -99,11 +105,32 @@ impl Service {
     /// Open the store described by `config`: metadata, nodes (initialized
     /// on first start), chunk store.
     ///
-    /// Locks the store first (metadata, then every node folder that
-    /// exists): a store another daemon holds is an error naming its pid.
+    /// Node folders holding the Python prototype's data are refused first
+    /// (a configuration error; nothing is written). Then the store is
+    /// locked (metadata, then every node folder that exists): a store
+    /// another daemon holds is an error naming its pid.
     pub fn open(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<Arc<Service>> {
+        let checked = Self::check_node_folders(&config)?;
+        Self::open_checked(config, metrics, checked)
+    }
+
+    /// The first step of `open`, for a caller that writes something of its
+    /// own (the metrics CSV) before opening: refuse node folders that hold
+    /// the Python prototype's data, before anything is written anywhere.
+    pub fn check_node_folders(config: &Config) -> Result<NodeFoldersChecked> {
+        Ok(NodeFoldersChecked {
+            answered: ownership::refuse_prototype_folders(config)?,
+        })
+    }
+
+    /// `open` after `check_node_folders`.
+    pub fn open_checked(
+        config: Arc<Config>,
+        metrics: Arc<Metrics>,
+        checked: NodeFoldersChecked,
+    ) -> Result<Arc<Service>> {
         let metadata_lock = ownership::lock_metadata(&config)?;
-        let nodes = ownership::local_nodes(&config)?;
+        let nodes = ownership::local_nodes(&config, &checked.answered)?;
         let ctx = Context::open_locked(config, metrics, metadata_lock, nodes)?;
         Ok(Self::over(ctx))
     }
@@ -190,6 +217,19 @@ impl Service {
         // Refused before any byte is stored when the metadata is lost.
         self.ctx.meta.check_writable()?;
         self.objects().put(key, reader, opts)
+    }
+
+    /// Store an object migrated from elsewhere with its own history (times,
+    /// version, content type), as `put_object` otherwise. The key must be
+    /// free: an existing name is `AlreadyExists`, never replaced.
+    pub fn import_object(
+        &self,
+        key: &str,
+        reader: &mut dyn Read,
+        stamp: &ObjectStamp,
+    ) -> Result<Inode> {
+        self.ctx.meta.check_writable()?;
+        self.objects().put_stamped(key, reader, stamp)
     }
 
     /// Capture the committed version of a file for reading.

@@ -23,7 +23,7 @@ use super::upload::StoredChunk;
 use super::{Change, Env, ObjectInfo};
 use crate::error::{Error, Result};
 use crate::meta::{now_nanos, FileCommit, Inode, Kind, ROOT_INO};
-use crate::model::PutOptions;
+use crate::model::{ObjectStamp, PutOptions};
 
 /// Chunks of one PUT being stored at once.
 const PUT_CHUNKS_IN_FLIGHT: usize = 2;
@@ -67,6 +67,31 @@ impl Objects<'_> {
     /// nothing becomes visible until every chunk is durable; a failing reader
     /// leaves no object and no shards behind.
     pub fn put(&self, key: &str, reader: &mut dyn Read, opts: PutOptions) -> Result<Inode> {
+        self.store(key, reader, opts, None)
+    }
+
+    /// `put` of an object that keeps its own times, version and content
+    /// type (`stamp`); the key must be free: an existing name is an error.
+    pub fn put_stamped(
+        &self,
+        key: &str,
+        reader: &mut dyn Read,
+        stamp: &ObjectStamp,
+    ) -> Result<Inode> {
+        let opts = PutOptions {
+            content_type: stamp.content_type.as_deref(),
+            max_size: None,
+        };
+        self.store(key, reader, opts, Some(stamp))
+    }
+
+    fn store(
+        &self,
+        key: &str,
+        reader: &mut dyn Read,
+        opts: PutOptions,
+        stamp: Option<&ObjectStamp>,
+    ) -> Result<Inode> {
         let PutOptions {
             content_type,
             max_size,
@@ -90,6 +115,7 @@ impl Objects<'_> {
             Err(Error::NotADirectory(_)) => {
                 return Err(Error::NotADirectory(format!("{key}: a parent is a file")))
             }
+            Ok(Some(_)) if stamp.is_some() => return Err(Error::AlreadyExists(key.to_string())),
             Err(e) => return Err(e),
             Ok(_) => {}
         }
@@ -139,6 +165,14 @@ impl Objects<'_> {
         let now = now_nanos();
         let mut template = Inode::new(Kind::File, 0o644, 0, 0);
         template.ctime = now;
+        let mut mtime = now;
+        if let Some(stamp) = stamp {
+            // The commit counts one more version, as every commit does.
+            template.version = stamp.version.max(1) - 1;
+            template.crtime = stamp.created;
+            template.atime = stamp.updated;
+            mtime = stamp.updated;
+        }
         // The type is decided once, here, and stored: the upload's answer,
         // `info` and the download headers all show this same value.
         let decided = content_type_for(key, content_type);
@@ -152,7 +186,7 @@ impl Objects<'_> {
             removed: Vec::new(),
             drop_from: None,
             size,
-            mtime: now,
+            mtime,
             ctime: now,
             checksum: Some(hex::encode(hasher.finalize())),
             content_type: Some(decided),

@@ -1,6 +1,8 @@
 //! What makes this process the one owner of a store before it touches it:
-//! the lock on the metadata database (`<metadata.path>.lock`), the locks on
-//! the local node folders that exist, and the start-up check that a new,
+//! the check that no node folder holds the Python prototype's data (before
+//! anything is written), the lock on the metadata database
+//! (`<metadata.path>.lock`), the locks on the local node folders that
+//! exist, and the start-up check that a new,
 //! empty metadata database is not silently put over node folders that
 //! already hold a store's shards. The locks themselves are
 //! `crate::store_lock`; the folder locks live in `LocalDirNode`.
@@ -13,11 +15,70 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::meta::RESCUED_INFIX;
+use crate::node::prototype_folder::{prototype_data_in, refusal};
 use crate::node::{identity_in, LocalDirNode, NodeBackend};
 use crate::store_lock::StoreLock;
 
 /// How long start-up waits for a node folder to answer its lock.
 const LOCK_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Refuse a store whose node folders hold the MiniGCS Python prototype's
+/// data (a configuration error naming the import command), before anything
+/// is written anywhere. Each folder is looked at on its own thread, as for
+/// the locks: returns which folders answered within `LOCK_PATIENCE` (one
+/// that did not is hung and is not waited for again).
+pub(crate) fn refuse_prototype_folders(config: &Config) -> Result<Vec<bool>> {
+    let (answers, answered) = mpsc::channel();
+    for (index, node) in config.nodes.iter().enumerate() {
+        let (folder, answers) = (node.storage_path.clone(), answers.clone());
+        std::thread::Builder::new()
+            .name("node-check".into())
+            .spawn(move || {
+                let _ = answers.send((index, prototype_data_in(&folder)));
+            })?;
+    }
+    drop(answers);
+    let deadline = Instant::now() + LOCK_PATIENCE;
+    let mut answered_in_time = vec![false; config.nodes.len()];
+    let mut refusals = Vec::new();
+    while answered_in_time.contains(&false) {
+        let patience = deadline.saturating_duration_since(Instant::now());
+        let Ok((index, found)) = answered.recv_timeout(patience) else {
+            break;
+        };
+        answered_in_time[index] = true;
+        if let Some(found) = found {
+            let node = &config.nodes[index];
+            refusals.push((
+                index,
+                refusal(
+                    &node.id,
+                    &node.storage_path,
+                    &found,
+                    config.source.as_deref(),
+                ),
+            ));
+        }
+    }
+    refusals.sort();
+    match refusals.split_first() {
+        None => Ok(answered_in_time),
+        Some(((_, first), rest)) => {
+            let mut message = first.clone();
+            if !rest.is_empty() {
+                let others: Vec<&str> = rest
+                    .iter()
+                    .map(|(i, _)| config.nodes[*i].id.as_str())
+                    .collect();
+                message.push_str(&format!(
+                    " (the folders of {} hold prototype data too)",
+                    others.join(", ")
+                ));
+            }
+            Err(Error::Config(message))
+        }
+    }
+}
 
 /// Lock the metadata database of `config` (its folder is created if
 /// missing). A second daemon gets an error naming the holder's pid.
@@ -35,15 +96,20 @@ pub(crate) fn lock_metadata(config: &Config) -> Result<StoreLock> {
 /// The folders are locked in parallel, each on its own thread: a folder on a
 /// mount that stopped answering must not hang the start. One that does not
 /// answer within `LOCK_PATIENCE` is left to the health probe, which takes
-/// its lock once it answers (and reports it failed until then).
-pub(crate) fn local_nodes(config: &Config) -> Result<Vec<Arc<dyn NodeBackend>>> {
+/// its lock once it answers (and reports it failed until then); so is one
+/// that did not answer the prototype check (`answered[i]` false).
+pub(crate) fn local_nodes(config: &Config, answered: &[bool]) -> Result<Vec<Arc<dyn NodeBackend>>> {
     let nodes: Vec<Arc<LocalDirNode>> = config
         .nodes
         .iter()
         .map(|n| Arc::new(LocalDirNode::new(&n.id, &n.region, &n.storage_path)))
         .collect();
-    let (answers, answered) = mpsc::channel();
+    let (answers, locked_nodes) = mpsc::channel();
+    let hung = |index: usize| !answered.get(index).copied().unwrap_or(true);
     for (index, node) in nodes.iter().enumerate() {
+        if hung(index) {
+            continue;
+        }
         let (node, answers) = (node.clone(), answers.clone());
         std::thread::Builder::new()
             .name("node-lock".into())
@@ -53,16 +119,17 @@ pub(crate) fn local_nodes(config: &Config) -> Result<Vec<Arc<dyn NodeBackend>>> 
     }
     drop(answers);
     let deadline = Instant::now() + LOCK_PATIENCE;
-    let mut waiting = vec![true; nodes.len()];
+    let mut waiting: Vec<bool> = (0..nodes.len()).map(|i| !hung(i)).collect();
     while waiting.contains(&true) {
         let patience = deadline.saturating_duration_since(Instant::now());
-        let Ok((index, locked)) = answered.recv_timeout(patience) else {
+        let Ok((index, locked)) = locked_nodes.recv_timeout(patience) else {
             break;
         };
         locked?;
         waiting[index] = false;
     }
-    for (node, _) in nodes.iter().zip(&waiting).filter(|(_, w)| **w) {
+    let unanswered = (0..nodes.len()).filter(|&i| waiting[i] || hung(i));
+    for node in unanswered.map(|i| &nodes[i]) {
         log::warn!(
             "node {}'s folder {} did not answer within {}s: starting without its lock (the health probe takes it once the folder answers)",
             node.id(),
