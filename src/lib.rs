@@ -19,7 +19,8 @@
 //! changes), so front ends never import `meta`. `store_lock` keeps a
 //! second daemon off a store that one already serves. `resources` guards
 //! the process's file descriptors (limit, exhaustion, accept back-off);
-//! `ratelog` bounds log lines that can repeat.
+//! `ratelog` bounds log lines that can repeat. `fsck` checks a stopped
+//! store and recovers files from shard headers alone.
 
 pub mod bench;
 pub mod chunk;
@@ -27,6 +28,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod error;
+pub mod fsck;
 pub mod fuse;
 pub mod http;
 pub mod maint;
