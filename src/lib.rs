@@ -20,7 +20,8 @@
 //! second daemon off a store that one already serves. `resources` guards
 //! the process's file descriptors (limit, exhaustion, accept back-off);
 //! `ratelog` bounds log lines that can repeat. `import` migrates a Python
-//! prototype install into a store through the file service.
+//! prototype install into a store through the file service. `fsck` checks a
+//! stopped store and recovers files from shard headers alone.
 
 pub mod bench;
 pub mod chunk;
@@ -28,6 +29,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod error;
+pub mod fsck;
 pub mod fuse;
 pub mod http;
 pub mod import;

@@ -93,6 +93,20 @@ enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Check a stopped store's metadata against its nodes (exit 0 clean, 1
+    /// problems); --rebuild recovers file contents from the shard headers
+    /// alone into lost+found/
+    Fsck {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Recover every file the shard headers describe into lost+found/
+        /// (creating the metadata database when it is missing)
+        #[arg(long)]
+        rebuild: bool,
+        /// Print the report as JSON
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -172,6 +186,11 @@ fn main() -> ExitCode {
             ctl(&socket, json, command)
         }
         Command::ImportPrototype { proto_dir, config } => import_prototype(&proto_dir, &config),
+        Command::Fsck {
+            config,
+            rebuild,
+            json,
+        } => fsck(&config, rebuild, json),
         Command::Bench(args) => {
             init_logging("warn");
             match minigcs::bench::run(&args) {
@@ -250,6 +269,50 @@ fn daemon_exit(r: Result<(), Error>) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+fn fsck(config: &ConfigArg, rebuild: bool, json: bool) -> ExitCode {
+    init_logging("warn");
+    let config = match load_config(&config.config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let failed = |e: &dyn std::fmt::Display| {
+        complain(&format!("minigcs fsck: {e}"));
+        ExitCode::from(1)
+    };
+    let service = match minigcs::fsck::open_store(config, rebuild) {
+        Ok(s) => s,
+        Err(e) => return failed(&e),
+    };
+    let (text, clean) = if rebuild {
+        match minigcs::fsck::rebuild(&service) {
+            Ok(r) if json => (to_json(&r), r.unrecovered.is_empty()),
+            Ok(r) => (r.render(), r.unrecovered.is_empty()),
+            Err(e) => return failed(&e),
+        }
+    } else {
+        match minigcs::fsck::check(&service) {
+            Ok(r) if json => (to_json(&r), r.is_clean()),
+            Ok(r) => (r.render(), r.is_clean()),
+            Err(e) => return failed(&e),
+        }
+    };
+    service.shutdown();
+    if let Err(e) = write_stdout(&text) {
+        return failed(&format!("cannot write the output: {e}"));
+    }
+    if clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn to_json(value: &impl serde::Serialize) -> String {
+    let mut text = serde_json::to_string_pretty(value).expect("json prints");
+    text.push('\n');
+    text
 }
 
 /// A message on stderr; a closed stderr is not worth a panic.

@@ -460,7 +460,7 @@ fn uncommitted_shards_are_invisible_and_swept_after_restart() {
         let w = store
             .service()
             .chunk_store()
-            .write_chunk(seeded_bytes(77 + seed, CS as usize + 3))
+            .write_chunk(seeded_bytes(77 + seed, CS as usize + 3), Default::default())
             .unwrap();
         for (i, p) in w.placement.iter().enumerate() {
             let path = store.shard_path(p.unwrap(), w.layout.chunk_id, i);
@@ -484,7 +484,10 @@ fn uncommitted_shards_are_invisible_and_swept_after_restart() {
     }
 
     // A write in flight in the new service must not be swept.
-    let inflight = svc.chunk_store().write_chunk(seeded_bytes(5, 100)).unwrap();
+    let inflight = svc
+        .chunk_store()
+        .write_chunk(seeded_bytes(5, 100), Default::default())
+        .unwrap();
     let freed = svc.sweep_orphans().unwrap();
     assert_eq!(freed, orphan_files.len());
     for f in &orphan_files {

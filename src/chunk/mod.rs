@@ -11,6 +11,8 @@
 pub mod codec;
 mod data;
 mod fault;
+#[cfg(test)]
+mod format_tests;
 mod nodes;
 pub mod placement;
 mod read;
@@ -32,6 +34,7 @@ pub use data::ChunkBytes;
 pub use fault::{ShardFault, UnknownFault};
 pub use nodes::NodeCapacity;
 use placement::Candidate;
+pub use read::{read_header, read_whole_shard};
 use shard::ShardHeader;
 
 /// `recovery.node_timeout_ms` when nobody says otherwise.
@@ -300,6 +303,7 @@ impl ChunkStore {
             cluster_tag: self.cluster_tag,
             data_len: layout.data_len,
             payload_len: layout.shard_len() as u32,
+            origin: None,
         }
     }
 

@@ -15,7 +15,9 @@ use crossbeam_channel::{unbounded, Receiver, Sender};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::shard::{self, ShardHeader, BLOCK_SIZE, HEADER_LEN};
+use super::shard::{
+    self, ShardHeader, ShardOrigin, BLOCK_SIZE, HEADER_LEN_MAX, HEADER_LEN_V1, HEADER_LEN_V2,
+};
 use super::{ChunkBytes, ChunkLayout, ChunkStore, Placement, ShardFault, ShardRead};
 use crate::error::{Error, Result};
 use crate::node::{NodeBackend, NodeLate, NodeOp, ShardKey};
@@ -45,19 +47,29 @@ fn read_verified(
         }
     };
     let verified = (|| -> ShardRead {
-        if reader.len() != expected.file_len() {
-            return Err(ShardFault::Corrupt {
-                reason: format!(
-                    "shard length {} differs from expected {}",
-                    reader.len(),
-                    expected.file_len()
-                ),
-            });
-        }
-        let mut head = vec![0u8; HEADER_LEN + 4 * expected.block_count()];
+        // The header is v1 (64 bytes) or v2 (256): the file's length tells.
+        let header_len = reader.len().checked_sub(expected.body_len());
+        let header_len = match header_len.map(|l| l as usize) {
+            Some(l @ (HEADER_LEN_V1 | HEADER_LEN_V2)) => l,
+            _ => {
+                return Err(ShardFault::Corrupt {
+                    reason: format!(
+                        "shard length {} differs from expected {}",
+                        reader.len(),
+                        expected.file_len()
+                    ),
+                })
+            }
+        };
+        let mut head = vec![0u8; header_len + 4 * expected.block_count()];
         reader.read_exact_at(0, &mut head)?;
         let header = ShardHeader::decode(&head)?;
-        if header != expected {
+        if header.header_len() != header_len {
+            return Err(ShardFault::Corrupt {
+                reason: "shard header length does not match its format".into(),
+            });
+        }
+        if !header.same_identity(&expected) {
             return Err(ShardFault::WrongIdentity {
                 found: format!(
                     "chunk {:016x} shard {} (k={} m={} len={})",
@@ -69,11 +81,46 @@ fn read_verified(
                 ),
             });
         }
-        let data = reader.read_vec_at(expected.payload_offset() + start as u64, end - start)?;
-        shard::verify_blocks(&head[HEADER_LEN..], start / BLOCK_SIZE, &data)?;
+        let data = reader.read_vec_at(header.payload_offset() + start as u64, end - start)?;
+        shard::verify_blocks(&head[header_len..], start / BLOCK_SIZE, &data)?;
         Ok(data)
     })();
     (verified, false)
+}
+
+/// The header of the shard file `key` on `node`, checked (magic, format,
+/// checksum, and the file's length against it). Reads no payload.
+pub fn read_header(node: &dyn NodeBackend, key: ShardKey) -> Result<ShardHeader> {
+    let mut reader = node.open_shard(key)?;
+    let mut head = vec![0u8; (reader.len() as usize).min(HEADER_LEN_MAX)];
+    reader.read_exact_at(0, &mut head)?;
+    let header = ShardHeader::decode(&head)?;
+    if header.file_len() != reader.len() {
+        return Err(Error::Corrupt(format!(
+            "shard length {} differs from {} its header gives",
+            reader.len(),
+            header.file_len()
+        )));
+    }
+    if header.chunk_id != key.chunk_id || header.shard_index != key.index {
+        return Err(Error::Corrupt(format!(
+            "file of chunk {:016x} shard {} holds chunk {:016x} shard {}",
+            key.chunk_id, key.index, header.chunk_id, header.shard_index
+        )));
+    }
+    Ok(header)
+}
+
+/// The header and verified payload of the shard file `key` on `node`,
+/// knowing nothing but the file (every block checked).
+pub fn read_whole_shard(node: &dyn NodeBackend, key: ShardKey) -> Result<(ShardHeader, Vec<u8>)> {
+    let header = read_header(node, key)?;
+    let mut reader = node.open_shard(key)?;
+    let table_at = header.header_len() as u64;
+    let table = reader.read_vec_at(table_at, 4 * header.block_count())?;
+    let payload = reader.read_vec_at(header.payload_offset(), header.payload_len as usize)?;
+    shard::verify_blocks(&table, 0, &payload)?;
+    Ok((header, payload))
 }
 
 /// One shard read waiting for its answer.
@@ -393,13 +440,34 @@ impl ChunkStore {
         if started.elapsed() > timeout {
             return Err(Error::Other(format!("rebuild timed out after {timeout:?}")));
         }
+        // A rebuilt shard keeps the chunk's origin, read from a sibling.
+        let origin = self.origin_of(layout, &readable);
         let mut out = Vec::new();
         for &(index, node) in targets {
             let payload = shards[index].take().expect("reconstructed");
-            let sum = self.write_shard(node, layout, index, payload)?;
+            let sum = self.write_shard(node, layout, index, payload, origin)?;
             out.push((index, node, sum));
         }
         Ok(out)
+    }
+
+    /// The origin a chunk's shards carry (None: v1 shards, or no placed
+    /// shard answered).
+    fn origin_of(&self, layout: &ChunkLayout, placement: &Placement) -> Option<ShardOrigin> {
+        for (index, node) in placement.iter().enumerate() {
+            let Some(node) = *node else { continue };
+            if !self.is_up(node) {
+                continue;
+            }
+            let key = ShardKey {
+                chunk_id: layout.chunk_id,
+                index: index as u16,
+            };
+            if let Ok(Ok(header)) = self.call(node, NodeOp::Read, move |n| read_header(n, key)) {
+                return header.origin;
+            }
+        }
+        None
     }
 
     /// Read a whole shard and verify header and every block.

@@ -7,7 +7,8 @@
 use rand::Rng;
 use std::sync::Arc;
 
-use super::{shard, ChunkLayout, ChunkStore, NodeTask, WrittenChunk};
+use super::shard::{self, ShardHeader, ShardOrigin};
+use super::{ChunkLayout, ChunkStore, NodeTask, WrittenChunk};
 use crate::error::{Error, Result};
 use crate::node::{NodeBackend, NodeOp, ShardKey};
 
@@ -55,8 +56,13 @@ impl ChunkStore {
         layout: &ChunkLayout,
         index: usize,
         payload: impl AsRef<[u8]> + Send + 'static,
+        origin: Option<ShardOrigin>,
     ) -> NodeTask<Result<u32>> {
-        let header = self.header(layout, index).encode();
+        let header = ShardHeader {
+            origin,
+            ..self.header(layout, index)
+        }
+        .encode();
         let key = ShardKey {
             chunk_id: layout.chunk_id,
             index: index as u16,
@@ -72,18 +78,20 @@ impl ChunkStore {
         layout: &ChunkLayout,
         index: usize,
         payload: impl AsRef<[u8]> + Send + 'static,
+        origin: Option<ShardOrigin>,
     ) -> Result<u32> {
-        let task = self.store_task(layout, index, payload);
+        let task = self.store_task(layout, index, payload, origin);
         match self.call(node, NodeOp::Write, task) {
             Ok(answer) => answer.inspect_err(|e| self.on_io_error(node, e)),
             Err(late) => Err(self.late_error(node, &late)),
         }
     }
 
-    /// Encode and store a new chunk. Succeeds once at least k shards are
-    /// durable (all k when m = 0); shards that could not be placed are `None`
-    /// in the placement and must be queued for repair by the caller.
-    pub fn write_chunk(&self, mut data: Vec<u8>) -> Result<WrittenChunk> {
+    /// Encode and store a new chunk, each shard's header carrying `origin`
+    /// (v2). Succeeds once at least k shards are durable (all k when m = 0);
+    /// shards that could not be placed are `None` in the placement and must
+    /// be queued for repair by the caller.
+    pub fn write_chunk(&self, mut data: Vec<u8>, origin: ShardOrigin) -> Result<WrittenChunk> {
         if data.is_empty() {
             return Err(Error::InvalidArgument("empty chunk".into()));
         }
@@ -117,7 +125,12 @@ impl ChunkStore {
             .collect();
         let calls = placed
             .iter()
-            .map(|&(i, node)| (node, self.store_task(&layout, i, ShardOf(chunk.clone(), i))))
+            .map(|&(i, node)| {
+                (
+                    node,
+                    self.store_task(&layout, i, ShardOf(chunk.clone(), i), Some(origin)),
+                )
+            })
             .collect();
         let answers = self.call_each(NodeOp::Write, calls);
         for (&(i, node), (_, answer)) in placed.iter().zip(answers) {
@@ -141,7 +154,7 @@ impl ChunkStore {
             }
             let used: Vec<usize> = placement.iter().flatten().copied().collect();
             for node in super::placement::order(&self.candidates(), chunk_id, &used) {
-                match self.write_shard(node, &layout, i, ShardOf(chunk.clone(), i)) {
+                match self.write_shard(node, &layout, i, ShardOf(chunk.clone(), i), Some(origin)) {
                     Ok(sum) => {
                         checksums[i] = Some(sum);
                         placement[i] = Some(node);

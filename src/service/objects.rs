@@ -19,7 +19,7 @@ use super::keys::parse_key;
 use super::namespace::Namespace;
 use super::read::{chunk_spans, Snapshot};
 use super::uncommitted::UncommittedChunk;
-use super::upload::StoredChunk;
+use super::upload::{ChunkSource, StoredChunk};
 use super::{Change, Env, ObjectInfo};
 use crate::error::{Error, Result};
 use crate::meta::{now_nanos, FileCommit, Inode, Kind, ROOT_INO};
@@ -140,7 +140,13 @@ impl Objects<'_> {
                     )));
                 }
                 hasher.update(&buf);
-                inflight.push_back((index, uploads.submit(buf, permit)));
+                let source = ChunkSource {
+                    ino: 0,
+                    index,
+                    size,
+                    name: Some(key.to_string()),
+                };
+                inflight.push_back((index, uploads.submit(buf, permit, source)));
                 while inflight.len() >= PUT_CHUNKS_IN_FLIGHT {
                     let (i, up) = inflight.pop_front().expect("in flight");
                     stored.push((i, up.wait()?));

@@ -189,7 +189,7 @@ pub(crate) fn confirm_new_database(
     };
     if config.accept_empty_metadata {
         log::warn!(
-            "--accept-empty-metadata: starting an empty store over node folders holding shards of {clusters} ({}); those shards are deleted as orphans",
+            "starting an empty store over node folders holding shards of {clusters} ({}); shards no file refers to are deleted as orphans when a daemon starts",
             holders.join("; ")
         );
         return Ok(adopt);
@@ -205,6 +205,9 @@ pub(crate) fn confirm_new_database(
         ));
     }
     todo.push("restoring the metadata from the nodes alone is not automatic yet".into());
+    todo.push(
+        "as a last resort, `minigcs fsck --rebuild` recovers the files' contents from the shards alone into lost+found/".into(),
+    );
     todo.push(
         "to start an empty store over these folders anyway (their shards are deleted), start with --accept-empty-metadata".into(),
     );

@@ -11,10 +11,11 @@ use std::sync::Arc;
 
 use super::budget::Permit;
 use super::read::ChunkSpan;
-use super::upload::{Upload, UploadPipeline};
+use super::upload::{ChunkSource, Upload, UploadPipeline};
 use crate::meta::{Inode, Nanos};
 
 pub(super) struct FileState {
+    pub ino: u64,
     pub size: u64,
     pub mtime: Nanos,
     pub ctime: Nanos,
@@ -84,6 +85,7 @@ pub(super) enum Piece {
 impl FileState {
     pub fn new(inode: &Inode) -> FileState {
         FileState {
+            ino: inode.ino,
             size: inode.size,
             mtime: inode.mtime,
             ctime: inode.ctime,
@@ -148,7 +150,13 @@ impl FileState {
         let content = std::mem::replace(&mut slot.content, Content::Hole);
         slot.content = match content {
             Content::Dirty { buf, _permit } if !buf.is_empty() => {
-                Content::Stored(Upload::new(uploads.submit(buf, _permit)))
+                let source = ChunkSource {
+                    ino: self.ino,
+                    index,
+                    size: self.size,
+                    name: None,
+                };
+                Content::Stored(Upload::new(uploads.submit(buf, _permit, source)))
             }
             Content::Dirty { .. } => Content::Hole,
             other => other,
@@ -196,10 +204,11 @@ impl FileState {
             }
             buf[at..end].copy_from_slice(bytes);
         }
+        // The size first: an upload records the file's size in its shards.
+        self.size = self.size.max(span.pos + span.len as u64);
         if end as u64 == chunk_size {
             self.start_upload(span.index, uploads);
         }
-        self.size = self.size.max(span.pos + span.len as u64);
         true
     }
 

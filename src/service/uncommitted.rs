@@ -91,7 +91,7 @@ mod tests {
 
     /// `data` stored as a chunk that is not committed yet.
     fn uncommitted(store: &Arc<ChunkStore>, pins: &Arc<Pins>, data: Vec<u8>) -> UncommittedChunk {
-        let written = store.write_chunk(data).unwrap();
+        let written = store.write_chunk(data, Default::default()).unwrap();
         UncommittedChunk::new(written, store.clone(), pins)
     }
 

@@ -22,15 +22,31 @@ use super::context::Context;
 use super::pool::WorkerPool;
 use super::read::Pins;
 use super::uncommitted::UncommittedChunk;
+use crate::chunk::shard::{next_stamp, ShardOrigin, ORIGIN_NAME_MAX};
 use crate::chunk::{ChunkStore, WrittenChunk};
 use crate::error::{Error, Result};
+use crate::meta::ROOT_INO;
 
 /// Threads encoding and storing chunks.
 const UPLOAD_THREADS: usize = 4;
 /// How long a writer waits for budget before spilling idle buffers again.
 const SPILL_EVERY: Duration = Duration::from_millis(50);
 
+/// Which file a chunk belongs to, for its shard headers' origin
+/// (`crate::chunk::shard`): what `fsck --rebuild` needs without metadata.
+pub(crate) struct ChunkSource {
+    /// 0 when the file has no inode yet (an API PUT).
+    pub ino: u64,
+    pub index: u64,
+    /// The file's size as the writer knows it now.
+    pub size: u64,
+    /// The file's name when the writer knows it (an object key); else the
+    /// uploader looks up the inode's path.
+    pub name: Option<String>,
+}
+
 pub(crate) struct UploadPipeline {
+    ctx: Arc<Context>,
     budget: Arc<Budget>,
     pool: WorkerPool,
     store: Arc<ChunkStore>,
@@ -39,8 +55,9 @@ pub(crate) struct UploadPipeline {
 }
 
 impl UploadPipeline {
-    pub fn new(ctx: &Context) -> UploadPipeline {
+    pub fn new(ctx: &Arc<Context>) -> UploadPipeline {
         UploadPipeline {
+            ctx: ctx.clone(),
             budget: Budget::new(ctx.config.mount.memory_budget),
             pool: WorkerPool::new("upload", UPLOAD_THREADS),
             store: ctx.store.clone(),
@@ -71,12 +88,20 @@ impl UploadPipeline {
     }
 
     /// Encode and store `data` in the background. The permit is held until
-    /// the bytes are stored.
-    pub fn submit(&self, data: Vec<u8>, permit: Permit) -> StoredChunk {
+    /// the bytes are stored. The chunk's stamp is taken now, so chunks
+    /// handed over later carry larger stamps.
+    pub fn submit(&self, data: Vec<u8>, permit: Permit, source: ChunkSource) -> StoredChunk {
         let (tx, rx) = bounded(1);
         let (store, pins) = (self.store.clone(), self.pins.clone());
+        let stamp = next_stamp();
+        let ctx = self.ctx.clone();
         self.pool.execute(move || {
-            let result = match store.write_chunk(data) {
+            let name = match source.name {
+                Some(name) => name,
+                None => last_known_path(&ctx, source.ino),
+            };
+            let origin = ShardOrigin::new(source.ino, stamp, source.index, source.size, &name);
+            let result = match store.write_chunk(data, origin) {
                 Ok(written) => Ok(UncommittedChunk::new(written, store, &pins)),
                 Err(e) => Err(UploadError {
                     no_space: e.is_no_space(),
@@ -89,6 +114,31 @@ impl UploadPipeline {
         });
         StoredChunk(rx)
     }
+}
+
+/// The path of `ino` from the root through one of its names, as far as a
+/// shard header keeps it ("" when it has none). A few indexed reads, on an
+/// uploader thread: off the writer's path.
+fn last_known_path(ctx: &Context, ino: u64) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let (mut at, mut len) = (ino, 0);
+    while at != ROOT_INO && len <= ORIGIN_NAME_MAX && parts.len() < 64 {
+        match ctx.meta.parent_of(at) {
+            Ok(Some((parent, name))) => {
+                let name = String::from_utf8_lossy(&name).into_owned();
+                len += name.len() + 1;
+                parts.push(name);
+                at = parent;
+            }
+            _ => break,
+        }
+    }
+    if at != ROOT_INO {
+        // Too deep to keep whole, or unnamed: keep the file's own name.
+        parts.truncate(1);
+    }
+    parts.reverse();
+    parts.join("/")
 }
 
 /// Why an upload failed, kept so every waiter gets the same error.
