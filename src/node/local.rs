@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use super::{
-    own_mounts, NodeBackend, NodeIdentity, NodeProbe, NodeTimes, ShardKey, ShardReader,
-    IDENTITY_FILE,
+    is_safe_meta_name, own_mounts, NodeBackend, NodeIdentity, NodeProbe, NodeTimes, ShardKey,
+    ShardReader, IDENTITY_FILE, META_FOLDER,
 };
 use crate::error::{Error, Result};
 use crate::store_lock::{holder_text, LockFailure, StoreLock};
@@ -91,6 +91,18 @@ impl LocalDirNode {
 
     fn shard_path(&self, key: ShardKey) -> PathBuf {
         self.shard_dir(key).join(key.file_name())
+    }
+
+    /// `<root>/meta/<area>`, after checking both names are plain.
+    fn meta_area(&self, area: &str, name: Option<&str>) -> Result<PathBuf> {
+        own_mounts::refuse_inside(&self.root)?;
+        if !is_safe_meta_name(area) || name.is_some_and(|n| !is_safe_meta_name(n)) {
+            return Err(Error::InvalidArgument(format!(
+                "bad metadata file name {area}/{}",
+                name.unwrap_or("")
+            )));
+        }
+        Ok(self.root.join(META_FOLDER).join(area))
     }
 
     fn read_identity(&self) -> std::io::Result<NodeIdentity> {
@@ -439,6 +451,86 @@ impl NodeBackend for LocalDirNode {
             }
         }
         Ok(out)
+    }
+
+    fn put_meta_file(&self, area: &str, name: &str, parts: &[&[u8]]) -> Result<()> {
+        let dir = self.meta_area(area, Some(name))?;
+        // Never re-create a missing or emptied node folder: it stays a
+        // failed (or empty) node until it is recovered.
+        if !self.root.join(IDENTITY_FILE).is_file() {
+            return Err(Error::Unavailable(format!(
+                "node {} is not set up at {}",
+                self.id,
+                self.root.display()
+            )));
+        }
+        let n = self.temp_counter.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!(".tmp-{}-{n}-{name}", std::process::id()));
+        let write = || -> std::io::Result<()> {
+            if !dir.is_dir() {
+                fs::create_dir_all(&dir)?;
+                fsync_dir(&self.root.join(META_FOLDER))?;
+                fsync_dir(&self.root)?;
+            }
+            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            for p in parts {
+                f.write_all(p)?;
+            }
+            f.sync_all()?;
+            fs::rename(&tmp, dir.join(name))?;
+            fsync_dir(&dir)
+        };
+        let result = write();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result.map_err(|e| {
+            if e.raw_os_error() == Some(libc::ENOSPC) {
+                Error::NoSpace(format!("node {}", self.id))
+            } else {
+                Error::Io(e)
+            }
+        })
+    }
+
+    fn list_meta_files(&self, area: &str) -> Result<Vec<(String, u64)>> {
+        let dir = self.meta_area(area, None)?;
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(rest) = name.strip_prefix(".tmp-") {
+                // A write a crash cut short (another process's pid).
+                let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+                if pid != Some(std::process::id()) {
+                    let _ = fs::remove_file(entry.path());
+                }
+                continue;
+            }
+            if is_safe_meta_name(&name) && entry.file_type()?.is_file() {
+                out.push((name, entry.metadata()?.len()));
+            }
+        }
+        Ok(out)
+    }
+
+    fn read_meta_file(&self, area: &str, name: &str) -> Result<Vec<u8>> {
+        let path = self.meta_area(area, Some(name))?.join(name);
+        fs::read(&path).map_err(|e| map_not_found(e, &path.display().to_string()))
+    }
+
+    fn delete_meta_file(&self, area: &str, name: &str) -> Result<()> {
+        let dir = self.meta_area(area, Some(name))?;
+        match fs::remove_file(dir.join(name)) {
+            Ok(()) => fsync_dir(&dir).map_err(Error::Io),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::Io(e)),
+        }
     }
 
     fn filesystem_id(&self) -> Option<u64> {

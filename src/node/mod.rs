@@ -22,6 +22,22 @@ use crate::error::Result;
 /// Name of the identity file at the top of every node folder.
 pub const IDENTITY_FILE: &str = "minigcs-node.json";
 
+/// The folder in every node that holds copies of the metadata (not shards):
+/// `<node>/meta/<area>/<name>`, e.g. `meta/snapshots/…` (and, later,
+/// `meta/journal/…`).
+pub const META_FOLDER: &str = "meta";
+
+/// Whether `name` may name a metadata area or file on a node: one plain
+/// path component of safe characters (never `..`, `/` or a hidden name).
+pub fn is_safe_meta_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
 /// Which shard of which chunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ShardKey {
@@ -135,6 +151,33 @@ pub trait NodeBackend: Send + Sync {
     /// (a folder's lock) now, even though an I/O thread may still hold the
     /// node for a moment.
     fn release(&self) {}
+
+    /// Store a metadata file (a snapshot) durably as `<meta>/<area>/<name>`:
+    /// temp file, fsync, rename, fsync of the folder. Refused on a node that
+    /// is not set up (no identity), so a missing folder stays missing.
+    fn put_meta_file(&self, area: &str, name: &str, parts: &[&[u8]]) -> Result<()> {
+        let _ = (area, name, parts);
+        Err(crate::error::Error::Other(
+            "this node keeps no metadata files".into(),
+        ))
+    }
+
+    /// The metadata files of `area` (name, size); none when it has none.
+    fn list_meta_files(&self, area: &str) -> Result<Vec<(String, u64)>> {
+        let _ = area;
+        Ok(Vec::new())
+    }
+
+    /// The whole content of one metadata file.
+    fn read_meta_file(&self, area: &str, name: &str) -> Result<Vec<u8>> {
+        Err(crate::error::Error::NotFound(format!("{area}/{name}")))
+    }
+
+    /// Remove one metadata file; removing an absent one succeeds.
+    fn delete_meta_file(&self, area: &str, name: &str) -> Result<()> {
+        let _ = (area, name);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
