@@ -137,7 +137,9 @@ pub(crate) fn confirm_new_database(
             copy.display()
         ));
     }
-    todo.push("restoring the metadata from the nodes alone is not automatic yet".into());
+    todo.push(
+        "no node folder holds a valid metadata snapshot (meta/snapshots/), so there was nothing to restore automatically".into(),
+    );
     todo.push(
         "to start an empty store over these folders anyway (their shards are deleted), start with --accept-empty-metadata".into(),
     );
