@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Metadata snapshots on the nodes and restore from them: a tree written
 # through the mount survives deleting metadata.db (and its -wal/-shm), a
-# corrupted snapshot copy is passed over for another, `restore-meta`
+# corrupted snapshot copy is passed over for another, a database with
+# corrupted pages is replaced by the snapshot, `restore-meta`
 # previews and writes side copies, and the restore still works with a
 # whole region's node folder gone too (3 nodes in 3 regions, k=2 m=1).
 set -euo pipefail
@@ -80,6 +81,15 @@ grep -q 'restored it from snapshot #1' "$DAEMON_LOG" || { print_log; fail "the s
 grep -q 'NOT recovered' "$DAEMON_LOG" || fail "the restore log does not say later changes are lost"
 fingerprint >"$WORK/after"
 diff "$WORK/before" "$WORK/after" || fail "the restored tree differs"
+stop_daemon
+
+say "corrupted pages in metadata.db: the start restores the snapshot and keeps the bad file aside"
+dd if=/dev/urandom of="$DB" bs=4096 seek=2 count=2 conv=notrunc status=none
+start_daemon mount
+grep -q 'metadata.db failed its check' "$DAEMON_LOG" || { print_log; fail "the corrupt database was not restored"; }
+ls "$DB".replaced-* >/dev/null 2>&1 || fail "the corrupt database was not kept aside"
+fingerprint >"$WORK/after"
+diff "$WORK/before" "$WORK/after" || fail "the tree restored over a corrupt database differs"
 stop_daemon
 
 say "one snapshot copy corrupted: the other copy is used"
