@@ -149,18 +149,20 @@ pub(super) fn take(ctx: &Context, force: bool) -> Result<SnapshotReport> {
         }
     }
     let (files, bytes) = ctx.meta.object_totals()?;
-    let database = copy_database(ctx)?;
     let seq = previous.newest.as_ref().map_or(1, |n| n.seq + 1);
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0);
-    let mut manifest = Manifest::describe(&database, ctx.store.cluster_id(), seq, now_ms);
+    // The copy streams from a temp file next to the database to each node:
+    // the database is never held in memory.
+    let copy = TempCopy::of(ctx)?;
+    let mut manifest = Manifest::describe_file(&copy.0, ctx.store.cluster_id(), seq, now_ms)?;
     manifest.files = files;
     manifest.bytes = bytes;
     let name = manifest.file_name();
     let header = Arc::new(encode_header(&manifest));
-    let database = Arc::new(database);
+    let source = Arc::new(copy.0.clone());
 
     let mut written = Vec::new();
     let mut failed = Vec::new();
@@ -172,10 +174,10 @@ pub(super) fn take(ctx: &Context, force: bool) -> Result<SnapshotReport> {
             let handles: Vec<_> = batch
                 .iter()
                 .map(|&i| {
-                    let (header, database, name) = (header.clone(), database.clone(), name.clone());
+                    let (header, source, name) = (header.clone(), source.clone(), name.clone());
                     scope.spawn(move || {
                         let stored = ctx.store.meta_file_call(i, move |n| {
-                            n.put_meta_file(SNAPSHOT_AREA, &name, &[&header, &database])
+                            n.put_meta_file_from(SNAPSHOT_AREA, &name, &header, &source)
                         });
                         (i, stored)
                     })
@@ -243,19 +245,25 @@ pub(super) fn take(ctx: &Context, force: bool) -> Result<SnapshotReport> {
     })
 }
 
-/// The database as of now, through a temp file next to it.
-fn copy_database(ctx: &Context) -> Result<Vec<u8>> {
-    let path = &ctx.config.metadata.path;
-    let mut name = path.as_os_str().to_owned();
-    name.push(format!(".snapshot-{}", std::process::id()));
-    let temp = std::path::PathBuf::from(name);
-    let _ = std::fs::remove_file(&temp);
-    let copied = ctx
-        .meta
-        .copy_into(&temp)
-        .and_then(|()| Ok(std::fs::read(&temp)?));
-    let _ = std::fs::remove_file(&temp);
-    copied
+/// A consistent copy of the database in a temp file next to it, removed
+/// on drop (a node thread still copying it keeps reading the open file).
+struct TempCopy(std::path::PathBuf);
+
+impl TempCopy {
+    fn of(ctx: &Context) -> Result<TempCopy> {
+        let mut name = ctx.config.metadata.path.as_os_str().to_owned();
+        name.push(format!(".snapshot-{}", std::process::id()));
+        let copy = TempCopy(std::path::PathBuf::from(name));
+        let _ = std::fs::remove_file(&copy.0);
+        ctx.meta.copy_into(&copy.0)?;
+        Ok(copy)
+    }
+}
+
+impl Drop for TempCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// Keep only the newest `metadata.snapshots_kept` copies on node `i`.

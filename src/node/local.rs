@@ -105,6 +105,51 @@ impl LocalDirNode {
         Ok(self.root.join(META_FOLDER).join(area))
     }
 
+    /// Store `<meta>/<area>/<name>` durably: `fill` writes the temp file,
+    /// then fsync, rename, fsync of the folder. Refused on a node folder
+    /// that is not set up, so a missing or emptied folder is never
+    /// re-created here: it stays a failed (or empty) node until recovered.
+    fn write_meta_file(
+        &self,
+        area: &str,
+        name: &str,
+        fill: impl FnOnce(&mut File) -> std::io::Result<()>,
+    ) -> Result<()> {
+        let dir = self.meta_area(area, Some(name))?;
+        if !self.root.join(IDENTITY_FILE).is_file() {
+            return Err(Error::Unavailable(format!(
+                "node {} is not set up at {}",
+                self.id,
+                self.root.display()
+            )));
+        }
+        let n = self.temp_counter.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!(".tmp-{}-{n}-{name}", std::process::id()));
+        let write = || -> std::io::Result<()> {
+            if !dir.is_dir() {
+                fs::create_dir_all(&dir)?;
+                fsync_dir(&self.root.join(META_FOLDER))?;
+                fsync_dir(&self.root)?;
+            }
+            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            fill(&mut f)?;
+            f.sync_all()?;
+            fs::rename(&tmp, dir.join(name))?;
+            fsync_dir(&dir)
+        };
+        let result = write();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result.map_err(|e| {
+            if e.raw_os_error() == Some(libc::ENOSPC) {
+                Error::NoSpace(format!("node {}", self.id))
+            } else {
+                Error::Io(e)
+            }
+        })
+    }
+
     fn read_identity(&self) -> std::io::Result<NodeIdentity> {
         identity_in(&self.root)
     }
@@ -454,42 +499,22 @@ impl NodeBackend for LocalDirNode {
     }
 
     fn put_meta_file(&self, area: &str, name: &str, parts: &[&[u8]]) -> Result<()> {
-        let dir = self.meta_area(area, Some(name))?;
-        // Never re-create a missing or emptied node folder: it stays a
-        // failed (or empty) node until it is recovered.
-        if !self.root.join(IDENTITY_FILE).is_file() {
-            return Err(Error::Unavailable(format!(
-                "node {} is not set up at {}",
-                self.id,
-                self.root.display()
-            )));
-        }
-        let n = self.temp_counter.fetch_add(1, Ordering::Relaxed);
-        let tmp = dir.join(format!(".tmp-{}-{n}-{name}", std::process::id()));
-        let write = || -> std::io::Result<()> {
-            if !dir.is_dir() {
-                fs::create_dir_all(&dir)?;
-                fsync_dir(&self.root.join(META_FOLDER))?;
-                fsync_dir(&self.root)?;
-            }
-            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        self.write_meta_file(area, name, |f| {
             for p in parts {
                 f.write_all(p)?;
             }
-            f.sync_all()?;
-            fs::rename(&tmp, dir.join(name))?;
-            fsync_dir(&dir)
-        };
-        let result = write();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result.map_err(|e| {
-            if e.raw_os_error() == Some(libc::ENOSPC) {
-                Error::NoSpace(format!("node {}", self.id))
-            } else {
-                Error::Io(e)
+            Ok(())
+        })
+    }
+
+    fn put_meta_file_from(&self, area: &str, name: &str, header: &[u8], body: &Path) -> Result<()> {
+        self.write_meta_file(area, name, |f| {
+            f.write_all(header)?;
+            let copied = std::io::copy(&mut File::open(body)?, f)?;
+            if copied != fs::metadata(body)?.len() {
+                return Err(std::io::Error::other("the source changed while copied"));
             }
+            Ok(())
         })
     }
 
@@ -657,6 +682,50 @@ mod tests {
         assert_eq!(node.probe("c"), NodeProbe::Healthy);
         let other = LocalDirNode::new("node-1", "r1", &root);
         assert!(other.lock_if_present().is_err());
+    }
+
+    #[test]
+    fn metadata_files_live_under_meta_and_never_recreate_a_lost_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("n1");
+        let node = LocalDirNode::new("node-1", "r1", &root);
+        assert!(
+            node.put_meta_file("snapshots", "a", &[b"x"]).is_err(),
+            "a folder never set up"
+        );
+        assert!(!root.exists(), "the missing folder stays missing");
+        node.initialize("c").unwrap();
+        let body = dir.path().join("body");
+        fs::write(&body, vec![9u8; 300_000]).unwrap();
+        node.put_meta_file_from("snapshots", "s-1", b"head", &body)
+            .unwrap();
+        node.put_meta_file("snapshots", "s-2", &[b"ab", b"c"])
+            .unwrap();
+        let stored = fs::read(root.join("meta/snapshots/s-1")).unwrap();
+        assert_eq!(&stored[..4], b"head");
+        assert_eq!(stored.len(), 300_004);
+        // A temp file a crashed process left is tidied by the listing.
+        fs::write(root.join("meta/snapshots/.tmp-999999999-0-s-3"), b"torn").unwrap();
+        let mut listed = node.list_meta_files("snapshots").unwrap();
+        listed.sort();
+        assert_eq!(
+            listed,
+            vec![("s-1".to_string(), 300_004), ("s-2".to_string(), 3)]
+        );
+        assert!(!root.join("meta/snapshots/.tmp-999999999-0-s-3").exists());
+        assert_eq!(node.read_meta_file("snapshots", "s-2").unwrap(), b"abc");
+        for bad in ["../x", "..", ".hidden", "a/b", ""] {
+            assert!(
+                node.put_meta_file("snapshots", bad, &[b"x"]).is_err(),
+                "{bad:?}"
+            );
+            assert!(node.read_meta_file(bad, "s-1").is_err(), "{bad:?}");
+        }
+        node.delete_meta_file("snapshots", "s-1").unwrap();
+        node.delete_meta_file("snapshots", "s-1").unwrap();
+        assert_eq!(node.list_meta_files("snapshots").unwrap().len(), 1);
+        assert_eq!(node.list_meta_files("journal").unwrap(), vec![]);
+        assert_eq!(node.probe("c"), NodeProbe::Healthy);
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub use local::{identity_in, LocalDirNode, NODE_LOCK_FILE};
 pub use memory::MemoryNode;
 
 use serde::{Deserialize, Serialize};
+use std::path::Path;
 use std::time::SystemTime;
 
 use crate::error::Result;
@@ -160,6 +161,14 @@ pub trait NodeBackend: Send + Sync {
         Err(crate::error::Error::Other(
             "this node keeps no metadata files".into(),
         ))
+    }
+
+    /// Store `header` followed by the content of the local file `body`
+    /// as a metadata file, like `put_meta_file`. Backends that can stream
+    /// copy the body without holding it in memory.
+    fn put_meta_file_from(&self, area: &str, name: &str, header: &[u8], body: &Path) -> Result<()> {
+        let content = std::fs::read(body)?;
+        self.put_meta_file(area, name, &[header, &content])
     }
 
     /// The metadata files of `area` (name, size); none when it has none.

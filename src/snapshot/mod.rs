@@ -52,6 +52,7 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// The manifest of `database` (in memory).
     pub fn describe(database: &[u8], cluster_id: &str, seq: u64, created_unix_ms: i64) -> Manifest {
         Manifest {
             format: FORMAT,
@@ -63,6 +64,23 @@ impl Manifest {
             files: 0,
             bytes: 0,
         }
+    }
+
+    /// The manifest of the database file at `path`, read in pieces.
+    pub fn describe_file(
+        path: &std::path::Path,
+        cluster_id: &str,
+        seq: u64,
+        created_unix_ms: i64,
+    ) -> Result<Manifest> {
+        let mut file = std::fs::File::open(path)?;
+        let mut hasher = Sha256::new();
+        let db_size = std::io::copy(&mut file, &mut hasher)?;
+        Ok(Manifest {
+            db_size,
+            db_sha256: hex::encode(hasher.finalize()),
+            ..Manifest::describe(b"", cluster_id, seq, created_unix_ms)
+        })
     }
 
     /// The name of this snapshot's copies on the nodes.
