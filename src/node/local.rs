@@ -530,9 +530,11 @@ impl NodeBackend for LocalDirNode {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if let Some(rest) = name.strip_prefix(".tmp-") {
-                // A write a crash cut short (another process's pid).
+                // A write a crash cut short (another process's pid). Only
+                // the folder's lock holder tidies: `restore-meta` lists the
+                // folders of a running daemon, whose writes are not leftovers.
                 let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
-                if pid != Some(std::process::id()) {
+                if pid != Some(std::process::id()) && self.holds_lock() {
                     let _ = fs::remove_file(entry.path());
                 }
                 continue;
@@ -713,6 +715,13 @@ mod tests {
             vec![("s-1".to_string(), 300_004), ("s-2".to_string(), 3)]
         );
         assert!(!root.join("meta/snapshots/.tmp-999999999-0-s-3").exists());
+        // A process without the folder's lock (restore-meta next to a
+        // running daemon) leaves temp files alone.
+        fs::write(root.join("meta/snapshots/.tmp-999999999-1-s-4"), b"busy").unwrap();
+        let onlooker = LocalDirNode::new("node-1", "r1", &root);
+        assert_eq!(onlooker.list_meta_files("snapshots").unwrap().len(), 2);
+        assert!(root.join("meta/snapshots/.tmp-999999999-1-s-4").exists());
+        fs::remove_file(root.join("meta/snapshots/.tmp-999999999-1-s-4")).unwrap();
         assert_eq!(node.read_meta_file("snapshots", "s-2").unwrap(), b"abc");
         for bad in ["../x", "..", ".hidden", "a/b", ""] {
             assert!(

@@ -57,6 +57,10 @@ assert_eq healthy "$(jq -r .status <<<"$health")" "health status"
 api /cluster/health | jq -e '.metadata_snapshot.copies == 2' >/dev/null || fail "GET /cluster/health lacks the snapshot state"
 out=$(ctl snapshot)
 grep -q 'unchanged since snapshot #1' <<<"$out" || fail "an unchanged database was snapshotted again: $out"
+out=$("$MINIGCS_BIN" restore-meta -c "$CONFIG" --to "$WORK/live.db" --dry-run) \
+    || fail "restore-meta --dry-run next to the running daemon failed: $out"
+grep -q 'snapshot #1 ' <<<"$out" || fail "restore-meta --dry-run next to the running daemon said: $out"
+[ ! -e "$WORK/live.db" ] || fail "--dry-run wrote $WORK/live.db"
 stop_daemon
 
 say "restore-meta refuses to overwrite an intact database; --dry-run names the snapshot"
