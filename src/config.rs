@@ -148,12 +148,19 @@ impl Default for RecoveryConfig {
 #[serde(default)]
 pub struct MetadataConfig {
     pub path: PathBuf,
+    /// Seconds between metadata snapshots to the nodes (taken only when
+    /// the database changed); 0 turns periodic snapshots off.
+    pub snapshot_interval_secs: u64,
+    /// Snapshots each node keeps (the newest ones).
+    pub snapshots_kept: usize,
 }
 
 impl Default for MetadataConfig {
     fn default() -> Self {
         MetadataConfig {
             path: PathBuf::from("./data/metadata.db"),
+            snapshot_interval_secs: 300,
+            snapshots_kept: 2,
         }
     }
 }
@@ -271,6 +278,8 @@ const KNOWN_KEYS: &[&str] = &[
     "recovery.node_timeout_ms",
     "metadata",
     "metadata.path",
+    "metadata.snapshot_interval_secs",
+    "metadata.snapshots_kept",
     "control",
     "control.socket",
     "mount",
@@ -381,6 +390,12 @@ impl Config {
         let bad = |key: &str, why: String| Err(Error::Config(format!("{key} {why}")));
         if self.nodes.is_empty() {
             return bad("nodes", "must list at least one node, got none".into());
+        }
+        if !(1..=100).contains(&self.metadata.snapshots_kept) {
+            return bad(
+                "metadata.snapshots_kept",
+                format!("must be 1-100, got {}", self.metadata.snapshots_kept),
+            );
         }
         let mut ids = BTreeSet::new();
         for (i, node) in self.nodes.iter().enumerate() {

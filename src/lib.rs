@@ -44,5 +44,6 @@ pub mod realpath;
 pub mod report;
 pub mod resources;
 pub mod service;
+pub mod snapshot;
 pub mod store_lock;
 pub mod test_data;

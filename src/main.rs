@@ -81,6 +81,18 @@ enum Command {
         #[command(subcommand)]
         command: CtlCommand,
     },
+    /// Restore the metadata database from the newest valid snapshot kept on
+    /// the nodes (only over a database that is missing, empty or corrupt)
+    RestoreMeta {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Write the restored database to PATH (a new file) instead of metadata.path
+        #[arg(long, value_name = "PATH")]
+        to: Option<PathBuf>,
+        /// Only print which snapshot would be restored (it is still verified)
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Benchmark a mounted directory (default: the current directory)
     Bench(minigcs::bench::BenchArgs),
     /// Move every object of a MiniGCS Python prototype install into this
@@ -137,6 +149,8 @@ enum CtlCommand {
     },
     /// Background workers: state, what each is doing, queue, items done, last error
     Workers,
+    /// Write a snapshot of the metadata database to the nodes now
+    Snapshot,
 }
 
 fn init_logging(default: &str) {
@@ -191,6 +205,27 @@ fn main() -> ExitCode {
             rebuild,
             json,
         } => fsck(&config, rebuild, json),
+        Command::RestoreMeta {
+            config,
+            to,
+            dry_run,
+        } => {
+            init_logging("warn");
+            let config = match load_config(&config.config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match minigcs::snapshot::restore::restore_meta(&config, to.as_deref(), dry_run) {
+                Ok(text) => match write_stdout(&format!("{text}\n")) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(_) => ExitCode::from(1),
+                },
+                Err(e) => {
+                    complain(&format!("minigcs restore-meta: {e}"));
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Bench(args) => {
             init_logging("warn");
             match minigcs::bench::run(&args) {
@@ -352,6 +387,7 @@ fn ctl(socket: &Path, json: bool, command: CtlCommand) -> ExitCode {
         CtlCommand::Scrub { repair } => Request::Scrub { repair },
         CtlCommand::Metrics => Request::Metrics,
         CtlCommand::Workers => Request::Workers,
+        CtlCommand::Snapshot => Request::Snapshot,
         CtlCommand::Info { path_or_key } => {
             let path = std::fs::canonicalize(&path_or_key)
                 .ok()

@@ -25,6 +25,18 @@ pub struct NodeCapacity {
 type ProbeAnswer = (NodeProbe, Option<NodeCapacity>);
 
 impl ChunkStore {
+    /// Run a metadata-file task (a snapshot copy) on node `index` through
+    /// its executor, with the `NodeOp::Snapshot` deadline. A node that does
+    /// not answer in time is marked failed, as for shards.
+    pub fn meta_file_call<T: Send + 'static>(
+        &self,
+        index: usize,
+        task: impl FnOnce(&dyn crate::node::NodeBackend) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.call(index, NodeOp::Snapshot, task)
+            .map_err(|late| self.late_error(index, &late))?
+    }
+
     /// Record a node's state; returns whether it changed.
     fn set_state(&self, index: usize, state: NodeState, reason: String) -> bool {
         let mut status = self.status.write();

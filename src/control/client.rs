@@ -13,7 +13,7 @@ use super::Request;
 use crate::error::{Error, Result};
 use crate::report::{
     HealthReport, InfoReport, MetricsSummary, NodesReport, PingReply, Progress, RecoveryReport,
-    ScrubReport, StatsReport, WorkersReport,
+    ScrubReport, SnapshotReport, StatsReport, WorkersReport,
 };
 
 /// Send `req` and wait for the final reply's `data` (or its error). Progress
@@ -68,6 +68,7 @@ pub enum Reply {
     Metrics(MetricsSummary),
     Info(InfoReport),
     Workers(WorkersReport),
+    Snapshot(SnapshotReport),
 }
 
 impl Reply {
@@ -92,6 +93,7 @@ impl Reply {
             Request::Metrics => Reply::Metrics(typed(data)?),
             Request::Info { .. } => Reply::Info(typed(data)?),
             Request::Workers => Reply::Workers(typed(data)?),
+            Request::Snapshot => Reply::Snapshot(typed(data)?),
         })
     }
 }

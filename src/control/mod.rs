@@ -42,6 +42,8 @@ pub enum Request {
     },
     /// Each background worker's state, current work, queue and last error.
     Workers,
+    /// Write a metadata snapshot to the nodes now.
+    Snapshot,
 }
 
 /// Parse one request line into a Request or a clear error message.

@@ -26,6 +26,12 @@ pub fn render(reply: &Reply) -> String {
         Reply::Metrics(m) => metrics(m, &mut out),
         Reply::Info(i) => info(i, &mut out),
         Reply::Workers(w) => workers(w, &mut out),
+        Reply::Snapshot(s) => {
+            let _ = writeln!(out, "{}", s.message);
+            for failed in &s.failed {
+                let _ = writeln!(out, "  no copy on {failed}");
+            }
+        }
     }
     out
 }
@@ -122,6 +128,7 @@ fn health(h: &HealthReport, out: &mut String) {
             ("shards to repair", h.repair_queue.to_string()),
         ],
     );
+    let _ = writeln!(out, "metadata snapshot: {}", h.metadata_snapshot.message);
     let mut table = Table::new(&["NODE", "REGION", "STATE", "REASON"]);
     for n in &h.nodes {
         table.row(vec![

@@ -170,6 +170,7 @@ pub fn execute(
         Request::Health => Ok(to_value(&service.health_report()?)),
         Request::Nodes => Ok(to_value(&service.nodes_report()?)),
         Request::Workers => Ok(to_value(&service.workers_report())),
+        Request::Snapshot => Ok(to_value(&service.snapshot_metadata()?)),
         Request::Metrics => Ok(service.metrics().summary_json()),
         Request::Recover { node } => Ok(to_value(&service.recover_node(&node, &progress)?)),
         Request::Scrub { repair } => Ok(to_value(&service.scrub(repair, &progress)?)),

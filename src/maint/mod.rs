@@ -13,7 +13,10 @@
 //! - `scrub`: verifies every shard on `recovery.scrub_interval_secs`,
 //!   rate-limited; `ctl scrub` runs the same code synchronously;
 //! - `nodes`: node health probes on `recovery.health_interval_secs`, and the
-//!   start-up sweep of orphan shard files a crash left behind.
+//!   start-up sweep of orphan shard files a crash left behind;
+//! - `snapshot`: metadata snapshots to the nodes on
+//!   `metadata.snapshot_interval_secs` when the database changed; `ctl
+//!   snapshot` runs the same code synchronously.
 //!
 //! Workers reach the store only through the shared service context
 //! (`service::Context`), never through the facade; this module also gives
@@ -27,6 +30,7 @@ mod recovery;
 mod repair;
 mod runner;
 mod scrub;
+mod snapshot;
 
 pub use runner::Workers;
 
@@ -121,6 +125,7 @@ impl Service {
             Box::new(scrub::Scrubber::new(ctx)),
             Box::new(nodes::HealthProbe { ctx: ctx.clone() }),
             Box::new(nodes::OrphanSweep { ctx: ctx.clone() }),
+            Box::new(snapshot::SnapshotWorker { ctx: ctx.clone() }),
         ];
         Workers::start(ctx, workers)
     }
@@ -145,13 +150,32 @@ impl Service {
 
     /// Rebuild everything that belongs on `node_id` (its folder re-created
     /// if missing or empty). Idempotent; parallel across chunks; reports
-    /// progress.
+    /// progress. At the end a fresh metadata snapshot is taken, so the
+    /// snapshot copies a replaced node held are back on m+1 nodes (the
+    /// rebuilt one among them when it is a preferred holder).
     pub fn recover_node(
         &self,
         node_id: &str,
         progress: &(dyn Fn(&Progress) + Sync),
     ) -> Result<RecoveryReport> {
-        recovery::recover_node(self.context(), node_id, progress)
+        let report = recovery::recover_node(self.context(), node_id, progress)?;
+        if let Err(e) = snapshot::take(self.context(), true) {
+            log::warn!("metadata snapshot after recovering node {node_id}: {e}");
+        }
+        Ok(report)
+    }
+
+    /// Take a metadata snapshot now and store it on m+1 nodes across the
+    /// regions (`ctl snapshot`). Nothing is written when the database did
+    /// not change since the newest snapshot and that one has its copies.
+    pub fn snapshot_metadata(&self) -> Result<crate::report::SnapshotReport> {
+        snapshot::take(self.context(), false)
+    }
+
+    /// The snapshot part of the health report, and whether the newest
+    /// snapshot has fewer copies on up nodes than wanted.
+    pub(crate) fn snapshot_health(&self) -> (crate::report::SnapshotHealth, bool) {
+        snapshot::health(self.context())
     }
 
     /// Verify every shard of every live chunk (parity too); with `repair`,

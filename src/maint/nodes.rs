@@ -119,6 +119,12 @@ impl Worker for OrphanSweep {
     }
 
     fn step(&mut self, status: &WorkerStatus) -> Result<Step> {
+        if self.ctx.restored_from_snapshot {
+            status.doing(
+                "skipped: the metadata was restored from a snapshot at start, so shards of files written after it are kept",
+            );
+            return Ok(Step::Done);
+        }
         status.doing("sweeping orphan shard files");
         let freed = sweep_orphans(&self.ctx)?;
         if freed > 0 {

@@ -102,6 +102,7 @@ impl Worker for NodeRecovery {
             match recover_node(&self.ctx, node, &progress) {
                 Ok(r) => {
                     log::info!("{}", r.message);
+                    super::snapshot::node_rebuilt(&self.ctx, node);
                     status.add_done(1);
                     rebuilt += 1;
                 }

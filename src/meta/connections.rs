@@ -32,9 +32,10 @@
 //! other files of `meta`.
 
 use parking_lot::Mutex;
-use rusqlite::{Connection, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -71,6 +72,9 @@ pub(super) struct Database {
     lost: OnceLock<String>,
     writer: Mutex<Connection>,
     idle_readers: Mutex<Vec<Connection>>,
+    /// Write transactions committed since the database was opened (a
+    /// snapshot is only worth taking when this moved).
+    commits: AtomicU64,
 }
 
 impl Database {
@@ -99,6 +103,7 @@ impl Database {
             lost: OnceLock::new(),
             writer: Mutex::new(writer),
             idle_readers: Mutex::new(readers),
+            commits: AtomicU64::new(0),
         })
     }
 
@@ -126,6 +131,7 @@ impl Database {
     ) -> Result<T> {
         self.check_file()?;
         let mut writer = self.writer.lock();
+        self.commits.fetch_add(1, Ordering::Relaxed);
         if durability == Durability::Buffered {
             return commit_change(&mut writer, change);
         }
@@ -188,6 +194,31 @@ impl Database {
         );
         log::error!("{reason}");
         self.lost.get_or_init(|| reason).clone()
+    }
+
+    /// Write transactions tried since the database was opened.
+    pub(super) fn commit_count(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Write a consistent copy of the last committed state to the new file
+    /// `dest` (`VACUUM INTO`). It runs on a connection of its own inside
+    /// one read transaction: in WAL mode the writer goes on committing
+    /// meanwhile, and the copy is compact (no free pages).
+    ///
+    /// Refused once the file was deleted or replaced under this process
+    /// (the path would name another database, or a new empty one).
+    pub(super) fn copy_into(&self, dest: &Path) -> Result<()> {
+        self.check_file()?;
+        let copier = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        // The path could have changed between the check and the open.
+        self.check_file()?;
+        copier.busy_timeout(BUSY_TIMEOUT)?;
+        copier.execute("VACUUM INTO ?1", [dest.to_string_lossy()])?;
+        Ok(())
     }
 
     #[cfg(test)]

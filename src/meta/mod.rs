@@ -137,6 +137,18 @@ impl Meta {
         }
     }
 
+    /// Write transactions since the database was opened: equal counts mean
+    /// nothing changed in between.
+    pub fn commit_count(&self) -> u64 {
+        self.db.commit_count()
+    }
+
+    /// Write a consistent copy of the database to the new file `dest`
+    /// without holding writers back (see `Database::copy_into`).
+    pub fn copy_into(&self, dest: &Path) -> Result<()> {
+        self.db.copy_into(dest)
+    }
+
     /// `Error::ReadOnly` once the database file was deleted or replaced.
     pub fn check_writable(&self) -> Result<()> {
         self.db.check_file()

@@ -49,6 +49,9 @@ pub enum NodeOp {
     Capacity,
     /// Create the identity file and the 256 shard folders.
     Initialize,
+    /// Store, read, list or remove a metadata snapshot copy (a whole
+    /// database file): background work only.
+    Snapshot,
 }
 
 impl NodeOp {
@@ -63,7 +66,7 @@ impl NodeOp {
         match self {
             NodeOp::Read | NodeOp::Delete | NodeOp::Probe | NodeOp::Capacity => 1,
             NodeOp::Write => 2,
-            NodeOp::List | NodeOp::Initialize => 15,
+            NodeOp::List | NodeOp::Initialize | NodeOp::Snapshot => 15,
         }
     }
 
@@ -77,6 +80,7 @@ impl NodeOp {
             NodeOp::Probe => "probing the node",
             NodeOp::Capacity => "measuring free space",
             NodeOp::Initialize => "initializing the node folder",
+            NodeOp::Snapshot => "copying a metadata snapshot",
         }
     }
 }

@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use super::{
-    own_mounts, prototype_folder, NodeBackend, NodeIdentity, NodeProbe, NodeTimes, ShardKey,
-    ShardReader, IDENTITY_FILE,
+    is_safe_meta_name, own_mounts, prototype_folder, NodeBackend, NodeIdentity, NodeProbe,
+    NodeTimes, ShardKey, ShardReader, IDENTITY_FILE, META_FOLDER,
 };
 use crate::error::{Error, Result};
 use crate::store_lock::{holder_text, LockFailure, StoreLock};
@@ -98,6 +98,63 @@ impl LocalDirNode {
     fn prototype_refusal(&self) -> Option<String> {
         prototype_folder::prototype_data_in(&self.root)
             .map(|found| prototype_folder::refusal(&self.id, &self.root, &found, None))
+    }
+
+    /// `<root>/meta/<area>`, after checking both names are plain.
+    fn meta_area(&self, area: &str, name: Option<&str>) -> Result<PathBuf> {
+        own_mounts::refuse_inside(&self.root)?;
+        if !is_safe_meta_name(area) || name.is_some_and(|n| !is_safe_meta_name(n)) {
+            return Err(Error::InvalidArgument(format!(
+                "bad metadata file name {area}/{}",
+                name.unwrap_or("")
+            )));
+        }
+        Ok(self.root.join(META_FOLDER).join(area))
+    }
+
+    /// Store `<meta>/<area>/<name>` durably: `fill` writes the temp file,
+    /// then fsync, rename, fsync of the folder. Refused on a node folder
+    /// that is not set up, so a missing or emptied folder is never
+    /// re-created here: it stays a failed (or empty) node until recovered.
+    fn write_meta_file(
+        &self,
+        area: &str,
+        name: &str,
+        fill: impl FnOnce(&mut File) -> std::io::Result<()>,
+    ) -> Result<()> {
+        let dir = self.meta_area(area, Some(name))?;
+        if !self.root.join(IDENTITY_FILE).is_file() {
+            return Err(Error::Unavailable(format!(
+                "node {} is not set up at {}",
+                self.id,
+                self.root.display()
+            )));
+        }
+        let n = self.temp_counter.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!(".tmp-{}-{n}-{name}", std::process::id()));
+        let write = || -> std::io::Result<()> {
+            if !dir.is_dir() {
+                fs::create_dir_all(&dir)?;
+                fsync_dir(&self.root.join(META_FOLDER))?;
+                fsync_dir(&self.root)?;
+            }
+            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            fill(&mut f)?;
+            f.sync_all()?;
+            fs::rename(&tmp, dir.join(name))?;
+            fsync_dir(&dir)
+        };
+        let result = write();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result.map_err(|e| {
+            if e.raw_os_error() == Some(libc::ENOSPC) {
+                Error::NoSpace(format!("node {}", self.id))
+            } else {
+                Error::Io(e)
+            }
+        })
     }
 
     fn read_identity(&self) -> std::io::Result<NodeIdentity> {
@@ -454,6 +511,68 @@ impl NodeBackend for LocalDirNode {
         Ok(out)
     }
 
+    fn put_meta_file(&self, area: &str, name: &str, parts: &[&[u8]]) -> Result<()> {
+        self.write_meta_file(area, name, |f| {
+            for p in parts {
+                f.write_all(p)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn put_meta_file_from(&self, area: &str, name: &str, header: &[u8], body: &Path) -> Result<()> {
+        self.write_meta_file(area, name, |f| {
+            f.write_all(header)?;
+            let copied = std::io::copy(&mut File::open(body)?, f)?;
+            if copied != fs::metadata(body)?.len() {
+                return Err(std::io::Error::other("the source changed while copied"));
+            }
+            Ok(())
+        })
+    }
+
+    fn list_meta_files(&self, area: &str) -> Result<Vec<(String, u64)>> {
+        let dir = self.meta_area(area, None)?;
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(rest) = name.strip_prefix(".tmp-") {
+                // A write a crash cut short (another process's pid). Only
+                // the folder's lock holder tidies: `restore-meta` lists the
+                // folders of a running daemon, whose writes are not leftovers.
+                let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+                if pid != Some(std::process::id()) && self.holds_lock() {
+                    let _ = fs::remove_file(entry.path());
+                }
+                continue;
+            }
+            if is_safe_meta_name(&name) && entry.file_type()?.is_file() {
+                out.push((name, entry.metadata()?.len()));
+            }
+        }
+        Ok(out)
+    }
+
+    fn read_meta_file(&self, area: &str, name: &str) -> Result<Vec<u8>> {
+        let path = self.meta_area(area, Some(name))?.join(name);
+        fs::read(&path).map_err(|e| map_not_found(e, &path.display().to_string()))
+    }
+
+    fn delete_meta_file(&self, area: &str, name: &str) -> Result<()> {
+        let dir = self.meta_area(area, Some(name))?;
+        match fs::remove_file(dir.join(name)) {
+            Ok(()) => fsync_dir(&dir).map_err(Error::Io),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::Io(e)),
+        }
+    }
+
     fn filesystem_id(&self) -> Option<u64> {
         own_mounts::refuse_inside(&self.root).ok()?;
         fs::metadata(&self.root)
@@ -578,6 +697,57 @@ mod tests {
         assert_eq!(node.probe("c"), NodeProbe::Healthy);
         let other = LocalDirNode::new("node-1", "r1", &root);
         assert!(other.lock_if_present().is_err());
+    }
+
+    #[test]
+    fn metadata_files_live_under_meta_and_never_recreate_a_lost_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("n1");
+        let node = LocalDirNode::new("node-1", "r1", &root);
+        assert!(
+            node.put_meta_file("snapshots", "a", &[b"x"]).is_err(),
+            "a folder never set up"
+        );
+        assert!(!root.exists(), "the missing folder stays missing");
+        node.initialize("c").unwrap();
+        let body = dir.path().join("body");
+        fs::write(&body, vec![9u8; 300_000]).unwrap();
+        node.put_meta_file_from("snapshots", "s-1", b"head", &body)
+            .unwrap();
+        node.put_meta_file("snapshots", "s-2", &[b"ab", b"c"])
+            .unwrap();
+        let stored = fs::read(root.join("meta/snapshots/s-1")).unwrap();
+        assert_eq!(&stored[..4], b"head");
+        assert_eq!(stored.len(), 300_004);
+        // A temp file a crashed process left is tidied by the listing.
+        fs::write(root.join("meta/snapshots/.tmp-999999999-0-s-3"), b"torn").unwrap();
+        let mut listed = node.list_meta_files("snapshots").unwrap();
+        listed.sort();
+        assert_eq!(
+            listed,
+            vec![("s-1".to_string(), 300_004), ("s-2".to_string(), 3)]
+        );
+        assert!(!root.join("meta/snapshots/.tmp-999999999-0-s-3").exists());
+        // A process without the folder's lock (restore-meta next to a
+        // running daemon) leaves temp files alone.
+        fs::write(root.join("meta/snapshots/.tmp-999999999-1-s-4"), b"busy").unwrap();
+        let onlooker = LocalDirNode::new("node-1", "r1", &root);
+        assert_eq!(onlooker.list_meta_files("snapshots").unwrap().len(), 2);
+        assert!(root.join("meta/snapshots/.tmp-999999999-1-s-4").exists());
+        fs::remove_file(root.join("meta/snapshots/.tmp-999999999-1-s-4")).unwrap();
+        assert_eq!(node.read_meta_file("snapshots", "s-2").unwrap(), b"abc");
+        for bad in ["../x", "..", ".hidden", "a/b", ""] {
+            assert!(
+                node.put_meta_file("snapshots", bad, &[b"x"]).is_err(),
+                "{bad:?}"
+            );
+            assert!(node.read_meta_file(bad, "s-1").is_err(), "{bad:?}");
+        }
+        node.delete_meta_file("snapshots", "s-1").unwrap();
+        node.delete_meta_file("snapshots", "s-1").unwrap();
+        assert_eq!(node.list_meta_files("snapshots").unwrap().len(), 1);
+        assert_eq!(node.list_meta_files("journal").unwrap(), vec![]);
+        assert_eq!(node.probe("c"), NodeProbe::Healthy);
     }
 
     #[test]

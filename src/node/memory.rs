@@ -18,6 +18,8 @@ pub struct MemoryNode {
     region: String,
     cluster: Mutex<Option<String>>,
     shards: Mutex<HashMap<ShardKey, StoredShard>>,
+    /// Metadata files by (area, name).
+    meta_files: Mutex<HashMap<(String, String), Vec<u8>>>,
     failed: AtomicBool,
     /// While true, every call waits (a hung mount or a dying disk).
     hung: Mutex<bool>,
@@ -31,6 +33,7 @@ impl MemoryNode {
             region: region.into(),
             cluster: Mutex::new(None),
             shards: Mutex::new(HashMap::new()),
+            meta_files: Mutex::new(HashMap::new()),
             failed: AtomicBool::new(false),
             hung: Mutex::new(false),
             unhung: Condvar::new(),
@@ -55,6 +58,17 @@ impl MemoryNode {
     /// Make every call fail (or work again).
     pub fn set_failed(&self, failed: bool) {
         self.failed.store(failed, Ordering::SeqCst);
+    }
+
+    /// Flip one byte of a stored metadata file.
+    pub fn corrupt_meta_file(&self, area: &str, name: &str, offset: usize) {
+        if let Some(data) = self
+            .meta_files
+            .lock()
+            .get_mut(&(area.to_string(), name.to_string()))
+        {
+            data[offset] ^= 0xff;
+        }
     }
 
     /// Flip one byte of a stored shard.
@@ -99,6 +113,45 @@ impl ShardReader for MemoryShardReader {
 }
 
 impl NodeBackend for MemoryNode {
+    fn put_meta_file(&self, area: &str, name: &str, parts: &[&[u8]]) -> Result<()> {
+        self.check()?;
+        if self.cluster.lock().is_none() {
+            return Err(Error::Other("node is not initialized".into()));
+        }
+        self.meta_files
+            .lock()
+            .insert((area.into(), name.into()), parts.concat());
+        Ok(())
+    }
+
+    fn list_meta_files(&self, area: &str) -> Result<Vec<(String, u64)>> {
+        self.check()?;
+        Ok(self
+            .meta_files
+            .lock()
+            .iter()
+            .filter(|((a, _), _)| a == area)
+            .map(|((_, name), data)| (name.clone(), data.len() as u64))
+            .collect())
+    }
+
+    fn read_meta_file(&self, area: &str, name: &str) -> Result<Vec<u8>> {
+        self.check()?;
+        self.meta_files
+            .lock()
+            .get(&(area.to_string(), name.to_string()))
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("{area}/{name}")))
+    }
+
+    fn delete_meta_file(&self, area: &str, name: &str) -> Result<()> {
+        self.check()?;
+        self.meta_files
+            .lock()
+            .remove(&(area.to_string(), name.to_string()));
+        Ok(())
+    }
+
     fn id(&self) -> &str {
         &self.id
     }

@@ -17,12 +17,29 @@ pub use local::{identity_in, LocalDirNode, NODE_LOCK_FILE};
 pub use memory::MemoryNode;
 
 use serde::{Deserialize, Serialize};
+use std::path::Path;
 use std::time::SystemTime;
 
 use crate::error::Result;
 
 /// Name of the identity file at the top of every node folder.
 pub const IDENTITY_FILE: &str = "minigcs-node.json";
+
+/// The folder in every node that holds copies of the metadata (not shards):
+/// `<node>/meta/<area>/<name>`, e.g. `meta/snapshots/…` (and, later,
+/// `meta/journal/…`).
+pub const META_FOLDER: &str = "meta";
+
+/// Whether `name` may name a metadata area or file on a node: one plain
+/// path component of safe characters (never `..`, `/` or a hidden name).
+pub fn is_safe_meta_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
 
 /// Which shard of which chunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -137,6 +154,41 @@ pub trait NodeBackend: Send + Sync {
     /// (a folder's lock) now, even though an I/O thread may still hold the
     /// node for a moment.
     fn release(&self) {}
+
+    /// Store a metadata file (a snapshot) durably as `<meta>/<area>/<name>`:
+    /// temp file, fsync, rename, fsync of the folder. Refused on a node that
+    /// is not set up (no identity), so a missing folder stays missing.
+    fn put_meta_file(&self, area: &str, name: &str, parts: &[&[u8]]) -> Result<()> {
+        let _ = (area, name, parts);
+        Err(crate::error::Error::Other(
+            "this node keeps no metadata files".into(),
+        ))
+    }
+
+    /// Store `header` followed by the content of the local file `body`
+    /// as a metadata file, like `put_meta_file`. Backends that can stream
+    /// copy the body without holding it in memory.
+    fn put_meta_file_from(&self, area: &str, name: &str, header: &[u8], body: &Path) -> Result<()> {
+        let content = std::fs::read(body)?;
+        self.put_meta_file(area, name, &[header, &content])
+    }
+
+    /// The metadata files of `area` (name, size); none when it has none.
+    fn list_meta_files(&self, area: &str) -> Result<Vec<(String, u64)>> {
+        let _ = area;
+        Ok(Vec::new())
+    }
+
+    /// The whole content of one metadata file.
+    fn read_meta_file(&self, area: &str, name: &str) -> Result<Vec<u8>> {
+        Err(crate::error::Error::NotFound(format!("{area}/{name}")))
+    }
+
+    /// Remove one metadata file; removing an absent one succeeds.
+    fn delete_meta_file(&self, area: &str, name: &str) -> Result<()> {
+        let _ = (area, name);
+        Ok(())
+    }
 }
 
 #[cfg(test)]

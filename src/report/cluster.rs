@@ -72,6 +72,46 @@ pub struct HealthReport {
     pub shards_missing: u64,
     /// Shards waiting to be rebuilt (the same count as `shards_missing`).
     pub repair_queue: u64,
+    /// The newest metadata snapshot on the nodes.
+    #[serde(default)]
+    pub metadata_snapshot: SnapshotHealth,
+}
+
+/// The newest metadata snapshot and its copies, in the health report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SnapshotHealth {
+    /// Its sequence number; None while no snapshot exists.
+    pub seq: Option<u64>,
+    /// When it was taken (ISO-8601) and how long ago, in seconds.
+    pub taken_at: Option<String>,
+    pub age_secs: Option<u64>,
+    /// Nodes that are up and hold a copy.
+    pub nodes: Vec<String>,
+    pub copies: usize,
+    /// Copies wanted: m+1 (so any m node losses or a region loss leave one).
+    pub wanted_copies: usize,
+    /// One sentence for humans.
+    pub message: String,
+}
+
+/// `ctl snapshot`: the snapshot just taken (or why none was needed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotReport {
+    /// False when the database had not changed since the newest snapshot,
+    /// which still has its copies: nothing was written.
+    pub taken: bool,
+    pub seq: u64,
+    pub taken_at: String,
+    /// Bytes of the database copied, files and bytes it describes.
+    pub db_size: u64,
+    pub files: u64,
+    pub bytes: u64,
+    /// Nodes that hold a copy now.
+    pub nodes: Vec<String>,
+    pub wanted_copies: usize,
+    /// Nodes that could not take a copy, with why.
+    pub failed: Vec<String>,
+    pub message: String,
 }
 
 /// One node in the health report.

@@ -22,7 +22,7 @@ mod workers;
 
 pub use cluster::{
     ClusterNodeStats, HealthReport, HealthStatus, NodeAvailability, NodeHealth, NodeListEntry,
-    NodeStats, NodesReport, RegionStats, StatsReport,
+    NodeStats, NodesReport, RegionStats, SnapshotHealth, SnapshotReport, StatsReport,
 };
 pub use metrics::{MetricsSummary, OperationSummary, RecoverySummary};
 pub use object::{ChunkInfo, InfoReport, PlacementReport, ShardInfo, ShardStatus};

@@ -23,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::meta::{Inode, Meta};
 use crate::metrics::Metrics;
 use crate::node::NodeBackend;
+use crate::snapshot::SnapshotBook;
 use crate::store_lock::StoreLock;
 
 use super::ownership;
@@ -61,6 +62,11 @@ pub(crate) struct Context {
     /// Node recoveries run one at a time.
     pub(crate) recovery_lock: Mutex<()>,
     observers: RwLock<Vec<Arc<dyn ChangeObserver>>>,
+    /// The newest metadata snapshot on the nodes, as last seen.
+    pub(crate) snapshots: SnapshotBook,
+    /// This start restored the metadata from a snapshot: the orphan sweep
+    /// is skipped, so shards of files written after it stay on the nodes.
+    pub(crate) restored_from_snapshot: bool,
     /// This process's lock on the metadata database: one daemon per store.
     _metadata_lock: StoreLock,
 }
@@ -87,6 +93,7 @@ impl Context {
         metadata_lock: StoreLock,
         nodes: Vec<Arc<dyn NodeBackend>>,
     ) -> Result<Context> {
+        let restored = crate::snapshot::restore::restore_at_start(&config, &nodes)?;
         let node_ids = nodes.iter().map(|n| n.id().to_string()).collect();
         let (meta, cluster_id, created) = Meta::open(
             &config.metadata.path,
@@ -113,7 +120,8 @@ impl Context {
             }
             store.probe_node(i);
         }
-        let ctx = Context::new(config, meta, store, metrics, metadata_lock);
+        let mut ctx = Context::new(config, meta, store, metrics, metadata_lock);
+        ctx.restored_from_snapshot = restored.is_some();
         // Inodes that lost their last name while open before a crash.
         for ino in ctx.meta.unlinked_inodes()? {
             ctx.meta.purge(ino)?;
@@ -147,6 +155,8 @@ impl Context {
             started: SystemTime::now(),
             recovery_lock: Mutex::new(()),
             observers: RwLock::new(Vec::new()),
+            snapshots: SnapshotBook::default(),
+            restored_from_snapshot: false,
             _metadata_lock: metadata_lock,
             config,
         }

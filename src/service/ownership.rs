@@ -204,7 +204,9 @@ pub(crate) fn confirm_new_database(
             copy.display()
         ));
     }
-    todo.push("restoring the metadata from the nodes alone is not automatic yet".into());
+    todo.push(
+        "no node folder holds a valid metadata snapshot (meta/snapshots/), so there was nothing to restore automatically".into(),
+    );
     todo.push(
         "as a last resort, `minigcs fsck --rebuild` recovers the files' contents from the shards alone into lost+found/".into(),
     );

@@ -60,6 +60,7 @@ impl Service {
             self.ctx.meta.live_shard_health(&down)?;
         let up = status.len() - down.len();
         let k = self.ctx.store.k();
+        let (metadata_snapshot, snapshot_short) = self.snapshot_health();
         let (state, message) = if let Some(reason) = self.ctx.meta.lost_reason() {
             (HealthStatus::Error, reason)
         } else if unreadable > 0 {
@@ -90,6 +91,14 @@ impl Service {
                 HealthStatus::Degraded,
                 format!("{chunks_missing} chunk(s) are missing shards; repair is queued"),
             )
+        } else if snapshot_short {
+            (
+                HealthStatus::Degraded,
+                format!(
+                    "the newest metadata snapshot has too few copies: {}",
+                    metadata_snapshot.message
+                ),
+            )
         } else {
             (HealthStatus::Healthy, "All nodes are healthy".to_string())
         };
@@ -101,6 +110,7 @@ impl Service {
             chunks_missing_shards: chunks_missing,
             shards_missing,
             repair_queue: shards_missing,
+            metadata_snapshot,
         })
     }
 

@@ -108,6 +108,8 @@ pub struct Wakes {
     pub scrub: Arc<Signal>,
     /// An explicit request for another orphan sweep.
     pub sweep: Arc<Signal>,
+    /// An explicit request for a metadata snapshot in the background.
+    pub snapshot: Arc<Signal>,
 }
 
 impl Wakes {
@@ -120,6 +122,7 @@ impl Wakes {
             &self.health,
             &self.scrub,
             &self.sweep,
+            &self.snapshot,
         ] {
             s.close();
         }

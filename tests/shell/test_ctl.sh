@@ -91,17 +91,26 @@ jq -e '(.total_operations | type == "number") and (.operation_summary | type == 
 
 say "workers"
 ctl workers >"$WORK/out" || fail "ctl workers failed"
-for w in WORKER collector repair recovery scrub health orphan-sweep; do grep -q "$w" "$WORK/out" || fail "ctl workers (human) lacks $w: $(cat "$WORK/out")"; done
+for w in WORKER collector repair recovery scrub health orphan-sweep meta-snapshot; do grep -q "$w" "$WORK/out" || fail "ctl workers (human) lacks $w: $(cat "$WORK/out")"; done
 j=$(ctlj workers)
-jq -e '[.workers[].name] == ["collector", "repair", "recovery", "scrub", "health", "orphan-sweep"]' <<<"$j" >/dev/null || fail "workers --json names: $j"
+jq -e '[.workers[].name] == ["collector", "repair", "recovery", "scrub", "health", "orphan-sweep", "meta-snapshot"]' <<<"$j" >/dev/null || fail "workers --json names: $j"
 jq -e 'all(.workers[]; (.state | IN("idle", "running", "stopped")) and (.doing | type == "string") and (.queue | type == "number") and (.done | type == "number") and has("last_error") and has("last_run"))' <<<"$j" >/dev/null || fail "workers --json rows: $j"
 jq -e '.workers[] | select(.name == "collector") | .done >= 0 and .last_error == null' <<<"$j" >/dev/null || fail "workers --json collector: $j"
 printf '{"cmd": "workers"}\n' | python3 -c '
 import json, socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.settimeout(30); s.connect(sys.argv[1])
 s.sendall(sys.stdin.buffer.read()); r = json.loads(s.makefile("rb").readline())
-assert r["ok"] is True and len(r["data"]["workers"]) == 6, r
+assert r["ok"] is True and len(r["data"]["workers"]) == 7, r
 ' "$SOCK" || fail "socket request {\"cmd\": \"workers\"}"
+
+say "snapshot"
+# (`ctl recover` above already took one: the newest may be #1 or later.)
+ctl snapshot >"$WORK/out" || fail "ctl snapshot failed"
+grep -Eq 'metadata (snapshot|unchanged since snapshot) #[0-9]+' "$WORK/out" || fail "ctl snapshot (human): $(cat "$WORK/out")"
+j=$(ctlj snapshot)
+jq -e '.taken == false and .seq >= 1 and (.nodes | length == 2) and .wanted_copies == 2' <<<"$j" >/dev/null || fail "snapshot --json (unchanged): $j"
+seq=$(jq .seq <<<"$j")
+ctlj health | jq -e --argjson s "$seq" '.metadata_snapshot.seq == $s and .metadata_snapshot.copies == 2' >/dev/null || fail "health --json lacks the snapshot: $(ctlj health)"
 
 say "usage errors exit 2; --socket and MINIGCS_CONFIG work"
 rc=0; ctl no-such-command >/dev/null 2>&1 || rc=$?

@@ -11,7 +11,7 @@
 # 2. metadata.db deleted under a running daemon: writes through the mount and
 #    the API fail (EROFS / 503), reads go on, `ctl health` says error and why,
 #    and a copy of the database is saved. Stopped, a start over node folders
-#    without metadata is refused (exit 1, saying what to do); the saved copy
+#    without metadata (and without metadata snapshots) is refused (exit 1, saying what to do); the saved copy
 #    put back brings every acknowledged file back; --accept-empty-metadata
 #    starts an empty store over the same folders.
 set -euo pipefail
@@ -154,7 +154,10 @@ rescued=$(ls "$WORK"/metadata.db.rescued-* 2>/dev/null | head -n 1)
 echo "rescued copy: $rescued"
 stop_daemon
 
-say "a start over node folders holding shards, with no metadata, is refused"
+say "a start over node folders holding shards, with no metadata and no snapshot, is refused"
+# Metadata snapshots in the node folders would be restored instead
+# (test_meta_snapshot.sh): this is the case where none exists.
+rm -rf "$WORK"/node-*/meta
 expect_refused "serve without metadata" "$MINIGCS_BIN" serve -c "$CONFIG"
 expect_out "metadata missing for an existing store" "serve without metadata"
 expect_out "node-1 (" "serve without metadata"
@@ -174,8 +177,9 @@ assert_eq "$(sha_of "$WORK/src/small")" "$(sha_of "$MNT/api-small")" "sha256 of 
 [ ! -e "$MNT/after" ] || fail "a refused write appeared after the restart"
 stop_daemon
 
-say "--accept-empty-metadata starts an empty store over the same folders"
+say "--accept-empty-metadata starts an empty store over the same folders (no snapshot there)"
 rm -f "$WORK"/metadata.db "$WORK"/metadata.db-wal "$WORK"/metadata.db-shm
+rm -rf "$WORK"/node-*/meta
 DAEMON_ARGS=(--accept-empty-metadata)
 start_daemon mount
 DAEMON_ARGS=()
