@@ -121,7 +121,7 @@ impl Worker for OrphanSweep {
     fn step(&mut self, status: &WorkerStatus) -> Result<Step> {
         if self.ctx.restored_from_snapshot {
             status.doing(
-                "skipped: the metadata was restored from a snapshot at start, so shards of files written after it are kept",
+                "skipped: the metadata was restored from a snapshot, so shards of files written after it are kept until `minigcs fsck --rebuild` has recovered them",
             );
             return Ok(Step::Done);
         }

@@ -64,8 +64,9 @@ pub(crate) struct Context {
     observers: RwLock<Vec<Arc<dyn ChangeObserver>>>,
     /// The newest metadata snapshot on the nodes, as last seen.
     pub(crate) snapshots: SnapshotBook,
-    /// This start restored the metadata from a snapshot: the orphan sweep
-    /// is skipped, so shards of files written after it stay on the nodes.
+    /// The metadata was restored from a snapshot (this start, or an earlier
+    /// one with `fsck --rebuild` not run since): the orphan sweep is
+    /// skipped, so shards of files written after it stay on the nodes.
     pub(crate) restored_from_snapshot: bool,
     /// This process's lock on the metadata database: one daemon per store.
     _metadata_lock: StoreLock,
@@ -121,7 +122,9 @@ impl Context {
             store.probe_node(i);
         }
         let mut ctx = Context::new(config, meta, store, metrics, metadata_lock);
-        ctx.restored_from_snapshot = restored.is_some();
+        // Restored now, or earlier with `fsck --rebuild` not run since.
+        ctx.restored_from_snapshot = restored.is_some()
+            || crate::snapshot::restore::restored_marker(&ctx.config.metadata.path).exists();
         // Inodes that lost their last name while open before a crash.
         for ino in ctx.meta.unlinked_inodes()? {
             ctx.meta.purge(ino)?;

@@ -272,6 +272,27 @@ fn put_in_place(temp: &Path, path: &Path) -> Result<Vec<PathBuf>> {
     Ok(moved)
 }
 
+/// Next to a database restored from a snapshot: says so, and keeps the
+/// start-up orphan sweep off (shards of files written after the snapshot
+/// are the only copy of those files) until `minigcs fsck --rebuild` has
+/// recovered them into lost+found/ and removed it.
+pub fn restored_marker(database: &Path) -> PathBuf {
+    with_suffix(database, ".restored")
+}
+
+/// Leave the marker, holding what was restored (best effort: a marker that
+/// cannot be written is logged, and this start skips the sweep anyway).
+fn mark_restored(database: &Path, found: &FoundSnapshot) {
+    let marker = restored_marker(database);
+    let text = format!(
+        "{}\nThe orphan sweep is off until `minigcs fsck --rebuild` recovers the files written after the snapshot into lost+found/ (it removes this file).\n",
+        found.describe()
+    );
+    if let Err(e) = fs::write(&marker, text) {
+        log::error!("cannot write {}: {e}", marker.display());
+    }
+}
+
 /// How long a restore waits for one node to list or read its copies.
 fn patience(config: &Config) -> Duration {
     config.node_timeout() * 15
@@ -302,6 +323,7 @@ pub fn restore_at_start(
         return Ok(None);
     };
     let moved = put_in_place(&temp, path)?;
+    mark_restored(path, &found);
     let what = match &state {
         DatabaseState::Missing => "was missing".to_string(),
         DatabaseState::Empty => "held no store".to_string(),
@@ -320,9 +342,10 @@ pub fn restore_at_start(
         ),
     };
     log::warn!(
-        "the metadata database {} {what}: restored it from {}{aside}. Changes made after the snapshot was taken are NOT recovered (there is no metadata journal yet): files written, renamed or deleted since then are as they were at the snapshot. This start skips the orphan sweep so that the shards of files written after the snapshot stay on the nodes.",
+        "the metadata database {} {what}: restored it from {}{aside}. Changes made after the snapshot was taken are NOT recovered (there is no metadata journal yet): files written, renamed or deleted since then are as they were at the snapshot. The orphan sweep stays off so that the shards of files written after the snapshot stay on the nodes: stop the daemon and run `minigcs fsck --rebuild` to recover those files into lost+found/ (that turns the sweep back on; {} says so meanwhile).",
         path.display(),
-        found.describe()
+        found.describe(),
+        restored_marker(path).display()
     );
     Ok(Some(found))
 }
@@ -399,6 +422,12 @@ pub fn restore_meta(config: &Config, to: Option<&Path>, dry_run: bool) -> Result
         "\nrestored to {}; changes after the snapshot time are not in it",
         target.display()
     ));
+    if to.is_none() {
+        mark_restored(&target, &found);
+        out.push_str(
+            "\nfiles written after the snapshot: `minigcs fsck --rebuild` recovers them from their shards into lost+found/ (the orphan sweep stays off until it has run)",
+        );
+    }
     for aside in moved {
         out.push_str(&format!("\nmoved aside: {}", aside.display()));
     }
