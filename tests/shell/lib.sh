@@ -12,7 +12,9 @@
 # Exit code 77 means SKIP (scripts/test.sh reports it as such).
 #
 # Environment knobs (all optional):
-#   MINIGCS_BIN               binary to test (default: <repo>/target/release/minigcs)
+#   MINIGCS_BIN               binary to test (default: the release binary where
+#                             cargo puts it, <repo>/target/release/minigcs unless
+#                             CARGO_TARGET_DIR or a cargo config says otherwise)
 #   MINIGCS_REQUIRE_FUSE=1    a test that needs FUSE fails instead of skipping
 #   MINIGCS_TEST_K / _M / _CHUNK / _NODES / _MAX_FILE_SIZE   config overrides
 #   MINIGCS_START_TIMEOUT     seconds to wait for a daemon to be ready (30)
@@ -22,7 +24,11 @@ set -euo pipefail
 
 LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$LIB_DIR/../.." && pwd)
-MINIGCS_BIN=${MINIGCS_BIN:-$REPO_ROOT/target/release/minigcs}
+if [ -z "${MINIGCS_BIN:-}" ]; then
+    # shellcheck source=../../scripts/target_dir.sh
+    . "$REPO_ROOT/scripts/target_dir.sh"
+    MINIGCS_BIN=$(minigcs_release_bin "$REPO_ROOT")
+fi
 case $MINIGCS_BIN in /*) ;; *) MINIGCS_BIN=$PWD/$MINIGCS_BIN ;; esac
 TEST_NAME=$(basename "$0" .sh)
 
