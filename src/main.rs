@@ -29,7 +29,7 @@ struct Cli {
 
 #[derive(clap::Args, Clone)]
 struct ConfigArg {
-    /// Config file (default: $MINIGCS_CONFIG, else ./config.yaml)
+    /// Config file; relative paths in it resolve against its folder
     #[arg(
         short,
         long,
@@ -97,7 +97,10 @@ enum CtlCommand {
     /// Node list: id, region, path, state, shards, bytes, free space
     Nodes,
     /// Rebuild every shard that belongs on NODE_ID (re-creating its folder if missing or empty)
-    Recover { node_id: String },
+    Recover {
+        /// The node to rebuild, as `id` in the config's `nodes` list (e.g. node-2)
+        node_id: String,
+    },
     /// Verify every shard's checksums (parity too)
     Scrub {
         /// Rebuild the shards found bad
@@ -106,9 +109,11 @@ enum CtlCommand {
     },
     /// Operation and recovery metrics (same as GET /metrics/summary)
     Metrics,
-    /// One object's metadata and where each shard of each chunk lives
+    /// One object's metadata and where each shard of each chunk lives (a
+    /// directory is reported as one, with its entry count)
     Info {
-        /// A path inside the mount or an object key
+        /// An object key (docs/report.pdf) or a path inside the mount point
+        /// (./mnt/docs/report.pdf)
         path_or_key: String,
     },
     /// Background workers: state, what each is doing, queue, items done, last error
@@ -236,9 +241,10 @@ fn ctl(socket: &Path, json: bool, command: CtlCommand) -> ExitCode {
         CtlCommand::Metrics => Request::Metrics,
         CtlCommand::Workers => Request::Workers,
         CtlCommand::Info { path_or_key } => {
-            let path = std::fs::canonicalize(&path_or_key)
-                .ok()
-                .map(|p| p.to_string_lossy().into_owned());
+            // Where the argument would be as a path (it need not exist): the
+            // daemon turns a path inside its mount into a key.
+            let path = minigcs::realpath::resolve(Path::new(&path_or_key), &[]);
+            let path = Some(path.to_string_lossy().into_owned());
             Request::Info {
                 key: path_or_key.trim_start_matches("./").to_string(),
                 path,
@@ -304,5 +310,79 @@ fn update_bar(bar: &Option<indicatif::ProgressBar>, p: &Progress) {
         b.set_length(p.total.max(p.done));
         b.set_position(p.done);
         b.set_prefix(print::progress_detail(p));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every argument and subcommand under `cmd` explains itself in `--help`.
+    fn assert_documented(cmd: &clap::Command, path: &str) {
+        for arg in cmd.get_arguments() {
+            if ["help", "version"].contains(&arg.get_id().as_str()) {
+                continue;
+            }
+            assert!(
+                arg.get_help()
+                    .is_some_and(|h| !h.to_string().trim().is_empty()),
+                "`{path}`: argument {} has no help text",
+                arg.get_id()
+            );
+        }
+        for sub in cmd.get_subcommands() {
+            if sub.get_name() == "help" {
+                continue;
+            }
+            assert!(
+                sub.get_about().is_some(),
+                "`{path} {}` has no help text",
+                sub.get_name()
+            );
+            assert_documented(sub, &format!("{path} {}", sub.get_name()));
+        }
+    }
+
+    #[test]
+    fn every_command_and_argument_has_help_text() {
+        Cli::command().debug_assert();
+        assert_documented(&Cli::command(), "minigcs");
+    }
+
+    #[test]
+    fn ctl_options_go_before_or_after_the_subcommand() {
+        let orders = [
+            ["minigcs", "ctl", "-c", "x.yaml", "--json", "health"],
+            ["minigcs", "ctl", "health", "-c", "x.yaml", "--json"],
+            ["minigcs", "ctl", "--json", "health", "--config", "x.yaml"],
+        ];
+        for args in orders {
+            let cli = Cli::try_parse_from(args).unwrap();
+            let Command::Ctl {
+                config,
+                json,
+                command: CtlCommand::Health,
+                ..
+            } = cli.command
+            else {
+                panic!("{args:?} parsed as another command");
+            };
+            assert_eq!((config.config, json), (PathBuf::from("x.yaml"), true));
+        }
+    }
+
+    #[test]
+    fn ctl_help_and_ctl_help_command_print_help() {
+        for args in [
+            &["minigcs", "ctl", "help"][..],
+            &["minigcs", "ctl", "help", "info"],
+            &["minigcs", "help", "ctl"],
+        ] {
+            let e = Cli::try_parse_from(args)
+                .err()
+                .expect("help is not a command run");
+            assert_eq!(e.kind(), clap::error::ErrorKind::DisplayHelp, "{args:?}");
+        }
     }
 }

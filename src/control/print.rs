@@ -280,6 +280,9 @@ fn metrics(m: &MetricsSummary, out: &mut String) {
 }
 
 fn info(i: &InfoReport, out: &mut String) {
+    if i.kind != "file" {
+        return not_a_file_info(i, out);
+    }
     let fields = [
         ("key", i.key.clone()),
         ("size", format!("{} ({})", i.size, human_bytes(i.size))),
@@ -309,6 +312,34 @@ fn info(i: &InfoReport, out: &mut String) {
     if !table.rows.is_empty() {
         out.push('\n');
         table.render(out);
+    }
+}
+
+/// `info` of a directory (or a symlink, a device…): what it is, no chunks.
+fn not_a_file_info(i: &InfoReport, out: &mut String) {
+    let key = match i.key.as_str() {
+        "" => "/ (the root of the store)".to_string(),
+        key => key.to_string(),
+    };
+    let kind = match i.kind.as_str() {
+        "dir" => {
+            let prefix = match i.key.as_str() {
+                "" => String::new(),
+                key => format!("{key}/"),
+            };
+            format!("directory (list it with ls, or GET /objects?prefix={prefix})")
+        }
+        other => format!("{other} (not a regular file: it has no chunks)"),
+    };
+    let fields = [
+        ("key", key),
+        ("type", kind),
+        ("mode", i.mode.clone()),
+        ("created", i.created_at.clone()),
+        ("updated", i.updated_at.clone()),
+    ];
+    for (name, value) in fields {
+        let _ = writeln!(out, "{:<14}{value}", format!("{name}:"));
     }
 }
 
@@ -397,6 +428,45 @@ mod tests {
             "WORKER     STATE    QUEUE  DONE  LAST RUN                     DOING                       LAST ERROR\n\
              collector  idle     0      0     -                            nothing to collect          -\n\
              repair     running  3      12    2026-01-02T03:04:05.000000Z  repairing unhealthy shards  2026-01-02T03:04:00.000000Z: node-2 is down\n"
+        );
+    }
+
+    #[test]
+    fn info_of_a_directory_says_it_is_one() {
+        let mut report = InfoReport {
+            key: "docs".into(),
+            size: 0,
+            content_type: "application/octet-stream".into(),
+            created_at: "2026-01-02T03:04:05.000000Z".into(),
+            updated_at: "2026-01-02T03:04:06.000000Z".into(),
+            version: 0,
+            checksum: None,
+            kind: "dir".into(),
+            mode: "755".into(),
+            nlink: 2,
+            chunk_size: 1024,
+            chunks: Vec::new(),
+            healthy: true,
+        };
+        assert_eq!(
+            render(&Reply::Info(report.clone())),
+            "key:          docs\n\
+             type:         directory (list it with ls, or GET /objects?prefix=docs/)\n\
+             mode:         755\n\
+             created:      2026-01-02T03:04:05.000000Z\n\
+             updated:      2026-01-02T03:04:06.000000Z\n"
+        );
+        report.key = String::new();
+        let root = render(&Reply::Info(report.clone()));
+        assert!(
+            root.starts_with("key:          / (the root of the store)\n"),
+            "{root}"
+        );
+        report.kind = "file".into();
+        let file = render(&Reply::Info(report));
+        assert!(
+            file.contains("content type:") && !file.contains("directory"),
+            "{file}"
         );
     }
 

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 
 use super::{parse_request, Request, MAX_LINE};
 use crate::error::{Error, Result};
+use crate::model::ROOT_INO;
 use crate::report::{to_value, PingReply, Progress};
 use crate::resources::AcceptBackoff;
 use crate::service::Service;
@@ -174,14 +175,90 @@ pub fn execute(
         Request::Recover { node } => Ok(to_value(&service.recover_node(&node, &progress)?)),
         Request::Scrub { repair } => Ok(to_value(&service.scrub(repair, &progress)?)),
         Request::Info { key, path } => {
-            let key = match (path, mountpoint) {
-                (Some(p), Some(m)) => match Path::new(&p).strip_prefix(m) {
-                    Ok(rel) => rel.to_string_lossy().into_owned(),
-                    Err(_) => key,
-                },
-                _ => key,
+            let key = info_key(key, path, mountpoint)?;
+            let report = match key.is_empty() {
+                true => service.info_of(key, service.getattr(ROOT_INO)?),
+                false => service.object_info(&key).map_err(|e| match e {
+                    Error::NotFound(_) => Error::NotFound(format!(
+                        "no file or directory {key:?} in the store; ctl info takes {}",
+                        what_info_takes(mountpoint)
+                    )),
+                    e => e,
+                }),
             };
-            Ok(to_value(&service.info_report(&key)?))
+            Ok(to_value(&service.object_report(&report?)))
         }
+    }
+}
+
+/// The object key `ctl info` asks about. A path inside the mount (`path`,
+/// made absolute by the client) becomes its key, the mount point itself
+/// the root (key ""); any other absolute path is refused saying what is
+/// expected; a relative argument is the key itself (a trailing `/`, as
+/// shells complete directory names, is dropped).
+fn info_key(key: String, path: Option<String>, mountpoint: Option<&Path>) -> Result<String> {
+    if let (Some(p), Some(m)) = (&path, mountpoint) {
+        if let Ok(rel) = Path::new(p).strip_prefix(m) {
+            return Ok(rel.to_string_lossy().into_owned());
+        }
+    }
+    if key.starts_with('/') {
+        return Err(Error::InvalidArgument(format!(
+            "{key} is not inside this store; ctl info takes {}",
+            what_info_takes(mountpoint)
+        )));
+    }
+    Ok(key.trim_end_matches('/').to_string())
+}
+
+/// What `ctl info` accepts, for error messages.
+fn what_info_takes(mountpoint: Option<&Path>) -> String {
+    match mountpoint {
+        Some(m) => format!(
+            "an object key (e.g. docs/report.pdf) or a path inside the mount point {}",
+            m.display()
+        ),
+        None => "an object key (e.g. docs/report.pdf); this daemon serves no mount".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(arg: &str, path: &str, mount: Option<&str>) -> Result<String> {
+        info_key(arg.into(), Some(path.into()), mount.map(Path::new))
+    }
+
+    #[test]
+    fn info_takes_paths_inside_the_mount_and_keys() {
+        let m = Some("/srv/mnt");
+        assert_eq!(
+            key("mnt/a/b.txt", "/srv/mnt/a/b.txt", m).unwrap(),
+            "a/b.txt"
+        );
+        assert_eq!(key("/srv/mnt/a", "/srv/mnt/a", m).unwrap(), "a");
+        assert_eq!(
+            key("/srv/mnt", "/srv/mnt", m).unwrap(),
+            "",
+            "the mount is the root"
+        );
+        assert_eq!(key("a/b.txt", "/home/u/a/b.txt", m).unwrap(), "a/b.txt");
+        assert_eq!(key("docs/", "/home/u/docs", m).unwrap(), "docs");
+        assert_eq!(key("a/b.txt", "/home/u/a/b.txt", None).unwrap(), "a/b.txt");
+    }
+
+    #[test]
+    fn info_of_a_path_outside_the_mount_says_what_it_takes() {
+        let e = key("/etc/passwd", "/etc/passwd", Some("/srv/mnt"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/etc/passwd is not inside this store"), "{e}");
+        assert!(e.contains("object key"), "{e}");
+        assert!(e.contains("inside the mount point /srv/mnt"), "{e}");
+        let e = key("/etc/passwd", "/etc/passwd", None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("serves no mount"), "{e}");
     }
 }

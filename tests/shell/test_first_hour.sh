@@ -47,5 +47,38 @@ cmp -s "$REPO_ROOT/README.md" "$WORK/copy.md" || fail "the copy read over HTTP d
 grep -q 'docs/readme.md' "$WORK/quickstart.out" || fail "ctl info printed no key: $(cat "$WORK/quickstart.out")"
 grep -qi healthy "$WORK/quickstart.out" || fail "ctl health did not say healthy: $(cat "$WORK/quickstart.out")"
 
+say "ctl help, ctl help CMD, options after the subcommand"
+"$MINIGCS_BIN" ctl help >"$WORK/out" || fail "ctl help exited $?"
+for c in ping stats health nodes recover scrub metrics info workers; do
+    grep -q "^  $c " "$WORK/out" || fail "ctl help does not list $c: $(cat "$WORK/out")"
+done
+"$MINIGCS_BIN" ctl help info >"$WORK/out" || fail "ctl help info exited $?"
+grep -q 'PATH_OR_KEY' "$WORK/out" || fail "ctl help info: $(cat "$WORK/out")"
+"$MINIGCS_BIN" ctl health -c "$CONFIG" >/dev/null || fail "ctl health -c CONFIG (option after the command) failed"
+"$MINIGCS_BIN" ctl info docs/readme.md --json -c "$CONFIG" | jq -e '.kind == "file"' >/dev/null ||
+    fail "ctl info KEY --json -c CONFIG failed"
+
+say "ctl info of a directory says it is one"
+for arg in "$MNT/docs" docs docs/; do
+    ctl info "$arg" >"$WORK/out" || fail "ctl info $arg exited $?"
+    grep -q '^type: *directory' "$WORK/out" || fail "ctl info $arg: $(cat "$WORK/out")"
+done
+ctlj info docs | jq -e '.kind == "dir" and .chunks == []' >/dev/null || fail "ctl --json info docs: $(ctlj info docs)"
+ctl info "$MNT" >"$WORK/out" || fail "ctl info of the mount point exited $?"
+grep -q 'root of the store' "$WORK/out" || fail "ctl info $MNT: $(cat "$WORK/out")"
+(cd "$MNT/docs" && "$MINIGCS_BIN" ctl -c "$CONFIG" info readme.md) | grep -q '^key: *docs/readme.md' ||
+    fail "ctl info of a relative path from inside the mount"
+
+say "ctl info of a path outside the mount says what it takes"
+rc=0
+ctl info /etc/passwd >"$WORK/out" 2>&1 || rc=$?
+assert_eq 1 "$rc" "exit code of ctl info /etc/passwd"
+grep -q 'not inside this store' "$WORK/out" || fail "ctl info /etc/passwd: $(cat "$WORK/out")"
+grep -qF "inside the mount point $MNT" "$WORK/out" || fail "ctl info /etc/passwd does not name the mount point: $(cat "$WORK/out")"
+rc=0
+ctl info no/such/key >"$WORK/out" 2>&1 || rc=$?
+assert_eq 1 "$rc" "exit code of ctl info no/such/key"
+grep -q 'no file or directory "no/such/key"' "$WORK/out" || fail "ctl info no/such/key: $(cat "$WORK/out")"
+
 stop_daemon
 echo "PASS: first hour"
