@@ -26,7 +26,7 @@ log() { echo "== $*"; }
 # ---- 1. tools ------------------------------------------------------------
 # command -> Debian package
 TOOLS="fusermount3:fuse3 jq:jq curl:curl sqlite3:sqlite3 git:git rsync:rsync
-python3:python3 getfattr:attr bindfs:bindfs fio:fio"
+python3:python3 getfattr:attr setfacl:acl bindfs:bindfs fio:fio"
 
 install_tools() {
     local missing=() pair cmd pkg sudo=

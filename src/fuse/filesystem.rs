@@ -473,7 +473,7 @@ impl Filesystem for MiniFs {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let r = self.service.remove_xattr(ino.0, name.as_bytes());
+        let r = self.service.remove_xattr_posix(ino.0, name.as_bytes());
         reply::empty("removexattr", r, reply);
     }
 
