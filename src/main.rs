@@ -293,20 +293,33 @@ fn progress_bar(json: bool) -> Option<indicatif::ProgressBar> {
     if json || !std::io::stderr().is_terminal() {
         return None;
     }
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
+    Some(indicatif::ProgressBar::new(0))
+}
+
+/// The progress line's template and message: a bar while there is a known
+/// amount of work, a count when the total is not known (`total` 0 with
+/// chunks done, as scrub reports), and a plain "nothing to do" when the
+/// operation found none (a bar would show full at 0/0).
+fn progress_view(p: &Progress) -> (&'static str, String) {
+    match (p.total, p.done) {
+        (0, 0) => ("{spinner} {msg}", format!("{}: nothing to do", p.phase)),
+        (0, _) => ("{spinner} {msg} {pos} chunks  {prefix}", p.phase.clone()),
+        _ => (
             "{spinner} {msg} [{bar:30}] {pos}/{len} chunks  {prefix}",
-        )
-        .expect("template")
-        .progress_chars("=> "),
-    );
-    Some(bar)
+            p.phase.clone(),
+        ),
+    }
 }
 
 fn update_bar(bar: &Option<indicatif::ProgressBar>, p: &Progress) {
     if let Some(b) = bar {
-        b.set_message(p.phase.clone());
+        let (template, message) = progress_view(p);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(template)
+                .expect("template")
+                .progress_chars("=> "),
+        );
+        b.set_message(message);
         b.set_length(p.total.max(p.done));
         b.set_position(p.done);
         b.set_prefix(print::progress_detail(p));
@@ -370,6 +383,45 @@ mod tests {
             };
             assert_eq!((config.config, json), (PathBuf::from("x.yaml"), true));
         }
+    }
+
+    #[test]
+    fn progress_with_nothing_to_do_says_so_instead_of_a_full_bar() {
+        let mut p = Progress {
+            phase: "recover".into(),
+            done: 0,
+            total: 0,
+            bytes: 0,
+            rate_bytes_per_sec: 0.0,
+            eta_secs: None,
+        };
+        let (template, message) = progress_view(&p);
+        assert!(!template.contains("{bar"), "{template}");
+        assert_eq!(message, "recover: nothing to do");
+        p.done = 32; // scrub: chunks done, total not known
+        let (template, message) = progress_view(&p);
+        assert!(
+            !template.contains("{bar") && template.contains("{pos}"),
+            "{template}"
+        );
+        assert_eq!(message, "recover");
+        p.total = 40;
+        let (template, _) = progress_view(&p);
+        assert!(template.contains("{bar:30}"), "{template}");
+    }
+
+    #[test]
+    fn bench_sizes_take_suffixes() {
+        let cli =
+            Cli::try_parse_from(["minigcs", "bench", "--big-size", "1G", "--small-size", "4k"])
+                .unwrap();
+        let Command::Bench(args) = cli.command else {
+            panic!("not bench");
+        };
+        assert_eq!((args.big_size, args.small_size), (1 << 30, 4096));
+        assert_eq!(args.block_size, 1 << 20, "the default, 1M");
+        let e = Cli::try_parse_from(["minigcs", "bench", "--big-size", "1Q"]).err();
+        assert!(e.unwrap().to_string().contains("invalid size"));
     }
 
     #[test]

@@ -46,6 +46,20 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// Bytes in a mebibyte: human output uses binary units throughout.
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// Decimal megabytes, as the JSON reports carry them (the prototype's
+/// `_mb` and `_mbps` fields), in bytes.
+fn mb_to_bytes(mb: f64) -> u64 {
+    (mb * 1e6).round().max(0.0) as u64
+}
+
+/// `851.2 MiB/s`-style rates, in the units of `human_bytes`.
+pub fn human_rate(bytes_per_sec: f64) -> String {
+    format!("{}/s", human_bytes(bytes_per_sec.max(0.0) as u64))
+}
+
 /// Bytes done, rate and time left of a running operation.
 pub fn progress_detail(p: &Progress) -> String {
     let eta = p
@@ -53,9 +67,9 @@ pub fn progress_detail(p: &Progress) -> String {
         .map(|s| format!("ETA {s:.0}s"))
         .unwrap_or_default();
     format!(
-        "{}  {}/s  {eta}",
+        "{}  {}  {eta}",
         human_bytes(p.bytes),
-        human_bytes(p.rate_bytes_per_sec as u64)
+        human_rate(p.rate_bytes_per_sec)
     )
 }
 
@@ -195,7 +209,7 @@ fn recovery(r: &RecoveryReport, out: &mut String) {
             ),
             ("shards rebuilt", r.shards_rebuilt.to_string()),
             ("bytes rebuilt", human_bytes(r.bytes_rebuilt)),
-            ("rate", format!("{:.1} MB/s", r.rebuild_rate_mb_per_sec)),
+            ("rate", human_rate(r.rebuild_rate_mb_per_sec * 1e6)),
         ],
     );
     let _ = writeln!(
@@ -238,7 +252,7 @@ fn metrics(m: &MetricsSummary, out: &mut String) {
         &[
             ("operations", m.total_operations.to_string()),
             ("success rate", format!("{:.3}", m.overall_success_rate)),
-            ("data", format!("{:.1} MB", m.total_data_processed_mb)),
+            ("data", human_bytes(mb_to_bytes(m.total_data_processed_mb))),
             ("recoveries", m.total_recoveries.to_string()),
             ("degraded reads", m.degraded_reads.to_string()),
         ],
@@ -251,7 +265,7 @@ fn metrics(m: &MetricsSummary, out: &mut String) {
         "P50_MS",
         "P99_MS",
         "MAX_MS",
-        "MB/S",
+        "MIB/S",
     ]);
     for (op, o) in &m.operation_summary {
         let mut row = vec![op.clone(), o.count.to_string()];
@@ -262,7 +276,7 @@ fn metrics(m: &MetricsSummary, out: &mut String) {
                 o.p50_ms,
                 o.p99_ms,
                 o.max_duration_ms,
-                o.avg_throughput_mbps,
+                mb_to_bytes(o.avg_throughput_mbps) as f64 / MIB,
             ]
             .map(|v| format!("{v:.2}")),
         );
@@ -401,7 +415,7 @@ mod tests {
         assert_eq!(
             render(&Reply::Recovery(report)),
             "Recovery completed for node node-2\n\
-             chunks: 10 (0 failed)   shards rebuilt: 4   bytes rebuilt: 2.0 MiB   rate: 851.2 MB/s\n\
+             chunks: 10 (0 failed)   shards rebuilt: 4   bytes rebuilt: 2.0 MiB   rate: 811.8 MiB/s\n\
              MTTR: 2.5 ms (detect→start 0.0 ms, start→done 2.5 ms)\n"
         );
     }
@@ -429,6 +443,19 @@ mod tests {
              collector  idle     0      0     -                            nothing to collect          -\n\
              repair     running  3      12    2026-01-02T03:04:05.000000Z  repairing unhealthy shards  2026-01-02T03:04:00.000000Z: node-2 is down\n"
         );
+    }
+
+    #[test]
+    fn metrics_print_in_binary_units_only() {
+        let metrics = crate::metrics::Metrics::new(None);
+        let ten_ms = std::time::Duration::from_millis(10);
+        metrics.record("upload", "a", 3 * 1024 * 1024, ten_ms, true, None);
+        let summary = serde_json::from_value(metrics.summary_json()).unwrap();
+        let text = render(&Reply::Metrics(summary));
+        assert!(text.contains("data: 3.0 MiB"), "{text}");
+        // 3 MiB in 10 ms.
+        assert!(text.contains("MIB/S") && text.contains("300.00"), "{text}");
+        assert!(!text.contains("MB"), "decimal units in: {text}");
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! The control socket server: reads request lines (bounded), runs each
-//! command on a blocking thread, streams progress and the final reply. A
+//! The control socket server: binds the socket (and removes the file it
+//! created, and only that one, when the daemon ends or fails to start),
+//! reads request lines (bounded), runs each command on a blocking thread,
+//! streams progress and the final reply. A
 //! failing accept (the daemon out of descriptors) pauses, growing, instead
 //! of spinning, and is logged at a bounded rate.
 
@@ -39,6 +41,43 @@ pub fn bind(path: &Path) -> Result<UnixListener> {
     let listener = listener?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(listener)
+}
+
+/// The socket file this daemon created: removed when dropped (at shutdown,
+/// or when start-up fails after the socket was bound), but only while the
+/// path still names that same file, so a socket another daemon bound there
+/// since is never taken away.
+pub struct SocketFile {
+    path: PathBuf,
+    /// st_dev, st_ino and st_ctime (ns) of the file `bind` created: a file
+    /// bound there later may reuse the inode number, not also the time.
+    id: (u64, u64, i64, i64),
+}
+
+impl SocketFile {
+    /// Claim the file just bound at `path`.
+    pub fn claim(path: &Path) -> Result<SocketFile> {
+        Ok(SocketFile {
+            path: path.to_path_buf(),
+            id: file_id(path)?,
+        })
+    }
+}
+
+fn file_id(path: &Path) -> std::io::Result<(u64, u64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(path)?;
+    Ok((m.dev(), m.ino(), m.ctime(), m.ctime_nsec()))
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        if file_id(&self.path).is_ok_and(|id| id == self.id) {
+            if let Err(e) = std::fs::remove_file(&self.path) {
+                log::warn!("cannot remove {}: {e}", self.path.display());
+            }
+        }
+    }
 }
 
 /// Serve until `shutdown` resolves. `mountpoint` lets `info` take paths.
@@ -228,6 +267,32 @@ mod tests {
 
     fn key(arg: &str, path: &str, mount: Option<&str>) -> Result<String> {
         info_key(arg.into(), Some(path.into()), mount.map(Path::new))
+    }
+
+    #[test]
+    fn the_socket_file_goes_with_its_owner_but_never_a_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ctl.sock");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime.block_on(async { bind(&path) }).unwrap();
+        let ours = SocketFile::claim(&path).unwrap();
+        drop(ours);
+        assert!(!path.exists(), "the daemon's own socket file is removed");
+        drop(listener);
+
+        // Another daemon's socket bound at the same path since (a moment
+        // later: file times tick at the kernel's clock granularity).
+        let first = runtime.block_on(async { bind(&path) }).unwrap();
+        let stale = SocketFile::claim(&path).unwrap();
+        drop(first);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let second = runtime.block_on(async { bind(&path) }).unwrap();
+        drop(stale);
+        assert!(path.exists(), "a newer daemon's socket file is kept");
+        drop(second);
     }
 
     #[test]
