@@ -207,25 +207,26 @@ start_daemon() {
     done
 }
 
-# stop_daemon: SIGTERM, wait, require exit code 0 and no mount left
+# stop_daemon [SIGNAL]: SIGTERM (or SIGNAL, e.g. INT), wait, require exit
+# code 0 and no mount left
 stop_daemon() {
-    local limit=${MINIGCS_STOP_TIMEOUT:-60} start=$SECONDS rc=0
+    local limit=${MINIGCS_STOP_TIMEOUT:-60} start=$SECONDS rc=0 sig=${1:-TERM}
     [ -n "$DAEMON_PID" ] || fail "stop_daemon: no daemon running"
-    kill -TERM "$DAEMON_PID" 2>/dev/null || true
+    kill -"$sig" "$DAEMON_PID" 2>/dev/null || true
     while pid_alive "$DAEMON_PID"; do
         if (( SECONDS - start >= limit )); then
             print_log
             kill -KILL "$DAEMON_PID" 2>/dev/null || true
             wait "$DAEMON_PID" 2>/dev/null || true
             DAEMON_PID=
-            fail "daemon did not exit within ${limit}s of SIGTERM"
+            fail "daemon did not exit within ${limit}s of SIG$sig"
         fi
         sleep 0.1
     done
     wait "$DAEMON_PID" || rc=$?
     DAEMON_PID=
     rm -f "$WORK/daemon.pid"
-    if [ "$rc" -ne 0 ]; then print_log; fail "daemon exited with code $rc after SIGTERM (expected 0)"; fi
+    if [ "$rc" -ne 0 ]; then print_log; fail "daemon exited with code $rc after SIG$sig (expected 0)"; fi
     if [ "$DAEMON_MODE" = mount ] && is_mounted; then fail "$MNT is still mounted after the daemon exited"; fi
 }
 
