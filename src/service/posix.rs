@@ -2,7 +2,7 @@
 //! that front ends must not assemble from several service calls: `open`
 //! with `O_CREAT` on a name that may exist, an access ACL that sets the mode
 //! bits, an empty ACL that removes one (there or not), and `fallocate` that
-//! grows a file without ever shrinking it. Each takes decoded arguments (no
+//! grows a file without ever shrinking it, punches holes or zeroes ranges. Each takes decoded arguments (no
 //! libc flags, no errno) and is built on the public service API plus one
 //! metadata transaction where one is needed (`meta::posix`); it owns no
 //! state of its own.
@@ -48,6 +48,12 @@ pub enum Allocate {
     /// `FALLOC_FL_KEEP_SIZE`: reserve space past the end without changing
     /// the size. Chunks take space only when written, so nothing to do.
     KeepSize,
+    /// `FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE`: the range reads as
+    /// zeros and its whole chunks stop taking space; the size stays.
+    PunchHole,
+    /// `FALLOC_FL_ZERO_RANGE`: the range reads as zeros (stored as a punched
+    /// hole); without `keep_size` the file grows to cover it, as on Linux.
+    ZeroRange { keep_size: bool },
 }
 
 impl Service {
@@ -163,7 +169,9 @@ impl Service {
 
     /// `fallocate(ino, offset, len)`. With `Allocate::Extend` the file ends
     /// at least at `offset + len` afterwards; a file already that long is
-    /// left alone, so a growth never shrinks it. Returns the attributes.
+    /// left alone, so a growth never shrinks it. `PunchHole` and `ZeroRange`
+    /// make the range read as zeros, dropping the chunks it covers whole
+    /// (`sparse`). Returns the attributes.
     ///
     /// The growth compares and extends under the open file's write lock
     /// (`OpenFile::grow`): buffered writes stay and commit with the new
@@ -183,10 +191,15 @@ impl Service {
             Kind::Dir => return Err(Error::IsADirectory(format!("inode {ino}"))),
             _ => return Err(Error::InvalidArgument("fallocate of a special file".into())),
         }
-        if mode == Allocate::KeepSize || end <= inode.size {
-            return Ok(inode);
+        match mode {
+            Allocate::KeepSize => return Ok(inode),
+            Allocate::Extend if end <= inode.size => return Ok(inode),
+            Allocate::Extend => self.namespace().grow(ino, end)?,
+            Allocate::PunchHole => self.namespace().zero_range(ino, offset, end, false)?,
+            Allocate::ZeroRange { keep_size } => {
+                self.namespace().zero_range(ino, offset, end, !keep_size)?
+            }
         }
-        self.namespace().grow(ino, end)?;
         self.getattr(ino)
     }
 }

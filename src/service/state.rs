@@ -148,7 +148,8 @@ impl FileState {
         let content = std::mem::replace(&mut slot.content, Content::Hole);
         slot.content = match content {
             Content::Dirty { buf, _permit } if !buf.is_empty() => {
-                Content::Stored(Upload::new(uploads.submit(buf, _permit)))
+                let data_len = buf.len() as u64;
+                Content::Stored(Upload::new(uploads.submit(buf, _permit), data_len))
             }
             Content::Dirty { .. } => Content::Hole,
             other => other,
