@@ -23,8 +23,9 @@
 #   BENCH_ONLY         comma-separated steps to run (main = bench+fio+API, rss,
 #                      recovery, concurrency); default: all of them
 #   BENCH_CODEC=1      also run `cargo bench --bench codec` for 4+2 (minutes)
-#   BENCH_SKIP_BUILD=1 use the existing target/release/minigcs
+#   BENCH_SKIP_BUILD=1 use the existing release binary
 #   BENCH_KEEP_WORK=1  keep target/bench-work (unmounted) for inspection
+# (target/ is cargo's target directory: CARGO_TARGET_DIR when set)
 # Quick run:
 #   BENCH_BIG=128M BENCH_SMALL_COUNT=500 BENCH_FIO=128M BENCH_RSS_SIZE=256M \
 #   BENCH_RECOVERY=128M scripts/bench.sh
@@ -37,10 +38,13 @@ set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 cd "$REPO"
-BIN=$REPO/target/release/minigcs
-WORK=$REPO/target/bench-work
-LOGS=$REPO/target/bench-logs
-RESULTS_MD=$REPO/target/bench-results.md
+# shellcheck source=target_dir.sh
+. scripts/target_dir.sh
+TARGET=$(cargo_target_dir "$REPO")
+BIN=$TARGET/release/minigcs
+WORK=$TARGET/bench-work
+LOGS=$TARGET/bench-logs
+RESULTS_MD=$TARGET/bench-results.md
 
 log()  { echo "== $(date +%T) $*" >&2; }
 warn() { echo "!! $*" >&2; PROBLEMS+=("$*"); }
@@ -92,9 +96,9 @@ IS_ROOT=0
 
 # ---- one run at a time ------------------------------------------------------
 
-mkdir -p "$REPO/target"
-exec 9>"$REPO/target/bench.lock"
-flock -n 9 || die "another scripts/bench.sh is running (lock target/bench.lock)"
+mkdir -p "$TARGET"
+exec 9>"$TARGET/bench.lock"
+flock -n 9 || die "another scripts/bench.sh is running (lock $TARGET/bench.lock)"
 
 # ---- packages and build -------------------------------------------------------
 
@@ -495,7 +499,7 @@ fi
 # estimate (the slope when it has one, as criterion prints, else the mean)
 codec_gibs() {
     local f bytes
-    f=$(find "$REPO/target/criterion" -path "*4+2/$1/$2/new/estimates.json" 2>/dev/null | sed -n 1p)
+    f=$(find "$TARGET/criterion" -path "*4+2/$1/$2/new/estimates.json" 2>/dev/null | sed -n 1p)
     [ -n "$f" ] || return 0
     case $2 in *KiB) bytes=$(( ${2%KiB} * 1024 )) ;; *MiB) bytes=$(( ${2%MiB} * 1048576 )) ;; esac
     jq -r --argjson b "$(( 4 * bytes ))" '$b / ((.slope.point_estimate // .mean.point_estimate) / 1e9) / 1073741824' "$f"
@@ -645,7 +649,7 @@ HEADER="figure	minigcs	raw	bindfs	÷ raw	÷ bindfs	target	met"
 ELAPSED=$((SECONDS - T0))
 CPU=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 MEM=$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
-FS=$(df -PT "$REPO/target" | awk 'NR == 2 { print $2 " on " $1 }')
+FS=$(df -PT "$TARGET" | awk 'NR == 2 { print $2 " on " $1 }')
 MACHINE="$(nproc) × $CPU, $MEM RAM, $FS, Linux $(uname -r), load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"
 NOTES=(
     "minigcs: default 2+1 config (3 nodes in 3 regions, 4 MiB chunks) on the same disk as raw and bindfs ($BINDFS_VERSION); $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$REPO" diff --quiet HEAD 2>/dev/null || echo '+local changes')."

@@ -7,6 +7,8 @@
 # Usage: scripts/run.sh [MOUNTPOINT] [extra minigcs mount options]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=target_dir.sh
+. scripts/target_dir.sh
 
 MNT=${1:-./mnt}
 [ "$#" -gt 0 ] && shift
@@ -21,12 +23,14 @@ if ! command -v fusermount3 >/dev/null 2>&1; then
         { $sudo apt-get update && $sudo apt-get install -y --no-install-recommends fuse3; }
 fi
 if [ ! -c /dev/fuse ]; then
-    echo "warning: /dev/fuse is missing; the mount will fail (use 'target/release/minigcs serve -c config.yaml' for the API only)" >&2
+    echo "warning: /dev/fuse is missing; the mount will fail (use 'scripts/minigcs serve -c config.yaml' for the API only)" >&2
 fi
 
 echo "== cargo build --release"
 cargo build --release
+BIN=$(minigcs_release_bin "$PWD")
 
 mkdir -p data "$MNT"
-echo "== minigcs mount $MNT -c ./config.yaml   (API: http://127.0.0.1:8000, ctl: target/release/minigcs ctl -c config.yaml health)"
-exec target/release/minigcs mount "$MNT" -c ./config.yaml "$@"
+echo "== $BIN mount $MNT -c ./config.yaml"
+echo "   API: http://127.0.0.1:8000   from another terminal: scripts/minigcs ctl -c config.yaml health"
+exec "$BIN" mount "$MNT" -c ./config.yaml "$@"

@@ -9,13 +9,16 @@
 #              (cargo test is skipped then, unless MINIGCS_CARGO_TEST=1)
 # Environment:
 #   MINIGCS_REQUIRE_FUSE=1   tests that need FUSE fail instead of being skipped
-#   MINIGCS_SKIP_BUILD=1     use the existing binary (MINIGCS_BIN or target/release/minigcs)
+#   MINIGCS_SKIP_BUILD=1     use the existing binary (MINIGCS_BIN, else the release
+#                            binary where cargo puts it: CARGO_TARGET_DIR is honoured)
 #   MINIGCS_CARGO_TEST=0|1   force cargo test off/on
 #   MINIGCS_TEST_TIMEOUT     per shell test time limit in seconds (default 900)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# shellcheck source=target_dir.sh
+. scripts/target_dir.sh
 FILTER=${1:-}
 
 log() { echo "== $*"; }
@@ -23,7 +26,7 @@ log() { echo "== $*"; }
 # ---- 1. tools ------------------------------------------------------------
 # command -> Debian package
 TOOLS="fusermount3:fuse3 jq:jq curl:curl sqlite3:sqlite3 git:git rsync:rsync
-python3:python3 getfattr:attr bindfs:bindfs fio:fio"
+python3:python3 getfattr:attr setfacl:acl bindfs:bindfs fio:fio"
 
 # test_openapi.sh renders /docs in a headless browser
 TOOLS="$TOOLS chromium:chromium"
@@ -69,7 +72,7 @@ if [ "${MINIGCS_SKIP_BUILD:-0}" != 1 ]; then
     log "cargo build --release"
     cargo build --release
 fi
-export MINIGCS_BIN=${MINIGCS_BIN:-$ROOT/target/release/minigcs}
+export MINIGCS_BIN=${MINIGCS_BIN:-$(minigcs_release_bin "$ROOT")}
 case $MINIGCS_BIN in /*) ;; *) MINIGCS_BIN=$ROOT/$MINIGCS_BIN ;; esac
 if [ ! -x "$MINIGCS_BIN" ]; then
     echo "binary $MINIGCS_BIN not found" >&2

@@ -10,6 +10,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::config::size;
 use crate::error::{Error, Result};
 use crate::test_data::seeded_bytes;
 
@@ -18,20 +19,21 @@ pub struct BenchArgs {
     /// Directory to benchmark (default: the current directory)
     #[arg(default_value = ".")]
     pub path: PathBuf,
-    /// Bytes of the big-file test, split over --threads files
-    #[arg(long, default_value_t = 1 << 30)]
+    /// Size of the big-file test, split over --threads files (a byte
+    /// count, or with a K, M, G or T suffix: powers of 1024)
+    #[arg(long, default_value = "1G", value_parser = size::parse_arg)]
     pub big_size: u64,
     /// Parallel big-file writers/readers
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
-    /// I/O block size for big files
-    #[arg(long, default_value_t = 1 << 20)]
+    /// I/O block size for big files (e.g. 1M, 64K)
+    #[arg(long, default_value = "1M", value_parser = size::parse_arg_usize)]
     pub block_size: usize,
     /// Number of small files
     #[arg(long, default_value_t = 10_000)]
     pub small_count: usize,
-    /// Size of each small file
-    #[arg(long, default_value_t = 4096)]
+    /// Size of each small file (e.g. 4096, 4K)
+    #[arg(long, default_value = "4K", value_parser = size::parse_arg_usize)]
     pub small_size: usize,
     /// Print the results as JSON
     #[arg(long)]
@@ -62,7 +64,8 @@ fn drop_caches(enabled: bool) -> bool {
 }
 
 fn bar(len: u64, what: &str, quiet: bool) -> indicatif::ProgressBar {
-    if quiet {
+    // Nothing to do shows no bar (it would be full at 0/0).
+    if quiet || len == 0 {
         return indicatif::ProgressBar::hidden();
     }
     let b = indicatif::ProgressBar::new(len);

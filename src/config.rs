@@ -2,16 +2,20 @@
 //! defaults, the resolution of relative paths against the config file's folder,
 //! and the messages that name the offending key. It reads the file once; it
 //! never writes node folders or the metadata database (`paths` only looks
-//! where configured paths lead, `depth` bounds the YAML nesting before parsing).
+//! where configured paths lead, `depth` bounds the YAML nesting before parsing,
+//! `keys` tells typos of known keys from keys this version does not use,
+//! `size` reads byte sizes such as `4MiB`).
 
 use serde::Deserialize;
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use crate::error::{Error, Result};
 
 mod depth;
+mod keys;
 mod paths;
+pub mod size;
 
 pub const DEFAULT_CHUNK_SIZE: u64 = 4 * 1024 * 1024;
 
@@ -35,6 +39,7 @@ pub struct NodeConfig {
 pub struct ErasureCodingConfig {
     pub k: i64,
     pub m: i64,
+    #[serde(deserialize_with = "size::i64_field")]
     pub chunk_size: i64,
     pub block_size: Option<i64>,
 }
@@ -63,6 +68,7 @@ pub struct ApiConfig {
     pub enabled: bool,
     pub host: String,
     pub port: u16,
+    #[serde(deserialize_with = "size::u64_field")]
     pub max_file_size: u64,
     pub auth_token: Option<String>,
     /// Connections served at once; more are answered 503 and closed. The
@@ -120,6 +126,7 @@ pub struct RecoveryConfig {
     /// Background scrub period; 0 turns it off.
     pub scrub_interval_secs: u64,
     /// Upper bound on recovery/scrub bandwidth in bytes per second; 0 = unlimited.
+    #[serde(deserialize_with = "size::u64_field")]
     pub rate_limit_bytes_per_sec: u64,
     /// Chunks repaired in parallel.
     pub parallelism: usize,
@@ -185,6 +192,7 @@ pub struct MountConfig {
     /// Let other users use the mount (kernel permission checks apply).
     pub allow_other: bool,
     /// Bytes of dirty write buffers held in memory before writers wait.
+    #[serde(deserialize_with = "size::u64_field")]
     pub memory_budget: u64,
     /// FUSE worker threads.
     pub threads: usize,
@@ -290,36 +298,6 @@ const KNOWN_KEYS: &[&str] = &[
     "cluster.id",
 ];
 
-fn collect_unknown_keys(value: &serde_yaml::Value, prefix: &str, out: &mut Vec<String>) {
-    let known: BTreeSet<&str> = KNOWN_KEYS.iter().copied().collect();
-    match value {
-        serde_yaml::Value::Mapping(map) => {
-            for (k, v) in map {
-                let name = match k {
-                    serde_yaml::Value::String(s) => s.clone(),
-                    other => format!("{other:?}"),
-                };
-                let path = if prefix.is_empty() {
-                    name.clone()
-                } else {
-                    format!("{prefix}.{name}")
-                };
-                if !known.contains(path.as_str()) {
-                    out.push(path);
-                    continue;
-                }
-                collect_unknown_keys(v, &path, out);
-            }
-        }
-        serde_yaml::Value::Sequence(items) if prefix == "nodes" => {
-            for item in items {
-                collect_unknown_keys(item, "nodes.*", out);
-            }
-        }
-        _ => {}
-    }
-}
-
 impl Config {
     /// Load, resolve and validate a config file. Errors name the key and reason.
     pub fn load(path: &Path) -> Result<Config> {
@@ -345,8 +323,20 @@ impl Config {
                 "config must be a YAML mapping with at least a `nodes` list".into(),
             ));
         }
-        let mut unknown = Vec::new();
-        collect_unknown_keys(&value, "", &mut unknown);
+        let unknown = keys::unknown_keys(&value, KNOWN_KEYS);
+        let typos: Vec<String> = unknown
+            .iter()
+            .filter_map(|key| {
+                let suggestion = key.suggestion.as_ref()?;
+                Some(format!(
+                    "unknown key {}: did you mean {suggestion}?",
+                    key.path
+                ))
+            })
+            .collect();
+        if !typos.is_empty() {
+            return Err(Error::Config(typos.join("; ")));
+        }
         let mut config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
@@ -359,7 +349,7 @@ impl Config {
         for key in unknown {
             config
                 .warnings
-                .push(format!("unknown config key `{key}` is ignored"));
+                .push(format!("unknown config key `{}` is ignored", key.path));
         }
         if config.erasure_coding.block_size.is_some() {
             config.warnings.push(
@@ -371,11 +361,17 @@ impl Config {
         Ok(config)
     }
 
+    /// Relative paths resolve against `base`, written without `.`
+    /// components or doubled slashes (`/srv/x/data/node-1`, never
+    /// `/srv/x/./data/node-1`); `..` is kept, since only the file system
+    /// knows where it leads through a symlink.
     fn resolve_paths(&mut self, base: &Path) {
         let resolve = |p: &mut PathBuf| {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
+            let joined = match p.is_relative() {
+                true => base.join(&*p),
+                false => p.clone(),
+            };
+            *p = without_cur_dir(&joined);
         };
         for node in &mut self.nodes {
             node.storage_path_as_written = node.storage_path.display().to_string();
@@ -629,6 +625,19 @@ impl Config {
     }
 }
 
+/// `path` with its `.` components dropped (`a/./b` → `a/b`, `./a` → `a`);
+/// `Path::components` already folds repeated slashes.
+fn without_cur_dir(path: &Path) -> PathBuf {
+    let clean: PathBuf = path
+        .components()
+        .filter(|c| *c != Component::CurDir)
+        .collect();
+    match clean.as_os_str().is_empty() {
+        true => PathBuf::from("."),
+        false => clean,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -640,7 +649,8 @@ mod tests {
         let c = Config::parse(SEED, Path::new("/srv/x")).unwrap();
         assert_eq!(c.nodes.len(), 3);
         assert_eq!((c.k(), c.m(), c.chunk_size()), (2, 1, DEFAULT_CHUNK_SIZE));
-        assert_eq!(c.nodes[0].storage_path, Path::new("/srv/x/./data/node-1"));
+        assert_eq!(c.nodes[0].storage_path, Path::new("/srv/x/data/node-1"));
+        assert_eq!(c.metrics.output_file, Path::new("/srv/x/metrics.csv"));
         assert!(c.warnings.iter().any(|w| w.contains("block_size")));
         assert_eq!(c.api.host, "localhost");
     }
@@ -686,6 +696,46 @@ mod tests {
         let c = Config::parse(&text, Path::new("/")).unwrap();
         assert!(c.warnings.iter().any(|w| w.contains("`frobnicate`")));
         assert!(c.warnings.iter().any(|w| w.contains("`api.colour`")));
+    }
+
+    #[test]
+    fn a_typo_of_a_known_key_is_an_error_naming_the_key_meant() {
+        let text = SEED.replace("erasure_coding:", "erasure_codng:");
+        let err = Config::parse(&text, Path::new("/")).unwrap_err();
+        assert!(matches!(err, Error::Config(_)), "{err}");
+        let err = err.to_string();
+        assert!(
+            err.contains("unknown key erasure_codng: did you mean erasure_coding?"),
+            "{err}"
+        );
+        let text = SEED.replace("retry_attempts:", "retry_atempts:");
+        let err = Config::parse(&text, Path::new("/"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("did you mean recovery.retry_attempts?"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn sizes_take_suffixes_and_paths_are_written_plainly() {
+        let text = SEED
+            .replace("max_file_size: 104857600", "max_file_size: 100MiB")
+            .replace("m: 1", "m: 1\n  chunk_size: 1M")
+            .replace("./data/node-1", ".//data/./node-1");
+        let c = Config::parse(&text, Path::new("/srv/x")).unwrap();
+        assert_eq!((c.api.max_file_size, c.chunk_size()), (100 << 20, 1 << 20));
+        assert_eq!(c.nodes[0].storage_path, Path::new("/srv/x/data/node-1"));
+        assert_eq!(c.metadata.path, Path::new("/srv/x/data/metadata.db"));
+        let text = SEED.replace("m: 1", "m: 1\n  chunk_size: 4Q");
+        let err = Config::parse(&text, Path::new("/"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("erasure_coding.chunk_size") && err.contains("4Q"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -77,6 +77,8 @@ pub fn run(config: Config, mountpoint: Option<&Path>) -> Result<()> {
     // Bind the sockets before mounting: a port in use must fail start-up
     // cleanly instead of leaving a mount behind.
     let control_listener = runtime.block_on(async { crate::control::bind(&socket_path) })?;
+    // Removed when this function returns, a failed start included.
+    let socket_file = crate::control::SocketFile::claim(&socket_path)?;
     let http_listener = if api_enabled {
         Some(
             runtime
@@ -100,7 +102,6 @@ pub fn run(config: Config, mountpoint: Option<&Path>) -> Result<()> {
         wait_stop(stop_rx.clone()),
     ));
     let http = http_listener.map(|l| {
-        log::info!("HTTP API on http://{address}");
         runtime.spawn(crate::http::serve(
             service.clone(),
             l,
@@ -117,7 +118,6 @@ pub fn run(config: Config, mountpoint: Option<&Path>) -> Result<()> {
                 let _ = stop_tx.send(true);
                 service.shutdown();
                 workers.stop(WORKER_GRACE);
-                let _ = std::fs::remove_file(&socket_path);
                 return Err(Error::Other(format!(
                     "cannot mount at {}: {e}",
                     m.display()
@@ -164,7 +164,7 @@ pub fn run(config: Config, mountpoint: Option<&Path>) -> Result<()> {
         }
     }
     let _ = stop_tx.send(true);
-    let _ = std::fs::remove_file(&socket_path);
+    drop(socket_file);
     // Give the servers a moment to finish their requests. The wait is timed
     // by this thread, not by the runtime's timers, which do not fire while
     // every runtime thread is blocked (e.g. by a node that hangs).

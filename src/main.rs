@@ -29,7 +29,7 @@ struct Cli {
 
 #[derive(clap::Args, Clone)]
 struct ConfigArg {
-    /// Config file (default: $MINIGCS_CONFIG, else ./config.yaml)
+    /// Config file; relative paths in it resolve against its folder
     #[arg(
         short,
         long,
@@ -133,7 +133,10 @@ enum CtlCommand {
     /// Node list: id, region, path, state, shards, bytes, free space
     Nodes,
     /// Rebuild every shard that belongs on NODE_ID (re-creating its folder if missing or empty)
-    Recover { node_id: String },
+    Recover {
+        /// The node to rebuild, as `id` in the config's `nodes` list (e.g. node-2)
+        node_id: String,
+    },
     /// Verify every shard's checksums (parity too)
     Scrub {
         /// Rebuild the shards found bad
@@ -142,9 +145,11 @@ enum CtlCommand {
     },
     /// Operation and recovery metrics (same as GET /metrics/summary)
     Metrics,
-    /// One object's metadata and where each shard of each chunk lives
+    /// One object's metadata and where each shard of each chunk lives (a
+    /// directory is reported as one, with its entry count)
     Info {
-        /// A path inside the mount or an object key
+        /// An object key (docs/report.pdf) or a path inside the mount point
+        /// (./mnt/docs/report.pdf)
         path_or_key: String,
     },
     /// Background workers: state, what each is doing, queue, items done, last error
@@ -401,9 +406,10 @@ fn ctl(socket: &Path, json: bool, command: CtlCommand) -> ExitCode {
         CtlCommand::Workers => Request::Workers,
         CtlCommand::Snapshot => Request::Snapshot,
         CtlCommand::Info { path_or_key } => {
-            let path = std::fs::canonicalize(&path_or_key)
-                .ok()
-                .map(|p| p.to_string_lossy().into_owned());
+            // Where the argument would be as a path (it need not exist): the
+            // daemon turns a path inside its mount into a key.
+            let path = minigcs::realpath::resolve(Path::new(&path_or_key), &[]);
+            let path = Some(path.to_string_lossy().into_owned());
             Request::Info {
                 key: path_or_key.trim_start_matches("./").to_string(),
                 path,
@@ -452,22 +458,148 @@ fn progress_bar(json: bool) -> Option<indicatif::ProgressBar> {
     if json || !std::io::stderr().is_terminal() {
         return None;
     }
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
+    Some(indicatif::ProgressBar::new(0))
+}
+
+/// The progress line's template and message: a bar while there is a known
+/// amount of work, a count when the total is not known (`total` 0 with
+/// chunks done, as scrub reports), and a plain "nothing to do" when the
+/// operation found none (a bar would show full at 0/0).
+fn progress_view(p: &Progress) -> (&'static str, String) {
+    match (p.total, p.done) {
+        (0, 0) => ("{spinner} {msg}", format!("{}: nothing to do", p.phase)),
+        (0, _) => ("{spinner} {msg} {pos} chunks  {prefix}", p.phase.clone()),
+        _ => (
             "{spinner} {msg} [{bar:30}] {pos}/{len} chunks  {prefix}",
-        )
-        .expect("template")
-        .progress_chars("=> "),
-    );
-    Some(bar)
+            p.phase.clone(),
+        ),
+    }
 }
 
 fn update_bar(bar: &Option<indicatif::ProgressBar>, p: &Progress) {
     if let Some(b) = bar {
-        b.set_message(p.phase.clone());
+        let (template, message) = progress_view(p);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(template)
+                .expect("template")
+                .progress_chars("=> "),
+        );
+        b.set_message(message);
         b.set_length(p.total.max(p.done));
         b.set_position(p.done);
         b.set_prefix(print::progress_detail(p));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every argument and subcommand under `cmd` explains itself in `--help`.
+    fn assert_documented(cmd: &clap::Command, path: &str) {
+        for arg in cmd.get_arguments() {
+            if ["help", "version"].contains(&arg.get_id().as_str()) {
+                continue;
+            }
+            assert!(
+                arg.get_help()
+                    .is_some_and(|h| !h.to_string().trim().is_empty()),
+                "`{path}`: argument {} has no help text",
+                arg.get_id()
+            );
+        }
+        for sub in cmd.get_subcommands() {
+            if sub.get_name() == "help" {
+                continue;
+            }
+            assert!(
+                sub.get_about().is_some(),
+                "`{path} {}` has no help text",
+                sub.get_name()
+            );
+            assert_documented(sub, &format!("{path} {}", sub.get_name()));
+        }
+    }
+
+    #[test]
+    fn every_command_and_argument_has_help_text() {
+        Cli::command().debug_assert();
+        assert_documented(&Cli::command(), "minigcs");
+    }
+
+    #[test]
+    fn ctl_options_go_before_or_after_the_subcommand() {
+        let orders = [
+            ["minigcs", "ctl", "-c", "x.yaml", "--json", "health"],
+            ["minigcs", "ctl", "health", "-c", "x.yaml", "--json"],
+            ["minigcs", "ctl", "--json", "health", "--config", "x.yaml"],
+        ];
+        for args in orders {
+            let cli = Cli::try_parse_from(args).unwrap();
+            let Command::Ctl {
+                config,
+                json,
+                command: CtlCommand::Health,
+                ..
+            } = cli.command
+            else {
+                panic!("{args:?} parsed as another command");
+            };
+            assert_eq!((config.config, json), (PathBuf::from("x.yaml"), true));
+        }
+    }
+
+    #[test]
+    fn progress_with_nothing_to_do_says_so_instead_of_a_full_bar() {
+        let mut p = Progress {
+            phase: "recover".into(),
+            done: 0,
+            total: 0,
+            bytes: 0,
+            rate_bytes_per_sec: 0.0,
+            eta_secs: None,
+        };
+        let (template, message) = progress_view(&p);
+        assert!(!template.contains("{bar"), "{template}");
+        assert_eq!(message, "recover: nothing to do");
+        p.done = 32; // scrub: chunks done, total not known
+        let (template, message) = progress_view(&p);
+        assert!(
+            !template.contains("{bar") && template.contains("{pos}"),
+            "{template}"
+        );
+        assert_eq!(message, "recover");
+        p.total = 40;
+        let (template, _) = progress_view(&p);
+        assert!(template.contains("{bar:30}"), "{template}");
+    }
+
+    #[test]
+    fn bench_sizes_take_suffixes() {
+        let cli =
+            Cli::try_parse_from(["minigcs", "bench", "--big-size", "1G", "--small-size", "4k"])
+                .unwrap();
+        let Command::Bench(args) = cli.command else {
+            panic!("not bench");
+        };
+        assert_eq!((args.big_size, args.small_size), (1 << 30, 4096));
+        assert_eq!(args.block_size, 1 << 20, "the default, 1M");
+        let e = Cli::try_parse_from(["minigcs", "bench", "--big-size", "1Q"]).err();
+        assert!(e.unwrap().to_string().contains("invalid size"));
+    }
+
+    #[test]
+    fn ctl_help_and_ctl_help_command_print_help() {
+        for args in [
+            &["minigcs", "ctl", "help"][..],
+            &["minigcs", "ctl", "help", "info"],
+            &["minigcs", "help", "ctl"],
+        ] {
+            let e = Cli::try_parse_from(args)
+                .err()
+                .expect("help is not a command run");
+            assert_eq!(e.kind(), clap::error::ErrorKind::DisplayHelp, "{args:?}");
+        }
     }
 }

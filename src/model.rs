@@ -54,6 +54,9 @@ pub struct Inode {
     pub content_type: Option<String>,
     pub version: u64,
     pub checksum: Option<String>,
+    /// File bytes the chunks of a regular file hold (its holes hold none):
+    /// what `st_blocks` counts. Derived from the chunk list, never stored.
+    pub stored_bytes: u64,
 }
 
 impl Inode {
@@ -76,6 +79,7 @@ impl Inode {
             content_type: None,
             version: 0,
             checksum: None,
+            stored_bytes: 0,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! POSIX rules the file service applies on behalf of the mount, tested on the
 //! service directly (no /dev/fuse): an access ACL sets the mode bits in the
-//! same transaction that stores or drops it, `O_CREAT` on an existing name
+//! same transaction that stores or drops it, an empty ACL removes one and
+//! succeeds when there is none (as ext4), `O_CREAT` on an existing name
 //! opens it (or refuses with `O_EXCL`, or empties it with `O_TRUNC`) and is
 //! decided in one transaction, and `fallocate` grows a file without ever
 //! shrinking it, through the open file's buffered state when it is open.
@@ -12,7 +13,7 @@ use std::sync::{Arc, Barrier};
 
 use minigcs::error::Error;
 use minigcs::model::{Kind, NodeSpec, Owner, XattrWrite, ROOT_INO};
-use minigcs::service::posix::{Allocate, IfExists, ACL_ACCESS_XATTR};
+use minigcs::service::posix::{Allocate, IfExists, ACL_ACCESS_XATTR, ACL_DEFAULT_XATTR};
 use minigcs::service::{OpenFlags, Service};
 
 const CS: u64 = 64 * 1024;
@@ -201,6 +202,86 @@ fn other_attributes_are_stored_as_they_are() {
         .unwrap();
     assert_eq!(svc.get_xattr(ino, b"user.note").unwrap(), b"hello");
     assert_eq!(mode_of(svc, ino), 0o644);
+}
+
+/// A directory in the root; its inode.
+fn dir_named(svc: &Service, name: &[u8]) -> u64 {
+    svc.make_node(ROOT_INO, name, &dir_spec(0o755, 0))
+        .unwrap()
+        .ino
+}
+
+/// The ACL `setfacl -b`/`-k` and `tar --acls` set to mean "none": the
+/// version header with no entry.
+fn empty_acl() -> Vec<u8> {
+    acl(&[])
+}
+
+#[test]
+fn an_empty_default_acl_removes_it_and_succeeds_when_there_is_none() {
+    // ext4 answers success both times; ENODATA made `tar --acls` warn.
+    let store = store();
+    let svc = store.service();
+    let dir = dir_named(svc, b"d");
+    svc.set_xattr_posix(dir, ACL_DEFAULT_XATTR, &empty_acl(), XattrWrite::Upsert)
+        .unwrap();
+    svc.remove_xattr_posix(dir, ACL_DEFAULT_XATTR).unwrap();
+    assert!(svc.list_xattrs(dir).unwrap().is_empty());
+
+    // A default ACL set, then emptied: gone.
+    let default = minimal_acl(7, 5, 5);
+    svc.set_xattr_posix(dir, ACL_DEFAULT_XATTR, &default, XattrWrite::Upsert)
+        .unwrap();
+    assert_eq!(svc.get_xattr(dir, ACL_DEFAULT_XATTR).unwrap(), default);
+    svc.set_xattr_posix(dir, ACL_DEFAULT_XATTR, &empty_acl(), XattrWrite::Upsert)
+        .unwrap();
+    assert!(matches!(
+        svc.get_xattr(dir, ACL_DEFAULT_XATTR),
+        Err(Error::NoAttribute(_))
+    ));
+    // Set again and removed with removexattr: gone, and again is no error.
+    svc.set_xattr_posix(dir, ACL_DEFAULT_XATTR, &default, XattrWrite::Upsert)
+        .unwrap();
+    svc.remove_xattr_posix(dir, ACL_DEFAULT_XATTR).unwrap();
+    svc.remove_xattr_posix(dir, ACL_DEFAULT_XATTR).unwrap();
+    assert!(svc.list_xattrs(dir).unwrap().is_empty());
+    assert_eq!(
+        mode_of(svc, dir),
+        0o755,
+        "the mode is not the default ACL's"
+    );
+}
+
+#[test]
+fn an_empty_access_acl_removes_it_and_keeps_the_mode() {
+    let store = store();
+    let svc = store.service();
+    let ino = file_with(svc, b"f", b"x");
+    svc.set_access_acl(ino, &extended_acl(), XattrWrite::Upsert)
+        .unwrap();
+    setxattr_acl(svc, ino, &empty_acl(), XattrWrite::Upsert).unwrap();
+    assert!(svc.list_xattrs(ino).unwrap().is_empty());
+    assert_eq!(mode_of(svc, ino), 0o660);
+    setxattr_acl(svc, ino, &empty_acl(), XattrWrite::Upsert).unwrap();
+    svc.remove_xattr_posix(ino, ACL_ACCESS_XATTR).unwrap();
+}
+
+#[test]
+fn missing_ordinary_attributes_and_broken_acls_are_still_errors() {
+    let store = store();
+    let svc = store.service();
+    let dir = dir_named(svc, b"d");
+    let r = svc.remove_xattr_posix(dir, b"user.absent");
+    assert!(matches!(r, Err(Error::NoAttribute(_))), "{r:?}");
+    // A header with another version, and a default ACL with no "other".
+    let r = svc.set_xattr_posix(dir, ACL_DEFAULT_XATTR, &[1, 0, 0, 0], XattrWrite::Upsert);
+    assert!(matches!(r, Err(Error::InvalidArgument(_))), "{r:?}");
+    let broken = acl(&[(USER_OBJ, 7, u32::MAX), (GROUP_OBJ, 7, u32::MAX)]);
+    let r = svc.set_xattr_posix(dir, ACL_DEFAULT_XATTR, &broken, XattrWrite::Upsert);
+    assert!(matches!(r, Err(Error::InvalidArgument(_))), "{r:?}");
+    // Removing an ACL of an inode that is gone is still NotFound.
+    let r = svc.remove_xattr_posix(987_654, ACL_DEFAULT_XATTR);
+    assert!(r.is_err(), "{r:?}");
 }
 
 // ------------------------------------------------------------ O_CREAT

@@ -12,7 +12,7 @@ pub mod print;
 mod server;
 
 pub use client::Reply;
-pub use server::{bind, execute, serve};
+pub use server::{bind, execute, serve, SocketFile};
 
 use serde::{Deserialize, Serialize};
 

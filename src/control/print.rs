@@ -52,6 +52,20 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// Bytes in a mebibyte: human output uses binary units throughout.
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// Megabytes as the JSON reports carry them (the prototype's `_mb` and
+/// `_mbps` fields, 2^20 bytes each), in bytes.
+fn mb_to_bytes(mb: f64) -> u64 {
+    (mb * MIB).round().max(0.0) as u64
+}
+
+/// `851.2 MiB/s`-style rates, in the units of `human_bytes`.
+pub fn human_rate(bytes_per_sec: f64) -> String {
+    format!("{}/s", human_bytes(bytes_per_sec.max(0.0) as u64))
+}
+
 /// Bytes done, rate and time left of a running operation.
 pub fn progress_detail(p: &Progress) -> String {
     let eta = p
@@ -59,9 +73,9 @@ pub fn progress_detail(p: &Progress) -> String {
         .map(|s| format!("ETA {s:.0}s"))
         .unwrap_or_default();
     format!(
-        "{}  {}/s  {eta}",
+        "{}  {}  {eta}",
         human_bytes(p.bytes),
-        human_bytes(p.rate_bytes_per_sec as u64)
+        human_rate(p.rate_bytes_per_sec)
     )
 }
 
@@ -128,7 +142,9 @@ fn health(h: &HealthReport, out: &mut String) {
             ("shards to repair", h.repair_queue.to_string()),
         ],
     );
-    let _ = writeln!(out, "metadata snapshot: {}", h.metadata_snapshot.message);
+    if !h.metadata_snapshot.message.is_empty() {
+        let _ = writeln!(out, "metadata snapshot: {}", h.metadata_snapshot.message);
+    }
     let mut table = Table::new(&["NODE", "REGION", "STATE", "REASON"]);
     for n in &h.nodes {
         table.row(vec![
@@ -202,7 +218,7 @@ fn recovery(r: &RecoveryReport, out: &mut String) {
             ),
             ("shards rebuilt", r.shards_rebuilt.to_string()),
             ("bytes rebuilt", human_bytes(r.bytes_rebuilt)),
-            ("rate", format!("{:.1} MB/s", r.rebuild_rate_mb_per_sec)),
+            ("rate", human_rate(r.rebuild_rate_mb_per_sec * 1e6)),
         ],
     );
     let _ = writeln!(
@@ -258,7 +274,7 @@ fn metrics(m: &MetricsSummary, out: &mut String) {
                 "success rate",
                 rate_text(m.overall_success_rate, m.total_operations, "no operations"),
             ),
-            ("data", format!("{:.1} MB", m.total_data_processed_mb)),
+            ("data", human_bytes(mb_to_bytes(m.total_data_processed_mb))),
             ("recoveries", m.total_recoveries.to_string()),
             (
                 "recovery success rate",
@@ -275,7 +291,7 @@ fn metrics(m: &MetricsSummary, out: &mut String) {
         "P50_MS",
         "P99_MS",
         "MAX_MS",
-        "MB/S",
+        "MIB/S",
     ]);
     for (op, o) in &m.operation_summary {
         let mut row = vec![
@@ -289,7 +305,7 @@ fn metrics(m: &MetricsSummary, out: &mut String) {
                 o.p50_ms,
                 o.p99_ms,
                 o.max_duration_ms,
-                o.avg_throughput_mbps,
+                mb_to_bytes(o.avg_throughput_mbps) as f64 / MIB,
             ]
             .map(|v| format!("{v:.2}")),
         );
@@ -307,6 +323,9 @@ fn metrics(m: &MetricsSummary, out: &mut String) {
 }
 
 fn info(i: &InfoReport, out: &mut String) {
+    if i.kind != "file" {
+        return not_a_file_info(i, out);
+    }
     let fields = [
         ("key", i.key.clone()),
         ("size", format!("{} ({})", i.size, human_bytes(i.size))),
@@ -336,6 +355,34 @@ fn info(i: &InfoReport, out: &mut String) {
     if !table.rows.is_empty() {
         out.push('\n');
         table.render(out);
+    }
+}
+
+/// `info` of a directory (or a symlink, a device…): what it is, no chunks.
+fn not_a_file_info(i: &InfoReport, out: &mut String) {
+    let key = match i.key.as_str() {
+        "" => "/ (the root of the store)".to_string(),
+        key => key.to_string(),
+    };
+    let kind = match i.kind.as_str() {
+        "dir" => {
+            let prefix = match i.key.as_str() {
+                "" => String::new(),
+                key => format!("{key}/"),
+            };
+            format!("directory (list it with ls, or GET /objects?prefix={prefix})")
+        }
+        other => format!("{other} (not a regular file: it has no chunks)"),
+    };
+    let fields = [
+        ("key", key),
+        ("type", kind),
+        ("mode", i.mode.clone()),
+        ("created", i.created_at.clone()),
+        ("updated", i.updated_at.clone()),
+    ];
+    for (name, value) in fields {
+        let _ = writeln!(out, "{:<14}{value}", format!("{name}:"));
     }
 }
 
@@ -397,7 +444,7 @@ mod tests {
         assert_eq!(
             render(&Reply::Recovery(report)),
             "Recovery completed for node node-2\n\
-             chunks: 10 (0 failed)   shards rebuilt: 4   bytes rebuilt: 2.0 MiB   rate: 851.2 MB/s\n\
+             chunks: 10 (0 failed)   shards rebuilt: 4   bytes rebuilt: 2.0 MiB   rate: 811.8 MiB/s\n\
              MTTR: 2.5 ms (detect→start 0.0 ms, start→done 2.5 ms)\n"
         );
     }
@@ -465,6 +512,58 @@ mod tests {
             "WORKER     STATE    QUEUE  DONE  LAST RUN                     DOING                       LAST ERROR\n\
              collector  idle     0      0     -                            nothing to collect          -\n\
              repair     running  3      12    2026-01-02T03:04:05.000000Z  repairing unhealthy shards  2026-01-02T03:04:00.000000Z: node-2 is down\n"
+        );
+    }
+
+    #[test]
+    fn metrics_print_in_binary_units_only() {
+        let metrics = crate::metrics::Metrics::new(None);
+        let ten_ms = std::time::Duration::from_millis(10);
+        metrics.record("upload", "a", 3 * 1024 * 1024, ten_ms, true, None);
+        let summary = serde_json::from_value(metrics.summary_json()).unwrap();
+        let text = render(&Reply::Metrics(summary));
+        assert!(text.contains("data: 3.0 MiB"), "{text}");
+        // 3 MiB in 10 ms.
+        assert!(text.contains("MIB/S") && text.contains("300.00"), "{text}");
+        assert!(!text.contains("MB"), "decimal units in: {text}");
+    }
+
+    #[test]
+    fn info_of_a_directory_says_it_is_one() {
+        let mut report = InfoReport {
+            key: "docs".into(),
+            size: 0,
+            content_type: "application/octet-stream".into(),
+            created_at: "2026-01-02T03:04:05.000000Z".into(),
+            updated_at: "2026-01-02T03:04:06.000000Z".into(),
+            version: 0,
+            checksum: None,
+            kind: "dir".into(),
+            mode: "755".into(),
+            nlink: 2,
+            chunk_size: 1024,
+            chunks: Vec::new(),
+            healthy: true,
+        };
+        assert_eq!(
+            render(&Reply::Info(report.clone())),
+            "key:          docs\n\
+             type:         directory (list it with ls, or GET /objects?prefix=docs/)\n\
+             mode:         755\n\
+             created:      2026-01-02T03:04:05.000000Z\n\
+             updated:      2026-01-02T03:04:06.000000Z\n"
+        );
+        report.key = String::new();
+        let root = render(&Reply::Info(report.clone()));
+        assert!(
+            root.starts_with("key:          / (the root of the store)\n"),
+            "{root}"
+        );
+        report.kind = "file".into();
+        let file = render(&Reply::Info(report));
+        assert!(
+            file.contains("content type:") && !file.contains("directory"),
+            "{file}"
         );
     }
 

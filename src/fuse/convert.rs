@@ -2,7 +2,7 @@
 //! to errno (the only place errors become numbers for the kernel), inodes to
 //! `FileAttr`, times to and from `SystemTime`, and the decoding of request
 //! flags (mknod type bits, rename flags, open and create flags, fallocate
-//! modes) into the service's types. Pure functions, no state.
+//! modes, lseek whence) into the service's types. Pure functions, no state.
 
 use fuser::{Errno, FileAttr, FileType, INodeNo, RenameFlags, TimeOrNow};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::error::Error;
 use crate::model::{now_nanos, Inode, Kind, RenameMode};
 use crate::service::posix::{Allocate, IfExists};
+use crate::service::sparse::Seek;
 use crate::service::OpenFlags;
 
 /// Reported `st_blksize`: tools size their buffers from it.
@@ -104,12 +105,17 @@ pub(super) fn time_or_now(t: TimeOrNow) -> i64 {
     }
 }
 
-/// Inode → the kernel's attributes.
+/// Inode → the kernel's attributes. A regular file's `st_blocks` counts
+/// the bytes its chunks hold, so holes take none (as on a local disk).
 pub(super) fn to_attr(i: &Inode) -> FileAttr {
+    let used = match i.kind {
+        Kind::File => i.stored_bytes,
+        _ => i.size,
+    };
     FileAttr {
         ino: INodeNo(i.ino),
         size: i.size,
-        blocks: i.size.div_ceil(512),
+        blocks: used.div_ceil(512),
         atime: to_system_time(i.atime),
         mtime: to_system_time(i.mtime),
         ctime: to_system_time(i.ctime),
@@ -166,12 +172,29 @@ pub(super) fn if_exists(flags: i32) -> IfExists {
     }
 }
 
-/// A fallocate mode the service supports; None for hole punching, range
-/// zeroing and the rest.
+/// A fallocate mode the service supports; None for the rest (collapse and
+/// insert range, unshare, and a hole punched without KEEP_SIZE, which Linux
+/// refuses too).
 pub(super) fn allocate_mode(mode: i32) -> Option<Allocate> {
+    const KEEP_SIZE: i32 = libc::FALLOC_FL_KEEP_SIZE;
+    const PUNCH_HOLE: i32 = libc::FALLOC_FL_PUNCH_HOLE;
+    const ZERO_RANGE: i32 = libc::FALLOC_FL_ZERO_RANGE;
     match mode {
         0 => Some(Allocate::Extend),
-        libc::FALLOC_FL_KEEP_SIZE => Some(Allocate::KeepSize),
+        KEEP_SIZE => Some(Allocate::KeepSize),
+        m if m == PUNCH_HOLE | KEEP_SIZE => Some(Allocate::PunchHole),
+        ZERO_RANGE => Some(Allocate::ZeroRange { keep_size: false }),
+        m if m == ZERO_RANGE | KEEP_SIZE => Some(Allocate::ZeroRange { keep_size: true }),
+        _ => None,
+    }
+}
+
+/// What an lseek request looks for; None for whence values other than
+/// SEEK_DATA and SEEK_HOLE (the kernel answers the others itself).
+pub(super) fn seek_whence(whence: i32) -> Option<Seek> {
+    match whence {
+        libc::SEEK_DATA => Some(Seek::Data),
+        libc::SEEK_HOLE => Some(Seek::Hole),
         _ => None,
     }
 }
@@ -203,11 +226,16 @@ mod tests {
         let mut i = Inode::new(Kind::File, 0o4755, 7, 8);
         i.ino = 42;
         i.size = 513;
+        i.stored_bytes = 513;
         let a = to_attr(&i);
         assert_eq!(
             (a.ino, a.perm, a.uid, a.gid, a.blocks, a.kind),
             (INodeNo(42), 0o4755, 7, 8, 2, FileType::RegularFile)
         );
+        // A sparse file: a GiB long, one chunk of 4 KiB stored.
+        i.size = 1 << 30;
+        i.stored_bytes = 4096;
+        assert_eq!(to_attr(&i).blocks, 8);
     }
 
     #[test]
@@ -238,7 +266,20 @@ mod tests {
         );
         assert_eq!(
             allocate_mode(libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE),
-            None
+            Some(Allocate::PunchHole)
         );
+        assert_eq!(allocate_mode(libc::FALLOC_FL_PUNCH_HOLE), None);
+        assert_eq!(
+            allocate_mode(libc::FALLOC_FL_ZERO_RANGE),
+            Some(Allocate::ZeroRange { keep_size: false })
+        );
+        assert_eq!(
+            allocate_mode(libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE),
+            Some(Allocate::ZeroRange { keep_size: true })
+        );
+        assert_eq!(allocate_mode(libc::FALLOC_FL_COLLAPSE_RANGE), None);
+        assert_eq!(seek_whence(libc::SEEK_HOLE), Some(Seek::Hole));
+        assert_eq!(seek_whence(libc::SEEK_DATA), Some(Seek::Data));
+        assert_eq!(seek_whence(libc::SEEK_END), None);
     }
 }

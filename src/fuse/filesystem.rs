@@ -9,8 +9,8 @@
 use fuser::{
     AccessFlags, BsdFileFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo,
     InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
-    ReplyXattr, Request, TimeOrNow, WriteFlags,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use std::ffi::OsStr;
 use std::io;
@@ -20,7 +20,8 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use super::convert::{
-    allocate_mode, if_exists, mknod_kind, open_flags, rename_mode, time_or_now, to_attr, to_nanos,
+    allocate_mode, fail, if_exists, mknod_kind, open_flags, rename_mode, seek_whence, time_or_now,
+    to_attr, to_nanos,
 };
 use super::dirs::{fill_readdir, fill_readdirplus, DirHandles};
 use super::page_cache::PageCache;
@@ -473,7 +474,7 @@ impl Filesystem for MiniFs {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let r = self.service.remove_xattr(ino.0, name.as_bytes());
+        let r = self.service.remove_xattr_posix(ino.0, name.as_bytes());
         reply::empty("removexattr", r, reply);
     }
 
@@ -521,5 +522,24 @@ impl Filesystem for MiniFs {
         };
         let r = self.service.fallocate(ino.0, offset, length, mode);
         reply::empty("fallocate", r.map(|_| ()), reply);
+    }
+
+    fn lseek(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: i64,
+        whence: i32,
+        reply: ReplyLseek,
+    ) {
+        let (Some(what), Ok(offset)) = (seek_whence(whence), u64::try_from(offset)) else {
+            return reply.error(Errno::EINVAL);
+        };
+        match self.service.seek(fh.0, offset, what) {
+            Ok(Some(at)) => reply.offset(at as i64),
+            Ok(None) => reply.error(Errno::ENXIO),
+            Err(e) => reply.error(fail("lseek", &e)),
+        }
     }
 }

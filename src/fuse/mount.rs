@@ -3,8 +3,8 @@
 //! descriptor and serving one request at a time, so that many requests are
 //! served at once), clearing a stale mount left by a daemon that died
 //! ("Transport endpoint is not connected"), kernel tuning that only exists
-//! after the mount (readahead), and an unmount that does not hang on a busy
-//! mount point. Requests themselves are handled in `filesystem`.
+//! after the mount (readahead), and an unmount that neither hangs nor waits
+//! on a busy mount point (it is detached, its users let go later). Requests themselves are handled in `filesystem`.
 
 use fuser::{Config as SessionConfig, MountOption, Session, SessionACL, SessionUnmounter};
 use nix::mount::{umount2, MntFlags};
@@ -28,6 +28,12 @@ use crate::service::Service;
 const MAX_READ_OPTION: &str = "max_read=1048576";
 /// Readahead asked of the kernel through sysfs, in KiB.
 const READAHEAD_KB: u32 = 1024;
+/// How long an unmount waits for the session to end once the kernel let go
+/// of the mount (it ends at once; this only bounds a surprise).
+const SESSION_END_WAIT: Duration = Duration::from_secs(2);
+/// How long a detached mount's session is given to end (its last user may
+/// just be letting go) before it is let go.
+const DETACHED_END_WAIT: Duration = Duration::from_millis(100);
 
 /// A live mount. Dropping it unmounts, like `unmount` but ignoring errors.
 pub struct MountHandle {
@@ -37,6 +43,8 @@ pub struct MountHandle {
     unmounter: Option<SessionUnmounter>,
     thread: Option<JoinHandle<()>>,
     finished: Arc<AtomicBool>,
+    /// Set when this side ends the session: its end is then no failure.
+    stopping: Arc<AtomicBool>,
     invalidator: Arc<Invalidator>,
     /// Keeps node folders from being written inside this mount until it ends.
     _own_mount: own_mounts::Registration,
@@ -77,35 +85,43 @@ impl MountHandle {
         }
     }
 
+    /// Unmount and end the session. A mount still in use (an open file, a
+    /// shell's working directory) cannot be unmounted; it is detached from
+    /// the namespace at once instead, and its session thread is let go:
+    /// its users keep the kernel connection until they let go or this
+    /// process exits, which closes /dev/fuse (their next request then
+    /// fails). Nothing waits for them, so a daemon stops at once.
     fn shutdown(&mut self) -> Result<()> {
         let Some(thread) = self.thread.take() else {
             return Ok(());
         };
         self.invalidator.detach();
+        self.stopping.store(true, Ordering::SeqCst);
         if !self.is_finished() {
             if let Some(mut u) = self.unmounter.take() {
-                if let Err(e) = u.unmount() {
-                    log::warn!("unmount of {}: {e}", self.mountpoint.display());
+                match u.unmount() {
+                    Ok(()) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                        log::debug!("unmount of {}: {e}", self.mountpoint.display())
+                    }
+                    Err(e) => log::warn!("unmount of {}: {e}", self.mountpoint.display()),
                 }
             }
-            if !self.wait_finished(Duration::from_secs(2)) && self.still_mounted() {
-                // Busy (a shell's cwd, an open file): detach it from the
-                // namespace; the session ends when the last user lets go.
-                log::warn!("{} is busy; detaching it", self.mountpoint.display());
-                if let Err(e) = umount2(&self.mountpoint, MntFlags::MNT_DETACH) {
-                    log::warn!("lazy unmount of {}: {e}", self.mountpoint.display());
+            let wait = match self.still_mounted() {
+                true => {
+                    self.detach_busy();
+                    DETACHED_END_WAIT
                 }
-            }
-            if !self.wait_finished(Duration::from_secs(5)) {
-                if let Some(dev) = self.dev {
-                    abort_connection(dev);
-                }
-                if !self.wait_finished(Duration::from_secs(2)) {
-                    return Err(Error::Other(format!(
-                        "the FUSE session at {} is still in use; it ends when the last open file is closed",
-                        self.mountpoint.display()
-                    )));
-                }
+                false => SESSION_END_WAIT,
+            };
+            if !self.wait_finished(wait) {
+                // Only users of the detached mount keep the session alive.
+                log::debug!(
+                    "FUSE session of {} still has users; letting it go",
+                    self.mountpoint.display()
+                );
+                drop(thread);
+                return Ok(());
             }
         }
         thread
@@ -113,6 +129,18 @@ impl MountHandle {
             .map_err(|_| Error::Other("the FUSE session thread panicked".into()))?;
         log::info!("unmounted {}", self.mountpoint.display());
         Ok(())
+    }
+
+    /// Detach a mount that is still in use from the namespace.
+    fn detach_busy(&self) {
+        match umount2(&self.mountpoint, MntFlags::MNT_DETACH) {
+            Ok(()) => log::info!(
+                "{} was still in use (an open file or a working directory in it): detached it; \
+                 what was written before the shutdown is stored, and its users get errors from now on",
+                self.mountpoint.display()
+            ),
+            Err(e) => log::warn!("lazy unmount of {}: {e}", self.mountpoint.display()),
+        }
     }
 }
 
@@ -165,17 +193,23 @@ pub fn mount(service: Arc<Service>, mountpoint: &Path) -> Result<MountHandle> {
     let unmounter = session.unmount_callable();
     let invalidator = Arc::new(Invalidator::new(session.notifier(), page_cache));
     let finished = Arc::new(AtomicBool::new(false));
+    let stopping = Arc::new(AtomicBool::new(false));
     let thread = {
         let invalidator = invalidator.clone();
         let finished = finished.clone();
+        let stopping = stopping.clone();
         let shown = path.display().to_string();
         std::thread::Builder::new()
             .name("fuse-session".into())
             .spawn(move || {
                 // Runs the event loops until the kernel connection ends; each
                 // finishes the request it is serving first.
-                if let Err(e) = session.run() {
-                    log::error!("FUSE session at {shown} failed: {e}");
+                match session.run() {
+                    Err(e) if !stopping.load(Ordering::SeqCst) => {
+                        log::error!("FUSE session at {shown} failed: {e}")
+                    }
+                    Err(e) => log::debug!("FUSE session at {shown} ended: {e}"),
+                    Ok(()) => {}
                 }
                 invalidator.detach();
                 finished.store(true, Ordering::SeqCst);
@@ -188,6 +222,7 @@ pub fn mount(service: Arc<Service>, mountpoint: &Path) -> Result<MountHandle> {
         unmounter: Some(unmounter),
         thread: Some(thread),
         finished,
+        stopping,
         invalidator: invalidator.clone(),
         _own_mount: own_mount,
     };
@@ -406,18 +441,6 @@ fn tune_readahead(dev: u64) {
     match std::fs::write(&path, READAHEAD_KB.to_string()) {
         Ok(()) => log::debug!("readahead set to {READAHEAD_KB} KiB via {path}"),
         Err(e) => log::debug!("cannot raise readahead via {path}: {e}"),
-    }
-}
-
-/// Last resort when a detached mount stays busy: abort the connection via
-/// the fusectl file system, if it is mounted. Open files then get ENOTCONN.
-fn abort_connection(dev: u64) {
-    let (major, minor) = dev_pair(dev);
-    let id = (major << 20) | minor;
-    let path = format!("/sys/fs/fuse/connections/{id}/abort");
-    match std::fs::write(&path, "1") {
-        Ok(()) => log::warn!("aborted FUSE connection {id}"),
-        Err(e) => log::debug!("cannot abort FUSE connection via {path}: {e}"),
     }
 }
 

@@ -152,6 +152,19 @@ impl Meta {
         })
     }
 
+    /// (index, data length) of each live chunk of a file, by index: where
+    /// it has data. An index with no chunk is a hole.
+    pub fn chunk_lengths(&self, ino: u64) -> Result<Vec<(u64, u64)>> {
+        self.db.read(|conn| {
+            let mut st =
+                conn.prepare_cached("SELECT idx, data_len FROM chunks WHERE ino=?1 ORDER BY idx")?;
+            let rows = st.query_map([ino as i64], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
     /// A chunk (live or dead) by id, with the file it belongs to (None: dead).
     pub fn chunk_by_id(&self, chunk_id: u64) -> Result<Option<(Option<u64>, ChunkRecord)>> {
         self.db.read(|conn| self.chunk_by_id_in(conn, chunk_id))

@@ -9,9 +9,39 @@ use super::{Durability, Meta};
 use crate::error::{Error, Result};
 use crate::model::{now_nanos, AttrChange, Inode, Kind, XattrWrite};
 
-/// The columns of an inode, in the order `inode_from_row` reads them.
-pub(super) const INODE_COLUMNS: &str =
-    "ino, kind, mode, uid, gid, size, nlink, rdev, atime, mtime, ctime, crtime, target, content_type, version, checksum";
+/// The columns of an inode row, in the order `inode_from_row` reads them
+/// (then `STORED_BYTES`).
+const ROW_COLUMNS: &[&str] = &[
+    "ino",
+    "kind",
+    "mode",
+    "uid",
+    "gid",
+    "size",
+    "nlink",
+    "rdev",
+    "atime",
+    "mtime",
+    "ctime",
+    "crtime",
+    "target",
+    "content_type",
+    "version",
+    "checksum",
+];
+
+/// The bytes a regular file's live chunks hold (`{t}`: the inodes table's
+/// name or alias in the query); holes are chunks with no row.
+const STORED_BYTES: &str =
+    "CASE WHEN {t}.kind = 1 THEN (SELECT COALESCE(SUM(c.data_len), 0) FROM chunks c WHERE c.ino = {t}.ino) ELSE 0 END";
+
+/// The select list `inode_from_row` reads, for the inodes table named (or
+/// aliased) `table` in the query.
+pub(super) fn inode_columns(table: &str) -> String {
+    let mut columns: Vec<String> = ROW_COLUMNS.iter().map(|c| format!("{table}.{c}")).collect();
+    columns.push(STORED_BYTES.replace("{t}", table));
+    columns.join(", ")
+}
 
 /// The kind stored as `code` (unknown codes read as a regular file).
 fn kind_from_code(code: i64) -> Kind {
@@ -26,7 +56,7 @@ fn kind_from_code(code: i64) -> Kind {
     }
 }
 
-/// Read an inode from `INODE_COLUMNS` starting at column `first`.
+/// Read an inode from `inode_columns` starting at column `first`.
 pub(super) fn inode_from_row(r: &rusqlite::Row, first: usize) -> rusqlite::Result<Inode> {
     Ok(Inode {
         ino: r.get::<_, i64>(first)? as u64,
@@ -45,6 +75,7 @@ pub(super) fn inode_from_row(r: &rusqlite::Row, first: usize) -> rusqlite::Resul
         content_type: r.get(first + 13)?,
         version: r.get::<_, i64>(first + 14)? as u64,
         checksum: r.get(first + 15)?,
+        stored_bytes: r.get::<_, i64>(first + 16)? as u64,
     })
 }
 
@@ -54,8 +85,10 @@ impl Meta {
     }
 
     pub(super) fn get_inode_in(conn: &Connection, ino: u64) -> Result<Option<Inode>> {
-        let mut st =
-            conn.prepare_cached(&format!("SELECT {INODE_COLUMNS} FROM inodes WHERE ino=?1"))?;
+        let mut st = conn.prepare_cached(&format!(
+            "SELECT {} FROM inodes WHERE ino=?1",
+            inode_columns("inodes")
+        ))?;
         Ok(st
             .query_row([ino as i64], |r| inode_from_row(r, 0))
             .optional()?)

@@ -6,7 +6,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::inodes::{inode_from_row, INODE_COLUMNS};
+use super::inodes::{inode_columns, inode_from_row};
 use super::Meta;
 use crate::error::{Error, Result};
 use crate::model::{DirPage, Inode, Kind, ROOT_INO};
@@ -62,11 +62,7 @@ impl Meta {
             let mut st = conn.prepare_cached(&format!(
                 "SELECT d.name, {} FROM dentries d JOIN inodes i ON i.ino=d.ino
                  WHERE d.parent=?1 AND d.name > ?2 ORDER BY d.name LIMIT ?3",
-                INODE_COLUMNS
-                    .split(", ")
-                    .map(|c| format!("i.{c}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                inode_columns("i")
             ))?;
             let after: &[u8] = after.unwrap_or(b"");
             let rows = st.query_map(params![parent as i64, after, limit as i64], |r| {

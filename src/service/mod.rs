@@ -14,6 +14,7 @@
 //!   and the guard that deletes the shards of chunks never committed;
 //! - `read` + `cache`: chunk spans, pins, snapshots, cached reads, read-ahead
 //!   (on `pool`, like the uploaders);
+//! - `sparse`: holes — stored bytes (`st_blocks`) and SEEK_DATA/SEEK_HOLE;
 //! - `objects`: operations by key (the HTTP view); `namespace`: operations by
 //!   inode (the mount's view); `keys`: key and name rules;
 //! - `info`: chunk placement and object metadata as shown to users;
@@ -39,6 +40,7 @@ mod pool;
 pub mod posix;
 mod read;
 mod reports;
+pub mod sparse;
 mod state;
 mod uncommitted;
 mod upload;

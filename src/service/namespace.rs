@@ -37,7 +37,13 @@ impl Namespace<'_> {
 
     fn with_open_attrs(&self, mut inode: Inode) -> Inode {
         if let Some(f) = self.0.files.file(inode.ino) {
-            f.overlay_attrs(&mut inode);
+            // The committed chunk lengths are read only for a file with
+            // uncommitted changes, and before its state lock is taken.
+            let committed = match f.is_modified() && inode.kind == Kind::File {
+                true => self.0.ctx.meta.chunk_lengths(inode.ino).ok(),
+                false => None,
+            };
+            f.overlay_attrs(&mut inode, committed.as_deref());
         }
         inode
     }
@@ -182,6 +188,22 @@ impl Namespace<'_> {
         let result = match f.grow(size, env.ctx.chunk_size) {
             true if env.files.users(&f) == 1 => f.commit(env),
             _ => Ok(()),
+        };
+        env.files.detach(&f, env.ctx);
+        result
+    }
+
+    /// Zero `offset..end` of a file (fallocate PUNCH_HOLE, ZERO_RANGE; see
+    /// `OpenFile::zero_range`), growing it to `end` when `extend`. Commits
+    /// at once unless the file is open elsewhere (then with its writes).
+    pub fn zero_range(&self, ino: u64, offset: u64, end: u64, extend: bool) -> Result<()> {
+        let env = &self.0;
+        let inode = env.ctx.committed_inode(ino)?;
+        let f = env.files.attach(&inode)?;
+        let result = match f.zero_range(env, offset, end, extend) {
+            Ok(true) if env.files.users(&f) == 1 => f.commit(env),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
         };
         env.files.detach(&f, env.ctx);
         result

@@ -1,10 +1,11 @@
 //! POSIX rules that a local file system applies inside one operation and
 //! that front ends must not assemble from several service calls: `open`
 //! with `O_CREAT` on a name that may exist, an access ACL that sets the mode
-//! bits, and `fallocate` that grows a file without ever shrinking it. Each
-//! takes decoded arguments (no libc flags, no errno) and is built on the
-//! public service API plus one metadata transaction where one is needed
-//! (`meta::posix`); it owns no state of its own.
+//! bits, an empty ACL that removes one (there or not), and `fallocate` that
+//! grows a file without ever shrinking it, punches holes or zeroes ranges. Each takes decoded arguments (no
+//! libc flags, no errno) and is built on the public service API plus one
+//! metadata transaction where one is needed (`meta::posix`); it owns no
+//! state of its own.
 
 use super::{OpenFlags, Service};
 use crate::error::{Error, Result};
@@ -13,6 +14,16 @@ use crate::model::{AttrChange, Inode, Kind, NodeSpec, Owner, XattrWrite};
 
 /// The extended attribute that carries a file's POSIX access ACL.
 pub const ACL_ACCESS_XATTR: &[u8] = b"system.posix_acl_access";
+
+/// The extended attribute that carries a directory's default ACL (the ACL
+/// its new entries inherit).
+pub const ACL_DEFAULT_XATTR: &[u8] = b"system.posix_acl_default";
+
+/// The version in the header of an ACL in the Linux xattr format.
+const ACL_VERSION: u32 = 2;
+
+/// An ACL with no entry: the 4-byte version header alone.
+const EMPTY_ACL_LEN: usize = 4;
 
 /// Largest ACL accepted (the limit of any extended attribute).
 const MAX_ACL_BYTES: usize = 64 * 1024;
@@ -37,6 +48,12 @@ pub enum Allocate {
     /// `FALLOC_FL_KEEP_SIZE`: reserve space past the end without changing
     /// the size. Chunks take space only when written, so nothing to do.
     KeepSize,
+    /// `FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE`: the range reads as
+    /// zeros and its whole chunks stop taking space; the size stays.
+    PunchHole,
+    /// `FALLOC_FL_ZERO_RANGE`: the range reads as zeros (stored as a punched
+    /// hole); without `keep_size` the file grows to cover it, as on Linux.
+    ZeroRange { keep_size: bool },
 }
 
 impl Service {
@@ -85,8 +102,11 @@ impl Service {
     }
 
     /// `setxattr` as a local POSIX file system does it: an access ACL goes
-    /// through `set_access_acl` (it changes the mode), any other attribute
-    /// is stored as it is.
+    /// through `set_access_acl` (it changes the mode); an ACL with no entry
+    /// (the header alone, what `setfacl -b`/`-k` and `tar --acls` set)
+    /// removes the ACL, and succeeds when there is none, as on ext4; a
+    /// default ACL must be well formed; any other attribute is stored as it
+    /// is.
     pub fn set_xattr_posix(
         &self,
         ino: u64,
@@ -94,10 +114,33 @@ impl Service {
         value: &[u8],
         mode: XattrWrite,
     ) -> Result<()> {
+        let is_acl = name == ACL_ACCESS_XATTR || name == ACL_DEFAULT_XATTR;
+        if is_acl && value.len() == EMPTY_ACL_LEN {
+            if value != ACL_VERSION.to_le_bytes() {
+                return Err(Error::InvalidArgument("malformed POSIX ACL".into()));
+            }
+            return self.remove_xattr_posix(ino, name);
+        }
         if name == ACL_ACCESS_XATTR {
             self.set_access_acl(ino, value, mode).map(|_| ())
         } else {
+            if name == ACL_DEFAULT_XATTR && acl_mode_bits(value).is_none() {
+                return Err(Error::InvalidArgument("malformed POSIX ACL".into()));
+            }
             self.set_xattr(ino, name, value, mode)
+        }
+    }
+
+    /// `removexattr` as a local POSIX file system does it: removing an ACL
+    /// that is not there succeeds (ext4 removes ACLs without
+    /// XATTR_REPLACE); any other missing attribute is `NoAttribute`.
+    pub fn remove_xattr_posix(&self, ino: u64, name: &[u8]) -> Result<()> {
+        match self.remove_xattr(ino, name) {
+            Err(Error::NoAttribute(_)) if name == ACL_ACCESS_XATTR || name == ACL_DEFAULT_XATTR => {
+                // The inode must still exist, as for any removal.
+                self.getattr(ino).map(|_| ())
+            }
+            other => other,
         }
     }
 
@@ -126,7 +169,9 @@ impl Service {
 
     /// `fallocate(ino, offset, len)`. With `Allocate::Extend` the file ends
     /// at least at `offset + len` afterwards; a file already that long is
-    /// left alone, so a growth never shrinks it. Returns the attributes.
+    /// left alone, so a growth never shrinks it. `PunchHole` and `ZeroRange`
+    /// make the range read as zeros, dropping the chunks it covers whole
+    /// (`sparse`). Returns the attributes.
     ///
     /// The growth compares and extends under the open file's write lock
     /// (`OpenFile::grow`): buffered writes stay and commit with the new
@@ -146,10 +191,15 @@ impl Service {
             Kind::Dir => return Err(Error::IsADirectory(format!("inode {ino}"))),
             _ => return Err(Error::InvalidArgument("fallocate of a special file".into())),
         }
-        if mode == Allocate::KeepSize || end <= inode.size {
-            return Ok(inode);
+        match mode {
+            Allocate::KeepSize => return Ok(inode),
+            Allocate::Extend if end <= inode.size => return Ok(inode),
+            Allocate::Extend => self.namespace().grow(ino, end)?,
+            Allocate::PunchHole => self.namespace().zero_range(ino, offset, end, false)?,
+            Allocate::ZeroRange { keep_size } => {
+                self.namespace().zero_range(ino, offset, end, !keep_size)?
+            }
         }
-        self.namespace().grow(ino, end)?;
         self.getattr(ino)
     }
 }
@@ -166,7 +216,7 @@ pub fn acl_mode_bits(value: &[u8]) -> Option<(u32, bool)> {
     const OTHER: u16 = 0x20;
     if value.len() < 4
         || !(value.len() - 4).is_multiple_of(8)
-        || u32::from_le_bytes(value[..4].try_into().ok()?) != 2
+        || u32::from_le_bytes(value[..4].try_into().ok()?) != ACL_VERSION
     {
         return None;
     }

@@ -156,7 +156,8 @@ impl FileState {
                     size: self.size,
                     name: None,
                 };
-                Content::Stored(Upload::new(uploads.submit(buf, _permit, source)))
+                let data_len = buf.len() as u64;
+                Content::Stored(Upload::new(uploads.submit(buf, _permit, source), data_len))
             }
             Content::Dirty { .. } => Content::Hole,
             other => other,

@@ -183,6 +183,8 @@ impl StoredChunk {
 /// readers and its commit.
 pub(crate) struct Upload {
     state: Mutex<UploadState>,
+    /// File bytes in the chunk.
+    data_len: u64,
 }
 
 enum UploadState {
@@ -191,10 +193,17 @@ enum UploadState {
 }
 
 impl Upload {
-    pub fn new(chunk: StoredChunk) -> Arc<Upload> {
+    /// The upload of a chunk of `data_len` file bytes.
+    pub fn new(chunk: StoredChunk, data_len: u64) -> Arc<Upload> {
         Arc::new(Upload {
             state: Mutex::new(UploadState::Running(chunk.0)),
+            data_len,
         })
+    }
+
+    /// File bytes in the chunk (known before it is stored).
+    pub fn data_len(&self) -> u64 {
+        self.data_len
     }
 
     /// Wait until the chunk is stored; its layout and placement. Waiters of

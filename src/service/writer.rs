@@ -2,7 +2,9 @@
 //! handles. Writes land in chunk-sized dirty buffers (each holding a permit of
 //! the write budget); a full buffer is handed to the upload pipeline while the
 //! writer goes on; random writes read-modify-write only their chunks;
-//! truncation cuts buffers and remembers from which index committed chunks go.
+//! truncation cuts buffers and remembers from which index committed chunks go;
+//! a zeroed range (punched hole) turns the chunks it covers whole into holes
+//! and cuts or zeroes the chunks at its edges.
 //! `commit` makes it all durable and visible in one metadata transaction
 //! (commit.rs); `discard` drops it at the last close. (An API PUT never
 //! touches an open file: it gives the name a new inode.)
@@ -77,13 +79,18 @@ impl OpenFile {
         self.commit_lock.lock()
     }
 
-    /// Show uncommitted size and times.
-    pub fn overlay_attrs(&self, inode: &mut Inode) {
+    /// Show uncommitted size, times and stored bytes. `committed`: the
+    /// file's (chunk index, length) in the metadata, read before (None when
+    /// unknown: the stored bytes stay the committed ones).
+    pub fn overlay_attrs(&self, inode: &mut Inode, committed: Option<&[(u64, u64)]>) {
         let st = self.state.lock();
         if st.modified {
             inode.size = st.size;
             inode.mtime = st.mtime;
             inode.ctime = st.ctime.max(inode.ctime);
+            if let Some(committed) = committed {
+                inode.stored_bytes = st.data_chunks(committed).values().sum();
+            }
         }
     }
 
@@ -317,6 +324,141 @@ impl OpenFile {
         drop(st);
         let_go(gone);
         true
+    }
+
+    /// Zero `offset..end` (fallocate PUNCH_HOLE, ZERO_RANGE): chunks wholly
+    /// inside the range and the file become holes, the parts of chunks at
+    /// its edges that hold data are written with zeros (a hole stays a
+    /// hole). Nothing past the end of the file is touched, unless `extend`:
+    /// then the file grows to `end`. Under the write lock, like a write.
+    /// True if the file changed.
+    pub fn zero_range(&self, env: &Env, offset: u64, end: u64, extend: bool) -> Result<bool> {
+        let _writing = self.write_lock.lock();
+        let cs = env.ctx.chunk_size;
+        'whole: loop {
+            let (resets, size) = {
+                let st = self.state.lock();
+                (st.resets, st.size)
+            };
+            let now = now_nanos();
+            let inside = end.min(size);
+            let mut changed = false;
+            for span in chunk_spans(offset, inside.saturating_sub(offset), cs) {
+                let chunk_start = span.index * cs;
+                let chunk_end = (chunk_start + cs).min(size);
+                if span.pos == chunk_start && span.pos + span.len as u64 >= chunk_end {
+                    let gone = {
+                        let mut st = self.state.lock();
+                        if st.resets != resets {
+                            continue 'whole;
+                        }
+                        let stamp = st.new_stamp();
+                        let hole = Slot {
+                            stamp,
+                            content: Content::Hole,
+                        };
+                        let gone = st.chunks.insert(span.index, hole);
+                        st.touch(now);
+                        gone
+                    };
+                    let_go(gone.into_iter().collect());
+                } else if !self.holds_data(env.ctx, span.index)? {
+                    // A hole already: it stays one.
+                } else if span.pos + span.len as u64 >= chunk_end {
+                    // Zeros to the chunk's end: the chunk just ends earlier.
+                    if !self.cut_chunk(env, span.index, span.offset as usize, now, resets)? {
+                        continue 'whole;
+                    }
+                } else {
+                    let zeros = vec![0u8; span.len];
+                    if !self.write_span(env, &span, &zeros, now, resets)? {
+                        continue 'whole;
+                    }
+                }
+                changed = true;
+            }
+            if extend && end > size {
+                let gone = {
+                    let mut st = self.state.lock();
+                    if st.resets != resets {
+                        continue 'whole;
+                    }
+                    let gone = st.apply_truncate(end, None, None, cs);
+                    st.touch(now);
+                    gone
+                };
+                let_go(gone);
+                changed = true;
+            }
+            return Ok(changed);
+        }
+    }
+
+    /// Keep only the first `keep` bytes of chunk `index` (what follows
+    /// reads as zeros, as past the end of any short chunk); a chunk cut to
+    /// nothing becomes a hole. False when the buffers were reset meanwhile.
+    fn cut_chunk(
+        &self,
+        env: &Env,
+        index: u64,
+        keep: usize,
+        now: Nanos,
+        resets: u64,
+    ) -> Result<bool> {
+        loop {
+            let (key, base) = {
+                let mut st = self.state.lock();
+                if st.resets != resets {
+                    return Ok(false);
+                }
+                if let Some(Slot {
+                    content: Content::Dirty { buf, .. },
+                    ..
+                }) = st.chunks.get_mut(&index)
+                {
+                    buf.truncate(keep);
+                    st.touch(now);
+                    return Ok(true);
+                }
+                (st.key(index), st.base_of(index))
+            };
+            let mut head = match base {
+                Some(base) => self.base_bytes(env.ctx, index, base)?,
+                None => continue, // a buffer appeared meanwhile
+            };
+            head.truncate(keep);
+            let permit = (!head.is_empty()).then(|| self.reserve(env));
+            let gone = {
+                let mut st = self.state.lock();
+                if st.resets != resets {
+                    return Ok(false);
+                }
+                if st.key(index) != key {
+                    continue; // changed while unlocked: look again
+                }
+                let stamp = st.new_stamp();
+                let content = match permit {
+                    Some(_permit) => Content::Dirty { buf: head, _permit },
+                    None => Content::Hole,
+                };
+                let gone = st.chunks.insert(index, Slot { stamp, content });
+                st.touch(now);
+                gone
+            };
+            let_go(gone.into_iter().collect());
+            return Ok(true);
+        }
+    }
+
+    /// Whether chunk `index` holds any data (buffered, being stored or
+    /// committed).
+    fn holds_data(&self, ctx: &Arc<Context>, index: u64) -> Result<bool> {
+        let base = self.state.lock().base_of(index);
+        match base {
+            None | Some(Base::Stored(_)) => Ok(true),
+            Some(Base::Hole) => Ok(false),
+            Some(Base::Committed) => Ok(ctx.meta.chunk_at(self.ino, index)?.is_some()),
+        }
     }
 
     /// Drop every buffer (the last close). True if the inode lost its last

@@ -12,7 +12,9 @@
 # Exit code 77 means SKIP (scripts/test.sh reports it as such).
 #
 # Environment knobs (all optional):
-#   MINIGCS_BIN               binary to test (default: <repo>/target/release/minigcs)
+#   MINIGCS_BIN               binary to test (default: the release binary where
+#                             cargo puts it, <repo>/target/release/minigcs unless
+#                             CARGO_TARGET_DIR or a cargo config says otherwise)
 #   MINIGCS_REQUIRE_FUSE=1    a test that needs FUSE fails instead of skipping
 #   MINIGCS_TEST_K / _M / _CHUNK / _NODES / _MAX_FILE_SIZE   config overrides
 #   MINIGCS_START_TIMEOUT     seconds to wait for a daemon to be ready (30)
@@ -22,7 +24,11 @@ set -euo pipefail
 
 LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$LIB_DIR/../.." && pwd)
-MINIGCS_BIN=${MINIGCS_BIN:-$REPO_ROOT/target/release/minigcs}
+if [ -z "${MINIGCS_BIN:-}" ]; then
+    # shellcheck source=../../scripts/target_dir.sh
+    . "$REPO_ROOT/scripts/target_dir.sh"
+    MINIGCS_BIN=$(minigcs_release_bin "$REPO_ROOT")
+fi
 case $MINIGCS_BIN in /*) ;; *) MINIGCS_BIN=$PWD/$MINIGCS_BIN ;; esac
 TEST_NAME=$(basename "$0" .sh)
 
@@ -201,25 +207,26 @@ start_daemon() {
     done
 }
 
-# stop_daemon: SIGTERM, wait, require exit code 0 and no mount left
+# stop_daemon [SIGNAL]: SIGTERM (or SIGNAL, e.g. INT), wait, require exit
+# code 0 and no mount left
 stop_daemon() {
-    local limit=${MINIGCS_STOP_TIMEOUT:-60} start=$SECONDS rc=0
+    local limit=${MINIGCS_STOP_TIMEOUT:-60} start=$SECONDS rc=0 sig=${1:-TERM}
     [ -n "$DAEMON_PID" ] || fail "stop_daemon: no daemon running"
-    kill -TERM "$DAEMON_PID" 2>/dev/null || true
+    kill -"$sig" "$DAEMON_PID" 2>/dev/null || true
     while pid_alive "$DAEMON_PID"; do
         if (( SECONDS - start >= limit )); then
             print_log
             kill -KILL "$DAEMON_PID" 2>/dev/null || true
             wait "$DAEMON_PID" 2>/dev/null || true
             DAEMON_PID=
-            fail "daemon did not exit within ${limit}s of SIGTERM"
+            fail "daemon did not exit within ${limit}s of SIG$sig"
         fi
         sleep 0.1
     done
     wait "$DAEMON_PID" || rc=$?
     DAEMON_PID=
     rm -f "$WORK/daemon.pid"
-    if [ "$rc" -ne 0 ]; then print_log; fail "daemon exited with code $rc after SIGTERM (expected 0)"; fi
+    if [ "$rc" -ne 0 ]; then print_log; fail "daemon exited with code $rc after SIG$sig (expected 0)"; fi
     if [ "$DAEMON_MODE" = mount ] && is_mounted; then fail "$MNT is still mounted after the daemon exited"; fi
 }
 

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Configuration: the prototype's seed config.yaml and the shipped config.yaml
 # load unchanged (relative paths resolve against the config file's folder);
-# invalid values exit 2 with a message naming the key; unknown keys warn.
+# sizes take suffixes (512K, 32MiB); invalid values exit 2 with a message
+# naming the key; a typo of a known key exits 2 suggesting it, unrelated
+# unknown keys warn; paths in the log have no /./; a failed start removes
+# the control socket it created and never another daemon's.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -49,7 +52,10 @@ metadata:
 EOF2
 }
 
-# start_with CONFIG: serve a given config file from another cwd, wait for ctl health
+# start_with CONFIG: serve a given config file from another cwd, wait for ctl health;
+# RUN_OTHER_CHECK (a function name), when set, runs with the config file while
+# the daemon is up.
+RUN_OTHER_CHECK=
 run_other() { # run_other CONFIG_FILE LABEL [HTTP_BASE]
     local cfg=$1 label=$2 base=${3:-} pid n=0 rc=0
     (cd "$WORK" && exec "$MINIGCS_BIN" serve -c "$cfg") >"$WORK/$label.log" 2>&1 &
@@ -66,6 +72,7 @@ run_other() { # run_other CONFIG_FILE LABEL [HTTP_BASE]
         wait_until 10 curl -s -o /dev/null "$base/" || fail "$label: API not answering at $base"
         curl -sS "$base/" | jq -e '.message == "MiniGCS API"' >/dev/null || fail "$label: GET / answer"
     fi
+    if [ -n "$RUN_OTHER_CHECK" ]; then "$RUN_OTHER_CHECK" "$cfg"; fi
     if ! pid_alive $pid; then
         wait $pid || rc=$?
         cat "$WORK/$label.log" >&2
@@ -165,24 +172,59 @@ else
     echo "(port 8000 is busy: skipping the start of the shipped config)"
 fi
 
-say "valid config with the extra keys (mount, recovery.auto, api.auth_token, cluster.id)"
+say "valid config with the extra keys (mount, recovery.auto, api.auth_token, cluster.id), sizes with suffixes"
 {
     good_nodes
     good_tail
     cat <<'EOF2'
 cluster:
   id: "test-cluster"
+erasure_coding:
+  chunk_size: 512K
 mount:
   allow_other: false
-  memory_budget: 33554432
+  memory_budget: 32MiB
 recovery:
   auto: true
   health_interval_secs: 2
   scrub_interval_secs: 0
 EOF2
 } >"$WORK/extra.yaml"
-run_other "$WORK/extra.yaml" extra
+# While it runs: the sizes as read, and a second daemon (its own store) told
+# to use the same control socket fails to start and leaves that socket alone.
+check_extra() {
+    "$MINIGCS_BIN" ctl -c "$1" --json stats | jq -e '.chunk_size == 524288' >/dev/null ||
+        fail "chunk_size: 512K not read as 524288: $("$MINIGCS_BIN" ctl -c "$1" --json stats)"
+    sed -e 's|\./n\([0-9]\)|./other-n\1|' -e 's|\./bad\.db|./other.db|' -e "s|port: $API_PORT|port: $(pick_port)|" \
+        "$1" >"$WORK/same-socket.yaml"
+    local rc=0
+    (cd "$WORK" && timeout 20 "$MINIGCS_BIN" serve -c "$WORK/same-socket.yaml") >"$WORK/same-socket.log" 2>&1 || rc=$?
+    [ "$rc" = 1 ] || fail "a daemon on another daemon's socket: exit $rc, expected 1: $(cat "$WORK/same-socket.log")"
+    grep -q 'another minigcs daemon is listening' "$WORK/same-socket.log" || fail "same socket: $(cat "$WORK/same-socket.log")"
+    "$MINIGCS_BIN" ctl -c "$1" ping >/dev/null || fail "the running daemon's socket was taken away by a failed start"
+}
+RUN_OTHER_CHECK=check_extra run_other "$WORK/extra.yaml" extra
 grep -qi 'unknown' "$WORK/extra.log" && fail "documented extra keys reported as unknown: $(grep -i unknown "$WORK/extra.log")"
+
+say "log lines: paths written plainly (no /./), the HTTP API announced once"
+! grep -n '/\./\|//' "$WORK/extra.log" | grep -v 'http://' || fail "a path with /./ or // in the log"
+assert_eq 1 "$(grep -c 'HTTP API' "$WORK/extra.log")" "lines announcing the HTTP API"
+
+say "a failed start (API port in use) leaves no control socket behind"
+python3 -c 'import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(1); time.sleep(60)' "$API_PORT" &
+BUSY=$!
+track_bg $BUSY
+wait_until 10 bash -c "! python3 -c 'import socket,sys; socket.socket().bind((\"127.0.0.1\", $API_PORT))' 2>/dev/null" ||
+    fail "could not occupy port $API_PORT"
+rm -f "$WORK/bad.sock"
+rc=0
+(cd "$WORK" && timeout 20 "$MINIGCS_BIN" serve -c "$WORK/extra.yaml") >"$WORK/port-busy.log" 2>&1 || rc=$?
+assert_eq 1 "$rc" "exit code with the API port in use"
+grep -q "cannot listen on" "$WORK/port-busy.log" || fail "port in use: $(cat "$WORK/port-busy.log")"
+[ ! -e "$WORK/bad.sock" ] || fail "the control socket was left behind by a failed start"
+kill "$BUSY" 2>/dev/null || true
+wait "$BUSY" 2>/dev/null || true
 
 say "unknown keys: a warning naming them, the daemon still starts"
 {
@@ -208,6 +250,15 @@ printf 'nodes: [\n  - id: "node-1"\n    region: : :\n' | run_bad broken-yaml "ya
 { good_nodes; echo '  - id: "node-1"'; echo '    region: "us-east-1"'; echo '    storage_path: "./n4"'; good_tail; } | run_bad duplicate-id "node-1"
 { good_nodes; printf 'replication:\n  factor: 3\n  regions: ["us-east-1", "us-west-1"]\n'; good_tail; } | run_bad region-not-listed 'replication\.regions|eu-west-1'
 { good_nodes; printf 'api:\n  port: 70000\n'; } | run_bad port-range "api.port"
+{ good_nodes; printf 'erasure_coding:\n  k: 2\n  m: 1\n  chunk_size: 4Q\n'; good_tail; } | run_bad size-garbage 'erasure_coding\.chunk_size.*invalid size "4Q"'
+
+say "a typo of a known key is an error suggesting it; unrelated keys only warn (above)"
+{ good_nodes; printf 'erasure_codng:\n  k: 3\n  m: 0\n'; good_tail; } |
+    run_bad section-typo 'unknown key erasure_codng: did you mean erasure_coding\?'
+{ good_nodes; printf 'erasure_coding:\n  k: 2\n  m: 1\n  chunk_sise: 1M\n'; good_tail; } |
+    run_bad key-typo 'unknown key erasure_coding\.chunk_sise: did you mean erasure_coding\.chunk_size\?'
+{ good_nodes; printf 'API:\n  port: 8123\n'; } | run_bad case-typo 'unknown key API: did you mean api\?'
+[ ! -e "$WORK/bad/bad.sock" ] || fail "a refused config left a control socket"
 run_bad empty-file "nodes" </dev/null
 rc=0
 "$MINIGCS_BIN" serve -c "$WORK/bad/does-not-exist.yaml" >"$WORK/out" 2>&1 || rc=$?
@@ -222,5 +273,14 @@ for sub in mount serve ctl bench; do
 done
 rc=0; "$MINIGCS_BIN" no-such-subcommand >/dev/null 2>&1 || rc=$?
 assert_eq 2 "$rc" "exit code of an unknown subcommand"
+
+say "CLI: sizes take suffixes (bench --big-size 1M --block-size 64K --small-size 1K)"
+mkdir -p "$WORK/benchdir"
+"$MINIGCS_BIN" bench "$WORK/benchdir" --big-size 1M --block-size 64K --small-count 3 --small-size 1K \
+    --no-drop-caches --json >"$WORK/bench.json" 2>"$WORK/bench.err" || fail "bench with size suffixes: $(cat "$WORK/bench.err")"
+jq -e 'length > 0' "$WORK/bench.json" >/dev/null || fail "bench --json output: $(cat "$WORK/bench.json")"
+rc=0; "$MINIGCS_BIN" bench "$WORK/benchdir" --big-size 1Q >"$WORK/out" 2>&1 || rc=$?
+assert_eq 2 "$rc" "exit code of bench --big-size 1Q"
+grep -q 'invalid size' "$WORK/out" || fail "bench --big-size 1Q: $(cat "$WORK/out")"
 
 echo "PASS: $TEST_NAME"

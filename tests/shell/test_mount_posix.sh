@@ -3,7 +3,8 @@
 # mkdir -p, mv (files, directories, onto an existing target), ln, ln -s, chmod,
 # chown, touch -d, truncate up/down, rm -r, find, du, df, stat; rmdir of a
 # non-empty directory fails; names over 255 bytes fail; an unlinked file stays
-# readable through its open descriptor; hard-link counts.
+# readable through its open descriptor; hard-link counts; setfacl -k/-b and
+# tar --acls as on the local disk (an empty ACL is no error).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 need_fuse
@@ -194,6 +195,50 @@ if getfattr -n user.color "$T/a/big" >/dev/null 2>&1; then fail "user.color stil
 cp -a "$T/a/big" "$T/a/big_copy"
 assert_eq "$(sha_of "$T/a/big")" "$(sha_of "$T/a/big_copy")" "cp -a copy content"
 rm "$T/a/big_copy"
+
+say "ACLs: empty default and access ACLs (setfacl -k/-b, tar --acls) succeed as on the local disk"
+# acl_ops DIR: setfacl/getfacl/tar --acls in DIR; prints what getfacl saw.
+acl_ops() {
+    local d=$1
+    mkdir "$d/acl" "$d/acl/sub"
+    echo x >"$d/acl/sub/f"
+    setfacl -k "$d/acl" || return 1                  # no default ACL to remove
+    setfacl -b "$d/acl" || return 1
+    setfacl -d -m u:1234:rwx "$d/acl" || return 1
+    getfacl -pcd "$d/acl" || return 1
+    setfacl -k "$d/acl" || return 1                  # remove it, then again
+    setfacl -k "$d/acl" || return 1
+    echo "after -k:"; getfacl -pcd "$d/acl" || return 1
+    setfacl -m u:1234:r "$d/acl/sub/f" || return 1
+    setfacl -b "$d/acl/sub/f" || return 1
+    echo "after -b:"; getfacl -pc "$d/acl/sub/f" || return 1
+    tar --acls -C "$d" -cf "$d/acl.tar" acl || return 1
+    mkdir "$d/acl-x"
+    tar --acls -C "$d/acl-x" -xf "$d/acl.tar" || return 1
+    getfacl -pR "$d/acl-x" | sed "s|$d||g" || return 1
+}
+# The calls themselves: an empty ACL (the header alone) set on a directory
+# without one, and removal of an ACL that is not there (the kernel turns the
+# first into the second), as libacl and tar --acls make them.
+acl_calls() {
+    python3 - "$1" <<'PY'
+import os, sys
+d = os.path.join(sys.argv[1], "acl-calls")
+os.mkdir(d)
+empty = (2).to_bytes(4, "little")
+for name in ("system.posix_acl_default", "system.posix_acl_access"):
+    os.setxattr(d, name, empty)
+    os.removexattr(d, name)
+os.rmdir(d)
+PY
+}
+acl_calls "$REF" 2>"$WORK/acl_ref.err" || fail "empty ACL calls failed on the local disk: $(cat "$WORK/acl_ref.err")"
+acl_calls "$T" 2>"$WORK/acl_mnt.err" || fail "empty ACL calls failed in the mount: $(cat "$WORK/acl_mnt.err")"
+acl_ops "$REF" >"$WORK/acl_ref" 2>"$WORK/acl_ref.err" || fail "ACL steps failed on the local disk: $(cat "$WORK/acl_ref.err")"
+acl_ops "$T" >"$WORK/acl_mnt" 2>"$WORK/acl_mnt.err" || fail "ACL steps failed in the mount: $(cat "$WORK/acl_mnt.err")"
+[ ! -s "$WORK/acl_mnt.err" ] || fail "ACL steps warned in the mount: $(cat "$WORK/acl_mnt.err")"
+diff -u "$WORK/acl_ref" "$WORK/acl_mnt" || fail "getfacl differs between the local disk and the mount"
+rm -rf "$T/acl" "$T/acl-x" "$T/acl.tar" "$REF/acl" "$REF/acl-x" "$REF/acl.tar"
 
 say "ctl info accepts a path in the mount"
 ctlj info "$T/a/b/c/file1" | jq -e '.key == "t/a/b/c/file1" and .size == 6' >/dev/null || fail "ctl info PATH: $(ctlj info "$T/a/b/c/file1" 2>&1)"
