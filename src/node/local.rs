@@ -144,9 +144,14 @@ impl LocalDirNode {
             fs::rename(&tmp, dir.join(name))?;
             fsync_dir(&dir)
         };
-        let result = write();
+        self.finish_write(&tmp, write())
+    }
+
+    /// The end of a temp-file-then-rename write: a failed one leaves no
+    /// temp file behind, and a full disk is `NoSpace`.
+    fn finish_write(&self, tmp: &Path, result: std::io::Result<()>) -> Result<()> {
         if result.is_err() {
-            let _ = fs::remove_file(&tmp);
+            let _ = fs::remove_file(tmp);
         }
         result.map_err(|e| {
             if e.raw_os_error() == Some(libc::ENOSPC) {
@@ -452,17 +457,7 @@ impl NodeBackend for LocalDirNode {
             fs::rename(&tmp, self.shard_path(key))?;
             fsync_dir(&dir)
         };
-        let result = write();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result.map_err(|e| {
-            if e.raw_os_error() == Some(libc::ENOSPC) {
-                Error::NoSpace(format!("node {}", self.id))
-            } else {
-                Error::Io(e)
-            }
-        })
+        self.finish_write(&tmp, write())
     }
 
     fn open_shard(&self, key: ShardKey) -> Result<Box<dyn ShardReader>> {
