@@ -52,6 +52,12 @@ mkrand "$ORIG/obj.bin" $((11 * MB / 10))
 api /objects/put/obj.bin -X PUT --data-binary "@$ORIG/obj.bin" -o /dev/null -f
 sync
 assert_eq "$(sha_of "$ORIG/mid")" "$(sha_of "$MNT/mid")" "mid through the mount"
+# The collector frees the first versions' chunks before the stop: their
+# shards put back later must be orphans, and the shards fsck is shown
+# corrupted or deleted must belong to live chunks.
+dead_chunks() { sqlite3 "$WORK/metadata.db" "SELECT count(*) FROM chunks WHERE ino IS NULL"; }
+no_dead_chunks() { test "$(dead_chunks)" = 0; }
+wait_until 30 no_dead_chunks || fail "superseded chunks not collected ($(dead_chunks) left)"
 
 say "fsck refuses while the daemon holds the store"
 rc=0
