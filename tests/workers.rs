@@ -2,14 +2,15 @@
 //! superseded chunks lose their shards within a bounded time, a read that
 //! finds a bad shard gets it repaired without anyone asking, writing new
 //! files wakes neither the collector nor the health probe, a burst of
-//! overwrites is collected in a few passes, and `ctl workers` (the control
+//! overwrites is collected in a few passes, shard files a crash left just
+//! before a restart are swept by the sweep's second look, and `ctl workers` (the control
 //! request and its typed report) lists every worker until shutdown stops
 //! them all.
 
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use common::{flip_last_byte, TestStore};
 use minigcs::control::{execute, Reply, Request};
@@ -233,4 +234,63 @@ fn ctl_workers_lists_every_worker_until_shutdown_stops_them() {
             w.state
         );
     }
+}
+
+#[test]
+fn orphans_written_just_before_a_restart_are_swept_by_a_second_look() {
+    let mut store = TestStore::round_robin(3, 3, 2, 1, CS);
+    put(store.service(), "kept", &vec![5u8; CS as usize + 100]);
+    let committed = store.all_shard_files();
+    // A write a crash cut short right before a quick restart: shards stored,
+    // no metadata, files younger than the start-up pass's grace time.
+    let cut_short = store
+        .service()
+        .chunk_store()
+        .write_chunk(vec![7u8; 1000], Default::default())
+        .unwrap();
+    let orphans: Vec<_> = (cut_short.placement.iter().enumerate())
+        .map(|(i, p)| store.shard_path(p.unwrap(), cut_short.layout.chunk_id, i))
+        .collect();
+    // The crash came a second before the restart.
+    let crashed_at = SystemTime::now() - Duration::from_secs(1);
+    for f in &orphans {
+        let file = std::fs::OpenOptions::new().write(true).open(f).unwrap();
+        file.set_modified(crashed_at).unwrap();
+    }
+    let svc = store.reopen().clone();
+    // A write of the new service, in flight (neither committed nor pinned).
+    let inflight = svc
+        .chunk_store()
+        .write_chunk(vec![9u8; 1000], Default::default())
+        .unwrap();
+    let workers = svc.start_workers();
+    within_bound("start-up pass spares the young files", || {
+        worker(&svc, "orphan-sweep").doing.contains("looking again")
+    });
+    for f in &orphans {
+        assert!(f.exists(), "{} swept within the grace time", f.display());
+    }
+    within_bound("second look frees the young orphans", || {
+        orphans.iter().all(|f| !f.exists())
+    });
+    within_bound("orphan sweep done", || {
+        worker(&svc, "orphan-sweep").state == WorkerState::Stopped
+    });
+    assert_eq!(
+        worker(&svc, "orphan-sweep").doing,
+        "start-up sweep freed 3 orphan shard file(s)"
+    );
+    for (i, p) in inflight.placement.iter().enumerate() {
+        let path = store.shard_path(p.unwrap(), inflight.layout.chunk_id, i);
+        assert!(path.exists(), "an in-flight shard was swept");
+    }
+    svc.chunk_store()
+        .delete_chunk(&inflight.layout, &inflight.placement);
+    assert_eq!(store.all_shard_files(), committed);
+    let kept = svc.open_object("kept").unwrap();
+    assert_eq!(
+        kept.read(0, CS as usize + 200).unwrap().to_vec(),
+        vec![5u8; CS as usize + 100]
+    );
+    assert!(workers.stop(BOUND).is_empty());
 }

@@ -13,7 +13,8 @@
 //! - `scrub`: verifies every shard on `recovery.scrub_interval_secs`,
 //!   rate-limited; `ctl scrub` runs the same code synchronously;
 //! - `nodes`: node health probes on `recovery.health_interval_secs`, and the
-//!   start-up sweep of orphan shard files a crash left behind;
+//!   start-up sweep of orphan shard files a crash left behind (a second
+//!   look a few seconds later at those written just before the start);
 //! - `snapshot`: metadata snapshots to the nodes on
 //!   `metadata.snapshot_interval_secs` when the database changed; `ctl
 //!   snapshot` runs the same code synchronously.
@@ -143,9 +144,10 @@ impl Service {
     }
 
     /// Remove shard files no metadata refers to (writes cut short by a
-    /// crash). Only files older than this daemon's start are touched.
+    /// crash). Only files older than this daemon's start are touched (the
+    /// start-up worker looks again later at those written just before it).
     pub fn sweep_orphans(&self) -> Result<usize> {
-        nodes::sweep_orphans(self.context())
+        Ok(nodes::sweep_orphans(self.context())?.freed)
     }
 
     /// Rebuild everything that belongs on `node_id` (its folder re-created

@@ -4,7 +4,8 @@
 //! of each node; a node that came back wakes the repair
 //! worker, one that came back empty wakes node recovery when
 //! `recovery.auto` is on) and the start-up orphan sweep (shard files no
-//! metadata refers to, left by writes a crash cut short).
+//! metadata refers to, left by writes a crash cut short; those written
+//! just before the start get a second look a few seconds later).
 //!
 //! Neither runs because files were written: commits never wake them.
 
@@ -14,16 +15,36 @@ use std::time::Duration;
 use super::{Step, WakeOn, Worker};
 use crate::chunk::NodeState;
 use crate::error::Result;
-use crate::service::wake::WorkerStatus;
+use crate::node::ShardKey;
+use crate::service::wake::{Woken, WorkerStatus};
 use crate::service::Context;
 
 /// How much older than this daemon's start a shard file must be before the
-/// orphan sweep may delete it.
+/// start-up pass of the orphan sweep may delete it.
 const ORPHAN_GRACE: Duration = Duration::from_secs(2);
+
+/// How far a file time may lag the clock it was read from: the kernel stamps
+/// files from a coarse clock (a tick behind), so a shard this daemon wrote
+/// right after its start can look a few milliseconds older than the start.
+const FILE_CLOCK_LAG: Duration = Duration::from_millis(100);
+
+/// How long after its start-up pass the sweep comes back for the files that
+/// were too young then.
+const ORPHAN_RECHECK: Duration = Duration::from_secs(4);
+
+/// What one pass of the orphan sweep did.
+pub(super) struct SweepPass {
+    pub(super) freed: usize,
+    /// Shard files no metadata referred to that were written within
+    /// `ORPHAN_GRACE` before this daemon started (and not within
+    /// `FILE_CLOCK_LAG` of it, where its own writes may land): spared by
+    /// this pass, they are looked at again by `sweep_young_orphans`.
+    pub(super) too_young: Vec<(usize, ShardKey)>,
+}
 
 /// Remove shard files no metadata refers to (writes cut short by a crash).
 /// Only files older than this daemon's start are touched.
-pub(super) fn sweep_orphans(ctx: &Context) -> Result<usize> {
+pub(super) fn sweep_orphans(ctx: &Context) -> Result<SweepPass> {
     // File times can lag the clock (coarse kernel timestamps, 1-2 s
     // granularity on some filesystems): a shard this daemon is writing
     // right now must never look older than its start.
@@ -31,14 +52,56 @@ pub(super) fn sweep_orphans(ctx: &Context) -> Result<usize> {
         .started
         .checked_sub(ORPHAN_GRACE)
         .unwrap_or(std::time::UNIX_EPOCH);
-    let mut freed = 0;
+    let before_start = ctx
+        .started
+        .checked_sub(FILE_CLOCK_LAG)
+        .unwrap_or(std::time::UNIX_EPOCH);
+    let mut pass = SweepPass {
+        freed: 0,
+        too_young: Vec::new(),
+    };
     for i in 0..ctx.store.nodes().len() {
         if !ctx.store.is_up(i) {
             continue;
         }
         let known = ctx.meta.shard_keys_on_node(i)?;
         for (key, mtime) in ctx.store.list_shards_on(i)? {
-            if mtime < cutoff && !known.contains(&(key.chunk_id, key.index)) {
+            if known.contains(&(key.chunk_id, key.index)) {
+                continue;
+            }
+            if mtime < cutoff {
+                ctx.store.delete_shard_on(i, key)?;
+                pass.freed += 1;
+            } else if mtime < before_start {
+                // Written just before this start (a crash and a quick
+                // restart): the next pass decides, once this daemon's own
+                // writes of that moment are committed or pinned.
+                pass.too_young.push((i, key));
+            }
+        }
+    }
+    Ok(pass)
+}
+
+/// The sweep's second look at the files its start-up pass found too young:
+/// those still unknown to the metadata and not pinned by a write of this
+/// daemon (an uncommitted chunk is pinned until its commit) are orphans.
+pub(super) fn sweep_young_orphans(ctx: &Context, young: &[(usize, ShardKey)]) -> Result<usize> {
+    let pinned = ctx.pins.pinned();
+    let mut freed = 0;
+    for i in 0..ctx.store.nodes().len() {
+        let on_node: Vec<ShardKey> = young
+            .iter()
+            .filter(|(node, key)| *node == i && !pinned.contains(&key.chunk_id))
+            .map(|(_, key)| *key)
+            .collect();
+        if on_node.is_empty() || !ctx.store.is_up(i) {
+            continue;
+        }
+        // Read after the pins: a chunk unpinned since was committed first.
+        let known = ctx.meta.shard_keys_on_node(i)?;
+        for key in on_node {
+            if !known.contains(&(key.chunk_id, key.index)) {
                 ctx.store.delete_shard_on(i, key)?;
                 freed += 1;
             }
@@ -103,8 +166,9 @@ impl Worker for HealthProbe {
     }
 }
 
-/// The start-up orphan sweep: one pass, then it stops (a failed pass waits
-/// for an explicit request).
+/// The start-up orphan sweep: one pass, and a second one `ORPHAN_RECHECK`
+/// later when the first spared files written just before the start; then
+/// it stops (a failed pass waits for an explicit request).
 pub(super) struct OrphanSweep {
     pub(super) ctx: Arc<Context>,
 }
@@ -126,11 +190,38 @@ impl Worker for OrphanSweep {
             return Ok(Step::Done);
         }
         status.doing("sweeping orphan shard files");
-        let freed = sweep_orphans(&self.ctx)?;
-        if freed > 0 {
-            log::info!("freed {freed} orphan shard(s) left by an earlier run");
+        let pass = sweep_orphans(&self.ctx)?;
+        if pass.freed > 0 {
+            log::info!(
+                "freed {} orphan shard(s) left by an earlier run",
+                pass.freed
+            );
         }
-        status.add_done(freed as u64);
+        status.add_done(pass.freed as u64);
+        let mut freed = pass.freed;
+        if !pass.too_young.is_empty() {
+            status.doing(format!(
+                "{} shard file(s) written just before the start: looking again in {}s",
+                pass.too_young.len(),
+                ORPHAN_RECHECK.as_secs()
+            ));
+            // Shutdown closes the signal: no second look then.
+            if self
+                .ctx
+                .wake
+                .sweep
+                .wait(Some(ORPHAN_RECHECK), Duration::ZERO)
+                == Woken::Closed
+            {
+                return Ok(Step::Done);
+            }
+            let young = sweep_young_orphans(&self.ctx, &pass.too_young)?;
+            if young > 0 {
+                log::info!("freed {young} orphan shard(s) written just before this start");
+            }
+            status.add_done(young as u64);
+            freed += young;
+        }
         status.doing(format!("start-up sweep freed {freed} orphan shard file(s)"));
         Ok(Step::Done)
     }
