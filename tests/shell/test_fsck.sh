@@ -109,7 +109,10 @@ assert_eq 1 "$rc" "fsck exit code with orphans"
 [ "$(jq '[.orphans[]] | add' "$WORK/out.json")" -ge 3 ] || fail "old versions not seen as orphans: $(cat "$WORK/out.json")"
 
 say "metadata lost: plain fsck refuses, fsck --rebuild recovers"
+# The last resort: the database and every metadata snapshot on the nodes
+# are gone (a snapshot would be restored first).
 rm -f "$WORK/metadata.db" "$WORK/metadata.db-wal" "$WORK/metadata.db-shm"
+rm -rf "$WORK"/node-*/meta
 rc=0
 fsck >"$WORK/out" 2>&1 || rc=$?
 assert_eq 1 "$rc" "plain fsck without metadata"
@@ -143,7 +146,10 @@ wait_until 30 small_shards_are 3 || fail "the originals' shards were not swept (
 stop_daemon
 
 say "a file with too few shards is reported, the others still come back"
+# The last resort: the database and every metadata snapshot on the nodes
+# are gone (a snapshot would be restored first).
 rm -f "$WORK/metadata.db" "$WORK/metadata.db-wal" "$WORK/metadata.db-shm"
+rm -rf "$WORK"/node-*/meta
 # lost+found/small.txt: 100 bytes, k=2: its shards are the only 310-byte
 # files (256-byte v2 header, one block checksum, 50 bytes of payload).
 mapfile -t small < <(find "$WORK"/node-* -name '*.shard' -size 310c)
