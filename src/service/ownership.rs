@@ -120,13 +120,23 @@ pub(crate) fn local_nodes(config: &Config, answered: &[bool]) -> Result<Vec<Arc<
     drop(answers);
     let deadline = Instant::now() + LOCK_PATIENCE;
     let mut waiting: Vec<bool> = (0..nodes.len()).map(|i| !hung(i)).collect();
+    // Every answer is awaited so that a refusal names the first node in
+    // the config's order, whichever thread answered first.
+    let mut refused: Option<(usize, Error)> = None;
     while waiting.contains(&true) {
         let patience = deadline.saturating_duration_since(Instant::now());
         let Ok((index, locked)) = locked_nodes.recv_timeout(patience) else {
             break;
         };
-        locked?;
         waiting[index] = false;
+        if let Err(e) = locked {
+            if refused.as_ref().is_none_or(|(first, _)| index < *first) {
+                refused = Some((index, e));
+            }
+        }
+    }
+    if let Some((_, e)) = refused {
+        return Err(e);
     }
     let unanswered = (0..nodes.len()).filter(|&i| waiting[i] || hung(i));
     for node in unanswered.map(|i| &nodes[i]) {
