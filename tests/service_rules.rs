@@ -8,26 +8,18 @@
 
 mod common;
 
-use common::{create_file, seeded_bytes, TestStore};
-use std::sync::{Arc, Barrier};
+use common::{committed_content, create_file, rw, seeded_bytes, TestStore};
+use std::sync::Barrier;
 
 use minigcs::error::Error;
 use minigcs::model::{Kind, NodeSpec, Owner, XattrWrite, ROOT_INO};
 use minigcs::service::posix::{Allocate, IfExists, ACL_ACCESS_XATTR, ACL_DEFAULT_XATTR};
-use minigcs::service::{OpenFlags, Service};
+use minigcs::service::Service;
 
 const CS: u64 = 64 * 1024;
 
 fn store() -> TestStore {
     TestStore::round_robin(3, 3, 2, 1, CS)
-}
-
-fn rw() -> OpenFlags {
-    OpenFlags {
-        read: true,
-        write: true,
-        append: false,
-    }
 }
 
 /// A file named `name` in the root holding `data`, committed; its inode.
@@ -73,12 +65,6 @@ fn write_in_blocks(svc: &Service, ino: u64, data: &[u8], block: usize) -> u64 {
         svc.write(fh, (i * block) as u64, piece).unwrap();
     }
     fh
-}
-
-/// The committed content of a file.
-fn content(svc: &Arc<Service>, ino: u64) -> Vec<u8> {
-    let snap = svc.snapshot(ino).unwrap();
-    snap.read(0, snap.inode.size as usize).unwrap().to_vec()
 }
 
 fn mode_of(svc: &Service, ino: u64) -> u32 {
@@ -307,7 +293,7 @@ fn create_or_open_creates_a_missing_file_for_the_caller() {
     svc.write(fh, 0, b"data").unwrap();
     svc.release(fh).unwrap();
     assert_eq!(svc.lookup(ROOT_INO, b"new").unwrap().ino, inode.ino);
-    assert_eq!(content(svc, inode.ino), b"data");
+    assert_eq!(committed_content(svc, inode.ino), b"data");
 }
 
 #[test]
@@ -331,7 +317,7 @@ fn create_or_open_opens_an_existing_file_as_it_is() {
     assert_eq!(inode.size, data.len() as u64);
     assert_eq!(svc.read(fh, 0, data.len()).unwrap(), data);
     svc.release(fh).unwrap();
-    assert_eq!(content(svc, ino), data);
+    assert_eq!(committed_content(svc, ino), data);
 }
 
 #[test]
@@ -345,7 +331,7 @@ fn create_or_open_with_o_trunc_empties_an_existing_file() {
     assert_eq!((inode.ino, inode.size), (ino, 0));
     svc.write(fh, 0, b"fresh").unwrap();
     svc.release(fh).unwrap();
-    assert_eq!(content(svc, ino), b"fresh");
+    assert_eq!(committed_content(svc, ino), b"fresh");
 }
 
 #[test]
@@ -355,7 +341,7 @@ fn create_or_open_with_o_excl_refuses_an_existing_name() {
     let ino = file_with(svc, b"f", b"keep me");
     let r = svc.create_or_open(ROOT_INO, b"f", 0o644, Owner::ROOT, rw(), IfExists::Fail);
     assert!(matches!(r, Err(Error::AlreadyExists(_))), "{r:?}");
-    assert_eq!(content(svc, ino), b"keep me");
+    assert_eq!(committed_content(svc, ino), b"keep me");
     assert_eq!(
         svc.statistics_open_files(),
         0,
@@ -446,7 +432,7 @@ fn fallocate_grows_a_file_with_zeros() {
     let after = svc.getattr(ino).unwrap();
     assert_eq!(after.size, end);
     assert!(after.version > version, "the growth was not committed");
-    let got = content(svc, ino);
+    let got = committed_content(svc, ino);
     assert_eq!(&got[..1000], &data[..]);
     assert!(got[1000..].iter().all(|&b| b == 0));
 }
@@ -462,7 +448,7 @@ fn fallocate_never_shrinks_a_file() {
     assert_eq!(inode.size, data.len() as u64);
     let after = svc.getattr(ino).unwrap();
     assert_eq!((after.size, after.version), (before.size, before.version));
-    assert_eq!(content(svc, ino), data);
+    assert_eq!(committed_content(svc, ino), data);
 }
 
 #[test]
@@ -473,7 +459,7 @@ fn fallocate_keep_size_leaves_the_size() {
     let inode = svc.fallocate(ino, 0, 10 * CS, Allocate::KeepSize).unwrap();
     assert_eq!(inode.size, 5);
     assert_eq!(svc.getattr(ino).unwrap().size, 5);
-    assert_eq!(content(svc, ino), b"short");
+    assert_eq!(committed_content(svc, ino), b"short");
 }
 
 #[test]
@@ -510,7 +496,7 @@ fn growing_an_open_file_keeps_its_buffered_writes() {
     assert_eq!(svc.read(fh, tail_at, tail.len()).unwrap(), tail);
     svc.release(fh).unwrap();
 
-    let got = content(svc, ino);
+    let got = committed_content(svc, ino);
     assert_eq!(got.len() as u64, end);
     assert_eq!(&got[tail_at as usize..buffered_end as usize], &tail[..]);
     assert!(got[..tail_at as usize].iter().all(|&b| b == 0));
@@ -538,7 +524,7 @@ fn a_concurrent_writers_bytes_survive_growth() {
         let fh = writer.join().unwrap();
         svc.release(fh).unwrap();
     });
-    let got = content(svc, ino);
+    let got = committed_content(svc, ino);
     assert_eq!(got.len() as u64, final_end);
     assert_eq!(
         &got[..written.len()],
@@ -573,7 +559,7 @@ fn growth_racing_an_extending_writer_never_cuts_it_back() {
         let fh = writer.join().unwrap();
         svc.release(fh).unwrap();
     });
-    let got = content(svc, ino);
+    let got = committed_content(svc, ino);
     assert!(
         got.len() == written.len() || got.len() == written.len() + 1,
         "size {} after writing {} bytes",

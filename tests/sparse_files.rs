@@ -8,32 +8,18 @@
 
 mod common;
 
-use common::{create_file, seeded_bytes, TestStore};
+use common::{committed_content, create_file, rw, seeded_bytes, TestStore};
 use std::sync::Arc;
 
 use minigcs::model::Owner;
 use minigcs::service::posix::Allocate;
 use minigcs::service::sparse::Seek;
-use minigcs::service::{OpenFlags, Service};
+use minigcs::service::Service;
 
 const CS: u64 = 64 * 1024;
 
 fn store() -> TestStore {
     TestStore::round_robin(3, 3, 2, 1, CS)
-}
-
-fn rw() -> OpenFlags {
-    OpenFlags {
-        read: true,
-        write: true,
-        append: false,
-    }
-}
-
-/// The committed content of a file.
-fn content(svc: &Arc<Service>, ino: u64) -> Vec<u8> {
-    let snap = svc.snapshot(ino).unwrap();
-    snap.read(0, snap.inode.size as usize).unwrap().to_vec()
 }
 
 fn stored(svc: &Service, ino: u64) -> u64 {
@@ -71,7 +57,7 @@ fn holes_take_no_stored_bytes_buffered_or_committed() {
     svc.release(fh).unwrap();
     let attr = svc.getattr(ino).unwrap();
     assert_eq!((attr.size, attr.stored_bytes), (6 * CS, CS + 1000));
-    assert_eq!(content(svc, ino), want);
+    assert_eq!(committed_content(svc, ino), want);
 
     // A gigabyte of nothing stores nothing; a directory stores nothing.
     let (big, fh) = create_file(svc, b"hole", 0o644, Owner::new(0, 0));
@@ -141,7 +127,7 @@ fn punching_a_hole_drops_whole_chunks_zeroes_the_edges_and_keeps_the_size() {
         svc.getattr(ino).unwrap().version > version,
         "committed at once"
     );
-    assert_eq!(content(svc, ino), want);
+    assert_eq!(committed_content(svc, ino), want);
     // Chunk 0 now ends where the hole starts; chunk 3 (zeros written into
     // its head) and chunk 4 (300 bytes) are as long as before.
     assert_eq!(stored(svc, ino), CS / 2 + CS + 300);
@@ -154,7 +140,7 @@ fn punching_a_hole_drops_whole_chunks_zeroes_the_edges_and_keeps_the_size() {
     // size stays.
     svc.fallocate(ino, 4 * CS, CS, Allocate::PunchHole).unwrap();
     want[4 * CS as usize..].fill(0);
-    assert_eq!(content(svc, ino), want);
+    assert_eq!(committed_content(svc, ino), want);
     assert_eq!(stored(svc, ino), CS / 2 + CS);
     assert_eq!(svc.getattr(ino).unwrap().size, data.len() as u64);
 
@@ -178,7 +164,7 @@ fn a_partial_punch_of_a_hole_leaves_it_a_hole() {
     svc.fallocate(ino, 4 * CS + 100, 200, Allocate::PunchHole)
         .unwrap();
     want[4 * CS as usize + 100..4 * CS as usize + 300].fill(0);
-    assert_eq!(content(svc, ino), want);
+    assert_eq!(committed_content(svc, ino), want);
     assert_eq!(
         stored(svc, ino),
         CS + 1000,
@@ -188,7 +174,7 @@ fn a_partial_punch_of_a_hole_leaves_it_a_hole() {
     svc.fallocate(ino, 4 * CS + 100, CS, Allocate::PunchHole)
         .unwrap();
     want[4 * CS as usize + 100..5 * CS as usize].fill(0);
-    assert_eq!(content(svc, ino), want);
+    assert_eq!(committed_content(svc, ino), want);
     assert_eq!(stored(svc, ino), CS + 100);
 }
 
@@ -209,7 +195,7 @@ fn punching_an_open_file_applies_to_its_buffered_writes() {
     assert_eq!(svc.getattr(inode.ino).unwrap().stored_bytes, 2 * CS);
     assert_eq!(svc.seek(fh, 0, Seek::Hole).unwrap(), Some(CS));
     svc.release(fh).unwrap();
-    assert_eq!(content(svc, inode.ino), want);
+    assert_eq!(committed_content(svc, inode.ino), want);
     assert_eq!(stored(svc, inode.ino), 2 * CS);
 }
 
@@ -228,7 +214,7 @@ fn zeroing_a_range_grows_the_file_unless_keep_size() {
     assert_eq!(attr.size, 2 * CS, "KEEP_SIZE keeps the size");
     let mut want = data.clone();
     want[(CS + 10) as usize..].fill(0);
-    assert_eq!(content(svc, ino), want);
+    assert_eq!(committed_content(svc, ino), want);
     assert_eq!(stored(svc, ino), CS + 10);
 
     let grow = Allocate::ZeroRange { keep_size: false };
@@ -236,7 +222,7 @@ fn zeroing_a_range_grows_the_file_unless_keep_size() {
     assert_eq!(attr.size, CS / 2 + 3 * CS, "grown to the end of the range");
     want.truncate(CS as usize / 2);
     want.resize((CS / 2 + 3 * CS) as usize, 0);
-    assert_eq!(content(svc, ino), want);
+    assert_eq!(committed_content(svc, ino), want);
     assert_eq!(
         stored(svc, ino),
         CS / 2,

@@ -7,7 +7,7 @@
 mod common;
 
 use common::{
-    create_file, flip_last_byte, seeded_bytes, sha256_hex, stream_object_digest, SeededReader,
+    create_file, flip_last_byte, rw, seeded_bytes, sha256_hex, stream_object_digest, SeededReader,
     TestStore,
 };
 use rand::{Rng, SeedableRng};
@@ -564,14 +564,6 @@ fn superseded_chunks_are_freed_after_commit() {
 }
 
 // ------------------------------------------------------------ 6. file API
-
-fn rw() -> OpenFlags {
-    OpenFlags {
-        read: true,
-        write: true,
-        append: false,
-    }
-}
 
 fn read_handle(svc: &Arc<Service>, fh: u64, size: usize) -> Vec<u8> {
     svc.read(fh, 0, size + 100).unwrap().to_vec()

@@ -7,23 +7,10 @@ use std::time::Duration;
 
 use super::shard::{ShardHeader, ShardOrigin, HEADER_LEN_V2};
 use super::{read_header, ChunkStore, WrittenChunk};
-use crate::metrics::Metrics;
 use crate::node::{MemoryNode, NodeBackend, ShardKey};
 
 fn store() -> (ChunkStore, Vec<Arc<MemoryNode>>) {
-    let nodes: Vec<Arc<MemoryNode>> = (1..=3)
-        .map(|i| Arc::new(MemoryNode::new(&format!("node-{i}"), &format!("r{i}"))))
-        .collect();
-    let backends = nodes
-        .iter()
-        .map(|n| n.clone() as Arc<dyn NodeBackend>)
-        .collect();
-    let store = ChunkStore::new(backends, "cluster-test", 2, 1, Metrics::new(None)).unwrap();
-    for i in 0..nodes.len() {
-        store.initialize_node(i).unwrap();
-        store.probe_node(i);
-    }
-    (store, nodes)
+    super::memory_test_store()
 }
 
 fn data() -> Vec<u8> {

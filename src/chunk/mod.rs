@@ -424,3 +424,16 @@ impl ChunkStore {
         Error::Unavailable(format!("node {}: {late}", self.nodes[node].id()))
     }
 }
+
+/// A 2+1 store over three fresh memory nodes in three regions, every node
+/// set up and up (unit tests of the chunk store and its users).
+#[cfg(test)]
+pub(crate) fn memory_test_store() -> (ChunkStore, Vec<Arc<crate::node::MemoryNode>>) {
+    let (nodes, backends) = crate::node::memory_nodes(&["r1", "r2", "r3"]);
+    let store = ChunkStore::new(backends, "cluster-test", 2, 1, Metrics::new(None)).unwrap();
+    for i in 0..nodes.len() {
+        store.initialize_node(i).unwrap();
+        store.probe_node(i);
+    }
+    (store, nodes)
+}

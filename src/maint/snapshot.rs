@@ -410,7 +410,7 @@ mod tests {
     use crate::config::Config;
     use crate::metrics::Metrics;
     use crate::model::PutOptions;
-    use crate::node::{MemoryNode, NodeBackend};
+    use crate::node::{memory_nodes, MemoryNode, NodeBackend};
     use crate::service::Service;
     use crate::snapshot::decode;
 
@@ -429,13 +429,7 @@ mod tests {
         let regions = ["a", "b", "c", "a"];
         let mut config = Config::for_test(dir.path(), &regions, 2, 1, 64 * 1024);
         config.recovery.node_timeout_ms = 100;
-        let nodes: Vec<Arc<MemoryNode>> = (0..regions.len())
-            .map(|i| Arc::new(MemoryNode::new(&format!("node-{}", i + 1), regions[i])))
-            .collect();
-        let backends = nodes
-            .iter()
-            .map(|n| n.clone() as Arc<dyn NodeBackend>)
-            .collect();
+        let (nodes, backends) = memory_nodes(&regions);
         let svc = Service::open_with_nodes(Arc::new(config), Metrics::new(None), backends).unwrap();
         svc.put_object("f", &mut &[7u8; 1000][..], PutOptions::default())
             .unwrap();

@@ -26,6 +26,21 @@ pub struct MemoryNode {
     unhung: Condvar,
 }
 
+/// Memory nodes `node-1`, `node-2`, … one per region given, and the same
+/// nodes as backends for a store.
+pub fn memory_nodes(regions: &[&str]) -> (Vec<Arc<MemoryNode>>, Vec<Arc<dyn NodeBackend>>) {
+    let nodes: Vec<Arc<MemoryNode>> = regions
+        .iter()
+        .enumerate()
+        .map(|(i, region)| Arc::new(MemoryNode::new(&format!("node-{}", i + 1), region)))
+        .collect();
+    let backends = nodes
+        .iter()
+        .map(|n| n.clone() as Arc<dyn NodeBackend>)
+        .collect();
+    (nodes, backends)
+}
+
 impl MemoryNode {
     pub fn new(id: &str, region: &str) -> MemoryNode {
         MemoryNode {

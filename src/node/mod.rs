@@ -14,7 +14,7 @@ pub mod prototype_folder;
 
 pub use executor::{ExecutorStats, NodeExecutor, NodeLate, NodeOp, HEDGE_FLOOR};
 pub use local::{identity_in, LocalDirNode, NODE_LOCK_FILE};
-pub use memory::MemoryNode;
+pub use memory::{memory_nodes, MemoryNode};
 
 use serde::{Deserialize, Serialize};
 use std::path::Path;

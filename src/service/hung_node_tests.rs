@@ -15,7 +15,7 @@ use crate::chunk::NodeState;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::model::PutOptions;
-use crate::node::{MemoryNode, NodeBackend};
+use crate::node::{memory_nodes, MemoryNode};
 use crate::report::HealthStatus;
 
 const CS: u64 = 64 * 1024;
@@ -38,13 +38,7 @@ fn service(node_timeout_ms: u64) -> (Arc<Service>, Unhang, tempfile::TempDir) {
     let regions = ["a", "b", "c"];
     let mut config = Config::for_test(dir.path(), &regions, 2, 1, CS);
     config.recovery.node_timeout_ms = node_timeout_ms;
-    let nodes: Vec<Arc<MemoryNode>> = (0..regions.len())
-        .map(|i| Arc::new(MemoryNode::new(&format!("node-{}", i + 1), regions[i])))
-        .collect();
-    let backends = nodes
-        .iter()
-        .map(|n| n.clone() as Arc<dyn NodeBackend>)
-        .collect();
+    let (nodes, backends) = memory_nodes(&regions);
     let svc = Service::open_with_nodes(Arc::new(config), Metrics::new(None), backends).unwrap();
     (svc, Unhang(nodes), dir)
 }

@@ -70,22 +70,10 @@ impl Drop for UncommittedChunk {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::Metrics;
     use crate::node::{MemoryNode, NodeBackend};
 
     fn store() -> (Arc<ChunkStore>, Vec<Arc<MemoryNode>>) {
-        let nodes: Vec<Arc<MemoryNode>> = (1..=3)
-            .map(|i| Arc::new(MemoryNode::new(&format!("node-{i}"), &format!("r{i}"))))
-            .collect();
-        let backends = nodes
-            .iter()
-            .map(|n| n.clone() as Arc<dyn NodeBackend>)
-            .collect();
-        let store = ChunkStore::new(backends, "cluster-test", 2, 1, Metrics::new(None)).unwrap();
-        for i in 0..nodes.len() {
-            store.initialize_node(i).unwrap();
-            store.probe_node(i);
-        }
+        let (store, nodes) = crate::chunk::memory_test_store();
         (Arc::new(store), nodes)
     }
 

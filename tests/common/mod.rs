@@ -20,6 +20,21 @@ use minigcs::service::posix::IfExists;
 use minigcs::service::{OpenFlags, Service};
 use minigcs::test_data::SeededBytes;
 
+/// Open flags for reading and writing (no append).
+pub fn rw() -> OpenFlags {
+    OpenFlags {
+        read: true,
+        write: true,
+        append: false,
+    }
+}
+
+/// The committed content of a file.
+pub fn committed_content(svc: &Arc<Service>, ino: u64) -> Vec<u8> {
+    let snap = svc.snapshot(ino).unwrap();
+    snap.read(0, snap.inode.size as usize).unwrap().to_vec()
+}
+
 /// Create `name` in the root and open it for reading and writing (`O_CREAT |
 /// O_EXCL`), owned by `owner`: (inode, handle).
 pub fn create_file(svc: &Service, name: &[u8], mode: u32, owner: Owner) -> (Inode, u64) {
