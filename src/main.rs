@@ -326,19 +326,7 @@ fn fsck(config: &ConfigArg, rebuild: bool, json: bool) -> ExitCode {
         Err(e) => return failed(&e),
     };
     let (text, clean) = if rebuild {
-        let report = minigcs::fsck::rebuild(&service);
-        if report.is_ok() {
-            // Files written after a snapshot restore are recovered now:
-            // the orphan sweep may come back.
-            let marker =
-                minigcs::snapshot::restore::restored_marker(&service.config().metadata.path);
-            if let Err(e) = std::fs::remove_file(&marker) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    return failed(&format!("cannot remove {}: {e}", marker.display()));
-                }
-            }
-        }
-        match report {
+        match minigcs::fsck::rebuild(&service) {
             Ok(r) if json => (to_json(&r), r.unrecovered.is_empty()),
             Ok(r) => (r.render(), r.unrecovered.is_empty()),
             Err(e) => return failed(&e),

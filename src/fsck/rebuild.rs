@@ -27,6 +27,7 @@ use crate::error::{Error, Result};
 use crate::model::PutOptions;
 use crate::node::ShardKey;
 use crate::service::Service;
+use crate::snapshot::restore::restored_marker;
 
 /// Where recovered files go.
 pub const LOST_AND_FOUND: &str = "lost+found";
@@ -146,7 +147,9 @@ impl RebuildReport {
     }
 }
 
-/// Recover every file the shard headers describe into `lost+found/`.
+/// Recover every file the shard headers describe into `lost+found/`. Once
+/// done, the marker a snapshot restore left (which keeps the orphan sweep
+/// off so these shards survive) is removed: what could be recovered is.
 pub fn rebuild(service: &Service) -> Result<RebuildReport> {
     let mut report = RebuildReport::default();
     let files = scan(service, &mut report)?;
@@ -159,6 +162,16 @@ pub fn rebuild(service: &Service) -> Result<RebuildReport> {
                 reason,
             }),
         }
+    }
+    let marker = restored_marker(&service.config().metadata.path);
+    match std::fs::remove_file(&marker) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(Error::Other(format!(
+                "cannot remove {}: {e}",
+                marker.display()
+            )))
+        }
+        _ => {}
     }
     Ok(report)
 }
