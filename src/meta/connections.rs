@@ -31,7 +31,7 @@
 //! This module knows nothing about the tables; schema and queries live in the
 //! other files of `meta`.
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -51,6 +51,10 @@ pub(super) const READER_POOL_SIZE: usize = 4;
 /// How long a connection waits for a lock held by another process (a
 /// checkpoint, an external `sqlite3` shell) before reporting busy.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a read waits for a pooled reader once the database file is
+/// gone from its path (no new reader can be opened then).
+const READER_WAIT: Duration = Duration::from_secs(5);
 /// Prepared statements cached per connection.
 const STATEMENT_CACHE: usize = 64;
 
@@ -72,6 +76,8 @@ pub(super) struct Database {
     lost: OnceLock<String>,
     writer: Mutex<Connection>,
     idle_readers: Mutex<Vec<Connection>>,
+    /// Signalled when a reader goes back to the pool.
+    reader_back: Condvar,
     /// Write transactions committed since the database was opened (a
     /// snapshot is only worth taking when this moved).
     commits: AtomicU64,
@@ -103,6 +109,7 @@ impl Database {
             lost: OnceLock::new(),
             writer: Mutex::new(writer),
             idle_readers: Mutex::new(readers),
+            reader_back: Condvar::new(),
             commits: AtomicU64::new(0),
         })
     }
@@ -226,11 +233,37 @@ impl Database {
         self.idle_readers.lock().len()
     }
 
+    /// A reader from the pool, or a new one while the path still names the
+    /// database this process opened. Once it does not (deleted or replaced
+    /// under us), opening by path would read, or even create, another
+    /// file: wait for a reader of ours to come back instead.
     fn take_reader(&self) -> Result<PooledReader<'_>> {
-        let idle = self.idle_readers.lock().pop();
-        let connection = match idle {
-            Some(connection) => connection,
-            None => open_reader(&self.path)?,
+        let mut idle = self.idle_readers.lock();
+        let connection = loop {
+            if let Some(connection) = idle.pop() {
+                break connection;
+            }
+            drop(idle);
+            if self.check_file().is_ok() {
+                let connection = open_reader(&self.path)?;
+                // The path could have changed between the check and the open.
+                if self.check_file().is_ok() {
+                    break connection;
+                }
+            }
+            idle = self.idle_readers.lock();
+            if idle.is_empty()
+                && self
+                    .reader_back
+                    .wait_for(&mut idle, READER_WAIT)
+                    .timed_out()
+                && idle.is_empty()
+            {
+                return Err(Error::Unavailable(
+                    "the metadata database was deleted or replaced and every reader of it is busy"
+                        .into(),
+                ));
+            }
         };
         Ok(PooledReader {
             pool: self,
@@ -304,6 +337,7 @@ impl Drop for PooledReader<'_> {
         let mut idle = self.pool.idle_readers.lock();
         if idle.len() < READER_POOL_SIZE {
             idle.push(connection);
+            self.pool.reader_back.notify_one();
         }
     }
 }
