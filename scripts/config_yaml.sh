@@ -10,6 +10,7 @@
 #   CFG_RECOVERY_AUTO          true/false
 #   CFG_API_EXTRA              (optional) raw YAML lines inside api:
 #   CFG_RECOVERY_EXTRA         (optional) raw YAML lines inside recovery:
+#   CFG_METADATA_EXTRA         (optional) raw YAML lines inside metadata:
 # (extra lines indented by 2 spaces). Callers add their own top-level
 # sections after it.
 
@@ -42,6 +43,7 @@ recovery:
 ${CFG_RECOVERY_EXTRA:-}
 metadata:
   path: "./metadata.db"
+${CFG_METADATA_EXTRA:-}
 control:
   socket: "./ctl.sock"
 EOF

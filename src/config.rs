@@ -160,6 +160,14 @@ pub struct MetadataConfig {
     pub snapshot_interval_secs: u64,
     /// Snapshots each node keeps (the newest ones).
     pub snapshots_kept: usize,
+    /// Milliseconds within which changes that needed no sync (create,
+    /// rename, chmod …) are written to the metadata journal on the nodes;
+    /// durable operations write theirs at once.
+    pub journal_flush_ms: u64,
+    /// Journal bytes written since the newest snapshot past which a
+    /// snapshot is taken (and the journal it covers dropped).
+    #[serde(deserialize_with = "size::u64_field")]
+    pub journal_max_bytes: u64,
 }
 
 impl Default for MetadataConfig {
@@ -168,6 +176,8 @@ impl Default for MetadataConfig {
             path: PathBuf::from("./data/metadata.db"),
             snapshot_interval_secs: 300,
             snapshots_kept: 2,
+            journal_flush_ms: 1000,
+            journal_max_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -288,6 +298,8 @@ const KNOWN_KEYS: &[&str] = &[
     "metadata.path",
     "metadata.snapshot_interval_secs",
     "metadata.snapshots_kept",
+    "metadata.journal_flush_ms",
+    "metadata.journal_max_bytes",
     "control",
     "control.socket",
     "mount",
@@ -391,6 +403,21 @@ impl Config {
             return bad(
                 "metadata.snapshots_kept",
                 format!("must be 1-100, got {}", self.metadata.snapshots_kept),
+            );
+        }
+        if !(10..=60_000).contains(&self.metadata.journal_flush_ms) {
+            return bad(
+                "metadata.journal_flush_ms",
+                format!("must be 10-60000, got {}", self.metadata.journal_flush_ms),
+            );
+        }
+        if self.metadata.journal_max_bytes < 1024 * 1024 {
+            return bad(
+                "metadata.journal_max_bytes",
+                format!(
+                    "must be at least 1 MiB, got {}",
+                    self.metadata.journal_max_bytes
+                ),
             );
         }
         let mut ids = BTreeSet::new();

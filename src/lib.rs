@@ -33,6 +33,7 @@ pub mod fsck;
 pub mod fuse;
 pub mod http;
 pub mod import;
+pub mod journal;
 pub mod maint;
 pub mod meta;
 pub mod metrics;

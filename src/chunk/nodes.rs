@@ -37,6 +37,60 @@ impl ChunkStore {
             .map_err(|late| self.late_error(index, &late))?
     }
 
+    /// Append `bytes` to the journal segment `name` on each of `nodes` at
+    /// once, each with the `NodeOp::Journal` deadline; answers in the order
+    /// of `nodes`. A node that does not answer in time is marked failed.
+    pub fn journal_append_each(
+        &self,
+        nodes: &[usize],
+        area: &'static str,
+        name: &str,
+        bytes: std::sync::Arc<Vec<u8>>,
+    ) -> Vec<(usize, Result<()>)> {
+        let calls: Vec<(usize, NodeTask<Result<()>>)> = nodes
+            .iter()
+            .map(|&node| {
+                let (name, bytes) = (name.to_string(), bytes.clone());
+                let task: NodeTask<Result<()>> =
+                    Box::new(move |n| n.append_meta_file(area, &name, &bytes));
+                (node, task)
+            })
+            .collect();
+        self.call_each(NodeOp::Journal, calls)
+            .into_iter()
+            .map(|(node, answer)| {
+                let answer = answer.map_err(|late| self.late_error(node, &late));
+                (node, answer.and_then(|r| r))
+            })
+            .collect()
+    }
+
+    /// Every node in the order metadata copies (snapshots, journal
+    /// segments) are placed: up nodes first, one per region in turn (the
+    /// first node of each region, then the second …), so the first m+1
+    /// span as many regions as exist.
+    pub fn spread_over_regions(&self) -> Vec<usize> {
+        let mut rank_in_region = vec![0usize; self.nodes.len()];
+        let mut seen: Vec<(String, usize)> = Vec::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            match seen.iter_mut().find(|(r, _)| r == node.region()) {
+                Some((_, count)) => {
+                    rank_in_region[i] = *count;
+                    *count += 1;
+                }
+                None => seen.push((node.region().to_string(), 1)),
+            }
+        }
+        let region_of = |i: usize| {
+            seen.iter()
+                .position(|(r, _)| r == self.nodes[i].region())
+                .unwrap_or(0)
+        };
+        let mut order: Vec<usize> = (0..self.nodes.len()).collect();
+        order.sort_by_key(|&i| (!self.is_up(i), rank_in_region[i], region_of(i)));
+        order
+    }
+
     /// Record a node's state; returns whether it changed.
     fn set_state(&self, index: usize, state: NodeState, reason: String) -> bool {
         let mut status = self.status.write();

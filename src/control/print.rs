@@ -145,6 +145,9 @@ fn health(h: &HealthReport, out: &mut String) {
     if !h.metadata_snapshot.message.is_empty() {
         let _ = writeln!(out, "metadata snapshot: {}", h.metadata_snapshot.message);
     }
+    if !h.metadata_journal.message.is_empty() {
+        let _ = writeln!(out, "metadata journal: {}", h.metadata_journal.message);
+    }
     let mut table = Table::new(&["NODE", "REGION", "STATE", "REASON"]);
     for n in &h.nodes {
         table.row(vec![
@@ -238,6 +241,14 @@ fn scrub(s: &ScrubReport, out: &mut String) {
             ("corrupt", s.corrupt.to_string()),
             ("missing", s.missing.to_string()),
             ("repaired", s.repaired.to_string()),
+        ],
+    );
+    summary_line(
+        out,
+        &[
+            ("journal segments", s.journal_segments.to_string()),
+            ("bad copies", s.journal_copies_bad.to_string()),
+            ("copies rewritten", s.journal_copies_repaired.to_string()),
         ],
     );
     if !s.problems.is_empty() {

@@ -15,6 +15,8 @@
 //! - `nodes`: node health probes on `recovery.health_interval_secs`, and the
 //!   start-up sweep of orphan shard files a crash left behind (a second
 //!   look a few seconds later at those written just before the start);
+//! - `journal`: writes journal records of unsynced changes to the nodes
+//!   every `metadata.journal_flush_ms`;
 //! - `snapshot`: metadata snapshots to the nodes on
 //!   `metadata.snapshot_interval_secs` when the database changed; `ctl
 //!   snapshot` runs the same code synchronously.
@@ -26,6 +28,7 @@
 //! the workers run. Reports about the cluster stay in the service.
 
 mod collect;
+mod journal;
 mod nodes;
 mod recovery;
 mod repair;
@@ -127,6 +130,7 @@ impl Service {
             Box::new(nodes::HealthProbe { ctx: ctx.clone() }),
             Box::new(nodes::OrphanSweep { ctx: ctx.clone() }),
             Box::new(snapshot::SnapshotWorker { ctx: ctx.clone() }),
+            Box::new(journal::JournalFlusher { ctx: ctx.clone() }),
         ];
         Workers::start(ctx, workers)
     }
@@ -164,6 +168,7 @@ impl Service {
         if let Err(e) = snapshot::take(self.context(), true) {
             log::warn!("metadata snapshot after recovering node {node_id}: {e}");
         }
+        snapshot::restore_journal_copies(self.context(), node_id);
         Ok(report)
     }
 

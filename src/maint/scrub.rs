@@ -180,5 +180,11 @@ pub(super) fn scrub(
             throttle(rate, started, report.bytes_checked);
         }
     }
+    let journal = crate::journal::upkeep::check_copies(&ctx.store, &ctx.journal, repair)?;
+    report.journal_segments = journal.segments;
+    report.journal_copies_bad = journal.bad;
+    report.journal_copies_repaired = journal.rewritten + journal.added;
+    ctx.journal
+        .note_bad_copies(journal.bad.saturating_sub(journal.rewritten));
     Ok(report)
 }

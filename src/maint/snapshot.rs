@@ -27,30 +27,10 @@ fn wanted_copies(ctx: &Context) -> usize {
     (ctx.store.m() + 1).min(ctx.store.nodes().len())
 }
 
-/// Nodes in the order they are asked to take a copy: up nodes first, one
-/// per region in turn (the first node of each region, then the second …),
-/// so the first m+1 span as many regions as exist.
+/// Nodes in the order they are asked to take a copy (see
+/// `ChunkStore::spread_over_regions`).
 fn candidates(ctx: &Context) -> Vec<usize> {
-    let store = &ctx.store;
-    let mut rank_in_region = vec![0usize; store.nodes().len()];
-    let mut seen: Vec<(String, usize)> = Vec::new();
-    for (i, node) in store.nodes().iter().enumerate() {
-        match seen.iter_mut().find(|(r, _)| r == node.region()) {
-            Some((_, count)) => {
-                rank_in_region[i] = *count;
-                *count += 1;
-            }
-            None => seen.push((node.region().to_string(), 1)),
-        }
-    }
-    let region_of = |i: usize| {
-        seen.iter()
-            .position(|(r, _)| r == store.nodes()[i].region())
-            .unwrap_or(0)
-    };
-    let mut order: Vec<usize> = (0..store.nodes().len()).collect();
-    order.sort_by_key(|&i| (!store.is_up(i), rank_in_region[i], region_of(i)));
-    order
+    ctx.store.spread_over_regions()
 }
 
 /// Learn the newest snapshot on the nodes (names only: no copy is read).
@@ -108,12 +88,28 @@ fn copies_on_up_nodes(ctx: &Context, copies: &SnapshotCopies) -> Vec<String> {
 }
 
 /// A node was rebuilt from nothing: the snapshot copies it held are gone.
-/// Forget them and wake the worker, which puts the copies back.
+/// Forget them and wake the worker, which puts the copies back; put the
+/// journal's copies back at once.
 pub(super) fn node_rebuilt(ctx: &Context, node_id: &str) {
     if let Some(newest) = &mut ctx.snapshots.state.lock().newest {
         newest.nodes.retain(|n| n != node_id);
     }
     ctx.wake.snapshot.notify();
+    restore_journal_copies(ctx, node_id);
+}
+
+/// Put back the journal segment copies a rebuilt node held (each segment
+/// back on m+1 nodes).
+pub(super) fn restore_journal_copies(ctx: &Context, node_id: &str) {
+    match crate::journal::upkeep::check_copies(&ctx.store, &ctx.journal, true) {
+        Ok(c) if c.rewritten + c.added > 0 => log::info!(
+            "metadata journal after rebuilding {node_id}: {} segment copies rewritten, {} added",
+            c.rewritten,
+            c.added
+        ),
+        Ok(_) => {}
+        Err(e) => log::warn!("metadata journal copies after rebuilding {node_id}: {e}"),
+    }
 }
 
 /// Take a snapshot unless the database did not change since the newest
@@ -156,10 +152,15 @@ pub(super) fn take(ctx: &Context, force: bool) -> Result<SnapshotReport> {
         .unwrap_or(0);
     // The copy streams from a temp file next to the database to each node:
     // the database is never held in memory.
+    // Records after the copy go to a new journal segment, so the ones
+    // before it can be dropped once older snapshots are gone.
+    ctx.journal.close_segment();
+    let journal_bytes = ctx.journal.status().appended_bytes;
     let copy = TempCopy::of(ctx)?;
     let mut manifest = Manifest::describe_file(&copy.0, ctx.store.cluster_id(), seq, now_ms)?;
     manifest.files = files;
     manifest.bytes = bytes;
+    manifest.journal_lsn = crate::meta::journal_lsn_of(&rusqlite::Connection::open(&copy.0)?)?;
     let name = manifest.file_name();
     let header = Arc::new(encode_header(&manifest));
     let source = Arc::new(copy.0.clone());
@@ -209,6 +210,23 @@ pub(super) fn take(ctx: &Context, force: bool) -> Result<SnapshotReport> {
     }
     for (i, _) in &written {
         prune(ctx, *i);
+    }
+    let journal_covered = {
+        let mut state = ctx.snapshots.state.lock();
+        state.recent_lsns.push(manifest.journal_lsn);
+        let kept = ctx.config.metadata.snapshots_kept.max(1);
+        let excess = state.recent_lsns.len().saturating_sub(kept);
+        state.recent_lsns.drain(..excess);
+        state.journal_bytes_at_snapshot = journal_bytes;
+        // The oldest snapshot the nodes still keep holds every record
+        // through its LSN.
+        (state.recent_lsns.len() == kept && written.len() >= wanted).then(|| state.recent_lsns[0])
+    };
+    if let Some(covered) = journal_covered {
+        let dropped = crate::journal::upkeep::truncate(&ctx.store, &ctx.journal, covered);
+        if dropped > 0 {
+            log::info!("metadata journal: dropped {dropped} segment(s) through LSN {covered}");
+        }
     }
     let nodes: Vec<String> = written.into_iter().map(|(_, id)| id).collect();
     {

@@ -17,8 +17,18 @@
 //! Durability: the writer runs with synchronous=NORMAL, so changes commit
 //! without fsync (they survive a daemon crash and reach the disk with the
 //! next durable commit, like a local filesystem's metadata before fsync).
-//! `Durability::Durable` transactions run with synchronous=FULL: when they
-//! return, they and every commit before them are on stable storage.
+//! When a `Durability::Durable` transaction (or `sync`) returns, it and
+//! every commit before it are on stable storage twice over: the WAL file
+//! is fdatasynced (what synchronous=FULL would do at commit, but outside
+//! the writer lock, so other writers go on and concurrent syncs share the
+//! disk's flush) and, at the same time, the metadata journal on the nodes
+//! holds every record through it (`JournalSink`).
+//!
+//! The journal: each committed transaction that changed something gets the
+//! next log sequence number (LSN, stored in the same transaction as
+//! `settings.journal_lsn`, so a copy of the database says which records it
+//! already holds) and its changeset (`changes`) is queued, in commit order,
+//! for the journal writer to take (`RecordQueue`).
 //!
 //! The database file under the daemon: the funnel checks, before each
 //! write, that the path still names the file SQLite opened (device and
@@ -36,9 +46,11 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::changes::ChangeCapture;
+use super::records::{JournalRecord, JournalSink, RecordQueue};
 use crate::error::{Error, Result};
 
 /// Reader connections kept open. Reads are short and CPU-bound on SQLite's
@@ -81,6 +93,12 @@ pub(super) struct Database {
     /// Write transactions committed since the database was opened (a
     /// snapshot is only worth taking when this moved).
     commits: AtomicU64,
+    /// Committed changesets waiting for the journal writer.
+    records: Arc<RecordQueue>,
+    /// The journal writer, once the nodes are set up.
+    sink: OnceLock<Arc<dyn JournalSink>>,
+    /// The WAL file, opened on the first durable sync.
+    wal: Mutex<Option<std::fs::File>>,
 }
 
 impl Database {
@@ -97,6 +115,14 @@ impl Database {
         writer.busy_timeout(BUSY_TIMEOUT)?;
         writer.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         prepare(&mut writer)?;
+        let last_lsn: Option<String> = writer
+            .query_row(
+                "SELECT value FROM settings WHERE key='journal_lsn'",
+                [],
+                |r| r.get(0),
+            )
+            .ok();
+        let last_lsn = last_lsn.and_then(|v| v.parse().ok()).unwrap_or(0);
         // Extra readers open later: a relative path must not follow a chdir.
         let path = std::fs::canonicalize(path)?;
         let file = std::fs::metadata(&path)?;
@@ -111,7 +137,20 @@ impl Database {
             idle_readers: Mutex::new(readers),
             reader_back: Condvar::new(),
             commits: AtomicU64::new(0),
+            records: Arc::new(RecordQueue::starting_at(last_lsn)),
+            sink: OnceLock::new(),
+            wal: Mutex::new(None),
         })
+    }
+
+    /// The queue of committed records (shared with the journal writer).
+    pub(super) fn records(&self) -> &Arc<RecordQueue> {
+        &self.records
+    }
+
+    /// Hand records to `sink` from now on (once).
+    pub(super) fn attach_sink(&self, sink: Arc<dyn JournalSink>) {
+        let _ = self.sink.set(sink);
     }
 
     /// Run `query` on a reader connection in one read transaction: it sees
@@ -129,8 +168,10 @@ impl Database {
     }
 
     /// The write funnel: run `change` in one transaction on the writer and
-    /// commit it with the given durability. An error from `change` rolls the
-    /// whole transaction back.
+    /// commit it; a transaction that changed rows gets the next LSN and
+    /// its changeset is queued for the journal. An error from `change`
+    /// rolls the whole transaction back. `Durable`: returns once the change
+    /// and every one before it are on stable storage (`sync`).
     pub(super) fn write_transaction<T>(
         &self,
         durability: Durability,
@@ -139,20 +180,83 @@ impl Database {
         self.check_file()?;
         let mut writer = self.writer.lock();
         self.commits.fetch_add(1, Ordering::Relaxed);
-        if durability == Durability::Buffered {
-            return commit_change(&mut writer, change);
+        let (value, queued) = self.commit_recorded(&mut writer, change)?;
+        drop(writer);
+        if let (Some(bytes), Some(sink)) = (queued, self.sink.get()) {
+            sink.records_queued(bytes);
         }
-        writer.pragma_update(None, "synchronous", "FULL")?;
-        let result = commit_change(&mut writer, change);
-        let restored = writer.pragma_update(None, "synchronous", "NORMAL");
-        let value = result?;
-        // The change is committed (durably): reporting an error now would
-        // make the caller drop data that metadata references. The writer
-        // only stays slower (FULL) until the next durable write resets it.
-        if let Err(e) = restored {
-            log::warn!("metadata writer left at synchronous=FULL: {e}");
+        if durability == Durability::Durable {
+            // The change is committed: reporting an error now would make
+            // the caller drop data that metadata references.
+            if let Err(e) = self.sync() {
+                log::error!("metadata change committed but not confirmed durable: {e}");
+            }
         }
         Ok(value)
+    }
+
+    /// Commit `change` with its changeset captured; returns the value and,
+    /// when a record was queued, the bytes now queued.
+    fn commit_recorded<T>(
+        &self,
+        writer: &mut Connection,
+        change: impl FnOnce(&Transaction) -> Result<T>,
+    ) -> Result<(T, Option<u64>)> {
+        let capture = ChangeCapture::start(writer)?;
+        let tx = Transaction::new_unchecked(writer, TransactionBehavior::Immediate)?;
+        let value = change(&tx)?;
+        if capture.is_empty() {
+            tx.commit()?;
+            return Ok((value, None));
+        }
+        let lsn = self.records.last_lsn() + 1;
+        tx.prepare_cached(
+            "INSERT INTO settings(key, value) VALUES('journal_lsn', ?1)
+             ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+        )?
+        .execute([lsn.to_string()])?;
+        let changeset = capture.changeset()?;
+        tx.commit()?;
+        drop(capture);
+        Ok((
+            value,
+            Some(self.records.push(JournalRecord { lsn, changeset })),
+        ))
+    }
+
+    /// Make every committed change durable: fdatasync of the WAL here and,
+    /// at the same time, the journal records through the newest one on the
+    /// nodes. Concurrent callers share both (the kernel merges the WAL
+    /// syncs; the journal writer groups records into one append).
+    pub(super) fn sync(&self) -> Result<()> {
+        let lsn = self.records.last_lsn();
+        let Some(sink) = self.sink.get() else {
+            return self.sync_wal();
+        };
+        std::thread::scope(|scope| {
+            let local = scope.spawn(|| self.sync_wal());
+            let remote = sink.sync_through(lsn);
+            let local = local
+                .join()
+                .unwrap_or_else(|_| Err(Error::Other("WAL sync panicked".into())));
+            local.and(remote)
+        })
+    }
+
+    /// fdatasync of the WAL file: every transaction committed before it
+    /// reaches stable storage (a checkpoint that moved frames into the
+    /// database file synced that file first).
+    fn sync_wal(&self) -> Result<()> {
+        let mut wal = self.wal.lock();
+        if wal.is_none() {
+            let mut name = self.path.as_os_str().to_owned();
+            name.push("-wal");
+            *wal = Some(std::fs::File::open(PathBuf::from(name))?);
+        }
+        let file = wal.as_ref().expect("opened above").try_clone()?;
+        drop(wal);
+        file.sync_data()?;
+        Ok(())
     }
 
     /// Ok while the path still names the database file SQLite opened;
@@ -270,16 +374,6 @@ impl Database {
             connection: Some(connection),
         })
     }
-}
-
-fn commit_change<T>(
-    writer: &mut Connection,
-    change: impl FnOnce(&Transaction) -> Result<T>,
-) -> Result<T> {
-    let tx = writer.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let value = change(&tx)?;
-    tx.commit()?;
-    Ok(value)
 }
 
 /// What follows the database's file name in the name of a saved copy.

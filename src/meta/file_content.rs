@@ -256,12 +256,10 @@ impl Meta {
         })
     }
 
-    /// Make every change so far durable (fsync of a directory).
+    /// Make every change so far durable (fsync of a directory): on the
+    /// local disk and in the journal on the nodes.
     pub fn sync(&self) -> Result<()> {
-        self.db.write_transaction(Durability::Durable, |tx| {
-            tx.execute("UPDATE settings SET value=value WHERE key='cluster_id'", [])?;
-            Ok(())
-        })
+        self.db.sync()
     }
 
     /// Returns how many chunks the commit superseded.

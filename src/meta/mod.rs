@@ -9,6 +9,9 @@
 //!
 //! - `connections`: the writer connection, the pool of WAL readers, the read
 //!   helper and the one write funnel every change goes through;
+//! - `changes`: each transaction's changeset (SQLite's session extension),
+//!   and replaying one onto another database;
+//! - `records`: committed changesets queued for the metadata journal;
 //! - `schema`: tables and migrations;
 //! - `inodes`: inode rows, attributes, xattrs;
 //! - `lookup`: finding names (lookup, resolve, listings, parents);
@@ -23,6 +26,7 @@
 //! The types every layer speaks (`Inode`, `Kind`, …) live in `crate::model`
 //! and are re-exported here.
 
+mod changes;
 mod collection_queue;
 mod connections;
 mod file_content;
@@ -31,6 +35,7 @@ mod listing;
 mod lookup;
 mod namespace;
 pub mod posix;
+mod records;
 mod recoveries;
 mod schema;
 mod shard_map;
@@ -45,9 +50,11 @@ use connections::{Database, Durability};
 
 pub use crate::model::ShardState;
 pub use crate::model::{now_nanos, AttrChange, Inode, Kind, Nanos, RenameMode, ROOT_INO};
+pub use changes::ApplyReport;
 pub use connections::RESCUED_INFIX;
 pub use file_content::{CommitOutcome, CreatedEntries, FileCommit, PutOutcome};
 pub use namespace::Unlinked;
+pub use records::{JournalRecord, JournalSink, RecordQueue};
 pub use shard_map::ChunkRecord;
 
 pub struct Meta {
@@ -149,6 +156,17 @@ impl Meta {
         self.db.copy_into(dest)
     }
 
+    /// The queue of committed records for the journal writer.
+    pub fn journal_records(&self) -> std::sync::Arc<RecordQueue> {
+        self.db.records().clone()
+    }
+
+    /// From now on durable changes wait for `sink` too (the journal on the
+    /// nodes).
+    pub fn attach_journal(&self, sink: std::sync::Arc<dyn JournalSink>) {
+        self.db.attach_sink(sink);
+    }
+
     /// `Error::ReadOnly` once the database file was deleted or replaced.
     pub fn check_writable(&self) -> Result<()> {
         self.db.check_file()
@@ -161,6 +179,32 @@ impl Meta {
     pub fn node_id(&self, index: usize) -> &str {
         &self.node_ids[index]
     }
+}
+
+/// Bring the schema of a database opened outside `Meta` (a restore's
+/// copy) up to this version, so journal records made by it apply.
+pub fn prepare_schema(conn: &mut rusqlite::Connection) -> Result<()> {
+    schema::migrate(conn)
+}
+
+/// Replay one journal record onto `conn` (see `changes::apply`).
+pub fn apply_journal_record(
+    conn: &rusqlite::Connection,
+    record: &JournalRecord,
+) -> Result<ApplyReport> {
+    changes::apply(conn, &record.changeset)
+}
+
+/// The journal LSN a database holds (0: none yet).
+pub fn journal_lsn_of(conn: &rusqlite::Connection) -> Result<u64> {
+    let value: Option<String> = conn
+        .query_row(
+            "SELECT value FROM settings WHERE key='journal_lsn'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(value.and_then(|v| v.parse().ok()).unwrap_or(0))
 }
 
 /// A unique-constraint failure becomes AlreadyExists(`what`).

@@ -1,7 +1,7 @@
 //! Unit tests of the connection layer: reads on the reader pool never wait
 //! behind the writer, see every write that returned before them, and cannot
-//! write; durable and buffered commits use the synchronous modes they always
-//! did; a database file deleted or replaced under the process stops every
+//! write; every transaction that changes rows is journaled in order and
+//! replays to the same database; a database file deleted or replaced under the process stops every
 //! write (reads go on, a copy is saved); a new database asks before it
 //! becomes a store.
 
@@ -28,11 +28,6 @@ fn open_meta(dir: &tempfile::TempDir) -> Meta {
 
 fn file_template() -> Inode {
     Inode::new(Kind::File, 0o644, 0, 0)
-}
-
-fn synchronous_mode(conn: &rusqlite::Connection) -> i64 {
-    conn.query_row("PRAGMA synchronous", [], |r| r.get(0))
-        .unwrap()
 }
 
 #[test]
@@ -147,31 +142,78 @@ fn readers_cannot_write() {
 }
 
 #[test]
-fn only_durable_writes_commit_with_full_sync() {
+fn every_changing_transaction_is_journaled_in_order_and_replays_to_the_same_database() {
     let dir = tempfile::tempdir().unwrap();
     let meta = open_meta(&dir);
-    let (normal, full) = (1, 2);
-    let buffered = meta
-        .db
-        .write_transaction(Durability::Buffered, |tx| Ok(synchronous_mode(tx)))
+    let queue = meta.journal_records();
+    // The new store's first transaction (cluster id, root) is record 1.
+    assert_eq!(queue.last_lsn(), 1);
+    let a = meta.create(ROOT_INO, b"a", &file_template()).unwrap();
+    meta.set_xattr(a.ino, b"user.k", b"v", crate::model::XattrWrite::Upsert)
         .unwrap();
-    assert_eq!(buffered, normal);
-    let durable = meta
-        .db
-        .write_transaction(Durability::Durable, |tx| Ok(synchronous_mode(tx)))
+    // A transaction that changes nothing gets no record; neither does one
+    // that fails (rolled back).
+    meta.db
+        .write_transaction(Durability::Buffered, |tx| {
+            tx.execute("UPDATE inodes SET size=size WHERE ino=-1", [])?;
+            Ok(())
+        })
         .unwrap();
-    assert_eq!(durable, full);
-    // A failed durable change still leaves the writer in buffered mode.
-    let failed: crate::error::Result<()> = meta.db.write_transaction(Durability::Durable, |_| {
+    let failed: crate::error::Result<()> = meta.db.write_transaction(Durability::Durable, |tx| {
+        Meta::insert_inode(tx, &file_template())?;
         Err(crate::error::Error::Other("refused".into()))
     });
     assert!(failed.is_err());
+    meta.rename(
+        crate::model::NameRef::new(ROOT_INO, b"a"),
+        crate::model::NameRef::new(ROOT_INO, b"b"),
+        crate::model::RenameMode::Replace,
+    )
+    .unwrap();
     meta.sync().unwrap();
-    let after = meta
-        .db
-        .write_transaction(Durability::Buffered, |tx| Ok(synchronous_mode(tx)))
-        .unwrap();
-    assert_eq!(after, normal);
+    let records = queue.take_all();
+    let lsns: Vec<u64> = records.iter().map(|r| r.lsn).collect();
+    assert_eq!(lsns, (1..=4).collect::<Vec<_>>());
+    assert_eq!(queue.last_lsn(), 4);
+
+    // Replayed onto an empty database, the records give the same rows.
+    let copy = dir.path().join("replayed.db");
+    let mut conn = rusqlite::Connection::open(&copy).unwrap();
+    super::prepare_schema(&mut conn).unwrap();
+    for record in &records {
+        let report = super::apply_journal_record(&conn, record).unwrap();
+        assert_eq!(
+            report,
+            super::ApplyReport::default(),
+            "record {}",
+            record.lsn
+        );
+    }
+    assert_eq!(super::journal_lsn_of(&conn).unwrap(), 4);
+    let dump = |conn: &rusqlite::Connection| -> Vec<String> {
+        let mut rows = Vec::new();
+        for table in [
+            "settings", "inodes", "dentries", "xattrs", "chunks", "shards",
+        ] {
+            let mut stmt = conn
+                .prepare(&format!("SELECT * FROM {table} ORDER BY 1, 2"))
+                .unwrap();
+            let columns = stmt.column_count();
+            let mut q = stmt.query([]).unwrap();
+            while let Some(row) = q.next().unwrap() {
+                let values: Vec<String> = (0..columns)
+                    .map(|c| format!("{:?}", row.get_ref(c).unwrap()))
+                    .collect();
+                rows.push(format!("{table}: {}", values.join(", ")));
+            }
+        }
+        rows
+    };
+    let original = rusqlite::Connection::open(dir.path().join("meta").join("meta.db")).unwrap();
+    assert_eq!(dump(&conn), dump(&original));
+    assert!(dump(&conn)
+        .iter()
+        .any(|r| r.starts_with("dentries") && r.contains("98]")));
 }
 
 #[test]

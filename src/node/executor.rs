@@ -52,6 +52,9 @@ pub enum NodeOp {
     /// Store, read, list or remove a metadata snapshot copy (a whole
     /// database file): background work only.
     Snapshot,
+    /// Append records to a metadata journal segment (fdatasync): in the
+    /// path of durable operations, like a shard write.
+    Journal,
 }
 
 impl NodeOp {
@@ -65,7 +68,7 @@ impl NodeOp {
     pub fn timeout_units(self) -> u32 {
         match self {
             NodeOp::Read | NodeOp::Delete | NodeOp::Probe | NodeOp::Capacity => 1,
-            NodeOp::Write => 2,
+            NodeOp::Write | NodeOp::Journal => 2,
             NodeOp::List | NodeOp::Initialize | NodeOp::Snapshot => 15,
         }
     }
@@ -81,6 +84,7 @@ impl NodeOp {
             NodeOp::Capacity => "measuring free space",
             NodeOp::Initialize => "initializing the node folder",
             NodeOp::Snapshot => "copying a metadata snapshot",
+            NodeOp::Journal => "appending to the metadata journal",
         }
     }
 }

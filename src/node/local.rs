@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use super::{
-    is_safe_meta_name, own_mounts, prototype_folder, NodeBackend, NodeIdentity, NodeProbe,
-    NodeTimes, ShardKey, ShardReader, IDENTITY_FILE, META_FOLDER,
+    own_mounts, prototype_folder, NodeBackend, NodeIdentity, NodeProbe, NodeTimes, ShardKey,
+    ShardReader, IDENTITY_FILE,
 };
 use crate::error::{Error, Result};
 use crate::store_lock::{holder_text, LockFailure, StoreLock};
@@ -26,10 +26,10 @@ pub const NODE_LOCK_FILE: &str = "minigcs-node.lock";
 use crate::resources::is_fd_exhaustion;
 
 pub struct LocalDirNode {
-    id: String,
+    pub(super) id: String,
     region: String,
-    root: PathBuf,
-    temp_counter: AtomicU64,
+    pub(super) root: PathBuf,
+    pub(super) temp_counter: AtomicU64,
     /// This process's lock on the folder, once taken.
     lock: Mutex<Option<StoreLock>>,
 }
@@ -100,66 +100,22 @@ impl LocalDirNode {
             .map(|found| prototype_folder::refusal(&self.id, &self.root, &found, None))
     }
 
-    /// `<root>/meta/<area>`, after checking both names are plain.
-    fn meta_area(&self, area: &str, name: Option<&str>) -> Result<PathBuf> {
-        own_mounts::refuse_inside(&self.root)?;
-        if !is_safe_meta_name(area) || name.is_some_and(|n| !is_safe_meta_name(n)) {
-            return Err(Error::InvalidArgument(format!(
-                "bad metadata file name {area}/{}",
-                name.unwrap_or("")
-            )));
-        }
-        Ok(self.root.join(META_FOLDER).join(area))
-    }
-
-    /// Store `<meta>/<area>/<name>` durably: `fill` writes the temp file,
-    /// then fsync, rename, fsync of the folder. Refused on a node folder
-    /// that is not set up, so a missing or emptied folder is never
-    /// re-created here: it stays a failed (or empty) node until recovered.
-    fn write_meta_file(
-        &self,
-        area: &str,
-        name: &str,
-        fill: impl FnOnce(&mut File) -> std::io::Result<()>,
-    ) -> Result<()> {
-        let dir = self.meta_area(area, Some(name))?;
-        if !self.root.join(IDENTITY_FILE).is_file() {
-            return Err(Error::Unavailable(format!(
-                "node {} is not set up at {}",
-                self.id,
-                self.root.display()
-            )));
-        }
-        let n = self.temp_counter.fetch_add(1, Ordering::Relaxed);
-        let tmp = dir.join(format!(".tmp-{}-{n}-{name}", std::process::id()));
-        let write = || -> std::io::Result<()> {
-            if !dir.is_dir() {
-                fs::create_dir_all(&dir)?;
-                fsync_dir(&self.root.join(META_FOLDER))?;
-                fsync_dir(&self.root)?;
-            }
-            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-            fill(&mut f)?;
-            f.sync_all()?;
-            fs::rename(&tmp, dir.join(name))?;
-            fsync_dir(&dir)
-        };
-        self.finish_write(&tmp, write())
-    }
-
     /// The end of a temp-file-then-rename write: a failed one leaves no
     /// temp file behind, and a full disk is `NoSpace`.
-    fn finish_write(&self, tmp: &Path, result: std::io::Result<()>) -> Result<()> {
+    pub(super) fn finish_write(&self, tmp: &Path, result: std::io::Result<()>) -> Result<()> {
         if result.is_err() {
             let _ = fs::remove_file(tmp);
         }
-        result.map_err(|e| {
-            if e.raw_os_error() == Some(libc::ENOSPC) {
-                Error::NoSpace(format!("node {}", self.id))
-            } else {
-                Error::Io(e)
-            }
-        })
+        result.map_err(|e| self.io_error(e))
+    }
+
+    /// An I/O error of this node; a full disk is `NoSpace`.
+    pub(super) fn io_error(&self, e: std::io::Error) -> Error {
+        if e.raw_os_error() == Some(libc::ENOSPC) {
+            Error::NoSpace(format!("node {}", self.id))
+        } else {
+            Error::Io(e)
+        }
     }
 
     fn read_identity(&self) -> std::io::Result<NodeIdentity> {
@@ -284,11 +240,11 @@ pub fn identity_in(folder: &Path) -> std::io::Result<NodeIdentity> {
         .map_err(|e| std::io::Error::new(ErrorKind::InvalidData, e.to_string()))
 }
 
-fn fsync_dir(path: &Path) -> std::io::Result<()> {
+pub(super) fn fsync_dir(path: &Path) -> std::io::Result<()> {
     File::open(path)?.sync_all()
 }
 
-fn map_not_found(e: std::io::Error, what: &str) -> Error {
+pub(super) fn map_not_found(e: std::io::Error, what: &str) -> Error {
     if e.kind() == ErrorKind::NotFound {
         Error::NotFound(what.to_string())
     } else {
@@ -507,65 +463,27 @@ impl NodeBackend for LocalDirNode {
     }
 
     fn put_meta_file(&self, area: &str, name: &str, parts: &[&[u8]]) -> Result<()> {
-        self.write_meta_file(area, name, |f| {
-            for p in parts {
-                f.write_all(p)?;
-            }
-            Ok(())
-        })
+        self.put_meta(area, name, parts)
     }
 
     fn put_meta_file_from(&self, area: &str, name: &str, header: &[u8], body: &Path) -> Result<()> {
-        self.write_meta_file(area, name, |f| {
-            f.write_all(header)?;
-            let copied = std::io::copy(&mut File::open(body)?, f)?;
-            if copied != fs::metadata(body)?.len() {
-                return Err(std::io::Error::other("the source changed while copied"));
-            }
-            Ok(())
-        })
+        self.put_meta_from(area, name, header, body)
+    }
+
+    fn append_meta_file(&self, area: &str, name: &str, bytes: &[u8]) -> Result<()> {
+        self.append_meta(area, name, bytes)
     }
 
     fn list_meta_files(&self, area: &str) -> Result<Vec<(String, u64)>> {
-        let dir = self.meta_area(area, None)?;
-        let entries = match fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
-        let mut out = Vec::new();
-        for entry in entries {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(rest) = name.strip_prefix(".tmp-") {
-                // A write a crash cut short (another process's pid). Only
-                // the folder's lock holder tidies: `restore-meta` lists the
-                // folders of a running daemon, whose writes are not leftovers.
-                let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
-                if pid != Some(std::process::id()) && self.holds_lock() {
-                    let _ = fs::remove_file(entry.path());
-                }
-                continue;
-            }
-            if is_safe_meta_name(&name) && entry.file_type()?.is_file() {
-                out.push((name, entry.metadata()?.len()));
-            }
-        }
-        Ok(out)
+        self.list_meta(area)
     }
 
     fn read_meta_file(&self, area: &str, name: &str) -> Result<Vec<u8>> {
-        let path = self.meta_area(area, Some(name))?.join(name);
-        fs::read(&path).map_err(|e| map_not_found(e, &path.display().to_string()))
+        self.read_meta(area, name)
     }
 
     fn delete_meta_file(&self, area: &str, name: &str) -> Result<()> {
-        let dir = self.meta_area(area, Some(name))?;
-        match fs::remove_file(dir.join(name)) {
-            Ok(()) => fsync_dir(&dir).map_err(Error::Io),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::Io(e)),
-        }
+        self.delete_meta(area, name)
     }
 
     fn filesystem_id(&self) -> Option<u64> {

@@ -139,6 +139,24 @@ impl NodeBackend for MemoryNode {
         Ok(())
     }
 
+    fn append_meta_file(&self, area: &str, name: &str, bytes: &[u8]) -> Result<()> {
+        self.check()?;
+        if !super::is_safe_meta_name(area) || !super::is_safe_meta_name(name) {
+            return Err(Error::InvalidArgument(format!(
+                "bad metadata file name {area}/{name}"
+            )));
+        }
+        if self.cluster.lock().is_none() {
+            return Err(Error::Other("node is not initialized".into()));
+        }
+        self.meta_files
+            .lock()
+            .entry((area.into(), name.into()))
+            .or_default()
+            .extend_from_slice(bytes);
+        Ok(())
+    }
+
     fn list_meta_files(&self, area: &str) -> Result<Vec<(String, u64)>> {
         self.check()?;
         Ok(self

@@ -75,6 +75,39 @@ pub struct HealthReport {
     /// The newest metadata snapshot on the nodes.
     #[serde(default)]
     pub metadata_snapshot: SnapshotHealth,
+    /// The metadata journal on the nodes.
+    #[serde(default)]
+    pub metadata_journal: JournalHealth,
+}
+
+/// The metadata journal on the nodes, in the health report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct JournalHealth {
+    /// Every committed metadata change through this LSN is on the nodes.
+    pub durable_lsn: u64,
+    /// The newest change committed (later ones than `durable_lsn` wait for
+    /// the next durable operation or the periodic flush).
+    pub last_lsn: u64,
+    /// The journal LSN the newest snapshot holds: a restore replays the
+    /// records after it.
+    pub snapshot_lsn: Option<u64>,
+    /// Records after the newest snapshot (the journal's length).
+    pub records_since_snapshot: u64,
+    /// Bytes appended since the newest snapshot taken by this daemon.
+    pub bytes_since_snapshot: u64,
+    /// The segment being appended to and the nodes holding it.
+    pub active_segment: Option<String>,
+    pub nodes: Vec<String>,
+    /// Copies of the active segment, and copies wanted (m+1).
+    pub copies: usize,
+    pub wanted_copies: usize,
+    /// Copies the last scrub found bad and could not rewrite.
+    pub bad_copies: u64,
+    /// Appends that failed on a node since the start.
+    pub node_failures: u64,
+    pub last_error: Option<String>,
+    /// One sentence for humans.
+    pub message: String,
 }
 
 /// The newest metadata snapshot and its copies, in the health report.

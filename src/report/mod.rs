@@ -21,8 +21,9 @@ mod work;
 mod workers;
 
 pub use cluster::{
-    ClusterNodeStats, HealthReport, HealthStatus, NodeAvailability, NodeHealth, NodeListEntry,
-    NodeStats, NodesReport, RegionStats, SnapshotHealth, SnapshotReport, StatsReport,
+    ClusterNodeStats, HealthReport, HealthStatus, JournalHealth, NodeAvailability, NodeHealth,
+    NodeListEntry, NodeStats, NodesReport, RegionStats, SnapshotHealth, SnapshotReport,
+    StatsReport,
 };
 pub use metrics::{MetricsSummary, OperationSummary, RecoverySummary};
 pub use object::{ChunkInfo, InfoReport, PlacementReport, ShardInfo, ShardStatus};

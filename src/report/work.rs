@@ -83,4 +83,13 @@ pub struct ScrubReport {
     /// With `--repair`: bad shards that could not be rebuilt.
     pub unrepairable: u64,
     pub problems: Vec<ScrubProblem>,
+    /// Metadata journal segments compared, copies found bad (unreadable,
+    /// corrupt or shorter than the best copy) and copies rewritten or
+    /// added (with `--repair`).
+    #[serde(default)]
+    pub journal_segments: u64,
+    #[serde(default)]
+    pub journal_copies_bad: u64,
+    #[serde(default)]
+    pub journal_copies_repaired: u64,
 }

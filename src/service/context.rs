@@ -20,6 +20,7 @@ use super::wake::{Wakes, WorkerBoard};
 use crate::chunk::{ChunkStore, NodeState};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::journal::JournalWriter;
 use crate::meta::{Inode, Meta};
 use crate::metrics::Metrics;
 use crate::node::NodeBackend;
@@ -64,6 +65,8 @@ pub(crate) struct Context {
     observers: RwLock<Vec<Arc<dyn ChangeObserver>>>,
     /// The newest metadata snapshot on the nodes, as last seen.
     pub(crate) snapshots: SnapshotBook,
+    /// Appends every metadata transaction to the journal on the nodes.
+    pub(crate) journal: Arc<JournalWriter>,
     /// The metadata was restored from a snapshot (this start, or an earlier
     /// one with `fsck --rebuild` not run since): the orphan sweep is
     /// skipped, so shards of files written after it stay on the nodes.
@@ -122,8 +125,11 @@ impl Context {
             store.probe_node(i);
         }
         let mut ctx = Context::new(config, meta, store, metrics, metadata_lock);
-        // Restored now, or earlier with `fsck --rebuild` not run since.
-        ctx.restored_from_snapshot = restored.is_some()
+        // Restored now with a gap in the journal, or earlier with `fsck
+        // --rebuild` not run since.
+        // A restore that applied the whole journal lost nothing: the sweep
+        // stays on (shards it finds unreferenced were never acknowledged).
+        ctx.restored_from_snapshot = restored.is_some_and(|r| !r.complete())
             || crate::snapshot::restore::restored_marker(&ctx.config.metadata.path).exists();
         // Inodes that lost their last name while open before a crash.
         for ino in ctx.meta.unlinked_inodes()? {
@@ -145,7 +151,16 @@ impl Context {
         // A shard a read found bad is queued for repair: wake the repair worker.
         let repair = wake.repair.clone();
         store.on_bad_shard(Box::new(move || repair.notify()));
+        let (snapshot, backlog) = (wake.snapshot.clone(), wake.journal.clone());
+        let journal = Arc::new(JournalWriter::new(
+            meta.journal_records(),
+            store.clone(),
+            Box::new(move || snapshot.notify()),
+            Box::new(move || backlog.notify()),
+        ));
+        meta.attach_journal(journal.clone());
         Context {
+            journal,
             meta,
             store,
             metrics,

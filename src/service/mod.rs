@@ -404,6 +404,10 @@ impl Service {
     pub fn shutdown(&self) {
         self.ctx.begin_shutdown();
         self.handles().commit_all();
+        // Namespace changes since the last durable operation.
+        if let Err(e) = self.ctx.journal.flush_all() {
+            log::warn!("metadata journal at shutdown: {e}");
+        }
         self.ctx.metrics.flush();
     }
 }

@@ -268,6 +268,9 @@ impl Objects<'_> {
         }
         let gone = meta.unlink(parent.ino, name)?;
         Namespace(self.0).after_unlink(gone.ino, gone.nlink)?;
+        // An acknowledged DELETE survives a crash and the loss of the
+        // metadata disk: on the local disk and in the journal on the nodes.
+        meta.sync()?;
         self.0.ctx.notify(&[
             Change::Entry {
                 parent: parent.ino,

@@ -110,8 +110,55 @@ impl Service {
             chunks_missing_shards: chunks_missing,
             shards_missing,
             repair_queue: shards_missing,
+            metadata_journal: self.journal_health(&metadata_snapshot),
             metadata_snapshot,
         })
+    }
+
+    /// The journal writer's state, next to the newest snapshot's.
+    fn journal_health(
+        &self,
+        snapshot: &crate::report::SnapshotHealth,
+    ) -> crate::report::JournalHealth {
+        let now = self.ctx.journal.status();
+        let book = self.ctx.snapshots.state.lock().clone();
+        let snapshot_lsn = snapshot.seq.and(book.recent_lsns.last().copied());
+        let since = now.last_lsn - snapshot_lsn.unwrap_or(0).min(now.last_lsn);
+        let copies = now.active_nodes.len();
+        let wanted = self.ctx.journal.wanted_copies();
+        let message = format!(
+            "through LSN {} on the nodes ({} committed); {since} record(s) after {}; {}",
+            now.durable_lsn,
+            now.last_lsn,
+            match snapshot_lsn {
+                Some(lsn) => format!("the newest snapshot (LSN {lsn})"),
+                None => "the store's start".into(),
+            },
+            match &now.active_segment {
+                Some(name) => format!(
+                    "{name} on {copies} of {wanted} node(s): {}",
+                    now.active_nodes.join(", ")
+                ),
+                None => "no segment open (the next change starts one)".into(),
+            }
+        );
+        crate::report::JournalHealth {
+            durable_lsn: now.durable_lsn,
+            last_lsn: now.last_lsn,
+            snapshot_lsn,
+            records_since_snapshot: since,
+            bytes_since_snapshot: now
+                .appended_bytes
+                .saturating_sub(book.journal_bytes_at_snapshot),
+            active_segment: now.active_segment,
+            nodes: now.active_nodes,
+            copies,
+            wanted_copies: wanted,
+            bad_copies: now.bad_copies,
+            node_failures: now.node_failures,
+            last_error: now.last_error,
+            message,
+        }
     }
 
     /// Cluster statistics (the prototype's `/cluster/stats` shape plus extras).

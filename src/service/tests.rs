@@ -282,7 +282,25 @@ fn a_new_metadata_database_over_nodes_holding_shards_is_refused_unless_accepted(
         .unwrap();
     drop(svc);
 
-    // The same nodes under a metadata database that does not exist yet.
+    // The same nodes under a metadata database that does not exist yet:
+    // rebuilt from the metadata journal the nodes hold.
+    let rebuilt_dir = tempfile::tempdir().unwrap();
+    let config = Config::for_test(rebuilt_dir.path(), &regions, 2, 1, CS);
+    let rebuilt =
+        Service::open_with_nodes(Arc::new(config), Metrics::new(None), nodes.clone()).unwrap();
+    assert!(
+        rebuilt.resolve_key("kept").unwrap().is_some(),
+        "rebuilt from the journal"
+    );
+    drop(rebuilt);
+
+    // With every journal copy gone too, nothing says what the shards are.
+    for node in &nodes {
+        for (name, _) in node.list_meta_files(crate::journal::JOURNAL_AREA).unwrap() {
+            node.delete_meta_file(crate::journal::JOURNAL_AREA, &name)
+                .unwrap();
+        }
+    }
     let fresh = tempfile::tempdir().unwrap();
     let mut config = Config::for_test(fresh.path(), &regions, 2, 1, CS);
     let refused =

@@ -110,6 +110,8 @@ pub struct Wakes {
     pub sweep: Arc<Signal>,
     /// An explicit request for a metadata snapshot in the background.
     pub snapshot: Arc<Signal>,
+    /// Journal records piled up: write them out without waiting.
+    pub journal: Arc<Signal>,
 }
 
 impl Wakes {
@@ -123,6 +125,7 @@ impl Wakes {
             &self.scrub,
             &self.sweep,
             &self.snapshot,
+            &self.journal,
         ] {
             s.close();
         }

@@ -49,6 +49,10 @@ pub struct Manifest {
     /// Files (objects) in the namespace, and their bytes.
     pub files: u64,
     pub bytes: u64,
+    /// The metadata journal LSN the database holds: a restore replays the
+    /// journal records after it (0 in snapshots taken before the journal).
+    #[serde(default)]
+    pub journal_lsn: u64,
 }
 
 impl Manifest {
@@ -63,6 +67,7 @@ impl Manifest {
             db_sha256: hex::encode(Sha256::digest(database)),
             files: 0,
             bytes: 0,
+            journal_lsn: 0,
         }
     }
 
@@ -180,6 +185,12 @@ pub struct BookState {
     pub newest: Option<SnapshotCopies>,
     /// The database's commit count when the newest snapshot was taken.
     pub taken_at_commit: Option<u64>,
+    /// Journal LSNs of the snapshots taken by this daemon, oldest first
+    /// (at most `metadata.snapshots_kept`): the journal before the oldest
+    /// is no longer needed.
+    pub recent_lsns: Vec<u64>,
+    /// Journal bytes appended when the newest snapshot was taken.
+    pub journal_bytes_at_snapshot: u64,
 }
 
 #[cfg(test)]

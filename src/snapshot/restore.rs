@@ -21,6 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::{decode, parse_file_name, Manifest, SNAPSHOT_AREA};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::journal::replay::FoundJournal;
 use crate::metrics::iso8601_from_nanos;
 use crate::node::{LocalDirNode, NodeBackend};
 use crate::store_lock::StoreLock;
@@ -115,7 +116,7 @@ impl FoundSnapshot {
 }
 
 /// Start `task` on `node` on a thread of its own; `answer` waits for it.
-fn ask<T: Send + 'static>(
+pub(crate) fn ask<T: Send + 'static>(
     node: &Arc<dyn NodeBackend>,
     task: impl FnOnce(&dyn NodeBackend) -> Result<T> + Send + 'static,
 ) -> mpsc::Receiver<Result<T>> {
@@ -134,7 +135,7 @@ fn ask<T: Send + 'static>(
     rx
 }
 
-fn answer<T>(
+pub(crate) fn answer<T>(
     rx: &mpsc::Receiver<Result<T>>,
     node: &dyn NodeBackend,
     patience: Duration,
@@ -225,6 +226,76 @@ pub fn fetch_newest(
     Ok(None)
 }
 
+/// A database rebuilt from the nodes: the newest valid snapshot (if any)
+/// and the journal records after it.
+#[derive(Debug)]
+pub struct Rebuilt {
+    pub snapshot: Option<FoundSnapshot>,
+    /// The LSN the snapshot holds (0 without one).
+    pub base_lsn: u64,
+    pub journal: FoundJournal,
+}
+
+impl Rebuilt {
+    /// Whether every record the journal holds was applied: nothing
+    /// acknowledged is missing (without a gap, records missing at the end
+    /// were never acknowledged).
+    pub fn complete(&self) -> bool {
+        self.journal.gap.is_none()
+    }
+
+    /// What was restored, for logs and `restore-meta`.
+    pub fn describe(&self) -> String {
+        let base = match &self.snapshot {
+            Some(found) => found.describe(),
+            None => "no snapshot (the journal from the store's first change)".into(),
+        };
+        format!(
+            "{base}; then {}; the database is at LSN {}",
+            self.journal.describe(self.base_lsn),
+            self.journal.last_lsn(self.base_lsn)
+        )
+    }
+}
+
+/// Rebuild the database at `temp` from the newest valid snapshot on
+/// `nodes` and the journal records after it (or from the journal alone
+/// when it reaches back to the store's first change). None when the nodes
+/// hold neither.
+pub fn rebuild(
+    nodes: &[Arc<dyn NodeBackend>],
+    cluster_id: Option<&str>,
+    patience: Duration,
+    temp: &Path,
+) -> Result<Option<Rebuilt>> {
+    let snapshot = fetch_newest(nodes, cluster_id, patience, temp)?;
+    let base_lsn = match snapshot {
+        Some(_) => crate::meta::journal_lsn_of(&Connection::open(temp)?)?,
+        None => 0,
+    };
+    let journal = crate::journal::replay::collect(nodes, cluster_id, base_lsn, patience)?;
+    if snapshot.is_none() && journal.records.is_empty() {
+        return Ok(None);
+    }
+    if snapshot.is_none() {
+        let _ = fs::remove_file(temp);
+    }
+    crate::journal::replay::apply(temp, &journal.records)?;
+    match database_state(temp, true) {
+        DatabaseState::Intact => Ok(Some(Rebuilt {
+            snapshot,
+            base_lsn,
+            journal,
+        })),
+        other => {
+            let _ = fs::remove_file(temp);
+            Err(Error::Other(format!(
+                "the database rebuilt from the snapshot and the journal fails its check: {other:?}"
+            )))
+        }
+    }
+}
+
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     let _ = fs::remove_file(path);
     let mut f = File::create(path)?;
@@ -282,11 +353,11 @@ pub fn restored_marker(database: &Path) -> PathBuf {
 
 /// Leave the marker, holding what was restored (best effort: a marker that
 /// cannot be written is logged, and this start skips the sweep anyway).
-fn mark_restored(database: &Path, found: &FoundSnapshot) {
+fn mark_restored(database: &Path, rebuilt: &Rebuilt) {
     let marker = restored_marker(database);
     let text = format!(
-        "{}\nThe orphan sweep is off until `minigcs fsck --rebuild` recovers the files written after the snapshot into lost+found/ (it removes this file).\n",
-        found.describe()
+        "{}\nThe orphan sweep is off until `minigcs fsck --rebuild` recovers the files written after what was restored into lost+found/ (it removes this file).\n",
+        rebuilt.describe()
     );
     if let Err(e) = fs::write(&marker, text) {
         log::error!("cannot write {}: {e}", marker.display());
@@ -299,31 +370,31 @@ fn patience(config: &Config) -> Duration {
 }
 
 /// At start: when the database is missing, empty or fails `PRAGMA
-/// quick_check`, restore the newest valid snapshot from `nodes`. Returns
-/// the snapshot restored, or None (database intact, or no snapshot: the
-/// start goes on as before, a new store or the refusal over shards).
+/// quick_check`, rebuild it from the newest valid snapshot and the journal
+/// on `nodes`. Returns what was restored, or None (database intact, or
+/// nothing on the nodes: the start goes on as before, a new store or the
+/// refusal over shards).
 pub fn restore_at_start(
     config: &Config,
     nodes: &[Arc<dyn NodeBackend>],
-) -> Result<Option<FoundSnapshot>> {
+) -> Result<Option<Rebuilt>> {
     let path = &config.metadata.path;
     let state = database_state(path, false);
     if state == DatabaseState::Intact {
         return Ok(None);
     }
     let temp = with_suffix(path, ".restoring");
-    let found = fetch_newest(nodes, config.cluster.id.as_deref(), patience(config), &temp)?;
-    let Some(found) = found else {
+    let rebuilt = rebuild(nodes, config.cluster.id.as_deref(), patience(config), &temp)?;
+    let Some(rebuilt) = rebuilt else {
         if let DatabaseState::Corrupt(why) = &state {
             log::error!(
-                "the metadata database {} fails its check ({why}) and no node holds a valid snapshot to restore",
+                "the metadata database {} fails its check ({why}) and no node holds a valid snapshot or journal to restore",
                 path.display()
             );
         }
         return Ok(None);
     };
     let moved = put_in_place(&temp, path)?;
-    mark_restored(path, &found);
     let what = match &state {
         DatabaseState::Missing => "was missing".to_string(),
         DatabaseState::Empty => "held no store".to_string(),
@@ -341,13 +412,30 @@ pub fn restore_at_start(
                 .join(", ")
         ),
     };
-    log::warn!(
-        "the metadata database {} {what}: restored it from {}{aside}. Changes made after the snapshot was taken are NOT recovered (there is no metadata journal yet): files written, renamed or deleted since then are as they were at the snapshot. The orphan sweep stays off so that the shards of files written after the snapshot stay on the nodes: stop the daemon and run `minigcs fsck --rebuild` to recover those files into lost+found/ (that turns the sweep back on; {} says so meanwhile).",
-        path.display(),
-        found.describe(),
-        restored_marker(path).display()
-    );
-    Ok(Some(found))
+    for rejected in rebuilt
+        .journal
+        .rejected
+        .iter()
+        .chain(rebuilt.snapshot.iter().flat_map(|s| s.rejected.iter()))
+    {
+        log::warn!("passed over while restoring the metadata: {rejected}");
+    }
+    if rebuilt.complete() {
+        log::warn!(
+            "the metadata database {} {what}: rebuilt it from {}{aside}. Every acknowledged change is back.",
+            path.display(),
+            rebuilt.describe(),
+        );
+    } else {
+        mark_restored(path, &rebuilt);
+        log::warn!(
+            "the metadata database {} {what}: rebuilt it from {}{aside}. Changes after the gap are NOT recovered. The orphan sweep stays off so that the shards of files written since stay on the nodes: stop the daemon and run `minigcs fsck --rebuild` to recover those files into lost+found/ (that turns the sweep back on; {} says so meanwhile).",
+            path.display(),
+            rebuilt.describe(),
+            restored_marker(path).display()
+        );
+    }
+    Ok(Some(rebuilt))
 }
 
 /// `minigcs restore-meta`: restore the newest valid snapshot to
@@ -393,39 +481,45 @@ pub fn restore_meta(config: &Config, to: Option<&Path>, dry_run: bool) -> Result
         fs::create_dir_all(folder)?;
     }
     let temp = with_suffix(&target, &format!(".restoring-{}", std::process::id()));
-    let found = fetch_newest(
+    let rebuilt = rebuild(
         &nodes,
         config.cluster.id.as_deref(),
         patience(config),
         &temp,
     )?;
-    let Some(found) = found else {
+    let Some(rebuilt) = rebuilt else {
         return Err(Error::NotFound(
-            "no node holds a valid metadata snapshot (looked in meta/snapshots/ of every node folder)"
+            "no node holds a valid metadata snapshot or journal (looked in meta/snapshots/ and meta/journal/ of every node folder)"
                 .into(),
         ));
     };
-    let mut out = found.describe();
-    for rejected in &found.rejected {
+    let mut out = rebuilt.describe();
+    for rejected in rebuilt
+        .snapshot
+        .iter()
+        .flat_map(|s| s.rejected.iter())
+        .chain(rebuilt.journal.rejected.iter())
+    {
         out.push_str(&format!("\nskipped a bad copy: {rejected}"));
     }
+    let coverage = match rebuilt.complete() {
+        true => "every change the journal holds is in it",
+        false => "changes after the gap in the journal are not in it",
+    };
     if dry_run {
         let _ = fs::remove_file(&temp);
         out.push_str(&format!(
-            "\ndry run: would restore it to {}; changes after the snapshot time are not in it",
+            "\ndry run: would restore it to {}; {coverage}",
             target.display()
         ));
         return Ok(out);
     }
     let moved = put_in_place(&temp, &target)?;
-    out.push_str(&format!(
-        "\nrestored to {}; changes after the snapshot time are not in it",
-        target.display()
-    ));
-    if to.is_none() {
-        mark_restored(&target, &found);
+    out.push_str(&format!("\nrestored to {}; {coverage}", target.display()));
+    if to.is_none() && !rebuilt.complete() {
+        mark_restored(&target, &rebuilt);
         out.push_str(
-            "\nfiles written after the snapshot: `minigcs fsck --rebuild` recovers them from their shards into lost+found/ (the orphan sweep stays off until it has run)",
+            "\nfiles written after the gap: `minigcs fsck --rebuild` recovers them from their shards into lost+found/ (the orphan sweep stays off until it has run)",
         );
     }
     for aside in moved {

@@ -1,0 +1,330 @@
+//! Appending the metadata journal to the nodes, with group commit: a
+//! durable operation asks for every record through its LSN; the first
+//! caller becomes the leader and writes every queued record as one frame
+//! to the active segment's m+1 nodes at once (fdatasync on each); callers
+//! arriving meanwhile wait for it, then find their records written or lead
+//! the next append. Namespace changes that need no sync ride along with
+//! the next durable operation, or with the periodic flush.
+//!
+//! A segment lives on the nodes chosen when it was started (up nodes,
+//! spread over the regions). When one of them fails an append, the segment
+//! is closed and the same frame is written again at the start of a new
+//! segment on healthy nodes, so the new records have their full copies at
+//! once; the older records of the closed segment keep one copy fewer until
+//! the next snapshot covers them (the snapshot worker is woken).
+
+use parking_lot::{Condvar, Mutex};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::{
+    encode_frame, encode_segment_header, segment_name, SegmentHeader, FORMAT, JOURNAL_AREA,
+};
+use crate::chunk::ChunkStore;
+use crate::error::{Error, Result};
+use crate::meta::{JournalSink, RecordQueue};
+
+/// A segment is closed and a new one started past this size.
+pub const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
+/// Queued records past this size are written without waiting for a sync.
+const EARLY_FLUSH_BYTES: u64 = 1024 * 1024;
+/// Attempts of one append on fresh segments before it is given up.
+const ATTEMPTS: usize = 3;
+
+/// The segment being appended to.
+#[derive(Debug, Clone)]
+struct ActiveSegment {
+    name: String,
+    first_lsn: u64,
+    nodes: Vec<usize>,
+    bytes: u64,
+}
+
+/// What `ctl health` shows about the journal writer.
+#[derive(Debug, Clone, Default)]
+pub struct WriterStatus {
+    /// Every record through this LSN is on the nodes.
+    pub durable_lsn: u64,
+    /// The newest record committed.
+    pub last_lsn: u64,
+    pub queued_bytes: u64,
+    /// The active segment and the nodes holding it.
+    pub active_segment: Option<String>,
+    pub active_nodes: Vec<String>,
+    pub appends: u64,
+    pub appended_bytes: u64,
+    /// Appends that failed on a node (the segment was closed for it).
+    pub node_failures: u64,
+    /// Segments closed with fewer copies than wanted since the start.
+    pub reduced_segments: u64,
+    /// Copies the last scrub found bad and could not rewrite.
+    pub bad_copies: u64,
+    pub last_error: Option<String>,
+}
+
+#[derive(Default)]
+struct State {
+    durable_lsn: u64,
+    flushing: bool,
+    active: Option<ActiveSegment>,
+    /// Grows when the active segment is closed from outside (snapshot,
+    /// scrub): an append that started before does not reopen it.
+    closings: u64,
+    status: WriterStatus,
+}
+
+pub struct JournalWriter {
+    queue: Arc<RecordQueue>,
+    store: Arc<ChunkStore>,
+    cluster_id: String,
+    /// Copies wanted of each segment: m+1, or every node when fewer.
+    wanted: usize,
+    state: Mutex<State>,
+    flushed: Condvar,
+    /// Called when a segment ends up with fewer copies than wanted, or
+    /// records must be written early (wake the snapshot / flush workers).
+    on_reduced: Box<dyn Fn() + Send + Sync>,
+    on_backlog: Box<dyn Fn() + Send + Sync>,
+}
+
+impl JournalWriter {
+    pub fn new(
+        queue: Arc<RecordQueue>,
+        store: Arc<ChunkStore>,
+        on_reduced: Box<dyn Fn() + Send + Sync>,
+        on_backlog: Box<dyn Fn() + Send + Sync>,
+    ) -> JournalWriter {
+        let wanted = (store.m() + 1).min(store.nodes().len()).max(1);
+        // Records committed before this start are on the nodes already, or
+        // were never acknowledged; those queued now (a new store's first
+        // transaction) are not.
+        let durable_lsn = queue
+            .oldest_lsn()
+            .map_or(queue.last_lsn(), |oldest| oldest - 1);
+        JournalWriter {
+            cluster_id: store.cluster_id().to_string(),
+            queue,
+            store,
+            wanted,
+            state: Mutex::new(State {
+                durable_lsn,
+                ..State::default()
+            }),
+            flushed: Condvar::new(),
+            on_reduced,
+            on_backlog,
+        }
+    }
+
+    /// Copies wanted of each segment.
+    pub fn wanted_copies(&self) -> usize {
+        self.wanted
+    }
+
+    /// Write every queued record now (the periodic flush, shutdown).
+    pub fn flush_all(&self) -> Result<()> {
+        self.sync_through(self.queue.last_lsn())
+    }
+
+    /// Close the active segment: the next append starts a new one (a
+    /// snapshot does, so the segments it covers can go; a scrub does,
+    /// before it compares the copies of closed segments).
+    pub fn close_segment(&self) {
+        let mut state = self.state.lock();
+        state.active = None;
+        state.closings += 1;
+        state.status.active_segment = None;
+        state.status.active_nodes.clear();
+    }
+
+    /// The name of the active segment (never truncated, never repaired).
+    pub fn active_segment(&self) -> Option<String> {
+        self.state.lock().active.as_ref().map(|a| a.name.clone())
+    }
+
+    /// What the last scrub left bad.
+    pub fn note_bad_copies(&self, bad: u64) {
+        self.state.lock().status.bad_copies = bad;
+    }
+
+    pub fn status(&self) -> WriterStatus {
+        let state = self.state.lock();
+        let mut status = state.status.clone();
+        status.durable_lsn = state.durable_lsn;
+        status.last_lsn = self.queue.last_lsn();
+        status.queued_bytes = self.queue.queued_bytes();
+        status
+    }
+
+    /// One append of everything queued. Returns the LSN now durable.
+    fn append_queued(&self) -> Result<Option<u64>> {
+        let records = self.queue.take_all();
+        let (Some(first), Some(last)) = (records.first(), records.last()) else {
+            return Ok(None);
+        };
+        let (first, last) = (first.lsn, last.lsn);
+        let frame = encode_frame(&records);
+        let mut errors = Vec::new();
+        for _ in 0..ATTEMPTS {
+            let closings = self.state.lock().closings;
+            let mut segment = match self.segment_for(first, frame.len() as u64) {
+                Ok(segment) => segment,
+                Err(e) => {
+                    errors.push(e.to_string());
+                    break;
+                }
+            };
+            let mut bytes = Vec::new();
+            if segment.bytes == 0 {
+                bytes = encode_segment_header(&SegmentHeader {
+                    format: FORMAT,
+                    cluster_id: self.cluster_id.clone(),
+                    first_lsn: segment.first_lsn,
+                    created_unix_ms: now_ms(),
+                });
+            }
+            bytes.extend_from_slice(&frame);
+            let size = bytes.len() as u64;
+            let answers = self.store.journal_append_each(
+                &segment.nodes,
+                JOURNAL_AREA,
+                &segment.name,
+                Arc::new(bytes),
+            );
+            let failed: Vec<String> = answers
+                .iter()
+                .filter_map(|(node, answer)| {
+                    answer
+                        .as_ref()
+                        .err()
+                        .map(|e| format!("{}: {e}", self.store.nodes()[*node].id()))
+                })
+                .collect();
+            let written = answers.len() - failed.len();
+            let mut state = self.state.lock();
+            state.status.appends += 1;
+            if failed.is_empty() {
+                segment.bytes += size;
+                state.status.appended_bytes += size;
+                if state.closings == closings {
+                    state.status.active_segment = Some(segment.name.clone());
+                    state.status.active_nodes = segment
+                        .nodes
+                        .iter()
+                        .map(|&i| self.store.nodes()[i].id().to_string())
+                        .collect();
+                    state.active = Some(segment);
+                }
+                return Ok(Some(last));
+            }
+            // A node failed: this segment is closed. Its earlier records
+            // keep one copy fewer until the next snapshot.
+            state.status.node_failures += failed.len() as u64;
+            state.status.reduced_segments += 1;
+            state.status.last_error = Some(failed.join("; "));
+            state.active = None;
+            drop(state);
+            log::warn!(
+                "metadata journal segment {} closed: an append failed on {} (written on {written} of {})",
+                segment.name,
+                failed.join("; "),
+                segment.nodes.len()
+            );
+            (self.on_reduced)();
+            errors.extend(failed);
+            if written > 0 && self.healthy_nodes() < self.wanted {
+                // No better set of nodes to try: the records have fewer
+                // copies, as data written while nodes are down.
+                return Ok(Some(last));
+            }
+        }
+        // Not written anywhere: the records wait for the next attempt (no
+        // LSN is ever skipped).
+        self.queue.give_back(records);
+        let why = errors.join("; ");
+        self.state.lock().status.last_error = Some(why.clone());
+        Err(Error::Unavailable(format!(
+            "the metadata journal could not be written to any node: {why}"
+        )))
+    }
+
+    fn healthy_nodes(&self) -> usize {
+        (0..self.store.nodes().len())
+            .filter(|&i| self.store.is_up(i))
+            .count()
+    }
+
+    /// The segment the next frame (of `frame_bytes`, first record
+    /// `first_lsn`) goes to: the active one, or a new one on up nodes.
+    fn segment_for(&self, first_lsn: u64, frame_bytes: u64) -> Result<ActiveSegment> {
+        let mut state = self.state.lock();
+        if let Some(active) = &state.active {
+            let nodes_up = active.nodes.iter().all(|&i| self.store.is_up(i));
+            if nodes_up && active.bytes + frame_bytes <= SEGMENT_BYTES {
+                return Ok(active.clone());
+            }
+            if !nodes_up {
+                state.status.reduced_segments += 1;
+                drop(state);
+                (self.on_reduced)();
+            }
+        }
+        let nodes: Vec<usize> = self
+            .store
+            .spread_over_regions()
+            .into_iter()
+            .filter(|&i| self.store.is_up(i))
+            .take(self.wanted)
+            .collect();
+        if nodes.is_empty() {
+            return Err(Error::Unavailable("no node is up".into()));
+        }
+        Ok(ActiveSegment {
+            name: segment_name(first_lsn, now_ms()),
+            first_lsn,
+            nodes,
+            bytes: 0,
+        })
+    }
+}
+
+impl JournalSink for JournalWriter {
+    fn sync_through(&self, lsn: u64) -> Result<()> {
+        let mut state = self.state.lock();
+        loop {
+            if state.durable_lsn >= lsn {
+                return Ok(());
+            }
+            if state.flushing {
+                self.flushed.wait(&mut state);
+                continue;
+            }
+            state.flushing = true;
+            drop(state);
+            let appended = self.append_queued();
+            state = self.state.lock();
+            state.flushing = false;
+            self.flushed.notify_all();
+            match appended {
+                Ok(Some(durable)) => state.durable_lsn = state.durable_lsn.max(durable),
+                // Nothing queued: every record through `lsn` was taken by an
+                // append that finished (a failed one gives them back).
+                Ok(None) => state.durable_lsn = state.durable_lsn.max(lsn),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn records_queued(&self, queued_bytes: u64) {
+        if queued_bytes >= EARLY_FLUSH_BYTES {
+            (self.on_backlog)();
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
