@@ -337,6 +337,11 @@ fn mount_helper(args: &[std::ffi::OsString]) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(_) => ExitCode::SUCCESS,
+        // --help
+        Err(f) if f.code == 0 => match write_stdout(&format!("{}\n", f.message)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::from(1),
+        },
         Err(f) => {
             complain(&format!("mount.fuse.minigcs: {}", f.message.trim_end()));
             ExitCode::from(f.code)

@@ -40,7 +40,8 @@ pub const DEFAULT_LOG_NAME: &str = "minigcs-mount.log";
 pub const EXIT_USAGE: u8 = 1;
 pub const EXIT_MOUNT_FAILED: u8 = 32;
 
-/// Why the helper failed: its exit code and what to print on stderr.
+/// Why the helper stopped: its exit code and what to print on stderr (code
+/// 0: the help text was asked for, to print on stdout).
 #[derive(Debug)]
 pub struct Failure {
     pub code: u8,
@@ -110,7 +111,12 @@ fn parse_args(args: &[OsString]) -> Result<HelperArgs, Failure> {
             "-v" => out.verbose = true,
             // No /etc/mtab to write: the kernel's mount table is the only one.
             "-n" => {}
-            "-h" | "--help" => return Err(usage("mount.fuse.minigcs: mounts a minigcs store")),
+            "-h" | "--help" => {
+                return Err(Failure {
+                    code: 0,
+                    ..usage("mount.fuse.minigcs: mounts a minigcs store (mount -t fuse.minigcs)")
+                })
+            }
             o if o.starts_with('-') && o.len() > 1 => {
                 return Err(usage(format!("unknown argument {o}")))
             }
