@@ -116,6 +116,28 @@ fusermount3 -u "$MNT" || fail "fusermount3 -u exited $?"
 wait_gone "$PID"
 mounted_at "$MNT" && fail "$MNT still mounted after fusermount3 -u"
 
+say "minigcs mount in the foreground, then umount: exit 0, API closed"
+start_daemon mount
+assert_eq "fuse.minigcs $REAL_WORK/config.yaml" "$(findmnt -n -o FSTYPE,SOURCE --mountpoint "$MNT")" "type and source of a foreground mount"
+FG_PID=$DAEMON_PID
+umount "$MNT" || fail "umount exited $?"
+rc=0
+wait "$FG_PID" || rc=$?
+DAEMON_PID=
+rm -f "$WORK/daemon.pid"
+assert_eq 0 "$rc" "exit code of minigcs mount after umount"
+mounted_at "$MNT" && fail "$MNT still mounted"
+api_answers && fail "the HTTP API still answers after the daemon exited"
+[ -e "$SOCK" ] && fail "the control socket is left behind"
+
+say "serve --read-only: API changes refused, reads work"
+DAEMON_ARGS=(--read-only)
+start_daemon serve
+assert_eq 403 "$(api_code "$WORK/put.json" /objects/x.txt -T "$WORK/one.bin")" "PUT to serve --read-only"
+assert_eq 200 "$(api_code "$WORK/get.bin" /objects/one.bin)" "GET from serve --read-only"
+stop_daemon
+DAEMON_ARGS=()
+
 # ---- 2. two stores at once, told apart by their source ---------------------
 say "two stores mounted at once"
 mount -t fuse.minigcs "$CONFIG" "$MNT" || fail "mount of store A exited $?"
