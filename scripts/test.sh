@@ -31,6 +31,9 @@ python3:python3 getfattr:attr setfacl:acl bindfs:bindfs fio:fio"
 # test_openapi.sh renders /docs in a headless browser
 TOOLS="$TOOLS chromium:chromium"
 
+# test_systemd_units.sh verifies contrib/*.service and *.mount
+TOOLS="$TOOLS systemd-analyze:systemd"
+
 install_tools() {
     local missing=() pair cmd pkg sudo=
     for pair in $TOOLS; do

@@ -206,6 +206,15 @@ pub struct MountConfig {
     pub memory_budget: u64,
     /// FUSE worker threads.
     pub threads: usize,
+    /// What `/proc/mounts` shows as the mount's source (the config file or
+    /// the folder holding it, as the user named it); set from the command
+    /// line, never a config-file key.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+    /// Kernel mount flags asked for with `-o` (`dev`, `nosuid`, `noexec`,
+    /// `noatime`, `sync`, …), as `crate::mount_options` accepted them.
+    #[serde(skip)]
+    pub kernel_flags: Vec<String>,
 }
 
 impl Default for MountConfig {
@@ -214,6 +223,8 @@ impl Default for MountConfig {
             allow_other: true,
             memory_budget: 64 * 1024 * 1024,
             threads: 8,
+            source: None,
+            kernel_flags: Vec::new(),
         }
     }
 }
@@ -255,6 +266,10 @@ pub struct Config {
     /// hold shards (`--accept-empty-metadata`; never a config-file key).
     #[serde(skip)]
     pub accept_empty_metadata: bool,
+    /// Serve the store read-only (`--read-only`, `-o ro`; never a
+    /// config-file key): no upload, delete or change through any front end.
+    #[serde(skip)]
+    pub read_only: bool,
 }
 
 /// Every key the loader understands, as dotted paths; `nodes.*` applies to each node.
@@ -309,6 +324,16 @@ const KNOWN_KEYS: &[&str] = &[
     "cluster",
     "cluster.id",
 ];
+
+/// The config file `-c PATH` names: PATH itself, or `PATH/config.yaml` when
+/// PATH is a folder (as `mount -t fuse.minigcs FOLDER MNT` gives it).
+pub fn config_file(path: &Path) -> PathBuf {
+    if path.is_dir() {
+        path.join("config.yaml")
+    } else {
+        path.to_path_buf()
+    }
+}
 
 impl Config {
     /// Load, resolve and validate a config file. Errors name the key and reason.

@@ -127,8 +127,12 @@ pub fn run(config: Config, mountpoint: Option<&Path>) -> Result<()> {
         None => None,
     };
     log::info!(
-        "minigcs {} ready: k={} m={} chunk_size={} nodes={} control socket {}",
+        "minigcs {} ready{}: k={} m={} chunk_size={} nodes={} control socket {}",
         env!("CARGO_PKG_VERSION"),
+        match service.is_read_only() {
+            true => " (read-only: uploads, deletes and changes are refused)",
+            false => "",
+        },
         service.chunk_store().k(),
         service.chunk_store().m(),
         service.chunk_size(),

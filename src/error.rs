@@ -35,6 +35,10 @@ pub enum Error {
     /// Writes are refused for good (until a restart); reads go on.
     #[error("store is read-only: {0}")]
     ReadOnly(String),
+    /// The daemon was started read-only (`--read-only`, `-o ro`): every
+    /// change is refused, by choice rather than by failure.
+    #[error("read-only mount: {0} refused (minigcs runs with --read-only / -o ro)")]
+    ReadOnlyMode(String),
     #[error("corrupt shard: {0}")]
     Corrupt(String),
     #[error("unknown node: {0}")]

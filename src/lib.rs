@@ -22,6 +22,9 @@
 //! `ratelog` bounds log lines that can repeat. `import` migrates a Python
 //! prototype install into a store through the file service. `fsck` checks a
 //! stopped store and recovers files from shard headers alone.
+//! `mount_options` reads `-o` option lists as mount(8) and fstab write them;
+//! `mount_helper` is `mount.fuse.minigcs`, which starts the daemon in the
+//! background for `mount -t fuse.minigcs` and waits until the mount answers.
 
 pub mod bench;
 pub mod chunk;
@@ -38,6 +41,8 @@ pub mod maint;
 pub mod meta;
 pub mod metrics;
 pub mod model;
+pub mod mount_helper;
+pub mod mount_options;
 pub mod mountinfo;
 pub mod node;
 pub mod ratelog;

@@ -29,7 +29,8 @@ struct Cli {
 
 #[derive(clap::Args, Clone)]
 struct ConfigArg {
-    /// Config file; relative paths in it resolve against its folder
+    /// Config file, or a folder holding config.yaml; relative paths in it
+    /// resolve against its folder
     #[arg(
         short,
         long,
@@ -48,6 +49,10 @@ struct DaemonArgs {
     /// deleted as orphans). Without it minigcs refuses to start (exit 1).
     #[arg(long)]
     accept_empty_metadata: bool,
+    /// Serve the store read-only: the mount refuses changes (EROFS), the
+    /// API answers 403 to uploads and deletes; reads, repair and recovery go on
+    #[arg(long, visible_alias = "ro")]
+    read_only: bool,
 }
 
 #[derive(Subcommand)]
@@ -60,6 +65,11 @@ enum Command {
         config: ConfigArg,
         #[command(flatten)]
         daemon: DaemonArgs,
+        /// Mount options as mount(8) takes them, comma-separated: ro, rw,
+        /// allow_other, threads=N, memory_budget=SIZE, nodev, noexec, …
+        /// (fstab-only ones such as noauto, _netdev, x-systemd.* are ignored)
+        #[arg(short = 'o', long = "options", value_name = "OPTIONS")]
+        options: Vec<String>,
     },
     /// Serve the HTTP API and control socket without a mount (foreground)
     Serve {
@@ -92,6 +102,16 @@ enum Command {
         /// Only print which snapshot would be restored (it is still verified)
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Install the mount helper for `mount -t fuse.minigcs` and fstab:
+    /// symbolic links mount.fuse.minigcs and mount.minigcs to this binary
+    InstallHelper {
+        /// Where to put them (mount(8) looks in /sbin)
+        #[arg(long, value_name = "DIR", default_value = minigcs::mount_helper::install::DEFAULT_DIR)]
+        dir: PathBuf,
+        /// Remove the links instead
+        #[arg(long)]
+        remove: bool,
     },
     /// Benchmark a mounted directory (default: the current directory)
     Bench(minigcs::bench::BenchArgs),
@@ -159,14 +179,21 @@ enum CtlCommand {
 }
 
 fn init_logging(default: &str) {
+    // fuser warns that it could not unmount when the kernel already did
+    // (`umount MNT`, which is how a mount is meant to end): not news.
+    let default = format!("{default},fuser::session=error");
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
         .format_timestamp_millis()
         .init();
 }
 
 fn load_config(path: &Path) -> Result<Config, ExitCode> {
-    match Config::load(path) {
-        Ok(c) => {
+    let file = minigcs::config::config_file(path);
+    match Config::load(&file) {
+        Ok(mut c) => {
+            if file != path {
+                c.mount.source = Some(path.to_path_buf());
+            }
             for w in &c.warnings {
                 log::warn!("{}: {w}", path.display());
             }
@@ -180,14 +207,23 @@ fn load_config(path: &Path) -> Result<Config, ExitCode> {
 }
 
 fn main() -> ExitCode {
+    let mut args = std::env::args_os();
+    if args
+        .next()
+        .is_some_and(|argv0| minigcs::mount_helper::invoked_as_helper(&argv0))
+    {
+        return mount_helper(&args.collect::<Vec<_>>());
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Mount {
             mountpoint,
             config,
             daemon,
-        } => run_daemon(&config, &daemon, Some(&mountpoint)),
+            options,
+        } => run_daemon(&config, &daemon, Some((&mountpoint, &options))),
         Command::Serve { config, daemon } => run_daemon(&config, &daemon, None),
+        Command::InstallHelper { dir, remove } => install_helper(&dir, remove),
         Command::Ctl {
             config,
             socket,
@@ -244,14 +280,95 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_daemon(config: &ConfigArg, daemon: &DaemonArgs, mountpoint: Option<&Path>) -> ExitCode {
+/// `mount` (with its mount point and `-o` lists) or `serve`.
+fn run_daemon(
+    config: &ConfigArg,
+    daemon: &DaemonArgs,
+    mount: Option<(&PathBuf, &Vec<String>)>,
+) -> ExitCode {
     init_logging("info");
     let mut config = match load_config(&config.config) {
         Ok(c) => c,
         Err(code) => return code,
     };
     config.accept_empty_metadata = daemon.accept_empty_metadata;
-    daemon_exit(minigcs::daemon::run(config, mountpoint))
+    config.read_only = daemon.read_only;
+    if let Some((_, lists)) = mount {
+        let options = minigcs::mount_options::MountOptions::parse(
+            lists.iter().map(String::as_str),
+            minigcs::mount_options::Reader::Daemon,
+            false,
+        )
+        .and_then(|o| {
+            o.apply(&mut config)?;
+            Ok(o)
+        });
+        match options {
+            Ok(o) if !o.ignored.is_empty() => {
+                log::debug!("mount options left to mount(8): {}", o.ignored.join(","))
+            }
+            Ok(_) => {}
+            Err(e) => {
+                complain(&format!("minigcs: {e}"));
+                return ExitCode::from(2);
+            }
+        }
+        // --read-only wins over a later -o rw.
+        config.read_only |= daemon.read_only;
+    }
+    daemon_exit(minigcs::daemon::run(
+        config,
+        mount.map(|(m, _)| m.as_path()),
+    ))
+}
+
+/// `mount.fuse.minigcs SOURCE MNT -o …`: quiet on success unless `-v`.
+fn mount_helper(args: &[std::ffi::OsString]) -> ExitCode {
+    init_logging("warn");
+    let verbose = args.iter().any(|a| a == "-v");
+    match minigcs::mount_helper::run(args) {
+        Ok(Some(m)) if verbose => {
+            complain(&format!(
+                "minigcs mounted at {} (daemon pid {}, log {})",
+                m.mountpoint.display(),
+                m.pid,
+                m.log.display()
+            ));
+            ExitCode::SUCCESS
+        }
+        Ok(_) => ExitCode::SUCCESS,
+        // --help
+        Err(f) if f.code == 0 => match write_stdout(&format!("{}\n", f.message)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::from(1),
+        },
+        Err(f) => {
+            complain(&format!("mount.fuse.minigcs: {}", f.message.trim_end()));
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn install_helper(dir: &Path, remove: bool) -> ExitCode {
+    init_logging("warn");
+    let result = match remove {
+        true => minigcs::mount_helper::install::remove(dir),
+        false => std::env::current_exe()
+            .map_err(|e| format!("cannot find this binary: {e}"))
+            .and_then(|bin| minigcs::mount_helper::install::install(dir, &bin)),
+    };
+    match result {
+        Ok(done) => {
+            match write_stdout(&done.iter().map(|l| format!("{l}\n")).collect::<String>()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(_) => ExitCode::from(1),
+            }
+        }
+        Err(e) => {
+            complain(&format!("minigcs install-helper: {e}"));
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// `import-prototype`: a progress bar while it runs, the table at the end.

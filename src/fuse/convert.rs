@@ -35,7 +35,7 @@ pub(super) fn errno(e: &Error) -> Errno {
         Error::NoSpace(_) => Errno::ENOSPC,
         // As a filesystem remounted read-only after an error (ext4's
         // errors=remount-ro): reads work, every change gets EROFS.
-        Error::ReadOnly(_) => Errno::EROFS,
+        Error::ReadOnly(_) | Error::ReadOnlyMode(_) => Errno::EROFS,
         Error::Unavailable(_)
         | Error::Corrupt(_)
         | Error::Io(_)

@@ -26,6 +26,8 @@ use crate::service::Service;
 
 /// Largest read the kernel may ask for at once (matches max_write).
 const MAX_READ_OPTION: &str = "max_read=1048576";
+/// The file system type is `fuse.minigcs` (`mount -t fuse.minigcs`).
+pub const SUBTYPE: &str = "minigcs";
 /// Readahead asked of the kernel through sysfs, in KiB.
 const READAHEAD_KB: u32 = 1024;
 /// How long an unmount waits for the session to end once the kernel let go
@@ -252,19 +254,66 @@ pub fn mount(service: Arc<Service>, mountpoint: &Path) -> Result<MountHandle> {
 /// served at once: that many event loops, each with its own clone of the
 /// /dev/fuse descriptor (FUSE_DEV_IOC_CLONE), so the kernel hands requests
 /// to whichever loop is free and each loop answers on its own descriptor.
+///
+/// `/proc/mounts` shows the mount as type `fuse.minigcs` with the config
+/// (file or folder) as its source, so `findmnt -t fuse.minigcs -S CONFIG`
+/// finds it. The subtype goes to the kernel as the `subtype=` option:
+/// fuser's own mount(2) call drops `MountOption::Subtype` (fusermount3, used
+/// without CAP_SYS_ADMIN, reads the option the same way).
 fn session_config(config: &Config) -> SessionConfig {
     let mut session = SessionConfig::default();
     session.mount_options = vec![
-        MountOption::FSName("minigcs".into()),
-        MountOption::Subtype("minigcs".into()),
+        MountOption::FSName(mount_source(config)),
+        MountOption::CUSTOM(format!("subtype={SUBTYPE}")),
         MountOption::DefaultPermissions,
     ];
+    if config.read_only {
+        session.mount_options.push(MountOption::RO);
+    }
+    session.mount_options.extend(
+        config
+            .mount
+            .kernel_flags
+            .iter()
+            .filter_map(|f| kernel_flag(f)),
+    );
     if config.mount.allow_other && nix::unistd::geteuid().is_root() {
         session.acl = SessionACL::All;
     }
     session.n_threads = Some(config.mount.threads.max(1));
     session.clone_fd = true;
     session
+}
+
+/// The `-o` kernel flags `crate::mount_options` accepts, as fuser's options.
+fn kernel_flag(flag: &str) -> Option<MountOption> {
+    Some(match flag {
+        "dev" => MountOption::Dev,
+        "nodev" => MountOption::NoDev,
+        "suid" => MountOption::Suid,
+        "nosuid" => MountOption::NoSuid,
+        "exec" => MountOption::Exec,
+        "noexec" => MountOption::NoExec,
+        "atime" => MountOption::Atime,
+        "noatime" => MountOption::NoAtime,
+        "sync" => MountOption::Sync,
+        "async" => MountOption::Async,
+        "dirsync" => MountOption::DirSync,
+        _ => return None,
+    })
+}
+
+/// The mount's source in `/proc/mounts`: what the user named with `-c` (a
+/// config file or the folder holding config.yaml), made absolute.
+fn mount_source(config: &Config) -> String {
+    match config.mount.source.as_ref().or(config.source.as_ref()) {
+        Some(p) => p
+            .canonicalize()
+            .unwrap_or_else(|_| p.clone())
+            .to_string_lossy()
+            .into_owned(),
+        None => SUBTYPE.into(),
+    }
 }
 
 /// fuser gives every event loop a 16 MiB request buffer and frees one after

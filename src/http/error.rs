@@ -74,7 +74,8 @@ pub fn status_of(e: &Error) -> StatusCode {
         | Error::AlreadyExists(_)
         | Error::NotEmpty(_) => StatusCode::CONFLICT,
         Error::NotFound(_) | Error::UnknownNode(_) | Error::NoAttribute(_) => StatusCode::NOT_FOUND,
-        Error::PermissionDenied(_) => StatusCode::FORBIDDEN,
+        // Refused by the operator's choice, for every client alike.
+        Error::PermissionDenied(_) | Error::ReadOnlyMode(_) => StatusCode::FORBIDDEN,
         Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         Error::Unavailable(_) | Error::ReadOnly(_) => StatusCode::SERVICE_UNAVAILABLE,
         Error::Io(io) if body_error(io).is_some() => StatusCode::BAD_REQUEST,
@@ -173,6 +174,7 @@ mod tests {
             (Error::NoSpace("x".into()), 507),
             (Error::Unavailable("x".into()), 503),
             (Error::ReadOnly("x".into()), 503),
+            (Error::ReadOnlyMode("x".into()), 403),
             (Error::Corrupt("x".into()), 500),
             (Error::Other("x".into()), 500),
             (Error::Io(io::Error::from_raw_os_error(libc::ENOSPC)), 507),

@@ -261,6 +261,9 @@ pub enum UploadResponses {
     /// client's body failed mid-way.
     #[response(status = 400)]
     BadRequest(ErrorDetail),
+    /// The daemon runs read-only (`--read-only`, `-o ro`).
+    #[response(status = 403)]
+    ReadOnly(ErrorDetail),
     /// The key names a directory or goes through a file (`a.txt/b`).
     #[response(status = 409)]
     Conflict(ErrorDetail),
@@ -293,6 +296,9 @@ pub enum DeleteResponses {
     /// The key is not valid.
     #[response(status = 400)]
     BadKey(ErrorDetail),
+    /// The daemon runs read-only (`--read-only`, `-o ro`).
+    #[response(status = 403)]
+    ReadOnly(ErrorDetail),
     /// The key names a directory.
     #[response(status = 409)]
     Conflict(ErrorDetail),

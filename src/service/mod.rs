@@ -216,6 +216,7 @@ impl Service {
     /// Store an object from a stream (bounded memory; visible only once
     /// every chunk is durable; a failing reader leaves nothing behind).
     pub fn put_object(&self, key: &str, reader: &mut dyn Read, opts: PutOptions) -> Result<Inode> {
+        self.refuse_if_read_only("an upload")?;
         // Refused before any byte is stored when the metadata is lost.
         self.ctx.meta.check_writable()?;
         self.objects().put(key, reader, opts)
@@ -245,6 +246,7 @@ impl Service {
 
     /// Delete an object; Ok(false) when it did not exist.
     pub fn delete_object(&self, key: &str) -> Result<bool> {
+        self.refuse_if_read_only("a delete")?;
         self.objects().delete(key)
     }
 
@@ -284,6 +286,7 @@ impl Service {
     /// Create a directory, file, symlink or special file (setgid directories
     /// pass on their group).
     pub fn make_node(&self, parent: u64, name: &[u8], spec: &NodeSpec) -> Result<Inode> {
+        self.refuse_if_read_only("creating a file or folder")?;
         self.namespace().make_node(parent, name, spec)
     }
 
@@ -297,25 +300,30 @@ impl Service {
     }
 
     pub fn link(&self, ino: u64, new_parent: u64, new_name: &[u8]) -> Result<Inode> {
+        self.refuse_if_read_only("a hard link")?;
         self.namespace().link(ino, new_parent, new_name)
     }
 
     pub fn unlink(&self, parent: u64, name: &[u8]) -> Result<()> {
+        self.refuse_if_read_only("removing a file")?;
         self.namespace().unlink(parent, name)
     }
 
     pub fn rmdir(&self, parent: u64, name: &[u8]) -> Result<()> {
+        self.refuse_if_read_only("removing a folder")?;
         self.namespace().rmdir(parent, name)
     }
 
     /// Move `from` to `to` (replacing, refusing to replace or exchanging
     /// an existing target, as `mode` says).
     pub fn rename(&self, from: NameRef, to: NameRef, mode: RenameMode) -> Result<()> {
+        self.refuse_if_read_only("a rename")?;
         self.namespace().rename(from, to, mode)
     }
 
     /// chmod/chown/utimens/truncate. `size` truncates or extends.
     pub fn setattr(&self, ino: u64, change: &AttrChange, size: Option<u64>) -> Result<Inode> {
+        self.refuse_if_read_only("changing attributes")?;
         self.namespace().setattr(ino, change, size)
     }
 
@@ -338,6 +346,7 @@ impl Service {
     }
 
     pub fn set_xattr(&self, ino: u64, name: &[u8], value: &[u8], mode: XattrWrite) -> Result<()> {
+        self.refuse_if_read_only("setting an extended attribute")?;
         self.namespace().set_xattr(ino, name, value, mode)
     }
 
@@ -346,6 +355,7 @@ impl Service {
     }
 
     pub fn remove_xattr(&self, ino: u64, name: &[u8]) -> Result<()> {
+        self.refuse_if_read_only("removing an extended attribute")?;
         self.namespace().remove_xattr(ino, name)
     }
 
@@ -360,6 +370,7 @@ impl Service {
     pub fn open_file(&self, ino: u64, flags: OpenFlags) -> Result<u64> {
         if flags.write {
             // As a read-only filesystem: refused at open, not at close.
+            self.refuse_if_read_only("opening a file for writing")?;
             self.ctx.meta.check_writable()?;
         }
         self.handles().open(ino, flags)
@@ -377,6 +388,7 @@ impl Service {
 
     /// Truncate or extend a file; commits at once unless the file is open.
     pub fn truncate(&self, ino: u64, size: u64) -> Result<()> {
+        self.refuse_if_read_only("a truncate")?;
         self.namespace().truncate(ino, size)
     }
 
@@ -398,6 +410,21 @@ impl Service {
 
     pub fn statistics_open_files(&self) -> usize {
         self.files.open_file_count()
+    }
+
+    /// Whether the daemon runs read-only (`--read-only`, `-o ro`).
+    pub fn is_read_only(&self) -> bool {
+        self.ctx.config.read_only
+    }
+
+    /// In read-only mode every change of content or namespace, from any
+    /// front end, is refused. Maintenance that keeps what is stored safe
+    /// (repair, recovery, scrub, collection, snapshots) is not a change.
+    pub(crate) fn refuse_if_read_only(&self, what: &str) -> Result<()> {
+        match self.is_read_only() {
+            true => Err(Error::ReadOnlyMode(what.to_string())),
+            false => Ok(()),
+        }
     }
 
     /// Stop accepting work: commit every open file.

@@ -71,6 +71,7 @@ impl Service {
         flags: OpenFlags,
         if_exists: IfExists,
     ) -> Result<(Inode, u64)> {
+        self.refuse_if_read_only("creating a file")?;
         let spec = NodeSpec::file(mode & 0o7777, owner);
         let template = self.namespace().template_in(parent, name, &spec)?;
         let (inode, created) = self.ctx.meta.create_or_lookup(parent, name, &template)?;
@@ -178,6 +179,7 @@ impl Service {
     /// size, a concurrent extending write is never cut back, and a file not
     /// open elsewhere commits the new size at once.
     pub fn fallocate(&self, ino: u64, offset: u64, len: u64, mode: Allocate) -> Result<Inode> {
+        self.refuse_if_read_only("fallocate")?;
         if len == 0 {
             return Err(Error::InvalidArgument("fallocate of 0 bytes".into()));
         }

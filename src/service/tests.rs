@@ -316,3 +316,52 @@ fn a_new_metadata_database_over_nodes_holding_shards_is_refused_unless_accepted(
     let svc = Service::open_with_nodes(Arc::new(config), Metrics::new(None), nodes).unwrap();
     assert!(svc.resolve_key("kept").unwrap().is_none(), "an empty store");
 }
+
+#[test]
+fn a_read_only_daemon_refuses_every_change_and_still_reads() {
+    let regions = ["a", "b", "c"];
+    let nodes: Vec<Arc<dyn NodeBackend>> = (0..regions.len())
+        .map(|i| Arc::new(MemoryNode::new(&format!("node-{}", i + 1), regions[i])) as _)
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::for_test(dir.path(), &regions, 2, 1, CS);
+    let content = pattern(CS + 7, 3);
+    let svc = Service::open_with_nodes(Arc::new(config.clone()), Metrics::new(None), nodes.clone())
+        .unwrap();
+    let ino = svc
+        .put_object("kept", &mut &content[..], PutOptions::default())
+        .unwrap()
+        .ino;
+    svc.shutdown();
+    drop(svc);
+
+    config.read_only = true;
+    let svc = Service::open_with_nodes(Arc::new(config), Metrics::new(None), nodes).unwrap();
+    let refused = |r: Result<()>, what: &str| match r {
+        Err(crate::error::Error::ReadOnlyMode(_)) => {}
+        other => panic!("{what}: expected a read-only refusal, got {other:?}"),
+    };
+    refused(
+        svc.put_object("new", &mut &b"x"[..], PutOptions::default())
+            .map(drop),
+        "put",
+    );
+    refused(svc.delete_object("kept").map(drop), "delete");
+    refused(
+        svc.make_node(
+            ROOT_INO,
+            b"d",
+            &crate::model::NodeSpec::file(0o644, Owner::default()),
+        )
+        .map(drop),
+        "create",
+    );
+    refused(svc.unlink(ROOT_INO, b"kept"), "unlink");
+    refused(svc.truncate(ino, 0), "truncate");
+    refused(svc.open_file(ino, READ_WRITE).map(drop), "open for writing");
+    // Reads go on, and nothing changed.
+    let fh = svc.open_file(ino, READ_ONLY).unwrap();
+    assert_eq!(&svc.read(fh, 0, content.len()).unwrap()[..], &content[..]);
+    svc.release(fh).unwrap();
+    assert_eq!(svc.list_objects("", None, None).unwrap().0, ["kept"]);
+}
