@@ -88,6 +88,7 @@ pub fn run(config: Config, mountpoint: Option<&Path>) -> Result<()> {
     } else {
         None
     };
+    service.anchor_journal();
     let workers = service.start_workers();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let wait_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {

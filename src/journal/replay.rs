@@ -37,6 +37,9 @@ pub struct FoundJournal {
     pub gap: Option<String>,
     /// The newest LSN seen in any copy.
     pub newest_lsn: u64,
+    /// A segment holds the base's LSN or starts right after it: the
+    /// journal continues the base (the records after it, if any, follow).
+    pub reaches_base: bool,
 }
 
 impl FoundJournal {
@@ -107,6 +110,12 @@ pub fn collect(
         let best = read_best_copy(nodes, on, name, cluster_id, patience, &mut found);
         found.segments_read += 1;
         if let Some(records) = best {
+            let first = key.0;
+            if first <= base_lsn + 1
+                && (first == base_lsn + 1 || records.last().is_some_and(|r| r.lsn >= base_lsn))
+            {
+                found.reaches_base = true;
+            }
             for record in records {
                 found.newest_lsn = found.newest_lsn.max(record.lsn);
                 if record.lsn > base_lsn {
@@ -115,10 +124,11 @@ pub fn collect(
             }
         }
     }
-    if found.newest_lsn < base_lsn {
-        // The segment holding the base's own last record is kept until an
-        // older snapshot covers it: none reaching the base means journal
-        // copies were lost, and changes after the base may be too.
+    if !found.reaches_base && base_lsn > 0 {
+        // After every snapshot a segment holds its LSN or starts right
+        // after it, and it is kept until an older snapshot covers it: none
+        // reaching the base means journal copies were lost, and changes
+        // after the base may be too.
         found.gap = Some(format!(
             "the journal on the nodes ends at LSN {}, before the base's LSN {base_lsn}: changes after the base may be missing",
             found.newest_lsn

@@ -137,6 +137,84 @@ impl JournalWriter {
         state.status.active_nodes.clear();
     }
 
+    /// After a snapshot holding every record through `lsn`: write out what
+    /// is queued and make sure a segment on the nodes reaches `lsn` (holds
+    /// it, or starts right after it), so a restore from this snapshot can
+    /// tell an intact journal from one whose copies were lost. With no
+    /// segment open, an empty one is started after the last durable record.
+    pub fn anchor_after(&self, lsn: u64) -> Result<()> {
+        self.flush_all()?;
+        let mut state = self.state.lock();
+        while state.flushing {
+            self.flushed.wait(&mut state);
+        }
+        if state.active.is_some() {
+            return Ok(());
+        }
+        let first = state.durable_lsn.max(lsn) + 1;
+        state.flushing = true;
+        drop(state);
+        let started = self.start_empty_segment(first);
+        let mut state = self.state.lock();
+        state.flushing = false;
+        self.flushed.notify_all();
+        match started {
+            Ok(segment) => {
+                state.status.active_segment = Some(segment.name.clone());
+                state.status.active_nodes = self.node_ids(&segment.nodes);
+                state.active = Some(segment);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Write a segment header alone on up nodes (no record yet).
+    fn start_empty_segment(&self, first_lsn: u64) -> Result<ActiveSegment> {
+        let mut segment = self.segment_for(first_lsn, 0)?;
+        let header = encode_segment_header(&SegmentHeader {
+            format: FORMAT,
+            cluster_id: self.cluster_id.clone(),
+            first_lsn,
+            created_unix_ms: now_ms(),
+        });
+        let size = header.len() as u64;
+        let answers = self.store.journal_append_each(
+            &segment.nodes,
+            JOURNAL_AREA,
+            &segment.name,
+            Arc::new(header),
+        );
+        let failed: Vec<String> = answers
+            .iter()
+            .filter_map(|(node, a)| {
+                a.as_ref()
+                    .err()
+                    .map(|e| format!("{}: {e}", self.store.nodes()[*node].id()))
+            })
+            .collect();
+        if failed.len() == answers.len() {
+            return Err(Error::Unavailable(format!(
+                "no node took the new journal segment: {}",
+                failed.join("; ")
+            )));
+        }
+        segment.nodes = answers
+            .iter()
+            .filter(|(_, a)| a.is_ok())
+            .map(|(node, _)| *node)
+            .collect();
+        segment.bytes = size;
+        Ok(segment)
+    }
+
+    fn node_ids(&self, nodes: &[usize]) -> Vec<String> {
+        nodes
+            .iter()
+            .map(|&i| self.store.nodes()[i].id().to_string())
+            .collect()
+    }
+
     /// The name of the active segment (never truncated, never repaired).
     pub fn active_segment(&self) -> Option<String> {
         self.state.lock().active.as_ref().map(|a| a.name.clone())
@@ -208,11 +286,7 @@ impl JournalWriter {
                 state.status.appended_bytes += size;
                 if state.closings == closings {
                     state.status.active_segment = Some(segment.name.clone());
-                    state.status.active_nodes = segment
-                        .nodes
-                        .iter()
-                        .map(|&i| self.store.nodes()[i].id().to_string())
-                        .collect();
+                    state.status.active_nodes = self.node_ids(&segment.nodes);
                     state.active = Some(segment);
                 }
                 return Ok(Some(last));

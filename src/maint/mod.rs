@@ -172,6 +172,19 @@ impl Service {
         Ok(report)
     }
 
+    /// Before serving: when the journal on the nodes does not continue the
+    /// database (see `restore::catch_up_at_start`), take a snapshot so
+    /// that what is acknowledged from now on can be restored.
+    pub fn anchor_journal(&self) {
+        let Some(why) = &self.context().snapshot_needed else {
+            return;
+        };
+        log::info!("{why}: taking a metadata snapshot before serving");
+        if let Err(e) = snapshot::take(self.context(), true) {
+            log::warn!("metadata snapshot at start: {e}; the next snapshot anchors the journal");
+        }
+    }
+
     /// Take a metadata snapshot now and store it on m+1 nodes across the
     /// regions (`ctl snapshot`). Nothing is written when the database did
     /// not change since the newest snapshot and that one has its copies.

@@ -211,6 +211,9 @@ pub(super) fn take(ctx: &Context, force: bool) -> Result<SnapshotReport> {
     for (i, _) in &written {
         prune(ctx, *i);
     }
+    if let Err(e) = ctx.journal.anchor_after(manifest.journal_lsn) {
+        log::warn!("metadata journal after snapshot #{seq}: {e}");
+    }
     let journal_covered = {
         let mut state = ctx.snapshots.state.lock();
         state.recent_lsns.push(manifest.journal_lsn);

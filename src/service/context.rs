@@ -67,6 +67,9 @@ pub(crate) struct Context {
     pub(crate) snapshots: SnapshotBook,
     /// Appends every metadata transaction to the journal on the nodes.
     pub(crate) journal: Arc<JournalWriter>,
+    /// Why the journal on the nodes does not continue this database: a
+    /// snapshot is taken before the daemon serves.
+    pub(crate) snapshot_needed: Option<String>,
     /// The metadata was restored from a snapshot (this start, or an earlier
     /// one with `fsck --rebuild` not run since): the orphan sweep is
     /// skipped, so shards of files written after it stay on the nodes.
@@ -98,6 +101,10 @@ impl Context {
         nodes: Vec<Arc<dyn NodeBackend>>,
     ) -> Result<Context> {
         let restored = crate::snapshot::restore::restore_at_start(&config, &nodes)?;
+        let snapshot_needed = match restored {
+            Some(_) => None,
+            None => crate::snapshot::restore::catch_up_at_start(&config, &nodes)?,
+        };
         let node_ids = nodes.iter().map(|n| n.id().to_string()).collect();
         let (meta, cluster_id, created) = Meta::open(
             &config.metadata.path,
@@ -131,6 +138,7 @@ impl Context {
         // stays on (shards it finds unreferenced were never acknowledged).
         ctx.restored_from_snapshot = restored.is_some_and(|r| !r.complete())
             || crate::snapshot::restore::restored_marker(&ctx.config.metadata.path).exists();
+        ctx.snapshot_needed = snapshot_needed;
         // Inodes that lost their last name while open before a crash.
         for ino in ctx.meta.unlinked_inodes()? {
             ctx.meta.purge(ino)?;
@@ -161,6 +169,7 @@ impl Context {
         meta.attach_journal(journal.clone());
         Context {
             journal,
+            snapshot_needed: None,
             meta,
             store,
             metrics,

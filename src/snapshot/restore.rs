@@ -438,6 +438,63 @@ pub fn restore_at_start(
     Ok(Some(rebuilt))
 }
 
+/// At start, with an intact database: bring it level with the journal on
+/// `nodes`. Records after the database's LSN (written to the nodes but
+/// lost locally, e.g. by a power cut before the WAL reached the disk) are
+/// replayed into it. Returns why a snapshot must be taken before anything
+/// is acknowledged, when the journal cannot continue from this database:
+/// it ends before the database's LSN (records committed but never written
+/// out, a crash before the periodic flush), has a gap, or the database
+/// predates the journal (LSN 0 in a store that holds files).
+pub fn catch_up_at_start(
+    config: &Config,
+    nodes: &[Arc<dyn NodeBackend>],
+) -> Result<Option<String>> {
+    let path = &config.metadata.path;
+    if database_state(path, false) != DatabaseState::Intact {
+        return Ok(None);
+    }
+    let (db_lsn, files) = {
+        let conn = Connection::open(path)?;
+        let files: i64 =
+            conn.query_row("SELECT COUNT(*) FROM inodes WHERE kind=1", [], |r| r.get(0))?;
+        (crate::meta::journal_lsn_of(&conn)?, files)
+    };
+    if db_lsn == 0 {
+        return Ok((files > 0).then(|| {
+            "the database predates the metadata journal: a snapshot anchors the journal".to_string()
+        }));
+    }
+    let journal = crate::journal::replay::collect(
+        nodes,
+        config.cluster.id.as_deref(),
+        db_lsn,
+        patience(config),
+    )?;
+    if !journal.records.is_empty() {
+        let report = crate::journal::replay::apply(path, &journal.records)?;
+        log::warn!(
+            "the metadata database {} was behind the journal on the nodes: replayed {} (rows that differed: {}, missing: {})",
+            path.display(),
+            journal.describe(db_lsn),
+            report.replaced,
+            report.missing
+        );
+    }
+    if let Some(gap) = journal.gap {
+        return Ok(Some(format!(
+            "the journal on the nodes does not continue the database: {gap}"
+        )));
+    }
+    if !journal.reaches_base {
+        return Ok(Some(format!(
+            "the journal on the nodes ends at LSN {}, the database is at LSN {db_lsn} (changes committed but not yet written out when the daemon stopped)",
+            journal.newest_lsn
+        )));
+    }
+    Ok(None)
+}
+
 /// `minigcs restore-meta`: restore the newest valid snapshot to
 /// `metadata.path` (only when that database is missing, empty or corrupt)
 /// or to `to` (a new file); with `dry_run`, only say what would be

@@ -31,7 +31,10 @@ snapshot_copies() { find "$WORK"/node-*/meta/snapshots -name 'snapshot-*.mgsnap'
 
 say "a tree through the mount, no snapshot taken"
 # Periodic snapshots off: only the journal carries the changes.
-CFG_METADATA_EXTRA="  snapshot_interval_secs: 0"
+# Periodic snapshots off and no periodic journal flush within the test:
+# only durable operations (and a clean stop) write the journal.
+CFG_METADATA_EXTRA="  snapshot_interval_secs: 0
+  journal_flush_ms: 60000"
 write_config
 start_daemon mount
 mkdir -p "$T/a/b/c" "$T/empty"
@@ -115,6 +118,24 @@ for f in "$T"/busy/*; do
 done
 [ "$unlisted" -le 2 ] || fail "$unlisted unfinished files are visible (2 writers)"
 echo "$n closed files back after kill -9 and the database deleted"
+stop_daemon
+
+say "kill -9 right after a change no sync wrote out: the restart anchors the journal with a snapshot"
+start_daemon mount
+mkdir "$T/unsynced-dir"
+kill9_daemon
+unmount_mnt
+start_daemon mount
+grep -q 'taking a metadata snapshot before serving' "$DAEMON_LOG" \
+    || fail "the restart did not anchor the journal that missed the last change"
+[ -d "$T/unsynced-dir" ] || fail "the change committed locally is gone after the restart"
+fingerprint >"$WORK/before-anchor"
+stop_daemon
+delete_db
+start_daemon mount
+fingerprint >"$WORK/after-anchor"
+diff "$WORK/before-anchor" "$WORK/after-anchor" || fail "the namespace differs after a restore from the anchoring snapshot"
+[ ! -e "$DB.restored" ] || fail "a restore from the anchoring snapshot with no change after it was taken for incomplete"
 stop_daemon
 
 say "a corrupted page in metadata.db: rebuilt at start"
