@@ -27,6 +27,8 @@
 pub mod replay;
 pub mod upkeep;
 pub mod writer;
+#[cfg(test)]
+mod writer_tests;
 
 use serde::{Deserialize, Serialize};
 

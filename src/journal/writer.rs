@@ -14,8 +14,9 @@
 //! the next snapshot covers them (the snapshot worker is woken).
 
 use parking_lot::{Condvar, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::{
     encode_frame, encode_segment_header, segment_name, SegmentHeader, FORMAT, JOURNAL_AREA,
@@ -30,6 +31,9 @@ pub const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
 const EARLY_FLUSH_BYTES: u64 = 1024 * 1024;
 /// Attempts of one append on fresh segments before it is given up.
 const ATTEMPTS: usize = 3;
+/// A node that failed an append is not chosen for a new segment for this
+/// long (unless too few others are up).
+const SUSPECT_FOR: Duration = Duration::from_secs(30);
 
 /// The segment being appended to.
 #[derive(Debug, Clone)]
@@ -70,6 +74,8 @@ struct State {
     /// Grows when the active segment is closed from outside (snapshot,
     /// scrub): an append that started before does not reopen it.
     closings: u64,
+    /// Nodes that failed an append, and when.
+    suspects: Vec<(usize, Instant)>,
     status: WriterStatus,
 }
 
@@ -81,6 +87,8 @@ pub struct JournalWriter {
     wanted: usize,
     state: Mutex<State>,
     flushed: Condvar,
+    /// The creation time of the newest segment name (names never repeat).
+    last_created_ms: AtomicU64,
     /// Called when a segment ends up with fewer copies than wanted, or
     /// records must be written early (wake the snapshot / flush workers).
     on_reduced: Box<dyn Fn() + Send + Sync>,
@@ -111,6 +119,7 @@ impl JournalWriter {
                 ..State::default()
             }),
             flushed: Condvar::new(),
+            last_created_ms: AtomicU64::new(0),
             on_reduced,
             on_backlog,
         }
@@ -176,7 +185,7 @@ impl JournalWriter {
             format: FORMAT,
             cluster_id: self.cluster_id.clone(),
             first_lsn,
-            created_unix_ms: now_ms(),
+            created_unix_ms: segment_created_ms(&segment.name),
         });
         let size = header.len() as u64;
         let answers = self.store.journal_append_each(
@@ -206,6 +215,17 @@ impl JournalWriter {
             .collect();
         segment.bytes = size;
         Ok(segment)
+    }
+
+    /// A creation time for a new segment's name, later than the last one's.
+    fn next_created_ms(&self) -> u64 {
+        let now = now_ms();
+        let previous = self.last_created_ms.fetch_max(now, Ordering::SeqCst);
+        if previous >= now {
+            self.last_created_ms.fetch_add(1, Ordering::SeqCst) + 1
+        } else {
+            now
+        }
     }
 
     fn node_ids(&self, nodes: &[usize]) -> Vec<String> {
@@ -243,6 +263,7 @@ impl JournalWriter {
         let (first, last) = (first.lsn, last.lsn);
         let frame = encode_frame(&records);
         let mut errors = Vec::new();
+        let mut copies_written = 0;
         for _ in 0..ATTEMPTS {
             let closings = self.state.lock().closings;
             let mut segment = match self.segment_for(first, frame.len() as u64) {
@@ -258,7 +279,7 @@ impl JournalWriter {
                     format: FORMAT,
                     cluster_id: self.cluster_id.clone(),
                     first_lsn: segment.first_lsn,
-                    created_unix_ms: now_ms(),
+                    created_unix_ms: segment_created_ms(&segment.name),
                 });
             }
             bytes.extend_from_slice(&frame);
@@ -279,8 +300,18 @@ impl JournalWriter {
                 })
                 .collect();
             let written = answers.len() - failed.len();
+            copies_written += written;
             let mut state = self.state.lock();
             state.status.appends += 1;
+            let now = Instant::now();
+            state
+                .suspects
+                .retain(|(_, at)| now.duration_since(*at) < SUSPECT_FOR);
+            for (node, answer) in &answers {
+                if answer.is_err() {
+                    state.suspects.push((*node, now));
+                }
+            }
             if failed.is_empty() {
                 segment.bytes += size;
                 state.status.appended_bytes += size;
@@ -312,6 +343,11 @@ impl JournalWriter {
                 return Ok(Some(last));
             }
         }
+        if copies_written > 0 {
+            // Durable on fewer nodes than wanted, as data written while
+            // nodes are down; the next snapshot covers them.
+            return Ok(Some(last));
+        }
         // Not written anywhere: the records wait for the next attempt (no
         // LSN is ever skipped).
         self.queue.give_back(records);
@@ -331,30 +367,49 @@ impl JournalWriter {
     /// The segment the next frame (of `frame_bytes`, first record
     /// `first_lsn`) goes to: the active one, or a new one on up nodes.
     fn segment_for(&self, first_lsn: u64, frame_bytes: u64) -> Result<ActiveSegment> {
-        let mut state = self.state.lock();
-        if let Some(active) = &state.active {
-            let nodes_up = active.nodes.iter().all(|&i| self.store.is_up(i));
-            if nodes_up && active.bytes + frame_bytes <= SEGMENT_BYTES {
-                return Ok(active.clone());
+        let now = Instant::now();
+        let (suspects, lost_node) = {
+            let mut state = self.state.lock();
+            if let Some(active) = &state.active {
+                let nodes_up = active.nodes.iter().all(|&i| self.store.is_up(i));
+                if nodes_up && active.bytes + frame_bytes <= SEGMENT_BYTES {
+                    return Ok(active.clone());
+                }
+                if !nodes_up {
+                    state.status.reduced_segments += 1;
+                }
             }
-            if !nodes_up {
-                state.status.reduced_segments += 1;
-                drop(state);
-                (self.on_reduced)();
-            }
+            let suspects: Vec<usize> = state
+                .suspects
+                .iter()
+                .filter(|(_, at)| now.duration_since(*at) < SUSPECT_FOR)
+                .map(|(n, _)| *n)
+                .collect();
+            let lost_node = state
+                .active
+                .as_ref()
+                .is_some_and(|a| !a.nodes.iter().all(|&i| self.store.is_up(i)));
+            (suspects, lost_node)
+        };
+        if lost_node {
+            (self.on_reduced)();
         }
-        let nodes: Vec<usize> = self
+        // Up nodes spread over the regions, those that failed an append
+        // lately last.
+        let mut order: Vec<usize> = self
             .store
             .spread_over_regions()
             .into_iter()
             .filter(|&i| self.store.is_up(i))
-            .take(self.wanted)
             .collect();
+        order.sort_by_key(|i| suspects.contains(i));
+        let nodes: Vec<usize> = order.into_iter().take(self.wanted).collect();
         if nodes.is_empty() {
             return Err(Error::Unavailable("no node is up".into()));
         }
+        let created = self.next_created_ms();
         Ok(ActiveSegment {
-            name: segment_name(first_lsn, now_ms()),
+            name: segment_name(first_lsn, created),
             first_lsn,
             nodes,
             bytes: 0,
@@ -394,6 +449,11 @@ impl JournalSink for JournalWriter {
             (self.on_backlog)();
         }
     }
+}
+
+/// The creation time a segment's name carries (its header says the same).
+fn segment_created_ms(name: &str) -> u64 {
+    super::parse_segment_name(name).map_or(0, |(_, ms)| ms)
 }
 
 fn now_ms() -> u64 {
