@@ -17,11 +17,14 @@
 #   BENCH_API_BIG      number of 1–4 MiB objects for the HTTP API test   (100)
 #   BENCH_CONC_SIZE    size of each of the two files of the concurrency step (1G)
 #   BENCH_CONC_SECONDS seconds of stat sampling, alone and during commits  (10)
+#   BENCH_JOURNAL_SMALL small files per pass of the journal step           (2000)
+#   BENCH_JOURNAL_BIG  big-file size per pass of the journal step           (512M)
+#   BENCH_RESTORE_FILES files created before the metadata restore is timed (100000)
 #   BENCH_BASELINE_BIN another minigcs binary (e.g. the previous release) run
-#                      through the concurrency step too, for before/after
-#                      figures from the same run
+#                      through the concurrency and journal steps too, for
+#                      before/after figures from the same run
 #   BENCH_ONLY         comma-separated steps to run (main = bench+fio+API, rss,
-#                      recovery, concurrency); default: all of them
+#                      recovery, concurrency, journal, restore); default: all
 #   BENCH_CODEC=1      also run `cargo bench --bench codec` for 4+2 (minutes)
 #   BENCH_SKIP_BUILD=1 use the existing release binary
 #   BENCH_KEEP_WORK=1  keep target/bench-work (unmounted) for inspection
@@ -83,6 +86,9 @@ API_SMALL=${BENCH_API_SMALL:-1000}
 API_BIG=${BENCH_API_BIG:-100}
 CONC_SIZE=$(to_bytes "${BENCH_CONC_SIZE:-1G}")
 CONC_SECONDS=${BENCH_CONC_SECONDS:-10}
+JNL_SMALL=${BENCH_JOURNAL_SMALL:-2000}
+JNL_BIG=$(to_bytes "${BENCH_JOURNAL_BIG:-512M}")
+RESTORE_FILES=${BENCH_RESTORE_FILES:-100000}
 BASELINE_BIN=${BENCH_BASELINE_BIN:-}
 [ -z "$BASELINE_BIN" ] || [ -x "$BASELINE_BIN" ] || die "BENCH_BASELINE_BIN=$BASELINE_BIN is not an executable"
 # step NAME: is this step part of the run (BENCH_ONLY)?
@@ -486,7 +492,75 @@ if step concurrency; then
     fi
 fi
 
-# ---- 6. codec (optional) -------------------------------------------------------------------------
+# ---- 6. metadata journal: what it costs, and restore time -------------------------------------------
+
+# journal_pass LABEL BINARY ROUND: `minigcs bench` (small files create+close,
+# big write + fsync) on a fresh daemon of BINARY.
+journal_pass() {
+    local saved=$BIN
+    BIN=$2
+    start_daemon "jnl-$1-$3"
+    log "journal ($1, round $3): $JNL_SMALL small files, $(human "$JNL_BIG") big write"
+    "$BIN" bench "$DAEMON_DIR/mnt" --big-size "$JNL_BIG" --small-count "$JNL_SMALL" --small-size 4096 \
+        --json --no-drop-caches >"$LOGS/journal-$1-$3.json" || die "minigcs bench ($1) failed"
+    stop_daemon
+    rm -rf "$WORK/jnl-$1-$3"
+    BIN=$saved
+}
+JNL_LABELS=()
+if step journal; then
+    if [ -z "$BASELINE_BIN" ]; then
+        warn "journal step: no BENCH_BASELINE_BIN (a build from before the journal), so no before/after figures"
+        journal_pass current "$BIN" 1
+        JNL_LABELS=(current)
+    else
+        cp "$BASELINE_BIN" "$WORK/minigcs-baseline"
+        # Interleaved rounds; each figure is the better of two.
+        for round in 1 2; do
+            journal_pass current "$BIN" "$round"
+            journal_pass baseline "$WORK/minigcs-baseline" "$round"
+        done
+        JNL_LABELS=(current baseline)
+    fi
+fi
+
+# timed_start NAME: start the daemon of $WORK/NAME again (after the database
+# was deleted) and print the milliseconds until the mount answers
+timed_start() {
+    local t0
+    t0=$(now_ms)
+    start_daemon "$1" >&2
+    echo $(($(now_ms) - t0))
+}
+if step restore; then
+    start_daemon restore
+    log "restore: creating $RESTORE_FILES empty files in folders of 1000"
+    python3 - "$DAEMON_DIR/mnt/r" "$RESTORE_FILES" <<'PY' || die "creating the restore files failed"
+import os, sys
+root, n = sys.argv[1], int(sys.argv[2])
+for i in range(n):
+    d = os.path.join(root, "d%04d" % (i // 1000))
+    if i % 1000 == 0:
+        os.makedirs(d)
+    os.close(os.open(os.path.join(d, "f%06d" % i), os.O_CREAT | os.O_WRONLY, 0o644))
+PY
+    RESTORE_RECORDS=$(ctlj health | jq .metadata_journal.last_lsn)
+    stop_daemon
+    rm -f "$DAEMON_DIR"/metadata.db "$DAEMON_DIR"/metadata.db-wal "$DAEMON_DIR"/metadata.db-shm
+    RESTORE_JOURNAL_MS=$(timed_start restore)
+    n=$(find "$DAEMON_DIR/mnt/r" -type f | wc -l)
+    [ "$n" = "$RESTORE_FILES" ] || warn "restore from the journal brought back $n of $RESTORE_FILES files"
+    ctlj snapshot >/dev/null || warn "ctl snapshot failed"
+    stop_daemon
+    rm -f "$DAEMON_DIR"/metadata.db "$DAEMON_DIR"/metadata.db-wal "$DAEMON_DIR"/metadata.db-shm
+    RESTORE_SNAPSHOT_MS=$(timed_start restore)
+    n=$(find "$DAEMON_DIR/mnt/r" -type f | wc -l)
+    [ "$n" = "$RESTORE_FILES" ] || warn "restore from the snapshot brought back $n of $RESTORE_FILES files"
+    stop_daemon
+    rm -rf "$WORK/restore"
+fi
+
+# ---- 7. codec (optional) -------------------------------------------------------------------------
 
 CODEC_SIZES=()
 if [ "${BENCH_CODEC:-0}" = 1 ]; then
@@ -631,6 +705,34 @@ for label in "${CONC_LABELS[@]}"; do
         "$(yn awk -v a="$busy" -v b="$close_p50" 'BEGIN { exit !(a != "" && b != "" && a + 0 < b + 0) }')"
 done
 
+# Journal rows: the better of the rounds for each binary; "raw" holds the
+# baseline (before the journal) of the same run.
+jbest() { # jbest LABEL NAME -> best value over the rounds
+    local f v best=
+    for f in "$LOGS"/journal-"$1"-*.json; do
+        v=$(jq -r --arg n "$2" '[.[] | select(.name | startswith($n)) | .value][0] // empty' "$f")
+        best=$(awk -v a="$best" -v b="$v" 'BEGIN { if (a == "" || b + 0 > a + 0) print b; else print a }')
+    done
+    echo "$best"
+}
+if [ ${#JNL_LABELS[@]} -gt 0 ]; then
+    for fig in "small write" "big write"; do
+        cur=$(jbest current "$fig")
+        base=""
+        [ "${#JNL_LABELS[@]}" -lt 2 ] || base=$(jbest baseline "$fig")
+        rr=$(ratio "$cur" "$base")
+        unit="files/s"; [ "$fig" = "big write" ] && unit="MiB/s"
+        row "journal: $fig ($( [ "$fig" = "big write" ] && echo "$(human "$JNL_BIG") + fsync" || echo "$JNL_SMALL × 4 KiB create+close")), $unit (raw = the same before the journal)" \
+            "$(f1 "$cur")" "$(f1 "$base")" "—" "$(rfmt "$rr")" "—" "≥ 0.9× before the journal" "$(yn ge "$rr" 0.9)"
+    done
+fi
+if step restore; then
+    row "restore: metadata.db deleted, $RESTORE_FILES files, rebuilt from the journal alone ($RESTORE_RECORDS records) until the mount answers, ms" \
+        "$RESTORE_JOURNAL_MS" "—" "—" "—" "—" "recorded (no target)" "—"
+    row "restore: the same from a snapshot (no record after it), ms" \
+        "$RESTORE_SNAPSHOT_MS" "—" "—" "—" "—" "recorded (no target)" "—"
+fi
+
 for sz in "${CODEC_SIZES[@]}"; do
     enc=$(codec_gibs encode "$sz")
     cpy=$(codec_gibs memcpy "$sz")
@@ -665,6 +767,12 @@ if step recovery; then NOTES+=(
 ); fi
 if step concurrency; then NOTES+=(
     "Concurrency: a fresh daemon per binary; two $(human "$CONC_SIZE") files written with dd conv=fsync; one thread reads file A, then 4 threads read their quarter of file B through one shared descriptor (page cache dropped before each pass); the same again with the node folders' shard files read into the page cache first (node folders warm: the daemon, not the disk, is measured), and the disk's own rate reading every shard file cold with 8 threads; stat = statx with AT_STATX_FORCE_SYNC of a small file for $CONC_SECONDS s alone, then $CONC_SECONDS s while another thread writes and closes 4 MiB files (raw JSON: concurrency-*.json)."
+); fi
+if [ ${#JNL_LABELS[@]} -gt 0 ]; then NOTES+=(
+    "Journal: \`minigcs bench\` on a fresh daemon per pass (page cache not dropped), this build and BENCH_BASELINE_BIN interleaved over two rounds, the better of each; small write = create, write 4 KiB, close (durable: shards, local commit and journal append)."
+); fi
+if step restore; then NOTES+=(
+    "Restore: $RESTORE_FILES empty files created through the mount, a clean stop, metadata.db and its -wal/-shm deleted, then the start timed until the mount answers (journal replay, integrity check, mount); again after \`ctl snapshot\`."
 ); fi
 NOTES+=(
     "Whole run: ${ELAPSED} s (without the build)."
