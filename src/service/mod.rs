@@ -68,7 +68,8 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::model::{
-    AttrChange, DirPage, Inode, NameRef, NodeSpec, ObjectStamp, PutOptions, RenameMode, XattrWrite,
+    AttrChange, DirPage, Inode, NameRef, NodeSpec, ObjectStamp, Owner, PutOptions, RenameMode,
+    XattrWrite, ROOT_INO,
 };
 use crate::node::NodeBackend;
 pub(crate) use context::Context;
@@ -234,6 +235,19 @@ impl Service {
         self.objects().put_stamped(key, reader, stamp)
     }
 
+    /// Store a copy of the current version of `from` at `to`, as a PUT of
+    /// its bytes would (`opts` as for `put_object`).
+    pub fn copy_object(&self, from: &str, to: &str, opts: PutOptions) -> Result<Inode> {
+        self.ctx.meta.check_writable()?;
+        self.objects().copy(from, to, opts)
+    }
+
+    /// The hex MD5 of a file's committed content (computed and stored when
+    /// unknown), with the inode as read then.
+    pub fn md5_of(&self, inode: Inode) -> Result<(Inode, String)> {
+        self.objects().md5_of(inode)
+    }
+
     /// Capture the committed version of a file for reading.
     pub fn snapshot(&self, ino: u64) -> Result<Snapshot> {
         Snapshot::capture(&self.ctx, ino)
@@ -268,6 +282,36 @@ impl Service {
 
     pub fn info_of(&self, key: String, inode: Inode) -> Result<ObjectInfo> {
         self.objects().info_of(key, inode)
+    }
+
+    /// Make the top-level directory `name` (an S3 bucket), as root, mode
+    /// 0755; the mount's kernel caches learn of the new name.
+    pub fn make_top_dir(&self, name: &[u8]) -> Result<Inode> {
+        self.ctx.meta.check_writable()?;
+        let made =
+            self.namespace()
+                .make_node(ROOT_INO, name, &NodeSpec::dir(0o755, Owner::ROOT))?;
+        self.ctx.notify(&[Change::Entry {
+            parent: ROOT_INO,
+            name: name.to_vec(),
+        }]);
+        Ok(made)
+    }
+
+    /// Remove the empty top-level directory `name` (an S3 bucket); the
+    /// mount's kernel caches forget it.
+    pub fn remove_top_dir(&self, name: &[u8]) -> Result<()> {
+        self.ctx.meta.check_writable()?;
+        let dir = self.namespace().lookup(ROOT_INO, name)?;
+        self.namespace().rmdir(ROOT_INO, name)?;
+        self.ctx.notify(&[
+            Change::Entry {
+                parent: ROOT_INO,
+                name: name.to_vec(),
+            },
+            Change::Inode(dir.ino),
+        ]);
+        Ok(())
     }
 
     // --------------------------------------------------- namespace by inode
