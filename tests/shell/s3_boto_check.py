@@ -1,0 +1,168 @@
+"""boto3 with its default settings against minigcs's S3 API.
+
+Usage: s3_boto_check.py ENDPOINT ACCESS_KEY SECRET_KEY WORKDIR
+Each check raises on a wrong answer; the last line printed is "boto3 checks passed".
+"""
+import hashlib
+import os
+import sys
+import urllib.request
+import urllib.error
+
+import boto3
+import botocore
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+endpoint, access, secret, work = sys.argv[1:5]
+
+
+def client(secret_key=secret, access_key=access):
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        region_name="us-east-1",
+        config=Config(retries={"max_attempts": 1}),
+    )
+
+
+def code_of(call):
+    try:
+        call()
+    except ClientError as e:
+        return e.response["Error"]["Code"]
+    raise AssertionError("the call succeeded but should have failed")
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+    print("ok:", what)
+
+
+s3 = client()
+print("botocore", botocore.__version__)
+
+# Buckets
+s3.create_bucket(Bucket="alpha")
+s3.create_bucket(Bucket="beta")
+names = [b["Name"] for b in s3.list_buckets()["Buckets"]]
+check({"alpha", "beta"} <= set(names), f"list_buckets shows alpha and beta: {names}")
+check(code_of(lambda: s3.create_bucket(Bucket="alpha")) == "BucketAlreadyOwnedByYou", "create twice")
+check(code_of(lambda: s3.create_bucket(Bucket="Bad_Name")) == "InvalidBucketName", "bad bucket name")
+check(code_of(lambda: s3.head_bucket(Bucket="nope-missing")) in ("404", "NoSuchBucket"), "head missing bucket")
+loc = s3.get_bucket_location(Bucket="alpha").get("LocationConstraint")
+check(loc in (None, "", "us-east-1"), f"bucket location {loc!r}")
+
+# Put/get/head with metadata, content type, Content-MD5 (boto3 default:
+# aws-chunked body with a CRC trailer)
+data = os.urandom(300_000)
+md5 = hashlib.md5(data).hexdigest()
+put = s3.put_object(Bucket="alpha", Key="dir/one.bin", Body=data, ContentType="application/x-test",
+                    Metadata={"mtime": "1700000000.5", "Owner": "me"})
+check(put["ETag"].strip('"') == md5, "PUT ETag is the MD5 of the bytes")
+got = s3.get_object(Bucket="alpha", Key="dir/one.bin")
+body = got["Body"].read()
+check(body == data, "GET returns the bytes")
+check(got["ETag"].strip('"') == md5, "GET ETag")
+check(got["ContentType"] == "application/x-test", "Content-Type kept")
+check(got["Metadata"] == {"mtime": "1700000000.5", "owner": "me"}, f"metadata kept: {got['Metadata']}")
+head = s3.head_object(Bucket="alpha", Key="dir/one.bin")
+check(head["ContentLength"] == len(data) and head["ETag"].strip('"') == md5, "HEAD size and ETag")
+
+# Range and conditions
+part = s3.get_object(Bucket="alpha", Key="dir/one.bin", Range="bytes=1000-1999")
+check(part["Body"].read() == data[1000:2000], "Range bytes=1000-1999")
+check(part["ContentRange"] == f"bytes 1000-1999/{len(data)}", "Content-Range")
+tail = s3.get_object(Bucket="alpha", Key="dir/one.bin", Range="bytes=-10")["Body"].read()
+check(tail == data[-10:], "suffix range")
+check(code_of(lambda: s3.get_object(Bucket="alpha", Key="dir/one.bin", Range="bytes=999999999-")) == "InvalidRange",
+      "unsatisfiable range")
+check(code_of(lambda: s3.get_object(Bucket="alpha", Key="dir/one.bin", IfMatch='"0000"')) == "PreconditionFailed",
+      "If-Match mismatch")
+check(code_of(lambda: s3.get_object(Bucket="alpha", Key="dir/one.bin", IfNoneMatch=put["ETag"])) == "304",
+      "If-None-Match match is 304")
+check(code_of(lambda: s3.get_object(Bucket="alpha", Key="dir/one.bin",
+                                    IfModifiedSince=head["LastModified"])) == "304",
+      "If-Modified-Since Last-Modified is 304")
+check(s3.get_object(Bucket="alpha", Key="dir/one.bin", IfMatch=put["ETag"])["Body"].read() == data,
+      "If-Match match")
+
+# Errors
+check(code_of(lambda: s3.get_object(Bucket="alpha", Key="missing")) == "NoSuchKey", "NoSuchKey")
+check(code_of(lambda: s3.get_object(Bucket="nobucket", Key="x")) == "NoSuchBucket", "NoSuchBucket")
+check(code_of(lambda: s3.put_object(Bucket="alpha", Key="a/../../escape", Body=b"x")) == "InvalidArgument",
+      "'..' key refused")
+check(code_of(lambda: s3.put_object(Bucket="alpha", Key="k" * 1100, Body=b"x")) == "KeyTooLongError",
+      "long key refused")
+check(code_of(lambda: s3.put_object(Bucket="alpha", Key="bad-md5", Body=b"hello",
+                                    ContentMD5="AAAAAAAAAAAAAAAAAAAAAA==")) == "BadDigest",
+      "wrong Content-MD5 refused")
+check(code_of(lambda: s3.head_object(Bucket="alpha", Key="bad-md5")) in ("404", "NoSuchKey"),
+      "nothing stored after a bad digest")
+check(code_of(lambda: client(secret_key="wrong-secret-123").list_buckets()) == "SignatureDoesNotMatch",
+      "wrong secret refused")
+check(code_of(lambda: client(access_key="NOSUCHKEY").list_buckets()) == "InvalidAccessKeyId",
+      "unknown access key refused")
+
+# Copy within and across buckets; delete_objects
+s3.copy_object(Bucket="alpha", Key="copy.bin", CopySource={"Bucket": "alpha", "Key": "dir/one.bin"})
+s3.copy_object(Bucket="beta", Key="x/copy.bin", CopySource={"Bucket": "alpha", "Key": "dir/one.bin"})
+for b, k in (("alpha", "copy.bin"), ("beta", "x/copy.bin")):
+    c = s3.get_object(Bucket=b, Key=k)
+    check(c["Body"].read() == data and c["ETag"].strip('"') == md5, f"copy at {b}/{k}")
+    check(c["Metadata"].get("owner") == "me", f"copy keeps metadata at {b}/{k}")
+res = s3.delete_objects(Bucket="alpha", Delete={"Objects": [{"Key": "copy.bin"}, {"Key": "never-there"}]})
+check(sorted(d["Key"] for d in res.get("Deleted", [])) == ["copy.bin", "never-there"], "delete_objects")
+check(code_of(lambda: s3.head_object(Bucket="alpha", Key="copy.bin")) in ("404", "NoSuchKey"), "deleted")
+s3.delete_object(Bucket="beta", Key="x/copy.bin")
+
+# Paged listing with a delimiter
+s3.create_bucket(Bucket="paged")
+keys = [f"top-{i:03d}" for i in range(25)] + [f"d{j}/f{i}" for j in range(5) for i in range(4)]
+for k in keys:
+    s3.put_object(Bucket="paged", Key=k, Body=k.encode())
+pager = s3.get_paginator("list_objects_v2")
+seen, prefixes, pages = [], [], 0
+for page in pager.paginate(Bucket="paged", Delimiter="/", PaginationConfig={"PageSize": 7}):
+    pages += 1
+    seen += [o["Key"] for o in page.get("Contents", [])]
+    prefixes += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
+check(sorted(seen) == sorted(k for k in keys if "/" not in k), f"v2 keys across {pages} pages")
+check(prefixes == [f"d{j}/" for j in range(5)], f"v2 common prefixes once each: {prefixes}")
+check(pages == 5, f"30 entries in pages of 7 is 5 pages, got {pages}")
+all_v2 = [o["Key"] for p in pager.paginate(Bucket="paged", PaginationConfig={"PageSize": 10}) for o in p.get("Contents", [])]
+check(all_v2 == sorted(keys), "v2 without delimiter: every key once, sorted")
+v1 = s3.get_paginator("list_objects")
+seen1, pre1 = [], []
+for page in v1.paginate(Bucket="paged", Delimiter="/", PaginationConfig={"PageSize": 6}):
+    seen1 += [o["Key"] for o in page.get("Contents", [])]
+    pre1 += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
+check(seen1 == seen and pre1 == prefixes, "v1 paging with delimiter agrees with v2")
+sub = s3.list_objects_v2(Bucket="paged", Prefix="d3/", StartAfter="d3/f1")
+check([o["Key"] for o in sub["Contents"]] == ["d3/f2", "d3/f3"], "prefix + start-after")
+one = s3.list_objects_v2(Bucket="paged", MaxKeys=1)
+check(one["IsTruncated"] and one["KeyCount"] == 1, "max-keys 1")
+
+# DeleteBucket refuses a bucket with objects
+check(code_of(lambda: s3.delete_bucket(Bucket="paged")) == "BucketNotEmpty", "BucketNotEmpty")
+
+# Presigned GET through plain HTTP
+url = s3.generate_presigned_url("get_object", Params={"Bucket": "alpha", "Key": "dir/one.bin"}, ExpiresIn=300)
+with urllib.request.urlopen(url) as r:
+    check(r.read() == data, "presigned GET")
+bad_url = url.replace("Signature=", "Signature=0")
+try:
+    urllib.request.urlopen(bad_url)
+    raise AssertionError("a tampered presigned URL was served")
+except urllib.error.HTTPError as e:
+    check(e.code == 403, "tampered presigned URL refused")
+
+# Empty bucket deletes
+s3.create_bucket(Bucket="gone")
+s3.delete_bucket(Bucket="gone")
+check("gone" not in [b["Name"] for b in s3.list_buckets()["Buckets"]], "DeleteBucket of an empty bucket")
+
+print("boto3 checks passed")
