@@ -281,6 +281,9 @@ pub struct PutOptions<'a> {
     /// replacing those under the set's prefix (None: an upload over an
     /// existing file keeps that file's attributes).
     pub xattrs: Option<XattrSet<'a>>,
+    /// Recorded as the content's MD5 instead of the one computed: what an
+    /// object assembled from parts is known by (S3's `md5-of-md5s-N`).
+    pub etag: Option<&'a str>,
 }
 
 /// Extended attributes set together: every attribute whose name starts

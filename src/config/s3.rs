@@ -14,6 +14,9 @@ pub struct S3Config {
     pub region: String,
     pub access_key: String,
     pub secret_key: String,
+    /// Seconds after which a multipart upload nobody completed or aborted
+    /// is removed with its parts.
+    pub multipart_max_age_secs: u64,
 }
 
 impl Default for S3Config {
@@ -25,6 +28,7 @@ impl Default for S3Config {
             region: "us-east-1".into(),
             access_key: String::new(),
             secret_key: String::new(),
+            multipart_max_age_secs: 7 * 86_400,
         }
     }
 }
@@ -38,6 +42,7 @@ pub const S3_KEYS: &[&str] = &[
     "s3.region",
     "s3.access_key",
     "s3.secret_key",
+    "s3.multipart_max_age_secs",
 ];
 
 impl S3Config {

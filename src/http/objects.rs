@@ -273,6 +273,7 @@ fn put_options(content_type: &Option<String>, max_size: u64) -> PutOptions<'_> {
         content_type: content_type.as_deref(),
         max_size: Some(max_size),
         xattrs: None,
+        etag: None,
     }
 }
 

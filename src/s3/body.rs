@@ -36,6 +36,31 @@ pub struct Expected {
 }
 
 impl Expected {
+    /// What a request says: `Content-MD5`, the checksum headers (as s3s
+    /// parsed them) and the trailers `x-amz-trailer` announces.
+    pub fn from_request(
+        headers: &axum::http::HeaderMap,
+        trailers: Option<TrailingHeaders>,
+        content_md5: Option<String>,
+        checksums: Checksum,
+    ) -> Expected {
+        let trailer_names = headers
+            .get("x-amz-trailer")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.split(',')
+                    .map(|n| n.trim().to_ascii_lowercase())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Expected {
+            content_md5,
+            headers: checksums,
+            trailer_names,
+            trailers,
+        }
+    }
+
     /// The algorithms to compute: those with a header value or a trailer.
     fn hasher(&self) -> ChecksumHasher {
         let has = |header: &Option<String>, name: &str| {

@@ -14,11 +14,13 @@
 //! - `buckets`: ListBuckets, CreateBucket, HeadBucket, DeleteBucket, GetBucketLocation
 //! - `objects`: PutObject, GetObject, HeadObject, DeleteObject(s), CopyObject
 //! - `listing`: ListObjects (v1) and ListObjectsV2
+//! - `multipart`: multipart uploads (Create, UploadPart, Complete, Abort, ListParts, ListMultipartUploads)
 
 mod body;
 mod buckets;
 mod error;
 mod listing;
+mod multipart;
 mod names;
 mod objects;
 
@@ -267,6 +269,76 @@ impl s3s::S3 for S3Front {
             "list_objects_v2",
             &bucket,
             listing::list_v2(self, req.input),
+        )
+        .await
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        let key = format!("{}/{}", req.input.bucket, req.input.key);
+        self.measured(
+            "create_multipart_upload",
+            &key,
+            multipart::create(self, req.input),
+        )
+        .await
+    }
+
+    async fn upload_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        let key = format!("{}/{}", req.input.bucket, req.input.key);
+        self.measured("upload_part", &key, multipart::upload_part(self, req))
+            .await
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let key = format!("{}/{}", req.input.bucket, req.input.key);
+        self.measured(
+            "complete_multipart_upload",
+            &key,
+            multipart::complete(self, req.input),
+        )
+        .await
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        let key = format!("{}/{}", req.input.bucket, req.input.key);
+        self.measured(
+            "abort_multipart_upload",
+            &key,
+            multipart::abort(self, req.input),
+        )
+        .await
+    }
+
+    async fn list_parts(
+        &self,
+        req: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
+        let key = format!("{}/{}", req.input.bucket, req.input.key);
+        self.measured("list_parts", &key, multipart::list_parts(self, req.input))
+            .await
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        let bucket = req.input.bucket.clone();
+        self.measured(
+            "list_multipart_uploads",
+            &bucket,
+            multipart::list_uploads(self, req.input),
         )
         .await
     }

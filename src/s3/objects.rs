@@ -28,9 +28,9 @@ pub const META_PREFIX: &[u8] = b"user.s3.meta.";
 const READ_PIECE: u64 = 1 << 20;
 
 /// S3's largest single PUT (5 GiB), whatever `api.max_file_size` allows.
-const MAX_SINGLE_PUT: u64 = 5 << 30;
+pub const MAX_SINGLE_PUT: u64 = 5 << 30;
 
-fn metadata_xattrs(metadata: Option<Metadata>) -> Vec<(Vec<u8>, Vec<u8>)> {
+pub fn metadata_xattrs(metadata: Option<Metadata>) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut attrs: Vec<(Vec<u8>, Vec<u8>)> = metadata
         .unwrap_or_default()
         .into_iter()
@@ -180,18 +180,11 @@ pub async fn put(
     {
         return Err(too_large(max));
     }
-    let trailer_names = headers
-        .get("x-amz-trailer")
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(',')
-                .map(|n| n.trim().to_ascii_lowercase())
-                .collect()
-        })
-        .unwrap_or_default();
-    let expected = Expected {
-        content_md5: input.content_md5.clone(),
-        headers: Checksum {
+    let expected = Expected::from_request(
+        &headers,
+        trailing_headers,
+        input.content_md5.clone(),
+        Checksum {
             checksum_crc32: input.checksum_crc32.clone(),
             checksum_crc32c: input.checksum_crc32c.clone(),
             checksum_crc64nvme: input.checksum_crc64nvme.clone(),
@@ -199,9 +192,7 @@ pub async fn put(
             checksum_sha256: input.checksum_sha256.clone(),
             ..Default::default()
         },
-        trailer_names,
-        trailers: trailing_headers,
-    };
+    );
     let (mut reader, verdict) = body::reader(input.body, expected)?;
     let attrs = metadata_xattrs(input.metadata);
     let content_type = input.content_type;
@@ -214,6 +205,7 @@ pub async fn put(
                 prefix: META_PREFIX,
                 attrs: &attrs,
             }),
+            etag: None,
         };
         service.put_object(&full, &mut reader, opts)
     })
@@ -245,7 +237,7 @@ pub async fn put(
     Ok((S3Response::new(output), inode.size))
 }
 
-fn too_large(max: u64) -> S3Error {
+pub fn too_large(max: u64) -> S3Error {
     s3s::s3_error!(
         EntityTooLarge,
         "Your proposed upload exceeds the maximum allowed object size of {max} bytes."
@@ -454,6 +446,7 @@ pub async fn copy(
                 prefix: META_PREFIX,
                 attrs: &attrs,
             }),
+            etag: None,
         };
         service.copy_object(&from, &to, opts)
     })

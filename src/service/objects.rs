@@ -97,6 +97,7 @@ impl Objects<'_> {
             content_type,
             max_size,
             xattrs,
+            etag,
         } = opts;
         let Env {
             ctx,
@@ -187,7 +188,10 @@ impl Objects<'_> {
         // `info` and the download headers all show this same value.
         let decided = content_type_for(key, content_type);
         template.content_type = Some(decided.clone());
-        let md5 = hex::encode(md5.finalize());
+        let md5 = match etag {
+            Some(given) => given.to_string(),
+            None => hex::encode(md5.finalize()),
+        };
         template.md5 = Some(md5.clone());
         let commit = FileCommit {
             ino: 0,

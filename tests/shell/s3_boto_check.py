@@ -1,6 +1,10 @@
 """boto3 with its default settings against minigcs's S3 API.
 
-Usage: s3_boto_check.py ENDPOINT ACCESS_KEY SECRET_KEY WORKDIR
+Usage: s3_boto_check.py ENDPOINT ACCESS_KEY SECRET_KEY WORKDIR [MODE [UPLOAD_ID]]
+MODE "all" (default): every check; "mpu-start": start a multipart upload of
+bucket mpu, key crash.bin with two 5 MiB parts (their bytes in
+WORKDIR/crash-part-N), print the upload id; "mpu-finish ID": the parts are
+still listed, completing gives the bytes and the multipart ETag.
 Each check raises on a wrong answer; the last line printed is "boto3 checks passed".
 """
 import hashlib
@@ -15,6 +19,13 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 endpoint, access, secret, work = sys.argv[1:5]
+mode = sys.argv[5] if len(sys.argv) > 5 else "all"
+MiB = 1 << 20
+
+
+def multipart_etag(parts):
+    inner = b"".join(hashlib.md5(p).digest() for p in parts)
+    return f"{hashlib.md5(inner).hexdigest()}-{len(parts)}"
 
 
 def client(secret_key=secret, access_key=access):
@@ -44,6 +55,49 @@ def check(cond, what):
 
 s3 = client()
 print("botocore", botocore.__version__)
+
+if mode == "mpu-start":
+    try:
+        s3.create_bucket(Bucket="mpu")
+    except ClientError:
+        pass
+    up = s3.create_multipart_upload(Bucket="mpu", Key="crash.bin")["UploadId"]
+    for n in (1, 2):
+        data = os.urandom(5 * MiB)
+        with open(os.path.join(work, f"crash-part-{n}"), "wb") as f:
+            f.write(data)
+        s3.upload_part(Bucket="mpu", Key="crash.bin", UploadId=up, PartNumber=n, Body=data)
+    print(up)
+    sys.exit(0)
+
+if mode == "mpu-sweep":
+    # Run with s3.multipart_max_age_secs: 2. An upload left alone is removed
+    # when a later one starts after that age; the later one stays.
+    old = s3.create_multipart_upload(Bucket="mpu", Key="old.bin")["UploadId"]
+    s3.upload_part(Bucket="mpu", Key="old.bin", UploadId=old, PartNumber=1, Body=b"abandoned")
+    import time
+    time.sleep(3)
+    new = s3.create_multipart_upload(Bucket="mpu", Key="new.bin")["UploadId"]
+    check(code_of(lambda: s3.list_parts(Bucket="mpu", Key="old.bin", UploadId=old)) == "NoSuchUpload",
+          "an abandoned upload is swept after s3.multipart_max_age_secs")
+    ups = [u["UploadId"] for u in s3.list_multipart_uploads(Bucket="mpu").get("Uploads", [])]
+    check(ups == [new], f"the new upload stays: {ups}")
+    s3.abort_multipart_upload(Bucket="mpu", Key="new.bin", UploadId=new)
+    print("boto3 checks passed")
+    sys.exit(0)
+
+if mode == "mpu-finish":
+    up = sys.argv[6]
+    parts = s3.list_parts(Bucket="mpu", Key="crash.bin", UploadId=up)["Parts"]
+    check([p["PartNumber"] for p in parts] == [1, 2], "both parts survived the kill")
+    datas = [open(os.path.join(work, f"crash-part-{n}"), "rb").read() for n in (1, 2)]
+    done = s3.complete_multipart_upload(
+        Bucket="mpu", Key="crash.bin", UploadId=up,
+        MultipartUpload={"Parts": [{"PartNumber": p["PartNumber"], "ETag": p["ETag"]} for p in parts]})
+    check(done["ETag"].strip('"') == multipart_etag(datas), "multipart ETag after the restart")
+    check(s3.get_object(Bucket="mpu", Key="crash.bin")["Body"].read() == b"".join(datas), "bytes after the restart")
+    print("boto3 checks passed")
+    sys.exit(0)
 
 # Buckets
 s3.create_bucket(Bucket="alpha")
@@ -159,6 +213,63 @@ try:
     raise AssertionError("a tampered presigned URL was served")
 except urllib.error.HTTPError as e:
     check(e.code == 403, "tampered presigned URL refused")
+
+# Multipart: 21 MiB in 5 MiB parts through the transfer manager
+from boto3.s3.transfer import TransferConfig
+big = os.urandom(21 * MiB)
+big_path = os.path.join(work, "big.bin")
+with open(big_path, "wb") as f:
+    f.write(big)
+s3.upload_file(big_path, "alpha", "big/21mib.bin",
+               Config=TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB))
+expected = multipart_etag([big[i:i + 5 * MiB] for i in range(0, len(big), 5 * MiB)])
+h = s3.head_object(Bucket="alpha", Key="big/21mib.bin")
+check(h["ETag"].strip('"') == expected and expected.endswith("-5"), f"multipart ETag {h['ETag']} == {expected}")
+check(h["ContentLength"] == len(big), "multipart size")
+back = os.path.join(work, "big.back")
+s3.download_file("alpha", "big/21mib.bin", back)
+check(open(back, "rb").read() == big, "multipart object downloads whole")
+
+# Multipart by hand: list uploads and parts, order and size rules, abort
+up = s3.create_multipart_upload(Bucket="alpha", Key="by-hand.bin", Metadata={"k": "v"})["UploadId"]
+p1, p2 = os.urandom(5 * MiB), os.urandom(1000)
+e1 = s3.upload_part(Bucket="alpha", Key="by-hand.bin", UploadId=up, PartNumber=1, Body=p1)["ETag"]
+e2 = s3.upload_part(Bucket="alpha", Key="by-hand.bin", UploadId=up, PartNumber=2, Body=p2)["ETag"]
+check(e1.strip('"') == hashlib.md5(p1).hexdigest(), "UploadPart ETag is the part's MD5")
+ups = s3.list_multipart_uploads(Bucket="alpha").get("Uploads", [])
+check([(u["Key"], u["UploadId"]) for u in ups] == [("by-hand.bin", up)], f"list_multipart_uploads: {ups}")
+parts = s3.list_parts(Bucket="alpha", Key="by-hand.bin", UploadId=up)["Parts"]
+check([(p["PartNumber"], p["Size"]) for p in parts] == [(1, 5 * MiB), (2, 1000)], "list_parts")
+check(code_of(lambda: s3.complete_multipart_upload(
+    Bucket="alpha", Key="by-hand.bin", UploadId=up,
+    MultipartUpload={"Parts": [{"PartNumber": 2, "ETag": e2}, {"PartNumber": 1, "ETag": e1}]})) == "InvalidPartOrder",
+    "parts out of order refused")
+check(code_of(lambda: s3.complete_multipart_upload(
+    Bucket="alpha", Key="by-hand.bin", UploadId=up,
+    MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e2}, {"PartNumber": 2, "ETag": e2}]})) == "InvalidPart",
+    "a wrong part ETag refused")
+check(code_of(lambda: s3.complete_multipart_upload(
+    Bucket="alpha", Key="by-hand.bin", UploadId=up,
+    MultipartUpload={"Parts": [{"PartNumber": 2, "ETag": e2}, {"PartNumber": 3, "ETag": e2}]})) == "InvalidPart",
+    "a missing part refused")
+small = s3.create_multipart_upload(Bucket="alpha", Key="small.bin")["UploadId"]
+es = [s3.upload_part(Bucket="alpha", Key="small.bin", UploadId=small, PartNumber=n, Body=b"x" * 10)["ETag"] for n in (1, 2)]
+check(code_of(lambda: s3.complete_multipart_upload(
+    Bucket="alpha", Key="small.bin", UploadId=small,
+    MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in zip((1, 2), es)]})) == "EntityTooSmall",
+    "a small part but the last refused")
+s3.abort_multipart_upload(Bucket="alpha", Key="small.bin", UploadId=small)
+check(code_of(lambda: s3.list_parts(Bucket="alpha", Key="small.bin", UploadId=small)) == "NoSuchUpload",
+      "aborted upload is gone")
+check(code_of(lambda: s3.head_object(Bucket="alpha", Key="small.bin")) in ("404", "NoSuchKey"),
+      "aborted upload left no object")
+done = s3.complete_multipart_upload(
+    Bucket="alpha", Key="by-hand.bin", UploadId=up,
+    MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 2, "ETag": e2}]})
+check(done["ETag"].strip('"') == multipart_etag([p1, p2]), "CompleteMultipartUpload ETag")
+g = s3.get_object(Bucket="alpha", Key="by-hand.bin")
+check(g["Body"].read() == p1 + p2 and g["Metadata"] == {"k": "v"}, "completed object: bytes and metadata")
+check(s3.list_multipart_uploads(Bucket="alpha").get("Uploads", []) == [], "no uploads left after complete/abort")
 
 # Empty bucket deletes
 s3.create_bucket(Bucket="gone")

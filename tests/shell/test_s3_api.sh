@@ -110,11 +110,37 @@ aws_s3 s3 mv --only-show-errors s3://alpha/from-s3/data.bin s3://beta/moved/data
 [ ! -e "$MNT/alpha/from-s3/data.bin" ] || fail "the source of mv is still in the mount"
 assert_eq "$(sha_of "$WORK/s3-made.bin")" "$(sha_of "$MNT/beta/moved/data.bin")" "moved object through the mount"
 
+say "completed and aborted multipart uploads leave no staging behind"
+left=$(find "$MNT/.s3-uploads" -mindepth 1 2>/dev/null | head -5)
+[ -z "$left" ] || fail "staged uploads left in the namespace: $left"
+
 say "metrics name the S3 operations"
 ctlj metrics >"$WORK/metrics.json" 2>/dev/null || api /metrics/summary >"$WORK/metrics.json"
 for op in s3_put_object s3_get_object s3_list_objects_v2 s3_copy_object; do
     grep -q "\"$op\"" "$WORK/metrics.json" || fail "metrics do not name $op: $(head -c 600 "$WORK/metrics.json")"
 done
+
+s3_check() { "$PY" "$LIB_DIR/s3_boto_check.py" "$S3_URL" "$ACCESS" "$SECRET" "$WORK" "$@"; }
+
+say "kill -9 during a multipart upload loses no stored part"
+upload_id=$(s3_check mpu-start 2>"$WORK/mpu.err" | tail -n 1) || { cat "$WORK/mpu.err" >&2; fail "starting the multipart upload failed"; }
+kill9_daemon
+start_daemon mount
+wait_until 10 curl -s -o /dev/null "$S3_URL/" || fail "the S3 port does not answer after the restart"
+s3_check mpu-finish "$upload_id" >"$WORK/mpu.out" 2>&1 || { cat "$WORK/mpu.out" >&2; fail "finishing the upload after kill -9 failed"; }
+assert_eq "$(cat "$WORK"/crash-part-1 "$WORK"/crash-part-2 | sha256sum | cut -d' ' -f1)" \
+    "$(sha_of "$MNT/mpu/crash.bin")" "the completed upload through the mount"
+stop_daemon
+
+say "abandoned multipart uploads are removed after s3.multipart_max_age_secs"
+CFG_EXTRA="$CFG_EXTRA
+  multipart_max_age_secs: 2"
+write_config
+start_daemon mount
+wait_until 10 curl -s -o /dev/null "$S3_URL/" || fail "the S3 port does not answer after the restart"
+s3_check mpu-sweep >"$WORK/sweep.out" 2>&1 || { cat "$WORK/sweep.out" >&2; fail "sweep checks failed"; }
+left=$(find "$MNT/.s3-uploads" -mindepth 1 2>/dev/null | head -5)
+[ -z "$left" ] || fail "staged uploads left after the sweep and abort: $left"
 
 stop_daemon
 echo "PASS: $TEST_NAME"
