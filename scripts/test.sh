@@ -31,6 +31,9 @@ python3:python3 getfattr:attr setfacl:acl bindfs:bindfs fio:fio"
 # test_openapi.sh renders /docs in a headless browser
 TOOLS="$TOOLS chromium:chromium"
 
+# test_s3_api.sh drives the S3 API with these clients
+TOOLS="$TOOLS rclone:rclone s3cmd:s3cmd"
+
 install_tools() {
     local missing=() pair cmd pkg sudo=
     for pair in $TOOLS; do

@@ -271,6 +271,48 @@ g = s3.get_object(Bucket="alpha", Key="by-hand.bin")
 check(g["Body"].read() == p1 + p2 and g["Metadata"] == {"k": "v"}, "completed object: bytes and metadata")
 check(s3.list_multipart_uploads(Bucket="alpha").get("Uploads", []) == [], "no uploads left after complete/abort")
 
+# What boto3 sends by default over TLS: an aws-chunked body with an unsigned
+# CRC32 trailer (over plain HTTP it sends the CRC32 as a header, checked
+# above by the PUTs). Forced here over HTTP by moving the checksum to the
+# trailer, as botocore does for https endpoints.
+import botocore.httpchecksum as httpchecksum
+tc = client()
+
+
+def to_trailer(params, **kwargs):
+    algorithm = params.get("context", {}).get("checksum", {}).get("request_algorithm")
+    if isinstance(algorithm, dict):
+        algorithm["in"] = "trailer"
+
+
+sent = {}
+tc.meta.events.register("before-call.s3.PutObject", to_trailer)
+tc.meta.events.register("before-send.s3.PutObject",
+                        lambda request, **kw: sent.update({k.lower(): v for k, v in request.headers.items()}))
+payload = os.urandom(200_000)
+tc.put_object(Bucket="alpha", Key="trailer.bin", Body=payload)
+check(sent.get("x-amz-content-sha256") == b"STREAMING-UNSIGNED-PAYLOAD-TRAILER"
+      and sent.get("x-amz-trailer") == b"x-amz-checksum-crc32", f"sent as aws-chunked with a trailer: {sent}")
+check(s3.get_object(Bucket="alpha", Key="trailer.bin")["Body"].read() == payload, "aws-chunked body with trailer stored")
+right_crc = httpchecksum._CHECKSUM_CLS["crc32"]
+
+
+class WrongCrc32(httpchecksum.Crc32Checksum):
+    def digest(self):
+        return b"\0\0\0\1"
+
+
+httpchecksum._CHECKSUM_CLS["crc32"] = WrongCrc32
+try:
+    check(code_of(lambda: tc.put_object(Bucket="alpha", Key="bad-trailer.bin", Body=payload)) == "BadDigest",
+          "a wrong CRC32 trailer is BadDigest")
+finally:
+    httpchecksum._CHECKSUM_CLS["crc32"] = right_crc
+check(code_of(lambda: s3.head_object(Bucket="alpha", Key="bad-trailer.bin")) in ("404", "NoSuchKey"),
+      "nothing stored after a wrong trailer")
+check(code_of(lambda: s3.put_object(Bucket="alpha", Key="bad-crc", Body=b"hello", ChecksumCRC32="AAAAAA==")) == "BadDigest",
+      "a wrong x-amz-checksum-crc32 header is BadDigest")
+
 # Empty bucket deletes
 s3.create_bucket(Bucket="gone")
 s3.delete_bucket(Bucket="gone")

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# The S3 API (s3: in the config) with real clients from PyPI (boto3 and the
-# AWS CLI, in a venv under target/): boto3 with its default settings (bodies
-# aws-chunked with CRC trailers) doing buckets, put/get/head, ranges and
+# The S3 API (s3: in the config) with real clients: boto3 and the AWS CLI
+# from PyPI (in a venv under target/), rclone and s3cmd from Debian. boto3
+# with its default settings doing buckets, put/get/head, ranges and
 # conditions, copies, delete_objects, paged listings with a delimiter,
-# presigned GET, wrong secret and unknown key refused, bad digests and bad
-# keys refused; `aws s3 sync` of 500 files up and back with identical
-# SHA-256 sums; `aws s3 mv` between buckets; an object written over S3 read
-# through the mount and the HTTP API, and files written through the mount
-# and the HTTP API read over S3 (ETag = MD5, computed for mount files).
+# presigned GET, multipart (21 MiB in 5 MiB parts, and by hand), CRC32 as a
+# header and as an aws-chunked trailer, wrong secret and unknown key
+# refused, bad digests and bad keys refused; `aws s3 sync` of 500 files up
+# and back with identical SHA-256 sums; `aws s3 mv` between buckets; `rclone
+# copy` + `rclone check` (sizes and MD5s) + listing of the same tree; s3cmd
+# put/get/ls/del; an object written over S3 read through the mount and the
+# HTTP API, and files written through both read over S3 (ETag = MD5,
+# computed for mount files); kill -9 during a multipart upload; abandoned
+# uploads swept.
 # Needs FUSE for the mount part (fails under MINIGCS_REQUIRE_FUSE=1 without it).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -109,6 +113,58 @@ say "aws s3 mv between buckets"
 aws_s3 s3 mv --only-show-errors s3://alpha/from-s3/data.bin s3://beta/moved/data.bin || fail "aws s3 mv failed"
 [ ! -e "$MNT/alpha/from-s3/data.bin" ] || fail "the source of mv is still in the mount"
 assert_eq "$(sha_of "$WORK/s3-made.bin")" "$(sha_of "$MNT/beta/moved/data.bin")" "moved object through the mount"
+
+say "rclone copy, check and listing of the same tree"
+for tool in rclone:rclone s3cmd:s3cmd; do
+    command -v "${tool%%:*}" >/dev/null ||
+        apt-get install -y --no-install-recommends "${tool#*:}" >/dev/null 2>&1 ||
+        fail "${tool%%:*} is missing and apt-get install ${tool#*:} failed"
+done
+rclone_s3() {
+    env -u AWS_CA_BUNDLE RCLONE_CONFIG=/dev/null RCLONE_CONFIG_MG_TYPE=s3 RCLONE_CONFIG_MG_PROVIDER=Other \
+        RCLONE_CONFIG_MG_ACCESS_KEY_ID="$ACCESS" RCLONE_CONFIG_MG_SECRET_ACCESS_KEY="$SECRET" \
+        RCLONE_CONFIG_MG_ENDPOINT="$S3_URL" RCLONE_CONFIG_MG_REGION=us-east-1 \
+        rclone --retries 1 --low-level-retries 1 "$@"
+}
+rclone_s3 mkdir mg:rclone-b || fail "rclone mkdir failed"
+rclone_s3 copy "$WORK/tree" mg:rclone-b/tree 2>"$WORK/rclone.err" || { cat "$WORK/rclone.err" >&2; fail "rclone copy failed"; }
+rclone_s3 check "$WORK/tree" mg:rclone-b/tree >"$WORK/rclone-check.out" 2>&1 ||
+    { tail -n 20 "$WORK/rclone-check.out" >&2; fail "rclone check found differences"; }
+grep -q "0 differences found" "$WORK/rclone-check.out" || fail "rclone check: $(tail -n 5 "$WORK/rclone-check.out")"
+grep -q "500 matching files" "$WORK/rclone-check.out" || fail "rclone check did not compare 500 files (by size and MD5): $(tail -n 5 "$WORK/rclone-check.out")"
+assert_eq 500 "$(rclone_s3 lsf -R --files-only mg:rclone-b/tree | wc -l)" "files rclone lists"
+assert_eq 10 "$(rclone_s3 lsf --dirs-only mg:rclone-b/tree | wc -l)" "folders rclone lists at the top of the tree"
+rclone_s3 lsjson --hash mg:rclone-b/tree/d3/s0 | jq -e 'length > 0 and all(.[]; .Hashes.md5 | length == 32)' >/dev/null ||
+    fail "rclone sees no MD5 hashes: $(rclone_s3 lsjson --hash mg:rclone-b/tree/d3/s0 | head -c 300)"
+(cd "$MNT/rclone-b/tree" && find . -type f -exec sha256sum {} + | sort -k2) >"$WORK/sums.rclone"
+cmp -s "$WORK/sums.up" "$WORK/sums.rclone" || fail "the tree rclone copied differs in the mount"
+
+say "s3cmd put, get, ls, del (20 MiB: s3cmd's own multipart upload)"
+cat >"$WORK/s3cfg" <<EOF2
+[default]
+access_key = $ACCESS
+secret_key = $SECRET
+host_base = 127.0.0.1:$S3_PORT
+host_bucket = 127.0.0.1:$S3_PORT
+use_https = False
+bucket_location = us-east-1
+signature_v2 = False
+EOF2
+s3c() { s3cmd -c "$WORK/s3cfg" "$@"; }
+mkrand "$WORK/s3cmd-small" 12345
+mkrand "$WORK/s3cmd-big" $((20 * 1024 * 1024))
+s3c mb s3://s3cmd-b >/dev/null || fail "s3cmd mb failed"
+s3c put "$WORK/s3cmd-small" s3://s3cmd-b/small >/dev/null || fail "s3cmd put failed"
+s3c put "$WORK/s3cmd-big" s3://s3cmd-b/dir/big >/dev/null || fail "s3cmd put (multipart) failed"
+s3c get --force s3://s3cmd-b/dir/big "$WORK/s3cmd-big.back" >/dev/null || fail "s3cmd get failed"
+assert_eq "$(sha_of "$WORK/s3cmd-big")" "$(sha_of "$WORK/s3cmd-big.back")" "s3cmd get of its multipart upload"
+assert_eq "$(sha_of "$WORK/s3cmd-small")" "$(sha_of "$MNT/s3cmd-b/small")" "s3cmd put read through the mount"
+s3c ls s3://s3cmd-b/ >"$WORK/s3cmd-ls.out" || fail "s3cmd ls failed"
+grep -q "s3://s3cmd-b/small" "$WORK/s3cmd-ls.out" && grep -q "DIR.*s3://s3cmd-b/dir/" "$WORK/s3cmd-ls.out" ||
+    fail "s3cmd ls: $(cat "$WORK/s3cmd-ls.out")"
+s3c del s3://s3cmd-b/small s3://s3cmd-b/dir/big >/dev/null || fail "s3cmd del failed"
+[ ! -e "$MNT/s3cmd-b/small" ] || fail "s3cmd del left the file in the mount"
+s3c rb s3://s3cmd-b >/dev/null 2>&1 || true
 
 say "completed and aborted multipart uploads leave no staging behind"
 left=$(find "$MNT/.s3-uploads" -mindepth 1 2>/dev/null | head -5)
