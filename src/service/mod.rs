@@ -300,11 +300,17 @@ impl Service {
         Ok(made)
     }
 
-    /// Remove the empty top-level directory `name` (an S3 bucket); the
-    /// mount's kernel caches forget it.
+    /// Remove the top-level directory `name` (an S3 bucket) when it holds
+    /// no file: directories left empty inside it (by deleting the files
+    /// under them) go with it. NotEmpty when anything but a directory is
+    /// found. The mount's kernel caches forget them.
     pub fn remove_top_dir(&self, name: &[u8]) -> Result<()> {
         self.ctx.meta.check_writable()?;
         let dir = self.namespace().lookup(ROOT_INO, name)?;
+        if dir.kind != crate::model::Kind::Dir {
+            return Err(Error::NotADirectory(String::from_utf8_lossy(name).into()));
+        }
+        self.remove_empty_dirs_in(dir.ino, name)?;
         self.namespace().rmdir(ROOT_INO, name)?;
         self.ctx.notify(&[
             Change::Entry {
@@ -314,6 +320,29 @@ impl Service {
             Change::Inode(dir.ino),
         ]);
         Ok(())
+    }
+
+    /// Remove the directories under `dir` that hold nothing but empty
+    /// directories, deepest first; NotEmpty at the first other entry.
+    fn remove_empty_dirs_in(&self, dir: u64, shown: &[u8]) -> Result<()> {
+        // Each page is removed before the next is read: read from the start.
+        loop {
+            let entries = self.list_dir(dir, DirPage::new(None, 1000))?;
+            if entries.is_empty() {
+                return Ok(());
+            }
+            for (name, inode) in entries {
+                if inode.kind != crate::model::Kind::Dir {
+                    return Err(Error::NotEmpty(String::from_utf8_lossy(shown).into()));
+                }
+                self.remove_empty_dirs_in(inode.ino, shown)?;
+                self.namespace().rmdir(dir, &name)?;
+                self.ctx.notify(&[
+                    Change::Entry { parent: dir, name },
+                    Change::Inode(inode.ino),
+                ]);
+            }
+        }
     }
 
     // --------------------------------------------------- namespace by inode

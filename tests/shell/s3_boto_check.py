@@ -313,8 +313,14 @@ check(code_of(lambda: s3.head_object(Bucket="alpha", Key="bad-trailer.bin")) in 
 check(code_of(lambda: s3.put_object(Bucket="alpha", Key="bad-crc", Body=b"hello", ChecksumCRC32="AAAAAA==")) == "BadDigest",
       "a wrong x-amz-checksum-crc32 header is BadDigest")
 
-# Empty bucket deletes
+# Empty bucket deletes, also when deletes left empty directories in it
 s3.create_bucket(Bucket="gone")
+s3.put_object(Bucket="gone", Key="a/b/c.txt", Body=b"c")
+s3.put_object(Bucket="gone", Key="a/d.txt", Body=b"d")
+check(code_of(lambda: s3.delete_bucket(Bucket="gone")) == "BucketNotEmpty", "a bucket with nested objects is not empty")
+s3.delete_objects(Bucket="gone", Delete={"Objects": [{"Key": "a/b/c.txt"}, {"Key": "a/d.txt"}]})
+check(s3.list_objects_v2(Bucket="gone", Delimiter="/").get("CommonPrefixes") is None,
+      "directories left empty are no common prefixes")
 s3.delete_bucket(Bucket="gone")
 check("gone" not in [b["Name"] for b in s3.list_buckets()["Buckets"]], "DeleteBucket of an empty bucket")
 
