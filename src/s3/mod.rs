@@ -14,7 +14,7 @@
 //! - `buckets`: ListBuckets, CreateBucket, HeadBucket, DeleteBucket, GetBucketLocation
 //! - `objects`: PutObject, GetObject, HeadObject, DeleteObject(s), CopyObject
 //! - `listing`: ListObjects (v1) and ListObjectsV2
-//! - `multipart`: multipart uploads (Create, UploadPart, Complete, Abort, ListParts, ListMultipartUploads)
+//! - `multipart`: multipart uploads (Create, UploadPart(Copy), Complete, Abort, ListParts, ListMultipartUploads)
 
 mod body;
 mod buckets;
@@ -293,6 +293,19 @@ impl s3s::S3 for S3Front {
         let key = format!("{}/{}", req.input.bucket, req.input.key);
         self.measured("upload_part", &key, multipart::upload_part(self, req))
             .await
+    }
+
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        let key = format!("{}/{}", req.input.bucket, req.input.key);
+        self.measured(
+            "upload_part_copy",
+            &key,
+            multipart::upload_part_copy(self, req.input),
+        )
+        .await
     }
 
     async fn complete_multipart_upload(

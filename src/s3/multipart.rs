@@ -1,4 +1,4 @@
-//! Multipart uploads: CreateMultipartUpload, UploadPart,
+//! Multipart uploads: CreateMultipartUpload, UploadPart, UploadPartCopy,
 //! CompleteMultipartUpload, AbortMultipartUpload, ListParts and
 //! ListMultipartUploads over the file service's staged uploads (see
 //! `service::multipart` for the layout). S3's rules are checked here: part
@@ -150,6 +150,68 @@ pub async fn upload_part(
         checksum_crc64nvme: checksums.checksum_crc64nvme,
         checksum_sha1: checksums.checksum_sha1,
         checksum_sha256: checksums.checksum_sha256,
+        ..Default::default()
+    };
+    Ok((S3Response::new(output), inode.size))
+}
+
+pub async fn upload_part_copy(
+    front: &S3Front,
+    input: UploadPartCopyInput,
+) -> S3Result<(S3Response<UploadPartCopyOutput>, u64)> {
+    let full = object_key(&input.bucket, &input.key)?;
+    if !(1..=MAX_PART_NUMBER).contains(&input.part_number) {
+        return Err(s3s::s3_error!(
+            InvalidArgument,
+            "Part number must be an integer between 1 and {MAX_PART_NUMBER}, inclusive"
+        ));
+    }
+    let (src_bucket, src_key) = match &input.copy_source {
+        CopySource::Bucket { bucket, key, .. } => (bucket.to_string(), key.to_string()),
+        _ => {
+            return Err(s3s::s3_error!(
+                NotImplemented,
+                "only bucket/key copy sources are supported"
+            ))
+        }
+    };
+    let from = object_key(&src_bucket, &src_key)?;
+    require(front, &input.bucket).await?;
+    require(front, &src_bucket).await?;
+    upload_of(front, &full, &input.upload_id).await?;
+    let service = front.service.clone();
+    let source = from.clone();
+    let size = match blocking(move || service.resolve_key(&source)).await? {
+        Some(i) if i.kind == crate::model::Kind::File => i.size,
+        _ => return Err(super::error::no_such_key(&src_key)),
+    };
+    let range = match input.copy_source_range.as_deref() {
+        None => None,
+        Some(text) => {
+            let bad = || {
+                s3s::s3_error!(
+                    InvalidRange,
+                    "The x-amz-copy-source-range {text:?} is not satisfiable (size {size})"
+                )
+            };
+            let parsed = Range::parse(text).map_err(|_| bad())?;
+            Some(parsed.check(size).map_err(|_| bad())?)
+        }
+    };
+    let max = front.max_file_size.min(MAX_SINGLE_PUT);
+    let length = range.as_ref().map_or(size, |r| r.end - r.start);
+    if length > max {
+        return Err(too_large(max));
+    }
+    let service = front.service.clone();
+    let (id, number) = (input.upload_id.clone(), input.part_number as u32);
+    let inode = blocking(move || service.copy_part(&id, number, &from, range, Some(max))).await?;
+    let output = UploadPartCopyOutput {
+        copy_part_result: Some(CopyPartResult {
+            e_tag: inode.md5.clone().map(ETag::Strong),
+            last_modified: Some(timestamp(inode.mtime)),
+            ..Default::default()
+        }),
         ..Default::default()
     };
     Ok((S3Response::new(output), inode.size))

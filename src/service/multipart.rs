@@ -9,7 +9,8 @@
 //! removes it. A part, once stored, survives a crash; an upload nobody
 //! completes is removed by `sweep_uploads` once it is older than the age
 //! given. The parts are read back on completion: the layout costs one more
-//! pass over the bytes, and keeps every part an ordinary file.
+//! pass over the bytes, and keeps every part an ordinary file. A part may
+//! also be copied from a range of another object (`copy_part`).
 
 use std::io::Read;
 use std::time::Duration;
@@ -184,6 +185,29 @@ impl Service {
             ..PutOptions::default()
         };
         self.put_object(&part_key(id, number), reader, opts)
+    }
+
+    /// Store bytes `range` (all when None) of the current version of
+    /// object `from` as part `number` of upload `id`.
+    pub fn copy_part(
+        &self,
+        id: &str,
+        number: u32,
+        from: &str,
+        range: Option<std::ops::Range<u64>>,
+        max_size: Option<u64>,
+    ) -> Result<Inode> {
+        self.ctx.meta.check_writable()?;
+        self.staged_upload(id)?;
+        let snapshot = self.open_object(from)?;
+        let range = range.unwrap_or(0..snapshot.inode.size);
+        let mut reader = SnapshotReader::range(snapshot, self.chunk_size(), range.start, range.end);
+        let opts = PutOptions {
+            content_type: Some(super::DEFAULT_CONTENT_TYPE),
+            max_size,
+            ..PutOptions::default()
+        };
+        self.put_object(&part_key(id, number), &mut reader, opts)
     }
 
     /// The stored parts of upload `id`, by number.

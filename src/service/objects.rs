@@ -394,15 +394,24 @@ impl Objects<'_> {
 pub(crate) struct SnapshotReader {
     snapshot: Snapshot,
     pos: u64,
+    end: u64,
     chunk_size: u64,
     pending: bytes::Bytes,
 }
 
 impl SnapshotReader {
     pub fn new(snapshot: Snapshot, chunk_size: u64) -> SnapshotReader {
+        let end = snapshot.inode.size;
+        SnapshotReader::range(snapshot, chunk_size, 0, end)
+    }
+
+    /// The bytes `start..end` (cut to the version's size).
+    pub fn range(snapshot: Snapshot, chunk_size: u64, start: u64, end: u64) -> SnapshotReader {
+        let end = end.min(snapshot.inode.size);
         SnapshotReader {
             snapshot,
-            pos: 0,
+            pos: start.min(end),
+            end,
             chunk_size,
             pending: bytes::Bytes::new(),
         }
@@ -412,7 +421,7 @@ impl SnapshotReader {
 impl Read for SnapshotReader {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         if self.pending.is_empty() {
-            let left = self.snapshot.inode.size.saturating_sub(self.pos);
+            let left = self.end.saturating_sub(self.pos);
             if left == 0 {
                 return Ok(0);
             }

@@ -160,6 +160,14 @@ check(code_of(lambda: client(secret_key="wrong-secret-123").list_buckets()) == "
       "wrong secret refused")
 check(code_of(lambda: client(access_key="NOSUCHKEY").list_buckets()) == "InvalidAccessKeyId",
       "unknown access key refused")
+import datetime
+import botocore.auth
+real_now = botocore.auth.get_current_datetime
+botocore.auth.get_current_datetime = lambda *a, **k: real_now(*a, **k) - datetime.timedelta(minutes=20)
+try:
+    check(code_of(lambda: client().list_buckets()) == "RequestTimeTooSkewed", "a clock 20 minutes behind is refused")
+finally:
+    botocore.auth.get_current_datetime = real_now
 
 # Copy within and across buckets; delete_objects
 s3.copy_object(Bucket="alpha", Key="copy.bin", CopySource={"Bucket": "alpha", "Key": "dir/one.bin"})
@@ -229,6 +237,21 @@ check(h["ContentLength"] == len(big), "multipart size")
 back = os.path.join(work, "big.back")
 s3.download_file("alpha", "big/21mib.bin", back)
 check(open(back, "rb").read() == big, "multipart object downloads whole")
+
+# UploadPartCopy: parts copied from ranges of another object
+cp_up = s3.create_multipart_upload(Bucket="beta", Key="from-ranges.bin")["UploadId"]
+ranges = [(0, 5 * MiB - 1), (5 * MiB, 5 * MiB + 999_999)]
+cp_parts = []
+for n, (a, b) in enumerate(ranges, 1):
+    r = s3.upload_part_copy(Bucket="beta", Key="from-ranges.bin", UploadId=cp_up, PartNumber=n,
+                            CopySource={"Bucket": "alpha", "Key": "big/21mib.bin"}, CopySourceRange=f"bytes={a}-{b}")
+    cp_parts.append({"PartNumber": n, "ETag": r["CopyPartResult"]["ETag"]})
+done = s3.complete_multipart_upload(Bucket="beta", Key="from-ranges.bin", UploadId=cp_up,
+                                    MultipartUpload={"Parts": cp_parts})
+pieces = [big[a:b + 1] for a, b in ranges]
+check(done["ETag"].strip('"') == multipart_etag(pieces), "UploadPartCopy parts make the multipart ETag")
+check(s3.get_object(Bucket="beta", Key="from-ranges.bin")["Body"].read() == b"".join(pieces), "UploadPartCopy bytes")
+s3.delete_object(Bucket="beta", Key="from-ranges.bin")
 
 # Multipart by hand: list uploads and parts, order and size rules, abort
 up = s3.create_multipart_upload(Bucket="alpha", Key="by-hand.bin", Metadata={"k": "v"})["UploadId"]
