@@ -78,7 +78,36 @@ pub fn router(service: Arc<Service>) -> axum::Router {
                 "internal error",
             )
         });
-    axum::Router::new().fallback_service(handled)
+    axum::Router::new()
+        .fallback_service(handled)
+        .layer(axum::middleware::from_fn(close_after_refused_body))
+}
+
+/// A request refused before its body was read (a bad key, metadata too
+/// large, an upload over the limit, often while the client waits for
+/// `100 Continue`) leaves that body unread on the connection: the answer
+/// closes the connection, so the next request never starts inside it.
+async fn close_after_refused_body(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::header;
+    let headers = req.headers();
+    let has_body = headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|n| n > 0);
+    let mut response = next.run(req).await;
+    let status = response.status();
+    if has_body && (status.is_client_error() || status.is_server_error()) {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }
 
 /// Serve the S3 API on `listener` until `shutdown` completes.

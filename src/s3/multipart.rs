@@ -57,7 +57,7 @@ pub async fn create(
 ) -> S3Result<(S3Response<CreateMultipartUploadOutput>, u64)> {
     let full = object_key(&input.bucket, &input.key)?;
     require(front, &input.bucket).await?;
-    let attrs = metadata_xattrs(input.metadata);
+    let attrs = metadata_xattrs(input.metadata)?;
     let content_type = input.content_type;
     let max_age = Duration::from_secs(front.service.config().s3.multipart_max_age_secs);
     let service = front.service.clone();

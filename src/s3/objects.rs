@@ -30,9 +30,21 @@ const READ_PIECE: u64 = 1 << 20;
 /// S3's largest single PUT (5 GiB), whatever `api.max_file_size` allows.
 pub const MAX_SINGLE_PUT: u64 = 5 << 30;
 
-pub fn metadata_xattrs(metadata: Option<Metadata>) -> Vec<(Vec<u8>, Vec<u8>)> {
+/// S3's limit on the user metadata of an object (names and values).
+const MAX_METADATA: usize = 2048;
+
+/// User metadata as the extended attributes that keep it; S3's size limit
+/// applies (MetadataTooLarge).
+pub fn metadata_xattrs(metadata: Option<Metadata>) -> S3Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let metadata = metadata.unwrap_or_default();
+    let size: usize = metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if size > MAX_METADATA {
+        return Err(s3s::s3_error!(
+            MetadataTooLarge,
+            "Your metadata headers exceed the maximum allowed metadata size ({size} > {MAX_METADATA} bytes)"
+        ));
+    }
     let mut attrs: Vec<(Vec<u8>, Vec<u8>)> = metadata
-        .unwrap_or_default()
         .into_iter()
         .map(|(name, value)| {
             let mut full = META_PREFIX.to_vec();
@@ -41,7 +53,7 @@ pub fn metadata_xattrs(metadata: Option<Metadata>) -> Vec<(Vec<u8>, Vec<u8>)> {
         })
         .collect();
     attrs.sort();
-    attrs
+    Ok(attrs)
 }
 
 /// The user metadata of a file, from its extended attributes.
@@ -194,7 +206,7 @@ pub async fn put(
         },
     );
     let (mut reader, verdict) = body::reader(input.body, expected)?;
-    let attrs = metadata_xattrs(input.metadata);
+    let attrs = metadata_xattrs(input.metadata)?;
     let content_type = input.content_type;
     let service = front.service.clone();
     let stored = tokio::task::spawn_blocking(move || {
@@ -428,11 +440,11 @@ pub async fn copy(
         .as_ref()
         .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
     let (content_type, attrs) = if replace {
-        (input.content_type.clone(), metadata_xattrs(input.metadata))
+        (input.content_type.clone(), metadata_xattrs(input.metadata)?)
     } else {
         (
             Some(source.content_type.clone()),
-            metadata_xattrs(source.metadata.clone()),
+            metadata_xattrs(source.metadata.clone())?,
         )
     };
     let from = object_key(&src_bucket, &src_key)?;

@@ -47,6 +47,14 @@ def code_of(call):
     raise AssertionError("the call succeeded but should have failed")
 
 
+def code_or_ok(call):
+    try:
+        call()
+        return "ok"
+    except ClientError as e:
+        return e.response["Error"]["Code"]
+
+
 def check(cond, what):
     if not cond:
         raise AssertionError(what)
@@ -151,6 +159,12 @@ check(code_of(lambda: s3.put_object(Bucket="alpha", Key="a/../../escape", Body=b
       "'..' key refused")
 check(code_of(lambda: s3.put_object(Bucket="alpha", Key="k" * 1100, Body=b"x")) == "KeyTooLongError",
       "long key refused")
+check(code_of(lambda: s3.put_object(Bucket="alpha", Key="fat-meta", Body=b"x", Metadata={"m": "v" * 3000})) == "MetadataTooLarge",
+      "metadata over 2 KiB refused")
+# Refused before its body was read: the next request on the client's
+# connection must not start inside that body.
+check(code_or_ok(lambda: s3.put_object(Bucket="alpha", Key="after-refusal", Body=b"y")) == "ok",
+      "the request after a refused upload succeeds")
 check(code_of(lambda: s3.put_object(Bucket="alpha", Key="bad-md5", Body=b"hello",
                                     ContentMD5="AAAAAAAAAAAAAAAAAAAAAA==")) == "BadDigest",
       "wrong Content-MD5 refused")
