@@ -15,6 +15,8 @@
 #   BENCH_RECOVERY     data written before a node is deleted and rebuilt (1G)
 #   BENCH_API_SMALL    number of 1–10 KiB objects for the HTTP API test  (1000)
 #   BENCH_API_BIG      number of 1–4 MiB objects for the HTTP API test   (100)
+#                      (both also run through the S3 API with boto3, from a
+#                      venv under target/s3-venv made on first use)
 #   BENCH_CONC_SIZE    size of each of the two files of the concurrency step (1G)
 #   BENCH_CONC_SECONDS seconds of stat sampling, alone and during commits  (10)
 #   BENCH_JOURNAL_SMALL small files per pass of the journal step           (2000)
@@ -231,10 +233,18 @@ write_config() {
         echo "replication:"
         echo "  factor: 3"
         echo '  regions: ["us-east-1", "us-west-1", "eu-west-1"]'
+        echo "s3:"
+        echo "  enabled: true"
+        echo "  port: $3"
+        echo "  access_key: \"$S3_ACCESS\""
+        echo "  secret_key: \"$S3_SECRET\""
     } >"$1/config.yaml"
 }
 
 ctlj() { "$BIN" ctl -c "$DAEMON_DIR/config.yaml" --json "$@"; }
+
+S3_ACCESS=bench-access-key
+S3_SECRET=bench-secret-key-0123456789
 
 # start_daemon NAME: fresh cluster in $WORK/NAME, mounted at $WORK/NAME/mnt
 start_daemon() {
@@ -243,7 +253,9 @@ start_daemon() {
     mkdir -p "$dir"
     API_PORT=$(pick_port)
     API_URL=http://127.0.0.1:$API_PORT
-    write_config "$dir" "$API_PORT"
+    S3_PORT=$(pick_port)
+    S3_URL=http://127.0.0.1:$S3_PORT
+    write_config "$dir" "$API_PORT" "$S3_PORT"
     MOUNTS+=("$dir/mnt")
     DAEMON_DIR=$dir
     (cd "$dir" && exec "$BIN" mount "$dir/mnt" -c "$dir/config.yaml") >>"$dir/daemon.log" 2>&1 &
@@ -340,6 +352,18 @@ log "HTTP API: $API_SMALL × 1–10 KiB and $API_BIG × 1–4 MiB, one keep-aliv
 api_args=(--url "$API_URL" --small-count "$API_SMALL" --big-count "$API_BIG")
 [ "$IS_ROOT" = 1 ] && api_args+=(--drop-caches)
 python3 "$REPO/scripts/bench_api.py" "${api_args[@]}" >"$LOGS/api.json" || die "API benchmark failed"
+
+log "S3 API: the same objects through boto3 (default settings)"
+S3_VENV=$TARGET/s3-venv
+if ! "$S3_VENV/bin/python" -c 'import boto3' 2>/dev/null; then
+    python3 -m venv "$S3_VENV" || die "python3 -m venv failed (apt-get install python3-venv)"
+    "$S3_VENV/bin/pip" install -q --disable-pip-version-check boto3 awscli >"$LOGS/pip.log" 2>&1 ||
+        die "pip install boto3 failed (see $LOGS/pip.log)"
+fi
+s3_args=(--url "$S3_URL" --access-key "$S3_ACCESS" --secret-key "$S3_SECRET"
+    --small-count "$API_SMALL" --big-count "$API_BIG")
+[ "$IS_ROOT" = 1 ] && s3_args+=(--drop-caches)
+"$S3_VENV/bin/python" "$REPO/scripts/bench_s3.py" "${s3_args[@]}" >"$LOGS/s3.json" || die "S3 benchmark failed"
 MAIN_HWM_KB=$(awk '/^VmHWM/ { print $2 }' "/proc/$DAEMON_PID/status")
 stop_daemon
 rm -rf "$WORK/main"
@@ -584,6 +608,7 @@ codec_gibs() {
 bv() { jq -r --arg n "$2" '[.[] | select(.name | startswith($n)) | .value][0] // empty' "$LOGS/bench-$1.json"; }
 fio_mibs() { jq -r ".jobs[0].$2.bw_bytes / 1048576" "$LOGS/fio-$2-$1.json"; }
 api() { jq -r "$1" "$LOGS/api.json"; }
+s3v() { jq -r "$1" "$LOGS/s3.json"; }
 
 f1() { awk -v x="$1" 'BEGIN { if (x == "") print "—"; else if (x >= 100) printf "%.0f", x; else printf "%.1f", x }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print ""; else if (a / b < 0.095) printf "%.3f", a / b; else printf "%.2f", a / b }'; }
@@ -656,6 +681,21 @@ for cls in small big; do
             row "API: $n × 1–4 MiB ${dir}s, MiB/s ($(f1 "$ops") ops/s, $lat)" "$(f1 "$mibs")" "$(f1 "$rawv")" "—" \
                 "$(rfmt "$rr")" "—" "≥ 0.3× raw (fio)" "$(yn ge "$rr" 0.3)"
         fi
+    done
+done
+# The same objects through the S3 API; raw = the HTTP API's figure above.
+for cls in small big; do
+    for dir in upload download; do
+        lat=$(s3v "\"p50 \" + (.$cls.$dir.p50_ms * 100 | round / 100 | tostring) + \" / p99 \" + (.$cls.$dir.p99_ms * 100 | round / 100 | tostring) + \" ms\"")
+        if [ "$cls" = small ]; then
+            s3_fig=$(s3v ".$cls.$dir.ops_per_s") api_fig=$(api ".$cls.$dir.ops_per_s")
+            what="S3 (boto3): $API_SMALL × 1–10 KiB ${dir}s, ops/s ($lat; raw = HTTP API)"
+        else
+            s3_fig=$(s3v ".$cls.$dir.mib_per_s") api_fig=$(api ".$cls.$dir.mib_per_s")
+            what="S3 (boto3): $API_BIG × 1–4 MiB ${dir}s, MiB/s ($lat; raw = HTTP API)"
+        fi
+        row "$what" "$(f1 "$s3_fig")" "$(f1 "$api_fig")" "—" "$(rfmt "$(ratio "$s3_fig" "$api_fig")")" "—" \
+            "recorded (no target)" "—"
     done
 done
 fi
@@ -760,7 +800,7 @@ if step rss; then NOTES+=(
     "bench/fio/API ran on one daemon; the RSS figure is VmHWM of a fresh daemon read right after the dd (start-up included; VmRSS sampled every 0.2 s peaked at $(awk -v k="${RSS_SAMPLED_KB:-0}" 'BEGIN { printf "%.0f", k / 1024 }') MiB; dd wrote at $(awk -v b="$RSS_SIZE" -v ms="$RSS_DD_MS" 'BEGIN { printf "%.0f", b / 1048576 / (ms / 1000) }') MiB/s). VmHWM of the first daemon after bench, fio and API: $(awk -v k="${MAIN_HWM_KB:-0}" 'BEGIN { printf "%.0f", k / 1024 }') MiB."
 ); fi
 if step main; then NOTES+=(
-    "API: one python3 http.client keep-alive connection; uploads are PUT of the raw body, downloads are cold (page cache dropped) and checked byte for byte; raw = the fio raw write/read figures above."
+    "API: one python3 http.client keep-alive connection; uploads are PUT of the raw body, downloads are cold (page cache dropped) and checked byte for byte; raw = the fio raw write/read figures above. S3: the same object sizes through one boto3 client with default settings (SigV4, CRC32 on every PUT), next to the HTTP API's figures of the same run."
 ); fi
 if step recovery; then NOTES+=(
     "Recovery: node-2's folder deleted with rm -rf, detected by ctl health after ${DETECT_MS} ms (polled every 0.2 s; health_interval_secs is 5 by default), then ctl recover node-2 (daemon's detect→start ${REC_D2S_MS:-?} ms, the script's wait before calling ctl included) ($REC_SHARDS shards, wall ${RECOVER_WALL_MS} ms); raw = cat of $(human "$RAW_READ_BYTES") of surviving shard files after dropping the page cache (${RAW_READ_MS} ms)."

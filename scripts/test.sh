@@ -33,6 +33,8 @@ TOOLS="$TOOLS chromium:chromium"
 
 # test_systemd_units.sh verifies contrib/*.service and *.mount
 TOOLS="$TOOLS systemd-analyze:systemd"
+# test_s3_api.sh drives the S3 API with these clients
+TOOLS="$TOOLS rclone:rclone s3cmd:s3cmd"
 
 install_tools() {
     local missing=() pair cmd pkg sudo=

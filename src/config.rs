@@ -11,10 +11,12 @@ use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::{Error, Result};
+pub use s3::S3Config;
 
 mod depth;
 mod keys;
 mod paths;
+mod s3;
 pub mod size;
 
 pub const DEFAULT_CHUNK_SIZE: u64 = 4 * 1024 * 1024;
@@ -245,6 +247,8 @@ pub struct Config {
     #[serde(default)]
     pub api: ApiConfig,
     #[serde(default)]
+    pub s3: S3Config,
+    #[serde(default)]
     pub metrics: MetricsConfig,
     #[serde(default)]
     pub recovery: RecoveryConfig,
@@ -360,7 +364,8 @@ impl Config {
                 "config must be a YAML mapping with at least a `nodes` list".into(),
             ));
         }
-        let unknown = keys::unknown_keys(&value, KNOWN_KEYS);
+        let known: Vec<&str> = KNOWN_KEYS.iter().chain(s3::S3_KEYS).copied().collect();
+        let unknown = keys::unknown_keys(&value, &known);
         let typos: Vec<String> = unknown
             .iter()
             .filter_map(|key| {
@@ -530,6 +535,9 @@ impl Config {
         }
         if self.api.host.is_empty() {
             return bad("api.host", "must not be empty".into());
+        }
+        if let Some((key, why)) = self.s3.problem() {
+            return bad(key, why);
         }
         if self.api.max_file_size == 0 {
             return bad("api.max_file_size", "must be > 0".into());

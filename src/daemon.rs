@@ -1,6 +1,6 @@
 //! The composition root: raises the descriptor limit, builds the service
 //! from a loaded config, starts the background workers, the control socket,
-//! the HTTP API and (for `mount`) the FUSE session, then waits for
+//! the HTTP API, the S3 API and (for `mount`) the FUSE session, then waits for
 //! SIGINT/SIGTERM (or an external unmount) and shuts down in order: commit
 //! open files, stop the background workers, unmount, stop servers, exit 0.
 
@@ -66,6 +66,7 @@ pub fn run(config: Config, mountpoint: Option<&Path>) -> Result<()> {
     let socket_path = config.control.socket.clone();
     let api_enabled = config.api.enabled;
     let address = api_address(&config);
+    let s3_address = config.s3.enabled.then(|| crate::s3::address(&config));
     // Own the store before anything else: a second daemon must not even
     // bind its socket or port, and no worker sweeps before the locks.
     let service = open_service(config)?;
@@ -88,6 +89,14 @@ pub fn run(config: Config, mountpoint: Option<&Path>) -> Result<()> {
     } else {
         None
     };
+    let s3_listener = match &s3_address {
+        Some(a) => Some(
+            runtime
+                .block_on(tokio::net::TcpListener::bind(a))
+                .map_err(|e| Error::Other(format!("cannot listen on {a} (s3.port): {e}")))?,
+        ),
+        None => None,
+    };
     service.anchor_journal();
     let workers = service.start_workers();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -104,6 +113,13 @@ pub fn run(config: Config, mountpoint: Option<&Path>) -> Result<()> {
     ));
     let http = http_listener.map(|l| {
         runtime.spawn(crate::http::serve(
+            service.clone(),
+            l,
+            wait_stop(stop_rx.clone()),
+        ))
+    });
+    let s3 = s3_listener.map(|l| {
+        runtime.spawn(crate::s3::serve(
             service.clone(),
             l,
             wait_stop(stop_rx.clone()),
@@ -177,6 +193,9 @@ pub fn run(config: Config, mountpoint: Option<&Path>) -> Result<()> {
     runtime.spawn(async move {
         let _ = control.await;
         if let Some(h) = http {
+            let _ = h.await;
+        }
+        if let Some(h) = s3 {
             let _ = h.await;
         }
         let _ = finished_tx.send(());

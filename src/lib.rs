@@ -3,12 +3,13 @@
 //!
 //! ```text
 //!  cp / cat / ls ──► fuse ───┐                       ┌─► meta (SQLite, WAL): namespace,
-//!  curl / SDK ─────► http ───┼─► service (one Arc) ──┤      chunks, shard map, queues
+//!  curl / SDK ─────► http ───┤                       │      chunks, shard map, queues
+//!  aws / boto3 ────► s3 ─────┼─► service (one Arc) ──┤
 //!  minigcs ctl ────► control ┘                       └─► chunk (RS k+m, placement,
 //!                                                          verified reads, repair) ─► node
 //! ```
 //!
-//! Front ends translate (errno, HTTP status, JSON); every rule about files,
+//! Front ends translate (errno, HTTP status, JSON, S3 error codes); every rule about files,
 //! versions and durability lives once, in `service`. `meta` never sees bytes;
 //! `chunk` never sees paths or inodes. `daemon` builds everything and owns the
 //! shutdown signal. `maint` runs the background workers (collection, repair,
@@ -49,6 +50,7 @@ pub mod ratelog;
 pub mod realpath;
 pub mod report;
 pub mod resources;
+pub mod s3;
 pub mod service;
 pub mod snapshot;
 pub mod store_lock;

@@ -180,8 +180,10 @@ enum CtlCommand {
 
 fn init_logging(default: &str) {
     // fuser warns that it could not unmount when the kernel already did
-    // (`umount MNT`, which is how a mount is meant to end): not news.
-    let default = format!("{default},fuser::session=error");
+    // (`umount MNT`, which is how a mount is meant to end): not news. The
+    // S3 protocol crate logs every refused request as an error and every
+    // signature check as a span: the S3 front end reports what matters.
+    let default = format!("{default},fuser::session=error,tracing::span=off,s3s=off");
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
         .format_timestamp_millis()
         .init();

@@ -54,6 +54,9 @@ pub struct Inode {
     pub content_type: Option<String>,
     pub version: u64,
     pub checksum: Option<String>,
+    /// The hex MD5 of the content (S3's ETag), when known: the S3 view
+    /// computes it lazily, as the SHA-256.
+    pub md5: Option<String>,
     /// File bytes the chunks of a regular file hold (its holes hold none):
     /// what `st_blocks` counts. Derived from the chunk list, never stored.
     pub stored_bytes: u64,
@@ -79,6 +82,7 @@ impl Inode {
             content_type: None,
             version: 0,
             checksum: None,
+            md5: None,
             stored_bytes: 0,
         }
     }
@@ -267,11 +271,27 @@ impl<'a> DirPage<'a> {
 }
 
 /// What an object upload asks for besides its bytes: a content type (None:
-/// guessed from the key) and a size limit (None: no limit).
+/// guessed from the key), a size limit (None: no limit) and extended
+/// attributes to set with the content.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PutOptions<'a> {
     pub content_type: Option<&'a str>,
     pub max_size: Option<u64>,
+    /// Extended attributes the new content gets in the same transaction,
+    /// replacing those under the set's prefix (None: an upload over an
+    /// existing file keeps that file's attributes).
+    pub xattrs: Option<XattrSet<'a>>,
+    /// Recorded as the content's MD5 instead of the one computed: what an
+    /// object assembled from parts is known by (S3's `md5-of-md5s-N`).
+    pub etag: Option<&'a str>,
+}
+
+/// Extended attributes set together: every attribute whose name starts
+/// with `prefix` is replaced by `attrs` (names include the prefix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct XattrSet<'a> {
+    pub prefix: &'a [u8],
+    pub attrs: &'a [(Vec<u8>, Vec<u8>)],
 }
 
 /// The history an object brings along when it is migrated into the store

@@ -180,3 +180,30 @@ fn region_loss_warning_when_one_region_holds_more_than_m() {
     let c = Config::for_test(Path::new("/t"), &["a", "b", "c"], 2, 1, 1024);
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
 }
+
+#[test]
+fn s3_is_off_without_its_section_and_needs_keys_when_on() {
+    let c = Config::parse(SEED, Path::new("/")).unwrap();
+    assert!(!c.s3.enabled);
+    assert_eq!((c.s3.host.as_str(), c.s3.port), ("127.0.0.1", 9000));
+    let on = format!(
+        "{SEED}\ns3:\n  enabled: true\n  access_key: \"ak\"\n  secret_key: \"0123456789\"\n"
+    );
+    let c = Config::parse(&on, Path::new("/")).unwrap();
+    assert!(c.s3.enabled && c.s3.region == "us-east-1");
+    assert!(
+        c.warnings.iter().all(|w| !w.contains("s3")),
+        "{:?}",
+        c.warnings
+    );
+    let keyless = format!("{SEED}\ns3:\n  enabled: true\n");
+    let err = Config::parse(&keyless, Path::new("/"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("s3.access_key must be set"), "{err}");
+    let typo = format!("{SEED}\ns3:\n  enabled: true\n  acess_key: \"ak\"\n");
+    let err = Config::parse(&typo, Path::new("/"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("s3.access_key"), "{err}");
+}

@@ -45,13 +45,16 @@ pub(crate) struct Limits {
 
 impl Limits {
     /// From the config and the current descriptor limit; says so when the
-    /// descriptor limit lowers `api.max_connections`.
+    /// descriptor limit lowers `api.max_connections`. When both the HTTP API
+    /// and the S3 API are on, each server gets half of the descriptors left
+    /// for connections.
     pub fn from_config(config: &Config, descriptor_limit: u64) -> Limits {
-        let reserve = resources::store_reserve(config) + REFUSALS_LINGERING as u64;
+        let servers = (u64::from(config.api.enabled) + u64::from(config.s3.enabled)).max(1);
+        let reserve = resources::store_reserve(config) + servers * REFUSALS_LINGERING as u64;
         let budget = resources::connection_budget(
             descriptor_limit,
             reserve,
-            resources::per_connection(config),
+            resources::per_connection(config) * servers,
         );
         let configured = config.api.max_connections;
         if budget < configured {
@@ -282,5 +285,19 @@ mod tests {
         let mut small = config.clone();
         small.api.max_connections = 8;
         assert_eq!(Limits::from_config(&small, 1 << 20).max_connections, 8);
+    }
+
+    #[test]
+    fn the_http_and_s3_apis_share_the_descriptors_for_connections() {
+        let config = Config::for_test(Path::new("/t"), &["a", "b", "c"], 2, 1, 1024);
+        let alone = Limits::from_config(&config, 4096).max_connections;
+        let mut both = config.clone();
+        both.s3.enabled = true;
+        let shared = Limits::from_config(&both, 4096).max_connections;
+        assert!(
+            shared * 2 <= alone,
+            "{shared} each of 2 servers vs {alone} alone"
+        );
+        assert!(shared >= 1);
     }
 }

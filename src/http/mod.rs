@@ -110,22 +110,34 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let config = service.config().clone();
+    serve_router("HTTP API", router(service), &config, listener, shutdown).await
+}
+
+/// Serve `router` as `what` ("HTTP API", "S3 API") on `listener` until
+/// `shutdown` completes, under the connection cap and timeouts of `api.*`.
+pub(crate) async fn serve_router(
+    what: &'static str,
+    router: Router,
+    config: &crate::config::Config,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
         let _ = tx.send(true);
     });
-    let limits =
-        accept::Limits::from_config(service.config(), crate::resources::descriptor_limit());
+    let limits = accept::Limits::from_config(config, crate::resources::descriptor_limit());
     if let Ok(addr) = listener.local_addr() {
         log::info!(
-            "HTTP API listening on http://{addr}: at most {} connections, header timeout {}s, idle timeout {}s",
+            "{what} listening on http://{addr}: at most {} connections, header timeout {}s, idle timeout {}s",
             limits.max_connections,
             limits.timeouts.header.as_secs(),
             limits.timeouts.idle.as_secs()
         );
     }
-    let server = accept::serve(listener, router(service), limits, rx.clone());
+    let server = accept::serve(listener, router, limits, rx.clone());
     let deadline = async move {
         accept::stopped(rx).await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;
@@ -133,7 +145,7 @@ pub async fn serve(
     tokio::select! {
         r = server => r,
         _ = deadline => {
-            log::warn!("HTTP API: requests still running {}s after shutdown; closing them", SHUTDOWN_GRACE.as_secs());
+            log::warn!("{what}: requests still running {}s after shutdown; closing them", SHUTDOWN_GRACE.as_secs());
             Ok(())
         }
     }

@@ -272,6 +272,8 @@ fn put_options(content_type: &Option<String>, max_size: u64) -> PutOptions<'_> {
     PutOptions {
         content_type: content_type.as_deref(),
         max_size: Some(max_size),
+        xattrs: None,
+        etag: None,
     }
 }
 

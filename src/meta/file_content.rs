@@ -14,7 +14,7 @@ use super::{Durability, Meta};
 use crate::chunk::{ChunkLayout, Placement, WrittenChunk};
 use crate::error::{Error, Result};
 use crate::model::ShardState;
-use crate::model::{Inode, Kind, Nanos, ROOT_INO};
+use crate::model::{Inode, Kind, Nanos, XattrSet, ROOT_INO};
 
 /// (parent, name) of directory entries a call created.
 pub type CreatedEntries = Vec<(u64, Vec<u8>)>;
@@ -52,6 +52,8 @@ pub struct FileCommit {
     pub mtime: Nanos,
     pub ctime: Nanos,
     pub checksum: Option<String>,
+    /// The content's hex MD5 when the writer computed it (None: unknown).
+    pub md5: Option<String>,
     pub content_type: Option<String>,
 }
 
@@ -282,9 +284,9 @@ impl Meta {
             .clone()
             .or_else(|| inode.content_type.clone());
         tx.prepare_cached(
-            "UPDATE inodes SET size=?2, mtime=?3, ctime=?4, version=version+1, checksum=?5, content_type=?6 WHERE ino=?1",
+            "UPDATE inodes SET size=?2, mtime=?3, ctime=?4, version=version+1, checksum=?5, content_type=?6, md5=?7 WHERE ino=?1",
         )?
-        .execute(params![inode.ino as i64, c.size as i64, c.mtime, c.ctime, c.checksum, content_type])?;
+        .execute(params![inode.ino as i64, c.size as i64, c.mtime, c.ctime, c.checksum, content_type, c.md5])?;
         Ok(superseded)
     }
 
@@ -299,10 +301,27 @@ impl Meta {
         parts: &[&[u8]],
         template: &Inode,
         commit: FileCommit,
+        xattrs: Option<XattrSet>,
     ) -> Result<PutOutcome> {
         self.db.write_transaction(Durability::Durable, |tx| {
-            self.put_file_in(tx, parts, template, commit)
+            let outcome = self.put_file_in(tx, parts, template, commit)?;
+            if let Some(set) = xattrs {
+                Self::replace_xattrs_in(tx, outcome.inode.ino, set)?;
+            }
+            Ok(outcome)
         })
+    }
+
+    /// Replace the attributes of `ino` under `set.prefix` by `set.attrs`.
+    fn replace_xattrs_in(tx: &Transaction, ino: u64, set: XattrSet) -> Result<()> {
+        tx.prepare_cached("DELETE FROM xattrs WHERE ino=?1 AND substr(name, 1, ?3)=?2")?
+            .execute(params![ino as i64, set.prefix, set.prefix.len() as i64])?;
+        let mut insert = tx
+            .prepare_cached("INSERT OR REPLACE INTO xattrs(ino, name, value) VALUES(?1, ?2, ?3)")?;
+        for (name, value) in set.attrs {
+            insert.execute(params![ino as i64, name, value])?;
+        }
+        Ok(())
     }
 
     fn put_file_in(

@@ -28,6 +28,7 @@ const ROW_COLUMNS: &[&str] = &[
     "content_type",
     "version",
     "checksum",
+    "md5",
 ];
 
 /// The bytes a regular file's live chunks hold (`{t}`: the inodes table's
@@ -75,7 +76,8 @@ pub(super) fn inode_from_row(r: &rusqlite::Row, first: usize) -> rusqlite::Resul
         content_type: r.get(first + 13)?,
         version: r.get::<_, i64>(first + 14)? as u64,
         checksum: r.get(first + 15)?,
-        stored_bytes: r.get::<_, i64>(first + 16)? as u64,
+        md5: r.get(first + 16)?,
+        stored_bytes: r.get::<_, i64>(first + 17)? as u64,
     })
 }
 
@@ -113,8 +115,8 @@ impl Meta {
     /// Insert a new inode row (its number is chosen by the database).
     pub(super) fn insert_inode(tx: &Transaction, inode: &Inode) -> Result<u64> {
         tx.prepare_cached(
-            "INSERT INTO inodes(kind, mode, uid, gid, size, nlink, rdev, atime, mtime, ctime, crtime, target, content_type, version, checksum)
-             VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            "INSERT INTO inodes(kind, mode, uid, gid, size, nlink, rdev, atime, mtime, ctime, crtime, target, content_type, version, checksum, md5)
+             VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
         )?
         .execute(params![
             inode.kind as i64,
@@ -131,7 +133,8 @@ impl Meta {
             inode.target,
             inode.content_type,
             inode.version as i64,
-            inode.checksum
+            inode.checksum,
+            inode.md5
         ])?;
         Ok(tx.last_insert_rowid() as u64)
     }
@@ -178,6 +181,18 @@ impl Meta {
             tx.execute(
                 "UPDATE inodes SET checksum=?3 WHERE ino=?1 AND version=?2",
                 params![ino as i64, version as i64, checksum],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Record the content MD5 of `version` (a no-op when the file has moved
+    /// on to another version meanwhile).
+    pub fn set_md5(&self, ino: u64, version: u64, md5: &str) -> Result<()> {
+        self.db.write_transaction(Durability::Buffered, |tx| {
+            tx.execute(
+                "UPDATE inodes SET md5=?3 WHERE ino=?1 AND version=?2",
+                params![ino as i64, version as i64, md5],
             )?;
             Ok(())
         })

@@ -5,7 +5,8 @@ use rusqlite::Connection;
 use crate::error::Result;
 
 /// Each entry migrates from version i to i+1.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE settings(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE inodes(
     ino INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -73,7 +74,13 @@ CREATE TABLE recoveries(
     bytes INTEGER NOT NULL DEFAULT 0,
     error TEXT
 );
-"#];
+"#,
+    // The MD5 of a file's bytes (the S3 ETag of a single-part object),
+    // recorded by uploads and computed lazily for files written otherwise.
+    r#"
+ALTER TABLE inodes ADD COLUMN md5 TEXT;
+"#,
+];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {
     let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;

@@ -114,6 +114,7 @@ impl OpenFile {
             mtime: captured.mtime,
             ctime: captured.ctime,
             checksum: None,
+            md5: None,
             content_type: None,
         };
         match env.ctx.meta.commit_file(&commit) {

@@ -33,6 +33,7 @@ mod context;
 mod handles;
 mod info;
 mod keys;
+mod multipart;
 mod namespace;
 mod objects;
 mod ownership;
@@ -55,6 +56,7 @@ pub use context::{Change, ChangeObserver};
 pub use handles::OpenFlags;
 pub use info::ObjectInfo;
 pub use keys::{parse_key, validate_name, MAX_KEY_LEN, MAX_NAME_LEN};
+pub use multipart::{StagedPart, StagedUpload, UPLOADS_DIR};
 pub use namespace::FsStats;
 pub use objects::{content_type_for, DEFAULT_CONTENT_TYPE};
 pub use read::Snapshot;
@@ -68,7 +70,8 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::model::{
-    AttrChange, DirPage, Inode, NameRef, NodeSpec, ObjectStamp, PutOptions, RenameMode, XattrWrite,
+    AttrChange, DirPage, Inode, NameRef, NodeSpec, ObjectStamp, Owner, PutOptions, RenameMode,
+    XattrWrite, ROOT_INO,
 };
 use crate::node::NodeBackend;
 pub(crate) use context::Context;
@@ -235,6 +238,19 @@ impl Service {
         self.objects().put_stamped(key, reader, stamp)
     }
 
+    /// Store a copy of the current version of `from` at `to`, as a PUT of
+    /// its bytes would (`opts` as for `put_object`).
+    pub fn copy_object(&self, from: &str, to: &str, opts: PutOptions) -> Result<Inode> {
+        self.ctx.meta.check_writable()?;
+        self.objects().copy(from, to, opts)
+    }
+
+    /// The hex MD5 of a file's committed content (computed and stored when
+    /// unknown), with the inode as read then.
+    pub fn md5_of(&self, inode: Inode) -> Result<(Inode, String)> {
+        self.objects().md5_of(inode)
+    }
+
     /// Capture the committed version of a file for reading.
     pub fn snapshot(&self, ino: u64) -> Result<Snapshot> {
         Snapshot::capture(&self.ctx, ino)
@@ -270,6 +286,65 @@ impl Service {
 
     pub fn info_of(&self, key: String, inode: Inode) -> Result<ObjectInfo> {
         self.objects().info_of(key, inode)
+    }
+
+    /// Make the top-level directory `name` (an S3 bucket), as root, mode
+    /// 0755; the mount's kernel caches learn of the new name.
+    pub fn make_top_dir(&self, name: &[u8]) -> Result<Inode> {
+        self.ctx.meta.check_writable()?;
+        let made =
+            self.namespace()
+                .make_node(ROOT_INO, name, &NodeSpec::dir(0o755, Owner::ROOT))?;
+        self.ctx.notify(&[Change::Entry {
+            parent: ROOT_INO,
+            name: name.to_vec(),
+        }]);
+        Ok(made)
+    }
+
+    /// Remove the top-level directory `name` (an S3 bucket) when it holds
+    /// no file: directories left empty inside it (by deleting the files
+    /// under them) go with it. NotEmpty when anything but a directory is
+    /// found. The mount's kernel caches forget them.
+    pub fn remove_top_dir(&self, name: &[u8]) -> Result<()> {
+        self.ctx.meta.check_writable()?;
+        let dir = self.namespace().lookup(ROOT_INO, name)?;
+        if dir.kind != crate::model::Kind::Dir {
+            return Err(Error::NotADirectory(String::from_utf8_lossy(name).into()));
+        }
+        self.remove_empty_dirs_in(dir.ino, name)?;
+        self.namespace().rmdir(ROOT_INO, name)?;
+        self.ctx.notify(&[
+            Change::Entry {
+                parent: ROOT_INO,
+                name: name.to_vec(),
+            },
+            Change::Inode(dir.ino),
+        ]);
+        Ok(())
+    }
+
+    /// Remove the directories under `dir` that hold nothing but empty
+    /// directories, deepest first; NotEmpty at the first other entry.
+    fn remove_empty_dirs_in(&self, dir: u64, shown: &[u8]) -> Result<()> {
+        // Each page is removed before the next is read: read from the start.
+        loop {
+            let entries = self.list_dir(dir, DirPage::new(None, 1000))?;
+            if entries.is_empty() {
+                return Ok(());
+            }
+            for (name, inode) in entries {
+                if inode.kind != crate::model::Kind::Dir {
+                    return Err(Error::NotEmpty(String::from_utf8_lossy(shown).into()));
+                }
+                self.remove_empty_dirs_in(inode.ino, shown)?;
+                self.namespace().rmdir(dir, &name)?;
+                self.ctx.notify(&[
+                    Change::Entry { parent: dir, name },
+                    Change::Inode(inode.ino),
+                ]);
+            }
+        }
     }
 
     // --------------------------------------------------- namespace by inode

@@ -11,6 +11,7 @@
 //! old inode is freed when it has neither a link nor an open handle. The
 //! mount's kernel caches drop the name and the old inode's attributes.
 
+use md5::Md5;
 use sha2::{Digest, Sha256};
 use std::collections::VecDeque;
 use std::io::Read;
@@ -80,7 +81,7 @@ impl Objects<'_> {
     ) -> Result<Inode> {
         let opts = PutOptions {
             content_type: stamp.content_type.as_deref(),
-            max_size: None,
+            ..PutOptions::default()
         };
         self.store(key, reader, opts, Some(stamp))
     }
@@ -95,6 +96,8 @@ impl Objects<'_> {
         let PutOptions {
             content_type,
             max_size,
+            xattrs,
+            etag,
         } = opts;
         let Env {
             ctx,
@@ -120,6 +123,7 @@ impl Objects<'_> {
             Ok(_) => {}
         }
         let mut hasher = Sha256::new();
+        let mut md5 = Md5::new();
         let mut size = 0u64;
         let mut stored: Vec<(u64, UncommittedChunk)> = Vec::new();
         let mut inflight: VecDeque<(u64, StoredChunk)> = VecDeque::new();
@@ -140,6 +144,7 @@ impl Objects<'_> {
                     )));
                 }
                 hasher.update(&buf);
+                md5.update(&buf);
                 let source = ChunkSource {
                     ino: 0,
                     index,
@@ -183,6 +188,11 @@ impl Objects<'_> {
         // `info` and the download headers all show this same value.
         let decided = content_type_for(key, content_type);
         template.content_type = Some(decided.clone());
+        let md5 = match etag {
+            Some(given) => given.to_string(),
+            None => hex::encode(md5.finalize()),
+        };
+        template.md5 = Some(md5.clone());
         let commit = FileCommit {
             ino: 0,
             chunks: stored
@@ -195,9 +205,10 @@ impl Objects<'_> {
             mtime,
             ctime: now,
             checksum: Some(hex::encode(hasher.finalize())),
+            md5: Some(md5),
             content_type: Some(decided),
         };
-        let outcome = ctx.meta.put_file(&parts, &template, commit)?;
+        let outcome = ctx.meta.put_file(&parts, &template, commit, xattrs)?;
         for (_, chunk) in stored {
             let _ = chunk.into_committed();
         }
@@ -330,6 +341,37 @@ impl Objects<'_> {
         Ok((keys, truncated))
     }
 
+    /// The hex MD5 of a file's committed content: as stored, else computed
+    /// from the bytes (a file written through the mount) and stored for
+    /// that version. Returns the inode read with it.
+    pub fn md5_of(&self, inode: Inode) -> Result<(Inode, String)> {
+        if let Some(sum) = inode.md5.clone() {
+            return Ok((inode, sum));
+        }
+        let ctx = self.0.ctx;
+        let snap = Snapshot::capture(ctx, inode.ino)?;
+        let mut hasher = Md5::new();
+        for span in chunk_spans(0, snap.inode.size, ctx.chunk_size) {
+            hasher.update(snap.read(span.pos, span.len)?);
+        }
+        let sum = hex::encode(hasher.finalize());
+        // Only a cache: a store that cannot record it now still answers.
+        if let Err(e) = ctx.meta.set_md5(inode.ino, snap.inode.version, &sum) {
+            log::warn!("recording the MD5 of inode {}: {e}", inode.ino);
+        }
+        let mut inode = snap.inode.clone();
+        inode.md5 = Some(sum.clone());
+        Ok((inode, sum))
+    }
+
+    /// Store a copy of the current version of `from` at `to` (streamed,
+    /// as a PUT of its bytes).
+    pub fn copy(&self, from: &str, to: &str, opts: PutOptions) -> Result<Inode> {
+        let snapshot = self.open(from)?;
+        let mut reader = SnapshotReader::new(snapshot, self.0.ctx.chunk_size);
+        self.put(to, &mut reader, opts)
+    }
+
     /// Metadata and chunks of a file. Computes the SHA-256 when it is not
     /// known yet (after writes through the mount) and stores it.
     pub fn info_of(&self, key: String, mut inode: Inode) -> Result<ObjectInfo> {
@@ -351,6 +393,58 @@ impl Objects<'_> {
             Vec::new()
         };
         Ok(ObjectInfo { key, inode, chunks })
+    }
+}
+
+/// The bytes of a captured version as a `Read`, chunk by chunk.
+pub(crate) struct SnapshotReader {
+    snapshot: Snapshot,
+    pos: u64,
+    end: u64,
+    chunk_size: u64,
+    pending: bytes::Bytes,
+}
+
+impl SnapshotReader {
+    pub fn new(snapshot: Snapshot, chunk_size: u64) -> SnapshotReader {
+        let end = snapshot.inode.size;
+        SnapshotReader::range(snapshot, chunk_size, 0, end)
+    }
+
+    /// The bytes `start..end` (cut to the version's size).
+    pub fn range(snapshot: Snapshot, chunk_size: u64, start: u64, end: u64) -> SnapshotReader {
+        let end = end.min(snapshot.inode.size);
+        SnapshotReader {
+            snapshot,
+            pos: start.min(end),
+            end,
+            chunk_size,
+            pending: bytes::Bytes::new(),
+        }
+    }
+}
+
+impl Read for SnapshotReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.pending.is_empty() {
+            let left = self.end.saturating_sub(self.pos);
+            if left == 0 {
+                return Ok(0);
+            }
+            let len = left.min(self.chunk_size - self.pos % self.chunk_size) as usize;
+            self.pending = self
+                .snapshot
+                .read(self.pos, len)
+                .map_err(std::io::Error::other)?;
+            if self.pending.is_empty() {
+                return Ok(0);
+            }
+            self.pos += self.pending.len() as u64;
+        }
+        let n = out.len().min(self.pending.len());
+        out[..n].copy_from_slice(&self.pending[..n]);
+        let _ = self.pending.split_to(n);
+        Ok(n)
     }
 }
 
