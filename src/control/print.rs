@@ -243,14 +243,16 @@ fn scrub(s: &ScrubReport, out: &mut String) {
             ("repaired", s.repaired.to_string()),
         ],
     );
-    summary_line(
-        out,
-        &[
-            ("journal segments", s.journal_segments.to_string()),
-            ("bad copies", s.journal_copies_bad.to_string()),
-            ("copies rewritten", s.journal_copies_repaired.to_string()),
-        ],
-    );
+    if s.journal_segments > 0 {
+        summary_line(
+            out,
+            &[
+                ("journal segments", s.journal_segments.to_string()),
+                ("bad copies", s.journal_copies_bad.to_string()),
+                ("copies rewritten", s.journal_copies_repaired.to_string()),
+            ],
+        );
+    }
     if !s.problems.is_empty() {
         let mut table = Table::new(&["CHUNK", "SHARD", "NODE", "PROBLEM", "REPAIRED"]);
         for p in &s.problems {
