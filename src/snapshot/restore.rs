@@ -454,23 +454,26 @@ pub fn catch_up_at_start(
     if database_state(path, false) != DatabaseState::Intact {
         return Ok(None);
     }
-    let (db_lsn, files) = {
-        let conn = Connection::open(path)?;
+    let conn = Connection::open(path)?;
+    let db_lsn = crate::meta::journal_lsn_of(&conn)?;
+    if db_lsn == 0 {
         let files: i64 =
             conn.query_row("SELECT COUNT(*) FROM inodes WHERE kind=1", [], |r| r.get(0))?;
-        (crate::meta::journal_lsn_of(&conn)?, files)
-    };
-    if db_lsn == 0 {
         return Ok((files > 0).then(|| {
             "the database predates the metadata journal: a snapshot anchors the journal".to_string()
         }));
     }
-    let journal = crate::journal::replay::collect(
-        nodes,
-        config.cluster.id.as_deref(),
-        db_lsn,
-        patience(config),
+    // Only this store's journal continues this database.
+    let cluster: String = conn.query_row(
+        "SELECT value FROM settings WHERE key='cluster_id'",
+        [],
+        |r| r.get(0),
     )?;
+    drop(conn);
+    // Every start comes here: a hung node costs two deadlines, not the
+    // long patience of a restore (its copies are on other nodes too).
+    let journal =
+        crate::journal::replay::collect(nodes, Some(&cluster), db_lsn, config.node_timeout() * 2)?;
     if !journal.records.is_empty() {
         let report = crate::journal::replay::apply(path, &journal.records)?;
         log::warn!(
