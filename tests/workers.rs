@@ -23,7 +23,7 @@ const CS: u64 = 64 * 1024;
 /// How long a worker may take to act on a wake-up (generous for a slow
 /// machine; the collector settles for 100 ms and polls every 2 s).
 const BOUND: Duration = Duration::from_secs(10);
-const WORKER_NAMES: [&str; 7] = [
+const WORKER_NAMES: [&str; 8] = [
     "collector",
     "repair",
     "recovery",
@@ -31,6 +31,7 @@ const WORKER_NAMES: [&str; 7] = [
     "health",
     "orphan-sweep",
     "meta-snapshot",
+    "meta-journal",
 ];
 
 fn put(svc: &Service, key: &str, data: &[u8]) {
@@ -221,7 +222,7 @@ fn ctl_workers_lists_every_worker_until_shutdown_stops_them() {
         "periodic scrub off (recovery.scrub_interval_secs: 0)"
     );
     let json: WorkersReport = serde_json::from_value(data).unwrap();
-    assert_eq!(json.workers.len(), 7);
+    assert_eq!(json.workers.len(), WORKER_NAMES.len());
 
     assert!(workers.stop(BOUND).is_empty(), "every worker stops");
     assert!(svc.is_shutting_down());

@@ -40,6 +40,9 @@ pub struct FoundJournal {
     /// A segment holds the base's LSN or starts right after it: the
     /// journal continues the base (the records after it, if any, follow).
     pub reaches_base: bool,
+    /// Nodes whose journal could not be listed (hung, unreadable): records
+    /// only they hold may be missing.
+    pub unreachable: Vec<String>,
 }
 
 impl FoundJournal {
@@ -65,6 +68,12 @@ impl FoundJournal {
         if let Some(gap) = &self.gap {
             out.push_str(&format!("; {gap}"));
         }
+        if !self.unreachable.is_empty() {
+            out.push_str(&format!(
+                "; not read (did not answer): {}",
+                self.unreachable.join(", ")
+            ));
+        }
         out
     }
 }
@@ -78,6 +87,7 @@ pub fn collect(
 ) -> Result<FoundJournal> {
     // segment name → nodes holding a copy
     let mut holders: BTreeMap<(u64, u64), (String, Vec<usize>)> = BTreeMap::new();
+    let mut unreachable = Vec::new();
     let listings: Vec<_> = nodes
         .iter()
         .map(|n| ask(n, |node| node.list_meta_files(JOURNAL_AREA)))
@@ -91,21 +101,22 @@ pub fn collect(
                     }
                 }
             }
-            Err(e) => log::warn!("metadata journal on node {}: {e}", nodes[i].id()),
+            Err(e) => {
+                log::warn!("metadata journal on node {}: {e}", nodes[i].id());
+                unreachable.push(nodes[i].id().to_string());
+            }
         }
     }
-    let mut found = FoundJournal::default();
+    let mut found = FoundJournal {
+        unreachable,
+        ..FoundJournal::default()
+    };
     let mut by_lsn: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
     let keys: Vec<(u64, u64)> = holders.keys().copied().collect();
-    for (pos, key) in keys.iter().enumerate() {
-        // A segment followed by one starting at or before base+1 holds
-        // nothing past the base.
-        if keys[pos + 1..]
-            .iter()
-            .any(|next| next.0 > key.0 && next.0 <= base_lsn + 1)
-        {
-            continue;
-        }
+    // Every segment is read (their total is bounded by the snapshots'
+    // truncation): a segment's name says where it starts, only its records
+    // say where it ends.
+    for key in &keys {
         let (name, on) = &holders[key];
         let best = read_best_copy(nodes, on, name, cluster_id, patience, &mut found);
         found.segments_read += 1;

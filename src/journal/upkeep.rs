@@ -38,19 +38,30 @@ pub fn list_segments(store: &ChunkStore) -> SegmentMap {
 }
 
 /// Drop every segment whose records all have an LSN of at most `covered`
-/// (a snapshot the nodes keep holds them): those followed by a segment
-/// that starts at or before `covered + 1`. Returns the segments dropped.
+/// (a snapshot the nodes keep holds them), judged by the records of a copy
+/// that reads back whole, never by the names alone: a segment that a failed
+/// append closed may hold records a later segment was meant to repeat.
+/// The active segment stays. Returns the segments dropped.
 pub fn truncate(store: &ChunkStore, writer: &JournalWriter, covered: u64) -> usize {
     let segments = list_segments(store);
     let active = writer.active_segment();
-    let keys: Vec<(u64, u64)> = segments.keys().copied().collect();
     let mut dropped = 0;
-    for (pos, key) in keys.iter().enumerate() {
-        let superseded = keys[pos + 1..]
-            .iter()
-            .any(|next| next.0 > key.0 && next.0 <= covered + 1);
-        let (name, holders) = &segments[key];
-        if !superseded || active.as_deref() == Some(name.as_str()) {
+    for ((first, _), (name, holders)) in &segments {
+        if *first > covered || active.as_deref() == Some(name.as_str()) {
+            continue;
+        }
+        let last = holders.iter().find_map(|&i| {
+            let name = name.clone();
+            let bytes = store
+                .meta_file_call(i, move |n| n.read_meta_file(JOURNAL_AREA, &name))
+                .ok()?;
+            let segment = parse_segment(&bytes).ok()?;
+            segment
+                .stopped
+                .is_none()
+                .then(|| segment.last_lsn().unwrap_or(first.saturating_sub(1)))
+        });
+        if last.is_none_or(|last| last > covered) {
             continue;
         }
         for &i in holders {
@@ -86,8 +97,13 @@ pub fn check_copies(
     repair: bool,
 ) -> Result<CopiesChecked> {
     writer.close_segment();
+    let active = writer.active_segment();
     let mut checked = CopiesChecked::default();
     for (name, holders) in list_segments(store).into_values() {
+        // An append may have opened a new segment since: it is not done.
+        if active.as_deref() == Some(name.as_str()) {
+            continue;
+        }
         checked.segments += 1;
         let mut copies = Vec::new();
         for &i in &holders {

@@ -29,6 +29,9 @@ use crate::meta::{JournalSink, RecordQueue};
 pub const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
 /// Queued records past this size are written without waiting for a sync.
 const EARLY_FLUSH_BYTES: u64 = 1024 * 1024;
+/// Records per frame are cut at this size (a queue that grew while nodes
+/// were down goes out in several appends).
+const FRAME_BYTES: u64 = 4 * 1024 * 1024;
 /// Attempts of one append on fresh segments before it is given up.
 const ATTEMPTS: usize = 3;
 /// A node that failed an append is not chosen for a new segment for this
@@ -140,6 +143,11 @@ impl JournalWriter {
     /// before it compares the copies of closed segments).
     pub fn close_segment(&self) {
         let mut state = self.state.lock();
+        // An append in flight finishes first: a closed segment's copies
+        // are complete when they are compared or dropped.
+        while state.flushing {
+            self.flushed.wait(&mut state);
+        }
         state.active = None;
         state.closings += 1;
         state.status.active_segment = None;
@@ -163,10 +171,11 @@ impl JournalWriter {
         let first = state.durable_lsn.max(lsn) + 1;
         state.flushing = true;
         drop(state);
-        let started = self.start_empty_segment(first);
+        let started = {
+            let _done = FlushDone(self);
+            self.start_empty_segment(first)
+        };
         let mut state = self.state.lock();
-        state.flushing = false;
-        self.flushed.notify_all();
         match started {
             Ok(segment) => {
                 state.status.active_segment = Some(segment.name.clone());
@@ -256,7 +265,7 @@ impl JournalWriter {
 
     /// One append of everything queued. Returns the LSN now durable.
     fn append_queued(&self) -> Result<Option<u64>> {
-        let records = self.queue.take_all();
+        let records = self.queue.take_up_to(FRAME_BYTES);
         let (Some(first), Some(last)) = (records.first(), records.last()) else {
             return Ok(None);
         };
@@ -417,6 +426,17 @@ impl JournalWriter {
     }
 }
 
+/// Clears `flushing` and wakes the waiters when an append ends, a panic
+/// included (durable operations would otherwise wait for ever).
+struct FlushDone<'a>(&'a JournalWriter);
+
+impl Drop for FlushDone<'_> {
+    fn drop(&mut self) {
+        self.0.state.lock().flushing = false;
+        self.0.flushed.notify_all();
+    }
+}
+
 impl JournalSink for JournalWriter {
     fn sync_through(&self, lsn: u64) -> Result<()> {
         let mut state = self.state.lock();
@@ -430,10 +450,11 @@ impl JournalSink for JournalWriter {
             }
             state.flushing = true;
             drop(state);
-            let appended = self.append_queued();
+            let appended = {
+                let _done = FlushDone(self);
+                self.append_queued()
+            };
             state = self.state.lock();
-            state.flushing = false;
-            self.flushed.notify_all();
             match appended {
                 Ok(Some(durable)) => state.durable_lsn = state.durable_lsn.max(durable),
                 // Nothing queued: every record through `lsn` was taken by an

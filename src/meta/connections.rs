@@ -171,7 +171,10 @@ impl Database {
     /// commit it; a transaction that changed rows gets the next LSN and
     /// its changeset is queued for the journal. An error from `change`
     /// rolls the whole transaction back. `Durable`: returns once the change
-    /// and every one before it are on stable storage (`sync`).
+    /// and every one before it are on stable storage (`sync`); an error
+    /// then may come after the commit (committed, not confirmed durable), so
+    /// callers that keep books about what the change references commit
+    /// `Buffered`, settle their books, then call `sync` themselves.
     pub(super) fn write_transaction<T>(
         &self,
         durability: Durability,
@@ -186,11 +189,9 @@ impl Database {
             sink.records_queued(bytes);
         }
         if durability == Durability::Durable {
-            // The change is committed: reporting an error now would make
-            // the caller drop data that metadata references.
-            if let Err(e) = self.sync() {
-                log::error!("metadata change committed but not confirmed durable: {e}");
-            }
+            // The change is committed and visible; an error says only that
+            // it is not confirmed durable.
+            self.sync()?;
         }
         Ok(value)
     }

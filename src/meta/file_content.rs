@@ -247,8 +247,9 @@ impl Meta {
 
     /// Commit new content of a file: one transaction. Returns the new inode
     /// and how many chunks it superseded.
+    /// Not synced: the caller marks the chunks committed, then `sync`s.
     pub fn commit_file(&self, commit: &FileCommit) -> Result<CommitOutcome> {
-        self.db.write_transaction(Durability::Durable, |tx| {
+        self.db.write_transaction(Durability::Buffered, |tx| {
             let inode = Self::must_inode(tx, commit.ino)?;
             let superseded = self.commit_in(tx, &inode, commit)?;
             Ok(CommitOutcome {
@@ -303,7 +304,7 @@ impl Meta {
         commit: FileCommit,
         xattrs: Option<XattrSet>,
     ) -> Result<PutOutcome> {
-        self.db.write_transaction(Durability::Durable, |tx| {
+        self.db.write_transaction(Durability::Buffered, |tx| {
             let outcome = self.put_file_in(tx, parts, template, commit)?;
             if let Some(set) = xattrs {
                 Self::replace_xattrs_in(tx, outcome.inode.ino, set)?;

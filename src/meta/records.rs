@@ -54,6 +54,23 @@ impl RecordQueue {
         self.bytes.fetch_add(size, Ordering::SeqCst) + size
     }
 
+    /// Take the oldest queued records, at least one, up to `max_bytes`.
+    pub fn take_up_to(&self, max_bytes: u64) -> Vec<JournalRecord> {
+        let mut records = self.records.lock();
+        let mut size = 0;
+        let mut count = 0;
+        for record in records.iter() {
+            let more = record.changeset.len() as u64 + 12;
+            if count > 0 && size + more > max_bytes {
+                break;
+            }
+            size += more;
+            count += 1;
+        }
+        self.bytes.fetch_sub(size, Ordering::SeqCst);
+        records.drain(..count).collect()
+    }
+
     /// Take every queued record, oldest first.
     pub fn take_all(&self) -> Vec<JournalRecord> {
         let mut records = self.records.lock();

@@ -129,7 +129,11 @@ impl OpenFile {
                 if outcome.superseded > 0 {
                     env.ctx.wake.collector.notify();
                 }
-                Ok(())
+                // Committed and visible; the close or fsync succeeds only
+                // once it is on stable storage here and in the journal on
+                // the nodes (a failure leaves it committed: the next fsync
+                // tries again).
+                env.ctx.meta.sync()
             }
             Err(Error::NotFound(_)) => {
                 // The inode is gone (deleted through the API): drop the data.

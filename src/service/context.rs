@@ -101,8 +101,10 @@ impl Context {
         nodes: Vec<Arc<dyn NodeBackend>>,
     ) -> Result<Context> {
         let restored = crate::snapshot::restore::restore_at_start(&config, &nodes)?;
-        let snapshot_needed = match restored {
-            Some(_) => None,
+        let snapshot_needed = match &restored {
+            // A fresh snapshot of what was rebuilt puts m+1 copies of it on
+            // the nodes at once and anchors the journal (past a gap too).
+            Some(_) => Some("the database was rebuilt from the nodes".to_string()),
             None => crate::snapshot::restore::catch_up_at_start(&config, &nodes)?,
         };
         let node_ids = nodes.iter().map(|n| n.id().to_string()).collect();

@@ -231,6 +231,9 @@ impl Objects<'_> {
                 log::error!("freeing inode {} replaced by {key}: {e}", old.ino);
             }
         }
+        // Acknowledged only once durable here and in the journal on the
+        // nodes.
+        ctx.meta.sync()?;
         Ok(outcome.inode)
     }
 

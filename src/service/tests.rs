@@ -110,6 +110,21 @@ impl NodeBackend for GatedNode {
     fn capacity(&self) -> Result<(u64, u64)> {
         self.inner.capacity()
     }
+    fn put_meta_file(&self, area: &str, name: &str, parts: &[&[u8]]) -> Result<()> {
+        self.inner.put_meta_file(area, name, parts)
+    }
+    fn append_meta_file(&self, area: &str, name: &str, bytes: &[u8]) -> Result<()> {
+        self.inner.append_meta_file(area, name, bytes)
+    }
+    fn list_meta_files(&self, area: &str) -> Result<Vec<(String, u64)>> {
+        self.inner.list_meta_files(area)
+    }
+    fn read_meta_file(&self, area: &str, name: &str) -> Result<Vec<u8>> {
+        self.inner.read_meta_file(area, name)
+    }
+    fn delete_meta_file(&self, area: &str, name: &str) -> Result<()> {
+        self.inner.delete_meta_file(area, name)
+    }
 }
 
 fn gated_service() -> (

@@ -241,7 +241,7 @@ impl Rebuilt {
     /// acknowledged is missing (without a gap, records missing at the end
     /// were never acknowledged).
     pub fn complete(&self) -> bool {
-        self.journal.gap.is_none()
+        self.journal.gap.is_none() && self.journal.unreachable.is_empty()
     }
 
     /// What was restored, for logs and `restore-meta`.
@@ -280,7 +280,29 @@ pub fn rebuild(
     if snapshot.is_none() {
         let _ = fs::remove_file(temp);
     }
-    crate::journal::replay::apply(temp, &journal.records)?;
+    let report = crate::journal::replay::apply(temp, &journal.records)?;
+    if report.replaced + report.missing > 0 {
+        // On the right base every change finds the rows it expects.
+        log::warn!(
+            "replaying the metadata journal onto {}: {} row(s) differed from what the journal expected and {} were missing (the journal's values were taken)",
+            snapshot.as_ref().map_or("an empty database".to_string(), |s| format!("snapshot #{}", s.manifest.seq)),
+            report.replaced,
+            report.missing
+        );
+    }
+    if journal.newest_lsn > journal.last_lsn(base_lsn) {
+        // Records past a gap stay on the nodes (fsck --rebuild recovers
+        // their files from the shards): new changes must not reuse their
+        // LSNs, or a later catch-up or restore would mix the two.
+        let conn = Connection::open(temp)?;
+        conn.execute(
+            "INSERT INTO settings(key, value) VALUES('journal_lsn', ?1)
+             ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            [journal.newest_lsn.to_string()],
+        )?;
+        drop(conn);
+        File::open(temp)?.sync_all()?;
+    }
     match database_state(temp, true) {
         DatabaseState::Intact => Ok(Some(Rebuilt {
             snapshot,

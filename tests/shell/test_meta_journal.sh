@@ -70,16 +70,21 @@ grep -q 'rebuilt it from' "$DAEMON_LOG" || fail "the daemon did not say it rebui
 
 say "kill -9 with writers running: every file closed before the kill is back"
 mkdir -p "$T/busy"
+# Each writer: plan a file (its size in planned-N), write it under a .tmp
+# name (closed = durable), log its checksum under the final name, rename.
 writer() {
-    local i=0
+    local i=0 size
     while :; do
-        mkrand "$T/busy/w$1-$i.tmp" $((RANDOM * 7 + 1))
+        size=$((RANDOM * 7 + 1))
+        echo "w$1-$i $size" >>"$WORK/planned-$1"
+        mkrand "$WORK/src-$1" "$size"
+        cp "$WORK/src-$1" "$T/busy/w$1-$i.tmp"
+        echo "$(sha_of "$WORK/src-$1") tree/busy/w$1-$i" >>"$WORK/closed-$1"
         mv "$T/busy/w$1-$i.tmp" "$T/busy/w$1-$i"
-        sha256sum "$T/busy/w$1-$i" | sed "s|$MNT/||" >>"$WORK/closed-$1"
         i=$((i + 1))
     done
 }
-: >"$WORK/closed-1"; : >"$WORK/closed-2"
+: >"$WORK/closed-1"; : >"$WORK/closed-2"; : >"$WORK/planned-1"; : >"$WORK/planned-2"
 writer 1 & track_bg $!
 writer 2 & track_bg $!
 sleep 3
@@ -94,9 +99,9 @@ delete_db
 start_daemon mount
 n=0
 while read -r sum path; do
-    # The line is written after mv returned: the rename is journaled with
-    # the next durable operation, the content with its close. A line for a
-    # file whose rename the kill cut short names the .tmp name instead.
+    # Logged after the close returned (content and creation durable), before
+    # the rename, which is journaled with the next durable operation: the
+    # file is there under one of its two names, whole.
     if [ -e "$MNT/$path" ]; then
         assert_eq "$sum" "$(sha_of "$MNT/$path")" "content of $path"
     else
@@ -107,13 +112,18 @@ while read -r sum path; do
 done < <(cat "$WORK"/closed-*)
 [ "$n" -gt 5 ] || fail "the writers closed only $n files before the kill"
 assert_eq "$sha_fsynced" "$(sha_of "$T/fsynced")" "the fsynced file"
-# Nothing half-written: besides the files listed, only the one file each
-# writer had open at the kill may be there (a .tmp name).
+# Nothing half-written: a file no line names is the one its writer had in
+# hand at the kill; it is empty (created, content never committed) or
+# whole (its planned size).
 unlisted=0
 for f in "$T"/busy/*; do
     name=${f#"$MNT/"}
-    grep -q " ${name%.tmp}\$" "$WORK"/closed-* && continue
-    [[ $name == *.tmp ]] || fail "$name is visible but no writer finished it"
+    base=${name%.tmp}
+    grep -q " $base\$" "$WORK"/closed-* && continue
+    planned=$(awk -v b="${base##*/}" '$1 == b { print $2 }' "$WORK"/planned-*)
+    [ -n "$planned" ] || fail "$name is visible but no writer planned it"
+    size=$(stat -c %s "$f")
+    [ "$size" = 0 ] || [ "$size" = "$planned" ] || fail "$name is half-written: $size of $planned bytes"
     unlisted=$((unlisted + 1))
 done
 [ "$unlisted" -le 2 ] || fail "$unlisted unfinished files are visible (2 writers)"
@@ -145,6 +155,7 @@ size=$(stat -c %s "$DB")
 dd if=/dev/urandom of="$DB" bs=4096 seek=1 count=1 conv=notrunc status=none
 [ "$size" -gt 8192 ] || fail "database too small to corrupt a page: $size"
 fingerprint_now >"$WORK/after2"
+grep -q 'metadata.db failed its check' "$DAEMON_LOG" || fail "the corrupted database was not rebuilt"
 diff "$WORK/before2" "$WORK/after2" || fail "the namespace differs after the rebuild of a corrupt database"
 
 say "journal copies corrupted on one node: the others are used; scrub repairs the copy"

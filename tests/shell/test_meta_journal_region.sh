@@ -37,10 +37,17 @@ mv "$MNT/d/e/small" "$MNT/d/e/moved"
 chmod 0600 "$MNT/d/big"
 sync
 fingerprint >"$WORK/before"
-# Each segment on m+1 = 3 nodes, one per region.
+# Each segment on m+1 = 3 nodes, one per region (node N is in region
+# (N-1) mod 3).
+segment_copies $(nodes_all) >"$WORK/segments"
+[ -s "$WORK/segments" ] || fail "no journal segment on the nodes"
 while read -r name count; do
     assert_eq 3 "$count" "copies of $name"
-done < <(segment_copies $(nodes_all))
+    regions=$(for i in 1 2 3 4 5 6; do
+        if [ -e "$(node_dir "$i")/meta/journal/$name" ]; then echo $(((i - 1) % 3)); fi
+    done | sort -u | wc -l)
+    assert_eq 3 "$regions" "regions holding $name"
+done <"$WORK/segments"
 stop_daemon
 
 say "metadata.db and region us-east-1 (node-1, node-4) deleted"
@@ -57,9 +64,11 @@ ctl recover node-4 >/dev/null
 health=$(ctlj health)
 assert_eq 0 "$(jq .chunks_missing_shards <<<"$health")" "chunks missing shards after recovery"
 assert_eq healthy "$(jq -r .status <<<"$health")" "health after recovery"
+segment_copies $(nodes_all) >"$WORK/segments"
+[ -s "$WORK/segments" ] || fail "no journal segment on the nodes after recovery"
 while read -r name count; do
     [ "$count" -ge 3 ] || fail "journal segment $name has $count copies after recovery (3 wanted)"
-done < <(segment_copies $(nodes_all))
+done <"$WORK/segments"
 [ -n "$(segment_copies "$(node_dir 1)" "$(node_dir 4)")" ] \
     || fail "no journal segment copy went back to the rebuilt region"
 fingerprint >"$WORK/after2"

@@ -96,8 +96,10 @@ fingerprint >"$WORK/after"
 diff "$WORK/before" "$WORK/after" || fail "the tree restored over a corrupt database differs"
 stop_daemon
 
-say "one snapshot copy corrupted: the other copy is used"
-first=$(snapshot_copies | head -1)
+say "one copy of the newest snapshot corrupted: the other copy is used"
+# (every restore takes a snapshot of what it rebuilt: the newest is not #1)
+newest=$(snapshot_copies | xargs -n1 basename | sort | tail -1)
+first=$(snapshot_copies | grep "/$newest\$" | head -1)
 corrupt "$first"
 delete_db
 start_daemon mount
@@ -105,17 +107,19 @@ grep -q 'database checksum mismatch' "$DAEMON_LOG" || { print_log; fail "the cor
 fingerprint >"$WORK/after"
 diff "$WORK/before" "$WORK/after" || fail "the tree restored from the second copy differs"
 
-say "a later change and snapshot #2; then metadata.db and a whole region's node folder are lost"
+say "a later change and a new snapshot; then metadata.db and a whole region's node folder are lost"
 mkrand "$T/a/later" 5000
 sync
-ctl snapshot | grep -q 'metadata snapshot #2' || fail "snapshot #2 was not taken"
+taken=$(ctlj snapshot)
+jq -e .taken <<<"$taken" >/dev/null || fail "no snapshot was taken after a change: $taken"
+seq=$(jq .seq <<<"$taken")
 fingerprint >"$WORK/before"
 holder=$(ctlj health | jq -r '.metadata_snapshot.nodes[0]')
 stop_daemon
 delete_db
 rm -rf "$WORK/$holder"
 start_daemon mount
-grep -q 'rebuilt it from snapshot #2' "$DAEMON_LOG" || { print_log; fail "snapshot #2 was not restored without $holder"; }
+grep -q "rebuilt it from snapshot #$seq " "$DAEMON_LOG" || { print_log; fail "snapshot #$seq was not restored without $holder"; }
 fingerprint >"$WORK/after"
 diff "$WORK/before" "$WORK/after" || fail "the tree restored without $holder's region differs"
 
