@@ -549,12 +549,12 @@ if step journal; then
 fi
 
 # timed_start NAME: start the daemon of $WORK/NAME again (after the database
-# was deleted) and print the milliseconds until the mount answers
+# was deleted); STARTED_MS = milliseconds until the mount answers
 timed_start() {
     local t0
     t0=$(now_ms)
-    start_daemon "$1" >&2
-    echo $(($(now_ms) - t0))
+    start_daemon "$1"
+    STARTED_MS=$(($(now_ms) - t0))
 }
 if step restore; then
     start_daemon restore
@@ -571,13 +571,15 @@ PY
     RESTORE_RECORDS=$(ctlj health | jq .metadata_journal.last_lsn)
     stop_daemon
     rm -f "$DAEMON_DIR"/metadata.db "$DAEMON_DIR"/metadata.db-wal "$DAEMON_DIR"/metadata.db-shm
-    RESTORE_JOURNAL_MS=$(timed_start restore)
+    timed_start restore
+    RESTORE_JOURNAL_MS=$STARTED_MS
     n=$(find "$DAEMON_DIR/mnt/r" -type f | wc -l)
     [ "$n" = "$RESTORE_FILES" ] || warn "restore from the journal brought back $n of $RESTORE_FILES files"
     ctlj snapshot >/dev/null || warn "ctl snapshot failed"
     stop_daemon
     rm -f "$DAEMON_DIR"/metadata.db "$DAEMON_DIR"/metadata.db-wal "$DAEMON_DIR"/metadata.db-shm
-    RESTORE_SNAPSHOT_MS=$(timed_start restore)
+    timed_start restore
+    RESTORE_SNAPSHOT_MS=$STARTED_MS
     n=$(find "$DAEMON_DIR/mnt/r" -type f | wc -l)
     [ "$n" = "$RESTORE_FILES" ] || warn "restore from the snapshot brought back $n of $RESTORE_FILES files"
     stop_daemon
