@@ -22,11 +22,18 @@
 #   BENCH_JOURNAL_SMALL small files per pass of the journal step           (2000)
 #   BENCH_JOURNAL_BIG  big-file size per pass of the journal step           (512M)
 #   BENCH_RESTORE_FILES files created before the metadata restore is timed (100000)
+#   BENCH_SMALLFILES   small files created per target in the smallfiles step (3000)
+#   BENCH_SQLITE_INSERTS autocommit sqlite3 inserts per target (smallfiles)  (500)
+#   BENCH_RANDW_FILE   file the smallfiles step writes 4 KiB at random into  (1G)
+#   BENCH_RANDW_SECONDS seconds of random 4 KiB writes + fsync per target     (30)
+#   BENCH_PERF=1       smallfiles: profile the daemon during more creates
+#                      (perf record -g, perf trace -s) into target/bench-logs/
 #   BENCH_BASELINE_BIN another minigcs binary (e.g. the previous release) run
 #                      through the concurrency and journal steps too, for
 #                      before/after figures from the same run
 #   BENCH_ONLY         comma-separated steps to run (main = bench+fio+API, rss,
-#                      recovery, concurrency, journal, restore); default: all
+#                      recovery, concurrency, journal, restore, smallfiles);
+#                      default: all
 #   BENCH_CODEC=1      also run `cargo bench --bench codec` for 4+2 (minutes)
 #   BENCH_SKIP_BUILD=1 use the existing release binary
 #   BENCH_KEEP_WORK=1  keep target/bench-work (unmounted) for inspection
@@ -91,6 +98,10 @@ CONC_SECONDS=${BENCH_CONC_SECONDS:-10}
 JNL_SMALL=${BENCH_JOURNAL_SMALL:-2000}
 JNL_BIG=$(to_bytes "${BENCH_JOURNAL_BIG:-512M}")
 RESTORE_FILES=${BENCH_RESTORE_FILES:-100000}
+SF_COUNT=${BENCH_SMALLFILES:-3000}
+SF_INSERTS=${BENCH_SQLITE_INSERTS:-500}
+RANDW_FILE=$(to_bytes "${BENCH_RANDW_FILE:-1G}")
+RANDW_SECONDS=${BENCH_RANDW_SECONDS:-30}
 BASELINE_BIN=${BENCH_BASELINE_BIN:-}
 [ -z "$BASELINE_BIN" ] || [ -x "$BASELINE_BIN" ] || die "BENCH_BASELINE_BIN=$BASELINE_BIN is not an executable"
 # step NAME: is this step part of the run (BENCH_ONLY)?
@@ -116,6 +127,7 @@ command -v fio >/dev/null || need_pkgs+=(fio)
 command -v jq >/dev/null || need_pkgs+=(jq)
 command -v fusermount3 >/dev/null || need_pkgs+=(fuse3)
 command -v python3 >/dev/null || need_pkgs+=(python3)
+command -v sqlite3 >/dev/null || need_pkgs+=(sqlite3)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     log "installing ${need_pkgs[*]}"
     sudo=
@@ -586,7 +598,130 @@ PY
     rm -rf "$WORK/restore"
 fi
 
-# ---- 7. codec (optional) -------------------------------------------------------------------------
+# ---- 7. small files and fsync-heavy work ------------------------------------------------------------
+
+# written_now: what this daemon stored on all its nodes so far (`ctl stats`),
+# "all shard journal copy" bytes and the store operations behind them
+written_now() {
+    ctlj stats | jq -r '[.node_stats[]] | [map(.bytes_written), map(.shard_bytes_written),
+        map(.journal_bytes_written), map(.copy_bytes_written), map(.write_ops)] | map(add) | join(" ")'
+}
+# written_delta BEFORE AFTER: the figures of written_now, after − before
+written_delta() { awk -v a="$1" -v b="$2" 'BEGIN { n = split(a, x, " "); split(b, y, " ")
+    for (i = 1; i <= n; i++) printf "%s%.0f", (i > 1 ? " " : ""), y[i] - x[i] }'; }
+
+# sf_create DIR: create, write 4 KiB, close, SF_COUNT times; prints files/s
+sf_create() {
+    python3 - "$1" "$SF_COUNT" 4096 <<'PY'
+import os, sys, time
+root, n, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+os.makedirs(root)
+data = os.urandom(size)
+start = time.perf_counter()
+for i in range(n):
+    fd = os.open(os.path.join(root, "f%06d" % i), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    os.write(fd, data)
+    os.close(fd)
+print("%.3f" % (n / (time.perf_counter() - start)))
+PY
+}
+
+# sf_profile: the create loop again (a third of SF_COUNT files) under
+# `perf record -g` of the daemon, then under `perf trace -s`; summaries in
+# smallfiles-perf-*.txt (BENCH_PERF=1; the figures are taken before, unprofiled)
+sf_profile() {
+    local n=$(( SF_COUNT / 3 )) pp data=$WORK/smallfiles-perf.data
+    command -v perf >/dev/null || { warn "BENCH_PERF=1 but perf is not installed (apt-get install linux-perf)"; return 0; }
+    log "smallfiles: profiling the daemon during $n more creates (perf record -g, then perf trace -s)"
+    perf record -g -F 999 -p "$DAEMON_PID" -o "$data" 2>"$LOGS/smallfiles-perf-record.log" &
+    pp=$!
+    sleep 0.5
+    SF_COUNT=$n sf_create "$MGCS/sf-perf" >"$LOGS/smallfiles-perf-rate.txt"
+    kill -INT "$pp" 2>/dev/null; wait "$pp" 2>/dev/null || true
+    { echo "# on-CPU time of the daemon by thread, then by symbol (self), then by symbol (with callees)"
+      perf report -i "$data" --no-children --sort comm --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 20
+      perf report -i "$data" --no-children --sort sym --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 40
+      perf report -i "$data" --children --sort sym --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 60
+    } >"$LOGS/smallfiles-perf-cpu.txt" || true
+    rm -f "$data"
+    perf trace -s -p "$DAEMON_PID" -o "$LOGS/smallfiles-perf-syscalls.txt" 2>/dev/null &
+    pp=$!
+    sleep 0.5
+    SF_COUNT=$n sf_create "$MGCS/sf-trace" >>"$LOGS/smallfiles-perf-rate.txt"
+    kill -INT "$pp" 2>/dev/null; wait "$pp" 2>/dev/null || true
+}
+
+# sf_sqlite DIR: SF_INSERTS autocommit inserts by the sqlite3 shell into a WAL
+# database with synchronous=FULL in DIR; prints inserts/s
+sf_sqlite() {
+    local db=$1/bench.db sql=$WORK/sqlite-inserts.sql s ms n
+    mkdir -p "$1"
+    sqlite3 "$db" 'PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);' >/dev/null ||
+        die "sqlite3 could not create $db"
+    { echo "PRAGMA synchronous=FULL;"
+      for ((n = 0; n < SF_INSERTS; n++)); do echo "INSERT INTO t(v) VALUES('row $n of the smallfiles step');"; done
+    } >"$sql"
+    s=$(now_ms)
+    sqlite3 "$db" <"$sql" >/dev/null || die "sqlite3 inserts into $db failed"
+    ms=$(( $(now_ms) - s ))
+    awk -v n="$SF_INSERTS" -v ms="$ms" 'BEGIN { printf "%.3f", n / ((ms > 0 ? ms : 1) / 1000) }'
+}
+
+# sf_sqlite_check DIR: the database of sf_sqlite DIR holds every row
+sf_sqlite_check() {
+    local n
+    n=$(sqlite3 "$1/bench.db" 'SELECT count(*) FROM t')
+    [ "$n" = "$SF_INSERTS" ] || warn "sqlite3 in $1: $n rows after $SF_INSERTS inserts"
+}
+
+# sf_randw TARGET FILE: random 4 KiB writes, each followed by fsync, into
+# FILE (laid out already) for RANDW_SECONDS s at most (64 MiB at most); the
+# fio JSON goes to randw-TARGET.json
+sf_randw() {
+    fio --name="randw-$1" --filename="$2" --rw=randwrite --bs=4k --fsync=1 --size="$RANDW_FILE" \
+        --io_size=64M --runtime="$RANDW_SECONDS" --ioengine=psync --numjobs=1 --randrepeat=0 \
+        --output-format=json >"$LOGS/randw-$1.json" || die "fio random writes on $1 failed"
+}
+
+if step smallfiles; then
+    start_daemon small
+    MGCS=$DAEMON_DIR/mnt
+    log "smallfiles: create+write+close 4 KiB × $SF_COUNT on raw, bindfs, minigcs"
+    SF_RAW=$(sf_create "$RAW/sf")
+    SF_BINDFS=$(sf_create "$BINDFS/sf")
+    before=$(written_now)
+    SF_MGCS=$(sf_create "$MGCS/sf")
+    SF_WRITTEN=$(written_delta "$before" "$(written_now)")
+    rm -rf "$RAW/sf" "$BINDFS/sf"
+    if [ "${BENCH_PERF:-0}" = 1 ]; then
+        sf_profile
+    fi
+
+    log "smallfiles: sqlite3 $SF_INSERTS autocommit inserts (WAL, synchronous=FULL) on raw, minigcs"
+    SQ_RAW=$(sf_sqlite "$RAW/sq")
+    before=$(written_now)
+    SQ_MGCS=$(sf_sqlite "$MGCS/sq")
+    SQ_WRITTEN=$(written_delta "$before" "$(written_now)")
+    sf_sqlite_check "$RAW/sq"
+    sf_sqlite_check "$MGCS/sq"
+    rm -rf "$RAW/sq"
+
+    log "smallfiles: random 4 KiB writes + fsync into a $(human "$RANDW_FILE") file for ≤ $RANDW_SECONDS s on raw, minigcs"
+    for t in raw minigcs; do
+        case $t in raw) d=$RAW ;; minigcs) d=$MGCS ;; esac
+        gen_bytes "randw" "$RANDW_FILE" | dd of="$d/randw.dat" bs=1M iflag=fullblock conv=fsync status=none ||
+            die "laying out the random-write file on $t failed"
+        [ "$t" = raw ] || before=$(written_now)
+        sf_randw "$t" "$d/randw.dat"
+    done
+    RW_WRITTEN=$(written_delta "$before" "$(written_now)")
+    rm -f "$RAW/randw.dat"
+    ctlj stats >"$LOGS/smallfiles-stats.json" || true
+    stop_daemon
+    rm -rf "$WORK/small"
+fi
+
+# ---- 8. codec (optional) -------------------------------------------------------------------------
 
 CODEC_SIZES=()
 if [ "${BENCH_CODEC:-0}" = 1 ]; then
@@ -775,6 +910,28 @@ if step restore; then
         "$RESTORE_SNAPSHOT_MS" "—" "—" "—" "—" "recorded (no target)" "—"
 fi
 
+if step smallfiles; then
+    read -r sf_all sf_shard sf_journal sf_copy sf_ops <<<"$SF_WRITTEN"
+    add_rate_row "smallfiles: create+write+close 4 KiB × $SF_COUNT (durable close), files/s" \
+        "$SF_MGCS" "$SF_RAW" "$SF_BINDFS" small
+    row "smallfiles: node bytes per 4 KiB file created (shards $(( sf_shard / SF_COUNT )), journal $(( sf_journal / SF_COUNT )), copies $(( sf_copy / SF_COUNT )); $(awk -v o="$sf_ops" -v n="$SF_COUNT" 'BEGIN { printf "%.1f", o / n }') node stores per file), bytes" \
+        "$(( sf_all / SF_COUNT ))" "4096" "—" "$(rfmt "$(ratio "$sf_all" "$(( SF_COUNT * 4096 ))")")" "—" "recorded (no target)" "—"
+    rr=$(ratio "$SQ_MGCS" "$SQ_RAW")
+    read -r sq_all _ _ _ sq_ops <<<"$SQ_WRITTEN"
+    row "smallfiles: sqlite3 $SF_INSERTS autocommit inserts, WAL, synchronous=FULL, inserts/s (raw = database on the local disk; $(human "$(( sq_all / SF_INSERTS ))") stored on the nodes per insert, in $(awk -v o="$sq_ops" -v n="$SF_INSERTS" 'BEGIN { printf "%.1f", o / n }') stores)" \
+        "$(f1 "$SQ_MGCS")" "$(f1 "$SQ_RAW")" "—" "$(rfmt "$rr")" "—" "≥ 0.5× the local disk" "$(yn ge "$rr" 0.5)"
+    rw_iops() { jq -r '.jobs[0].write.iops' "$LOGS/randw-$1.json"; }
+    rw_bytes() { jq -r '.jobs[0].write.io_bytes' "$LOGS/randw-$1.json"; }
+    row "smallfiles: random 4 KiB writes + fsync into a $(human "$RANDW_FILE") file, writes/s" \
+        "$(f1 "$(rw_iops minigcs)")" "$(f1 "$(rw_iops raw)")" "—" "$(rfmt "$(ratio "$(rw_iops minigcs)" "$(rw_iops raw)")")" "—" \
+        "recorded (no target)" "—"
+    read -r rw_all rw_shard rw_journal rw_copy _ <<<"$RW_WRITTEN"
+    app=$(rw_bytes minigcs)
+    amp=$(ratio "$rw_all" "$app")
+    row "smallfiles: the same, node bytes ÷ app bytes ($(human "$app") written by fio; nodes: shards $(human "$rw_shard"), journal $(human "$rw_journal"), copies $(human "$rw_copy"))" \
+        "$(rfmt "$amp")" "—" "—" "—" "—" "≤ 4" "$(yn le "$amp" 4)"
+fi
+
 for sz in "${CODEC_SIZES[@]}"; do
     enc=$(codec_gibs encode "$sz")
     cpy=$(codec_gibs memcpy "$sz")
@@ -815,6 +972,9 @@ if [ ${#JNL_LABELS[@]} -gt 0 ]; then NOTES+=(
 ); fi
 if step restore; then NOTES+=(
     "Restore: $RESTORE_FILES empty files created through the mount, a clean stop, metadata.db and its -wal/-shm deleted, then the start timed until the mount answers (journal replay, integrity check, mount); again after \`ctl snapshot\`."
+); fi
+if step smallfiles; then NOTES+=(
+    "Small files: a fresh daemon; one python3 loop of create (O_EXCL), write 4 KiB, close per target (raw, bindfs, the mount: the mount's close is durable, raw and bindfs closes are not); sqlite3 shell, one process, $SF_INSERTS INSERT statements each its own transaction, WAL and synchronous=FULL, the database on the mount and on the raw folder's disk ($(df -PT "$RAW" | awk 'NR == 2 { print $2 }')); fio randwrite bs=4k fsync=1 psync into a file laid out with dd first, stopped after 64 MiB or $RANDW_SECONDS s. Node bytes = the bytes_written counters of \`ctl stats\` (shard files, journal appends, metadata copies) over the step (raw JSON: randw-*.json, smallfiles-stats.json)."
 ); fi
 NOTES+=(
     "Whole run: ${ELAPSED} s (without the build)."

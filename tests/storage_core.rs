@@ -1120,3 +1120,82 @@ fn failed_commit_is_reported_to_every_open_handle() {
     svc.release(a).unwrap();
     svc.release(b).unwrap();
 }
+
+/// Per node: (shard bytes, journal bytes, copy bytes, all bytes, stores) as
+/// the statistics report them.
+fn bytes_written(svc: &Service) -> BTreeMap<String, [u64; 5]> {
+    let stats = svc.stats_report().unwrap();
+    stats
+        .node_stats
+        .into_iter()
+        .map(|(id, n)| {
+            let s = n.stats;
+            let figures = [
+                s.shard_bytes_written,
+                s.journal_bytes_written,
+                s.copy_bytes_written,
+                s.bytes_written,
+                s.write_ops,
+            ];
+            (id, figures)
+        })
+        .collect()
+}
+
+/// The bytes-written counters count exactly what a put stores: k+m shard
+/// files per chunk, each its header, block table and payload, the same
+/// bytes that are on the nodes' disks afterwards; reads store nothing.
+#[test]
+fn bytes_written_to_nodes_count_every_shard_of_a_put() {
+    use minigcs::chunk::shard::{BLOCK_SIZE, HEADER_LEN_V2};
+    let store = TestStore::new(&["a", "b", "c"], 2, 1, CS);
+    let svc = store.service().clone();
+    let before = bytes_written(&svc);
+    // Two whole chunks and a partial one.
+    let data = seeded_bytes(21, 2 * CS as usize + 18_929);
+    put(&svc, "counted.bin", &data);
+    let after = bytes_written(&svc);
+
+    let shard_file = |chunk_len: usize| {
+        let payload = chunk_len.div_ceil(2);
+        (HEADER_LEN_V2 + 4 * payload.div_ceil(BLOCK_SIZE) + payload) as u64
+    };
+    let per_chunk = [CS as usize, CS as usize, 18_929].map(shard_file);
+    let expected: u64 = 3 * per_chunk.iter().sum::<u64>();
+    let on_disk: u64 = store
+        .shard_files_of("counted.bin")
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert_eq!(
+        store.shard_files_of("counted.bin").len(),
+        9,
+        "3 chunks × (k+m)"
+    );
+    assert_eq!(on_disk, expected, "shard files of the layout computed here");
+
+    let delta = |node: &str, i: usize| after[node][i] - before[node][i];
+    let nodes: Vec<String> = after.keys().cloned().collect();
+    assert_eq!(nodes.len(), 3);
+    let shard_total: u64 = nodes.iter().map(|n| delta(n, 0)).sum();
+    assert_eq!(shard_total, expected, "shard bytes counted = bytes stored");
+    for n in &nodes {
+        // 2+1 over three nodes: every chunk has one shard on each node.
+        assert_eq!(delta(n, 0), per_chunk.iter().sum::<u64>(), "{n}");
+        let [shards, journal, copies, all, stores] = after[n];
+        assert_eq!(all, shards + journal + copies, "{n}: total is the sum");
+        assert!(delta(n, 4) >= 3, "{n}: at least one store per chunk");
+        assert!(stores >= 3, "{n}");
+    }
+
+    // Reading the object back stores nothing.
+    let before_read = bytes_written(&svc);
+    assert_eq!(get(&svc, "counted.bin").unwrap(), data);
+    let after_read = bytes_written(&svc);
+    for n in &nodes {
+        assert_eq!(
+            after_read[n][0], before_read[n][0],
+            "{n}: a read stores no shard"
+        );
+    }
+}

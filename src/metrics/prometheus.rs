@@ -5,7 +5,8 @@
 //! bytes per op (ops in name order), the degraded-read / repaired-shard /
 //! corrupt-shard / dropped-CSV-row counters, and recovery counts and MTTR;
 //! and, from the chunk store's figures, each node's I/O: operations,
-//! timeouts, refusals and smoothed read latency. Durations are in seconds
+//! timeouts, refusals, smoothed read latency, and the bytes stored there by
+//! kind. Durations are in seconds
 //! here (milliseconds everywhere else). This module only formats a snapshot
 //! it is given; it takes no lock and does no I/O.
 
@@ -85,7 +86,41 @@ pub fn node_io_text(nodes: &[(String, ExecutorStats)]) -> String {
             let _ = writeln!(out, "{name}{{node=\"{node}\"}} {}", figure(stats));
         }
     }
+    written(&mut out, nodes);
     out
+}
+
+/// Bytes stored on each node by kind, and the store operations behind them.
+fn written(out: &mut String, nodes: &[(String, ExecutorStats)]) {
+    let name = "minigcs_node_written_bytes_total";
+    family(
+        out,
+        name,
+        "counter",
+        "Bytes stored on the node since start, by node and kind (shard files, journal appends, whole metadata copies).",
+    );
+    for (node, stats) in nodes {
+        let node = escape_label(node);
+        let w = &stats.written;
+        for (kind, bytes) in [
+            ("shard", w.shard_bytes),
+            ("journal", w.journal_bytes),
+            ("copy", w.copy_bytes),
+        ] {
+            let _ = writeln!(out, "{name}{{node=\"{node}\",kind=\"{kind}\"}} {bytes}");
+        }
+    }
+    let name = "minigcs_node_write_operations_total";
+    family(
+        out,
+        name,
+        "counter",
+        "Successful store operations on the node since start (shards, journal appends, metadata copies), by node.",
+    );
+    for (node, stats) in nodes {
+        let node = escape_label(node);
+        let _ = writeln!(out, "{name}{{node=\"{node}\"}} {}", stats.written.writes);
+    }
 }
 
 /// Per-op families: counts by result, duration histogram, payload bytes.
@@ -255,7 +290,7 @@ mod tests {
     use super::node_io_text;
     use crate::metrics::histogram::NUM_BUCKETS;
     use crate::metrics::{ms_dur, Metrics};
-    use crate::node::ExecutorStats;
+    use crate::node::{ExecutorStats, WrittenBytes};
 
     /// One parsed sample: metric name, labels, value.
     type Sample = (String, Vec<(String, String)>, f64);
@@ -439,18 +474,33 @@ mod tests {
             timed_out: 2,
             refused: 1,
             read_latency_us: 1500,
+            written: WrittenBytes {
+                shard_bytes: 3000,
+                journal_bytes: 200,
+                copy_bytes: 10,
+                writes: 7,
+            },
         };
         let text = node_io_text(&[
             ("node-1".into(), stats),
             ("n\"2".into(), Default::default()),
         ]);
         let samples = parse_prometheus(&text);
-        assert_eq!(samples.len(), 8);
+        assert_eq!(samples.len(), 16);
         let timeouts = "minigcs_node_io_timeouts_total";
         assert_eq!(sample(&samples, timeouts, &[("node", "node-1")]), 2.0);
         assert_eq!(sample(&samples, timeouts, &[("node", "n\"2")]), 0.0);
         let latency = "minigcs_node_read_latency_seconds";
         assert_eq!(sample(&samples, latency, &[("node", "node-1")]), 0.0015);
+        let written = "minigcs_node_written_bytes_total";
+        let of = |kind| [("node", "node-1"), ("kind", kind)];
+        assert_eq!(sample(&samples, written, &of("shard")), 3000.0);
+        assert_eq!(sample(&samples, written, &of("journal")), 200.0);
+        assert_eq!(sample(&samples, written, &of("copy")), 10.0);
+        let other = [("node", "n\"2"), ("kind", "shard")];
+        assert_eq!(sample(&samples, written, &other), 0.0);
+        let ops = "minigcs_node_write_operations_total";
+        assert_eq!(sample(&samples, ops, &[("node", "node-1")]), 7.0);
     }
 
     #[test]

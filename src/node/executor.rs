@@ -15,6 +15,8 @@
 //! The executor also keeps a cheap estimate of the node's read latency
 //! (smoothed mean and deviation, as TCP does for round trips) from which the
 //! read path derives when to ask one more shard (a hedged read).
+//! Each task sees the node through a counting wrapper, so the bytes stored
+//! on every node are counted here once, whatever the backend.
 //! It knows nothing of shards or chunks: it runs closures.
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
@@ -24,6 +26,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::written::{CountingNode, WriteCounters, WrittenBytes};
 use super::NodeBackend;
 
 /// Threads one node may use at most.
@@ -131,6 +134,8 @@ pub struct ExecutorStats {
     pub refused: u64,
     /// Smoothed read latency, microseconds (0 before the first read).
     pub read_latency_us: u64,
+    /// Bytes stored on the node through this executor, by kind.
+    pub written: WrittenBytes,
 }
 
 type Task = Box<dyn FnOnce(&dyn NodeBackend) + Send>;
@@ -162,6 +167,8 @@ struct Shared {
     /// Smoothed read latency and its mean deviation, microseconds.
     srtt_us: AtomicU64,
     rttvar_us: AtomicU64,
+    /// What tasks stored on the node (every task sees it counted).
+    written: WriteCounters,
 }
 
 impl Shared {
@@ -194,8 +201,12 @@ impl Shared {
                 slot.started
                     .store(self.nanos(Instant::now()), Ordering::Relaxed);
                 let node = self.node.clone();
+                let counted = CountingNode {
+                    node: &*node,
+                    counters: &self.written,
+                };
                 let task = job.task;
-                if catch_unwind(AssertUnwindSafe(|| task(&*node))).is_err() {
+                if catch_unwind(AssertUnwindSafe(|| task(&counted))).is_err() {
                     log::error!("an I/O operation on node {} panicked", self.node.id());
                 }
                 slot.started.store(0, Ordering::Relaxed);
@@ -232,6 +243,7 @@ impl NodeExecutor {
                 refused: AtomicU64::new(0),
                 srtt_us: AtomicU64::new(0),
                 rttvar_us: AtomicU64::new(0),
+                written: WriteCounters::default(),
             }),
             jobs,
             receiver,
@@ -336,6 +348,7 @@ impl NodeExecutor {
             timed_out: self.shared.timed_out.load(Ordering::Relaxed),
             refused: self.shared.refused.load(Ordering::Relaxed),
             read_latency_us: self.shared.srtt_us.load(Ordering::Relaxed),
+            written: self.shared.written.snapshot(),
         }
     }
 

@@ -12,10 +12,12 @@ mod local_meta;
 mod memory;
 pub mod own_mounts;
 pub mod prototype_folder;
+mod written;
 
 pub use executor::{ExecutorStats, NodeExecutor, NodeLate, NodeOp, HEDGE_FLOOR};
 pub use local::{identity_in, LocalDirNode, NODE_LOCK_FILE};
 pub use memory::{memory_nodes, MemoryNode};
+pub use written::WrittenBytes;
 
 use serde::{Deserialize, Serialize};
 use std::path::Path;

@@ -222,6 +222,23 @@ pub struct NodeStats {
     pub bytes: u64,
     pub free_bytes: u64,
     pub total_bytes: u64,
+    /// Bytes this daemon stored on the node since it started: shard files,
+    /// journal appends and whole metadata copies (the three that follow).
+    /// Divided by the bytes applications wrote, the write amplification.
+    #[serde(default)]
+    pub bytes_written: u64,
+    /// Shard files stored (header, block table and payload).
+    #[serde(default)]
+    pub shard_bytes_written: u64,
+    /// Records appended to the metadata journal.
+    #[serde(default)]
+    pub journal_bytes_written: u64,
+    /// Snapshot copies and journal segment copies stored whole.
+    #[serde(default)]
+    pub copy_bytes_written: u64,
+    /// Store operations behind those bytes (each one durable on its own).
+    #[serde(default)]
+    pub write_ops: u64,
 }
 
 /// Shards and bytes stored in one region.

@@ -168,6 +168,7 @@ impl Service {
         let status = self.ctx.store.node_status();
         let capacities = self.ctx.store.capacities(Duration::MAX);
         let times = self.ctx.store.node_times();
+        let io = self.ctx.store.executor_stats();
         let mut nodes_by_region: BTreeMap<String, u64> = BTreeMap::new();
         let mut region_stats: BTreeMap<String, RegionStats> = BTreeMap::new();
         let mut node_stats = BTreeMap::new();
@@ -207,6 +208,11 @@ impl Service {
                         bytes,
                         free_bytes,
                         total_bytes,
+                        bytes_written: io[i].written.total(),
+                        shard_bytes_written: io[i].written.shard_bytes,
+                        journal_bytes_written: io[i].written.journal_bytes,
+                        copy_bytes_written: io[i].written.copy_bytes,
+                        write_ops: io[i].written.writes,
                     },
                 },
             );
