@@ -176,12 +176,14 @@ impl Service {
     /// database (see `restore::catch_up_at_start`), take a snapshot so
     /// that what is acknowledged from now on can be restored.
     pub fn anchor_journal(&self) {
-        let Some(why) = &self.context().snapshot_needed else {
+        let Some(why) = self.context().snapshot_needed.lock().clone() else {
             return;
         };
         log::info!("{why}: taking a metadata snapshot before serving");
         if let Err(e) = snapshot::take(self.context(), true) {
-            log::warn!("metadata snapshot at start: {e}; the next snapshot anchors the journal");
+            // The store is degraded until a snapshot is taken (health says
+            // so); the snapshot worker tries again at its start.
+            log::error!("metadata snapshot at start: {e}; changes are not restorable from the nodes until a snapshot is taken");
         }
     }
 

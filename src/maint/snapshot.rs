@@ -211,8 +211,9 @@ pub(super) fn take(ctx: &Context, force: bool) -> Result<SnapshotReport> {
     for (i, _) in &written {
         prune(ctx, *i);
     }
-    if let Err(e) = ctx.journal.anchor_after(manifest.journal_lsn) {
-        log::warn!("metadata journal after snapshot #{seq}: {e}");
+    match ctx.journal.anchor_after(manifest.journal_lsn) {
+        Ok(()) => *ctx.snapshot_needed.lock() = None,
+        Err(e) => log::warn!("metadata journal after snapshot #{seq}: {e}"),
     }
     let journal_covered = {
         let mut state = ctx.snapshots.state.lock();
@@ -407,10 +408,12 @@ impl Worker for SnapshotWorker {
         // At start, a snapshot at once only for a store with files and none
         // yet; with periodic snapshots off, only to put back the copies of
         // an existing snapshot (woken after a node was rebuilt).
-        let wait = match first {
-            true => !(periodic && no_snapshot && ctx.meta.object_totals()?.0 > 0),
-            false => !periodic && no_snapshot,
-        };
+        let anchor_pending = ctx.snapshot_needed.lock().is_some();
+        let wait = !anchor_pending
+            && match first {
+                true => !(periodic && no_snapshot && ctx.meta.object_totals()?.0 > 0),
+                false => !periodic && no_snapshot,
+            };
         if wait {
             status.doing(health(ctx).0.message);
             return Ok(Step::Idle);

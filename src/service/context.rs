@@ -69,7 +69,9 @@ pub(crate) struct Context {
     pub(crate) journal: Arc<JournalWriter>,
     /// Why the journal on the nodes does not continue this database: a
     /// snapshot is taken before the daemon serves.
-    pub(crate) snapshot_needed: Option<String>,
+    /// Cleared by the first snapshot taken (until then `ctl health` says
+    /// the store is degraded).
+    pub(crate) snapshot_needed: Mutex<Option<String>>,
     /// The metadata was restored from a snapshot (this start, or an earlier
     /// one with `fsck --rebuild` not run since): the orphan sweep is
     /// skipped, so shards of files written after it stay on the nodes.
@@ -140,7 +142,7 @@ impl Context {
         // stays on (shards it finds unreferenced were never acknowledged).
         ctx.restored_from_snapshot = restored.is_some_and(|r| !r.complete())
             || crate::snapshot::restore::restored_marker(&ctx.config.metadata.path).exists();
-        ctx.snapshot_needed = snapshot_needed;
+        *ctx.snapshot_needed.get_mut() = snapshot_needed;
         // Inodes that lost their last name while open before a crash.
         for ino in ctx.meta.unlinked_inodes()? {
             ctx.meta.purge(ino)?;
@@ -171,7 +173,7 @@ impl Context {
         meta.attach_journal(journal.clone());
         Context {
             journal,
-            snapshot_needed: None,
+            snapshot_needed: Mutex::new(None),
             meta,
             store,
             metrics,

@@ -91,6 +91,13 @@ impl Service {
                 HealthStatus::Degraded,
                 format!("{chunks_missing} chunk(s) are missing shards; repair is queued"),
             )
+        } else if let Some(why) = self.ctx.snapshot_needed.lock().clone() {
+            (
+                HealthStatus::Degraded,
+                format!(
+                    "changes since the start are not restorable from the nodes until a metadata snapshot is taken ({why})"
+                ),
+            )
         } else if snapshot_short {
             (
                 HealthStatus::Degraded,

@@ -139,6 +139,7 @@ start_daemon mount
 grep -q 'taking a metadata snapshot before serving' "$DAEMON_LOG" \
     || fail "the restart did not anchor the journal that missed the last change"
 [ -d "$T/unsynced-dir" ] || fail "the change committed locally is gone after the restart"
+assert_eq healthy "$(ctlj health | jq -r .status)" "health once the anchoring snapshot is taken"
 fingerprint >"$WORK/before-anchor"
 stop_daemon
 delete_db
