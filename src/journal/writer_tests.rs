@@ -33,8 +33,18 @@ fn names_in(meta_path: &std::path::Path) -> Vec<Vec<u8>> {
     names
 }
 
-#[test]
-fn records_reach_m_plus_one_nodes_survive_a_failed_node_and_replay() {
+/// A 2+1 store over three memory nodes, its metadata and a journal writer
+/// attached to it.
+struct Journaled {
+    dir: tempfile::TempDir,
+    db: std::path::PathBuf,
+    store: Arc<crate::chunk::ChunkStore>,
+    nodes: Vec<Arc<crate::node::MemoryNode>>,
+    meta: Meta,
+    writer: Arc<JournalWriter>,
+}
+
+fn journaled() -> Journaled {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("meta.db");
     let (store, nodes) = memory_test_store();
@@ -53,6 +63,26 @@ fn records_reach_m_plus_one_nodes_survive_a_failed_node_and_replay() {
         Box::new(|| {}),
     ));
     meta.attach_journal(writer.clone());
+    Journaled {
+        dir,
+        db,
+        store,
+        nodes,
+        meta,
+        writer,
+    }
+}
+
+#[test]
+fn records_reach_m_plus_one_nodes_survive_a_failed_node_and_replay() {
+    let Journaled {
+        dir,
+        db,
+        store,
+        nodes,
+        meta,
+        writer,
+    } = journaled();
     assert_eq!(writer.wanted_copies(), 2);
 
     meta.create(ROOT_INO, b"one", &file()).unwrap();
@@ -109,24 +139,13 @@ fn records_reach_m_plus_one_nodes_survive_a_failed_node_and_replay() {
 
 #[test]
 fn a_missing_record_is_a_gap_and_nothing_after_it_applies() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("meta.db");
-    let (store, nodes) = memory_test_store();
-    let store = Arc::new(store);
-    let (meta, _, _) = Meta::open(
-        &db,
-        vec!["node-1".into(), "node-2".into(), "node-3".into()],
-        Some("cluster-test"),
-        || Ok(None),
-    )
-    .unwrap();
-    let writer = Arc::new(JournalWriter::new(
-        meta.journal_records(),
-        store.clone(),
-        Box::new(|| {}),
-        Box::new(|| {}),
-    ));
-    meta.attach_journal(writer.clone());
+    let Journaled {
+        dir: _dir,
+        nodes,
+        meta,
+        writer,
+        ..
+    } = journaled();
     meta.create(ROOT_INO, b"a", &file()).unwrap();
     meta.sync().unwrap();
     let before_gap = writer.status().last_lsn;

@@ -254,6 +254,14 @@ wait_jobs() {
 # is PID a live child of this shell? (never signal a recycled pid)
 own_child() { [ "$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f2)" = "$$" ]; }
 
+# namespace_fingerprint: the mount's namespace and content as text (path,
+# type, mode, links, size, mtime, link target; every file's SHA-256; the
+# xattrs), for comparing a store before and after a restore.
+namespace_fingerprint() {
+    (cd "$MNT" && find . -path ./lost+found -prune -o -printf '%p %y %m %n %s %T@ %l\n' | sort)
+    (cd "$MNT" && find . -type f -print0 | sort -z | xargs -0 -r sha256sum)
+    (cd "$MNT" && getfattr -d -h -R --absolute-names . 2>/dev/null | grep -v '^$' || true)
+}
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true; }
 
 unmount_mnt() {

@@ -20,11 +20,6 @@ need_fuse
 DB=$WORK/metadata.db
 T=$MNT/tree
 
-fingerprint() {
-    (cd "$MNT" && find . -path ./lost+found -prune -o -printf '%p %y %m %n %s %T@ %l\n' | sort)
-    (cd "$MNT" && find . -type f -print0 | sort -z | xargs -0 -r sha256sum)
-    (cd "$MNT" && getfattr -d -h -R --absolute-names . 2>/dev/null | grep -v '^$' || true)
-}
 delete_db() { rm -f "$DB" "$DB-wal" "$DB-shm"; }
 journal_copies() { find "$WORK"/node-*/meta/journal -name 'journal-*.mgjnl' 2>/dev/null | sort; }
 snapshot_copies() { find "$WORK"/node-*/meta/snapshots -name 'snapshot-*.mgsnap' 2>/dev/null | sort; }
@@ -52,7 +47,7 @@ touch -m -d '2001-02-03 04:05:06' "$T/a/b/c/small"
 mkrand "$T/to-rename" 5000
 mv "$T/to-rename" "$T/a/renamed"
 sync
-fingerprint >"$WORK/before"
+namespace_fingerprint >"$WORK/before"
 assert_eq 0 "$(snapshot_copies | wc -l)" "snapshot copies (none taken)"
 [ "$(journal_copies | wc -l)" -ge 2 ] || fail "the journal is not on m+1 = 2 nodes: $(journal_copies)"
 health=$(ctlj health)
@@ -63,7 +58,7 @@ stop_daemon
 say "clean stop, metadata.db deleted: the tree is back from the journal alone"
 delete_db
 start_daemon mount
-fingerprint >"$WORK/after"
+namespace_fingerprint >"$WORK/after"
 diff "$WORK/before" "$WORK/after" || fail "the namespace differs after the restore"
 grep -q 'rebuilt it from' "$DAEMON_LOG" || fail "the daemon did not say it rebuilt the database"
 [ ! -e "$DB.restored" ] || fail "a complete restore left the orphan-sweep marker"
@@ -140,11 +135,11 @@ grep -q 'taking a metadata snapshot before serving' "$DAEMON_LOG" \
     || fail "the restart did not anchor the journal that missed the last change"
 [ -d "$T/unsynced-dir" ] || fail "the change committed locally is gone after the restart"
 assert_eq healthy "$(ctlj health | jq -r .status)" "health once the anchoring snapshot is taken"
-fingerprint >"$WORK/before-anchor"
+namespace_fingerprint >"$WORK/before-anchor"
 stop_daemon
 delete_db
 start_daemon mount
-fingerprint >"$WORK/after-anchor"
+namespace_fingerprint >"$WORK/after-anchor"
 diff "$WORK/before-anchor" "$WORK/after-anchor" || fail "the namespace differs after a restore from the anchoring snapshot"
 [ ! -e "$DB.restored" ] || fail "a restore from the anchoring snapshot with no change after it was taken for incomplete"
 stop_daemon
@@ -167,7 +162,7 @@ ctl snapshot >/dev/null
 mkrand "$T/after-snapshot" 7000
 sync
 ctl scrub >/dev/null   # closes the active segment
-fingerprint >"$WORK/before3"
+namespace_fingerprint >"$WORK/before3"
 first=$(journal_copies | head -1)
 for f in $(find "$(dirname "$first")" -name 'journal-*.mgjnl'); do
     size=$(stat -c %s "$f")
@@ -176,7 +171,7 @@ done
 stop_daemon
 delete_db
 start_daemon mount
-fingerprint >"$WORK/after3"
+namespace_fingerprint >"$WORK/after3"
 diff "$WORK/before3" "$WORK/after3" || fail "the namespace differs when one node's journal copies are bad"
 out=$(ctl scrub --repair)
 grep -q 'bad copies: [1-9]' <<<"$out" || fail "scrub did not report the bad journal copies: $out"

@@ -11,11 +11,6 @@ set -euo pipefail
 need_fuse
 
 DB=$WORK/metadata.db
-fingerprint() {
-    (cd "$MNT" && find . -path ./lost+found -prune -o -printf '%p %y %m %n %s %T@ %l\n' | sort)
-    (cd "$MNT" && find . -type f -print0 | sort -z | xargs -0 -r sha256sum)
-    (cd "$MNT" && getfattr -d -h -R --absolute-names . 2>/dev/null | grep -v '^$' || true)
-}
 # Copies per journal segment on the given nodes: "name count" lines.
 segment_copies() {
     find "$@" -path '*/meta/journal/journal-*.mgjnl' -printf '%f\n' 2>/dev/null | sort | uniq -c | awk '{print $2, $1}'
@@ -36,7 +31,7 @@ setfattr -n user.k -v v "$MNT/d/e/small"
 mv "$MNT/d/e/small" "$MNT/d/e/moved"
 chmod 0600 "$MNT/d/big"
 sync
-fingerprint >"$WORK/before"
+namespace_fingerprint >"$WORK/before"
 # Each segment on m+1 = 3 nodes, one per region (node N is in region
 # (N-1) mod 3).
 segment_copies $(nodes_all) >"$WORK/segments"
@@ -55,7 +50,7 @@ rm -f "$DB" "$DB-wal" "$DB-shm"
 rm -rf "$(node_dir 1)" "$(node_dir 4)"
 start_daemon mount
 grep -q 'rebuilt it from' "$DAEMON_LOG" || fail "the daemon did not rebuild the database"
-fingerprint >"$WORK/after"
+namespace_fingerprint >"$WORK/after"
 diff "$WORK/before" "$WORK/after" || fail "the namespace differs after losing the metadata and a region"
 
 say "recovering the region restores every shard and the journal's copies"
@@ -71,7 +66,7 @@ while read -r name count; do
 done <"$WORK/segments"
 [ -n "$(segment_copies "$(node_dir 1)" "$(node_dir 4)")" ] \
     || fail "no journal segment copy went back to the rebuilt region"
-fingerprint >"$WORK/after2"
+namespace_fingerprint >"$WORK/after2"
 diff "$WORK/before" "$WORK/after2" || fail "the namespace differs after recovery"
 stop_daemon
 echo "ok: $TEST_NAME"
