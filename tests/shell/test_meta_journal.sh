@@ -145,7 +145,7 @@ diff "$WORK/before-anchor" "$WORK/after-anchor" || fail "the namespace differs a
 stop_daemon
 
 say "a corrupted page in metadata.db: rebuilt at start"
-fingerprint_now() { start_daemon mount; fingerprint; stop_daemon; }
+fingerprint_now() { start_daemon mount; namespace_fingerprint; stop_daemon; }
 fingerprint_now >"$WORK/before2"
 size=$(stat -c %s "$DB")
 dd if=/dev/urandom of="$DB" bs=4096 seek=1 count=1 conv=notrunc status=none
