@@ -230,3 +230,40 @@ pub fn reader(
         verdict,
     ))
 }
+
+/// The digests a PutObject or UploadPart request sends (`input` is either
+/// input type: they name their fields alike).
+macro_rules! sent_checksums {
+    ($input:expr) => {
+        s3s::dto::Checksum {
+            checksum_crc32: $input.checksum_crc32.clone(),
+            checksum_crc32c: $input.checksum_crc32c.clone(),
+            checksum_crc64nvme: $input.checksum_crc64nvme.clone(),
+            checksum_sha1: $input.checksum_sha1.clone(),
+            checksum_sha256: $input.checksum_sha256.clone(),
+            ..Default::default()
+        }
+    };
+}
+pub(super) use sent_checksums;
+
+/// An upload's body, checked: refused at once when its declared length is
+/// over `max`, else read through a `BodyReader` that checks the digests the
+/// request declares (headers or aws-chunked trailer).
+pub fn checked_upload(
+    headers: &axum::http::HeaderMap,
+    trailers: Option<TrailingHeaders>,
+    content_length: Option<i64>,
+    content_md5: Option<String>,
+    checksums: Checksum,
+    body: Option<StreamingBlob>,
+    max: u64,
+) -> S3Result<(BodyReader, Arc<Mutex<Verdict>>)> {
+    if content_length.is_some_and(|l| l > 0 && l as u64 > max) {
+        return Err(super::objects::too_large(max));
+    }
+    reader(
+        body,
+        Expected::from_request(headers, trailers, content_md5, checksums),
+    )
+}

@@ -13,7 +13,7 @@ use s3s::dto::*;
 use s3s::{S3Error, S3Request, S3Response, S3Result};
 use std::time::Duration;
 
-use super::body::{self, Expected};
+use super::body;
 use super::buckets::{require, timestamp};
 use super::error::to_s3;
 use super::names::object_key;
@@ -103,26 +103,15 @@ pub async fn upload_part(
     require(front, &input.bucket).await?;
     upload_of(front, &full, &input.upload_id).await?;
     let max = front.max_file_size.min(MAX_SINGLE_PUT);
-    if input
-        .content_length
-        .is_some_and(|l| l > 0 && l as u64 > max)
-    {
-        return Err(too_large(max));
-    }
-    let expected = Expected::from_request(
+    let (mut reader, verdict) = body::checked_upload(
         &headers,
         trailing_headers,
+        input.content_length,
         input.content_md5.clone(),
-        Checksum {
-            checksum_crc32: input.checksum_crc32.clone(),
-            checksum_crc32c: input.checksum_crc32c.clone(),
-            checksum_crc64nvme: input.checksum_crc64nvme.clone(),
-            checksum_sha1: input.checksum_sha1.clone(),
-            checksum_sha256: input.checksum_sha256.clone(),
-            ..Default::default()
-        },
-    );
-    let (mut reader, verdict) = body::reader(input.body, expected)?;
+        body::sent_checksums!(input),
+        input.body,
+        max,
+    )?;
     let service = front.service.clone();
     let (id, number) = (input.upload_id.clone(), input.part_number as u32);
     let stored =

@@ -12,7 +12,7 @@ use s3s::{S3Error, S3Request, S3Response, S3Result};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::body::{self, Expected};
+use super::body;
 use super::buckets::{require, timestamp};
 use super::error::{no_such_key, to_s3};
 use super::names::object_key;
@@ -186,26 +186,15 @@ pub async fn put(
     let full = object_key(&input.bucket, &input.key)?;
     require(front, &input.bucket).await?;
     let max = front.max_file_size.min(MAX_SINGLE_PUT);
-    if input
-        .content_length
-        .is_some_and(|l| l > 0 && l as u64 > max)
-    {
-        return Err(too_large(max));
-    }
-    let expected = Expected::from_request(
+    let (mut reader, verdict) = body::checked_upload(
         &headers,
         trailing_headers,
+        input.content_length,
         input.content_md5.clone(),
-        Checksum {
-            checksum_crc32: input.checksum_crc32.clone(),
-            checksum_crc32c: input.checksum_crc32c.clone(),
-            checksum_crc64nvme: input.checksum_crc64nvme.clone(),
-            checksum_sha1: input.checksum_sha1.clone(),
-            checksum_sha256: input.checksum_sha256.clone(),
-            ..Default::default()
-        },
-    );
-    let (mut reader, verdict) = body::reader(input.body, expected)?;
+        body::sent_checksums!(input),
+        input.body,
+        max,
+    )?;
     let attrs = metadata_xattrs(input.metadata)?;
     let content_type = input.content_type;
     let service = front.service.clone();
@@ -256,19 +245,26 @@ pub fn too_large(max: u64) -> S3Error {
     )
 }
 
+/// The preconditions a GetObject or HeadObject request sends (both input
+/// types name them alike).
+macro_rules! request_conditions {
+    ($input:expr) => {
+        Conditions {
+            if_match: $input.if_match.as_ref(),
+            if_none_match: $input.if_none_match.as_ref(),
+            if_modified_since: $input.if_modified_since.as_ref(),
+            if_unmodified_since: $input.if_unmodified_since.as_ref(),
+        }
+    };
+}
+
 pub async fn get(
     front: &S3Front,
     input: GetObjectInput,
 ) -> S3Result<(S3Response<GetObjectOutput>, u64)> {
     let found = find(front, &input.bucket, &input.key).await?;
     let inode = &found.snapshot.inode;
-    Conditions {
-        if_match: input.if_match.as_ref(),
-        if_none_match: input.if_none_match.as_ref(),
-        if_modified_since: input.if_modified_since.as_ref(),
-        if_unmodified_since: input.if_unmodified_since.as_ref(),
-    }
-    .check(inode, &found.md5)?;
+    request_conditions!(input).check(inode, &found.md5)?;
     let size = inode.size;
     let (span, content_range) = match &input.range {
         None => (0..size, None),
@@ -330,13 +326,7 @@ pub async fn head(
 ) -> S3Result<(S3Response<HeadObjectOutput>, u64)> {
     let found = find(front, &input.bucket, &input.key).await?;
     let inode = &found.snapshot.inode;
-    Conditions {
-        if_match: input.if_match.as_ref(),
-        if_none_match: input.if_none_match.as_ref(),
-        if_modified_since: input.if_modified_since.as_ref(),
-        if_unmodified_since: input.if_unmodified_since.as_ref(),
-    }
-    .check(inode, &found.md5)?;
+    request_conditions!(input).check(inode, &found.md5)?;
     let output = HeadObjectOutput {
         content_length: Some(inode.size as i64),
         content_type: Some(found.content_type.clone()),
