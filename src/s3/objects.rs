@@ -173,6 +173,24 @@ impl Conditions<'_> {
     }
 }
 
+/// The options of a PUT or copy that stores the object's user metadata
+/// (`x-amz-meta-*` as xattrs under `META_PREFIX`, replacing the old ones).
+fn with_user_metadata<'a>(
+    content_type: Option<&'a str>,
+    max: u64,
+    attrs: &'a [(Vec<u8>, Vec<u8>)],
+) -> PutOptions<'a> {
+    PutOptions {
+        content_type,
+        max_size: Some(max),
+        xattrs: Some(XattrSet {
+            prefix: META_PREFIX,
+            attrs,
+        }),
+        etag: None,
+    }
+}
+
 pub async fn put(
     front: &S3Front,
     req: S3Request<PutObjectInput>,
@@ -199,15 +217,7 @@ pub async fn put(
     let content_type = input.content_type;
     let service = front.service.clone();
     let stored = tokio::task::spawn_blocking(move || {
-        let opts = PutOptions {
-            content_type: content_type.as_deref(),
-            max_size: Some(max),
-            xattrs: Some(XattrSet {
-                prefix: META_PREFIX,
-                attrs: &attrs,
-            }),
-            etag: None,
-        };
+        let opts = with_user_metadata(content_type.as_deref(), max, &attrs);
         service.put_object(&full, &mut reader, opts)
     })
     .await
@@ -441,15 +451,7 @@ pub async fn copy(
     let max = front.max_file_size.min(MAX_SINGLE_PUT);
     let service = front.service.clone();
     let inode = blocking(move || {
-        let opts = PutOptions {
-            content_type: content_type.as_deref(),
-            max_size: Some(max),
-            xattrs: Some(XattrSet {
-                prefix: META_PREFIX,
-                attrs: &attrs,
-            }),
-            etag: None,
-        };
+        let opts = with_user_metadata(content_type.as_deref(), max, &attrs);
         service.copy_object(&from, &to, opts)
     })
     .await?;
