@@ -16,6 +16,13 @@ use minigcs::control::{client, print, Reply, Request};
 use minigcs::error::Error;
 use minigcs::report::Progress;
 
+/// mimalloc instead of glibc malloc: the daemon frees chunk-sized buffers
+/// from many threads (FUSE loops, uploaders, readers, the API runtime), and
+/// glibc keeps such memory in per-thread arenas, so the resident size grew
+/// with the history of the workload rather than with the configured budgets.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "minigcs",

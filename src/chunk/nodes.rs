@@ -37,14 +37,15 @@ impl ChunkStore {
             .map_err(|late| self.late_error(index, &late))?
     }
 
-    /// Append `bytes` to the journal segment `name` on each of `nodes` at
-    /// once, each with the `NodeOp::Journal` deadline; answers in the order
+    /// Append `bytes` at `at` (what was appended before) to the journal
+    /// segment `name` on each of `nodes` at once, each with the `NodeOp::Journal` deadline; answers in the order
     /// of `nodes`. A node that does not answer in time is marked failed.
     pub fn journal_append_each(
         &self,
         nodes: &[usize],
         area: &'static str,
         name: &str,
+        at: u64,
         bytes: std::sync::Arc<Vec<u8>>,
     ) -> Vec<(usize, Result<()>)> {
         let calls: Vec<(usize, NodeTask<Result<()>>)> = nodes
@@ -52,7 +53,7 @@ impl ChunkStore {
             .map(|&node| {
                 let (name, bytes) = (name.to_string(), bytes.clone());
                 let task: NodeTask<Result<()>> =
-                    Box::new(move |n| n.append_meta_file(area, &name, &bytes));
+                    Box::new(move |n| n.append_meta_file(area, &name, at, &bytes).map(|_| ()));
                 (node, task)
             })
             .collect();

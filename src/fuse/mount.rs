@@ -159,7 +159,6 @@ pub fn mount(service: Arc<Service>, mountpoint: &Path) -> Result<MountHandle> {
     let path = absolute(mountpoint)?;
     clear_stale(&path)?;
     let own_mount = own_mounts::register(&path);
-    pin_malloc_thresholds(service.chunk_size());
     std::fs::create_dir_all(&path)
         .map_err(|e| with_context(e, &format!("cannot create mount point {}", path.display())))?;
     if !std::fs::metadata(&path)?.is_dir() {
@@ -313,40 +312,6 @@ fn mount_source(config: &Config) -> String {
             .to_string_lossy()
             .into_owned(),
         None => SUBTYPE.into(),
-    }
-}
-
-/// fuser gives every event loop a 16 MiB request buffer and frees one after
-/// the INIT handshake. glibc's malloc reacts to that free by raising its
-/// dynamic mmap threshold to 16 MiB and its trim threshold to 32 MiB, after
-/// which the per-thread arenas keep tens of MiB each that they no longer use.
-/// Pin both thresholds where the dynamic scheme settled before: just above a
-/// chunk buffer (chunk buffers are reused from the arenas) and twice that
-/// for trimming. Measured peak RSS after a 1 GiB write and four parallel
-/// 1 GiB reads: 306-314 MiB unpinned, 189-197 MiB pinned, 162-267 MiB before
-/// the fuser upgrade, at the same throughput.
-fn pin_malloc_thresholds(chunk_size: u64) {
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    let _ = chunk_size;
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        /// glibc refuses mmap thresholds above 32 MiB on 64-bit systems.
-        const MAX_MMAP_THRESHOLD: u64 = 32 * 1024 * 1024;
-        static ONCE: std::sync::Once = std::sync::Once::new();
-        ONCE.call_once(|| {
-            let mmap = (chunk_size + 64 * 1024).min(MAX_MMAP_THRESHOLD) as libc::c_int;
-            for (param, value) in [
-                (libc::M_MMAP_THRESHOLD, mmap),
-                (libc::M_TRIM_THRESHOLD, 2 * mmap),
-            ] {
-                // SAFETY: mallopt only sets an allocator tuning parameter;
-                // glibc serialises it with its own lock, and both arguments
-                // are plain integers.
-                if unsafe { libc::mallopt(param, value) } != 1 {
-                    log::debug!("mallopt({param}, {value}) refused");
-                }
-            }
-        });
     }
 }
 

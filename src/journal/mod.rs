@@ -22,7 +22,10 @@
 //!
 //! A copy is read up to its first frame that is incomplete or fails its
 //! checksum (a torn tail or a flipped bit): records after it in that copy
-//! are ignored, and another copy of the segment supplies them.
+//! are ignored, and another copy of the segment supplies them. Zero bytes
+//! after the last frame are no frame but room written ahead for appends
+//! (a node may keep a segment longer than what was appended): the copy
+//! ends there, intact.
 
 pub mod replay;
 pub mod upkeep;
@@ -148,7 +151,9 @@ pub fn parse_segment(bytes: &[u8]) -> Result<ParsedSegment> {
     let mut at = 16 + len;
     let mut stopped = None;
     let mut next = header.first_lsn;
-    while at < bytes.len() {
+    // Nodes write zeros ahead of the appends (see
+    // `NodeBackend::append_meta_file`): a tail of zeros is the end.
+    while at < bytes.len() && bytes[at..].iter().any(|&b| b != 0) {
         match parse_frame(bytes, at, next) {
             Ok((frame, end)) => {
                 next = frame.last().map_or(next, |r| r.lsn + 1);
@@ -272,6 +277,24 @@ mod tests {
         let mut header = whole;
         header[20] ^= 1;
         assert!(parse_segment(&header).is_err());
+    }
+
+    #[test]
+    fn zeros_written_ahead_end_a_copy_intact_but_a_torn_frame_before_them_does_not() {
+        let whole = segment(1, &[&[1, 2], &[3]]);
+        let mut ahead = whole.clone();
+        ahead.resize(whole.len() + 4096, 0);
+        let parsed = parse_segment(&ahead).unwrap();
+        assert_eq!(parsed.last_lsn(), Some(3));
+        assert_eq!(parsed.stopped, None, "a zero tail is room, not damage");
+        // An append torn inside the room written ahead: part of its frame
+        // reached the disk, the rest is still zeros.
+        let next = segment(1, &[&[1, 2], &[3], &[4, 5]]);
+        let mut torn = next[..next.len() - 5].to_vec();
+        torn.resize(next.len() + 4096, 0);
+        let parsed = parse_segment(&torn).unwrap();
+        assert_eq!(parsed.last_lsn(), Some(3));
+        assert!(parsed.stopped.unwrap().contains("checksum"));
     }
 
     #[test]

@@ -201,6 +201,7 @@ impl JournalWriter {
             &segment.nodes,
             JOURNAL_AREA,
             &segment.name,
+            0,
             Arc::new(header),
         );
         let failed: Vec<String> = answers
@@ -297,6 +298,7 @@ impl JournalWriter {
                 &segment.nodes,
                 JOURNAL_AREA,
                 &segment.name,
+                segment.bytes,
                 Arc::new(bytes),
             );
             let failed: Vec<String> = answers

@@ -470,8 +470,8 @@ impl NodeBackend for LocalDirNode {
         self.put_meta_from(area, name, header, body)
     }
 
-    fn append_meta_file(&self, area: &str, name: &str, bytes: &[u8]) -> Result<()> {
-        self.append_meta(area, name, bytes)
+    fn append_meta_file(&self, area: &str, name: &str, at: u64, bytes: &[u8]) -> Result<u64> {
+        self.append_meta(area, name, at, bytes)
     }
 
     fn list_meta_files(&self, area: &str) -> Result<Vec<(String, u64)>> {
@@ -661,6 +661,43 @@ mod tests {
         assert_eq!(node.list_meta_files("snapshots").unwrap().len(), 1);
         assert_eq!(node.list_meta_files("journal").unwrap(), vec![]);
         assert_eq!(node.probe("c"), NodeProbe::Healthy);
+    }
+
+    #[test]
+    fn appends_overwrite_zeros_written_ahead_instead_of_growing_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = LocalDirNode::new("node-1", "r1", &dir.path().join("n1"));
+        node.initialize("c").unwrap();
+        let path = dir.path().join("n1/meta/journal/j-1");
+        let first = node.append_meta_file("journal", "j-1", 0, b"head").unwrap();
+        let room = fs::metadata(&path).unwrap().len();
+        assert_eq!(first, room, "the fill is counted as written");
+        assert!(room > 4);
+        let mut at = 4;
+        while at + 100 <= room {
+            assert_eq!(
+                node.append_meta_file("journal", "j-1", at, &[7; 100])
+                    .unwrap(),
+                100
+            );
+            at += 100;
+        }
+        assert_eq!(
+            fs::metadata(&path).unwrap().len(),
+            room,
+            "no append grew it"
+        );
+        // The next one does, with room after it again.
+        node.append_meta_file("journal", "j-1", at, &[8; 100])
+            .unwrap();
+        let grown = fs::read(&path).unwrap();
+        assert!(grown.len() as u64 > at + 100);
+        assert_eq!(&grown[..4], b"head");
+        assert!(grown[4..at as usize].iter().all(|&b| b == 7));
+        assert!(grown[at as usize..at as usize + 100]
+            .iter()
+            .all(|&b| b == 8));
+        assert!(grown[at as usize + 100..].iter().all(|&b| b == 0));
     }
 
     #[test]

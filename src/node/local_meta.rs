@@ -5,12 +5,17 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 use super::local::{fsync_dir, map_not_found, LocalDirNode};
 use super::{is_safe_meta_name, own_mounts, IDENTITY_FILE, META_FOLDER};
 use crate::error::{Error, Result};
+
+/// Zero bytes written after an append that grows a metadata file, so the
+/// appends after it do not grow the file (see `append_meta`).
+const APPEND_FILL: usize = 256 * 1024;
 
 impl LocalDirNode {
     /// `<root>/meta/<area>`, after checking both names are plain.
@@ -139,23 +144,42 @@ impl LocalDirNode {
         }
     }
 
-    /// Append `bytes` to `<meta>/<area>/<name>` (created when absent) and
-    /// fdatasync it; a new file's folder entry is fsynced too. Refused on a
-    /// node folder that is not set up, like `put_meta`.
-    pub(super) fn append_meta(&self, area: &str, name: &str, bytes: &[u8]) -> Result<()> {
+    /// Write `bytes` at `at` of `<meta>/<area>/<name>` (created when
+    /// absent) and fdatasync it; a new file's folder entry is fsynced too.
+    /// When the bytes reach past the end of the file, `APPEND_FILL` zero
+    /// bytes are written after them in the same sync: the next appends then
+    /// overwrite blocks the file already has, and their fdatasync writes
+    /// only data, not the file's new size through the filesystem's journal
+    /// (on ext4 about 0.2 ms instead of several). Refused on a node folder
+    /// that is not set up, like `put_meta`. Returns the bytes written.
+    pub(super) fn append_meta(&self, area: &str, name: &str, at: u64, bytes: &[u8]) -> Result<u64> {
         let dir = self.meta_area(area, Some(name))?;
         self.refuse_unset()?;
         let path = dir.join(name);
-        let append = || -> std::io::Result<()> {
+        let append = || -> std::io::Result<u64> {
             self.make_meta_area(&dir)?;
             let created = !path.exists();
-            let mut f = OpenOptions::new().append(true).create(true).open(&path)?;
-            f.write_all(bytes)?;
+            let f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)?;
+            let end = at + bytes.len() as u64;
+            let mut written = bytes.len() as u64;
+            if end > f.metadata()?.len() {
+                let mut with_fill = Vec::with_capacity(bytes.len() + APPEND_FILL);
+                with_fill.extend_from_slice(bytes);
+                with_fill.resize(bytes.len() + APPEND_FILL, 0);
+                f.write_all_at(&with_fill, at)?;
+                written = with_fill.len() as u64;
+            } else {
+                f.write_all_at(bytes, at)?;
+            }
             f.sync_data()?;
             if created {
                 fsync_dir(&dir)?;
             }
-            Ok(())
+            Ok(written)
         };
         append().map_err(|e| self.io_error(e))
     }

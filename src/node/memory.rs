@@ -139,7 +139,7 @@ impl NodeBackend for MemoryNode {
         Ok(())
     }
 
-    fn append_meta_file(&self, area: &str, name: &str, bytes: &[u8]) -> Result<()> {
+    fn append_meta_file(&self, area: &str, name: &str, at: u64, bytes: &[u8]) -> Result<u64> {
         self.check()?;
         if !super::is_safe_meta_name(area) || !super::is_safe_meta_name(name) {
             return Err(Error::InvalidArgument(format!(
@@ -149,12 +149,11 @@ impl NodeBackend for MemoryNode {
         if self.cluster.lock().is_none() {
             return Err(Error::Other("node is not initialized".into()));
         }
-        self.meta_files
-            .lock()
-            .entry((area.into(), name.into()))
-            .or_default()
-            .extend_from_slice(bytes);
-        Ok(())
+        let mut files = self.meta_files.lock();
+        let file = files.entry((area.into(), name.into())).or_default();
+        file.resize(at as usize, 0);
+        file.extend_from_slice(bytes);
+        Ok(bytes.len() as u64)
     }
 
     fn list_meta_files(&self, area: &str) -> Result<Vec<(String, u64)>> {

@@ -126,11 +126,10 @@ impl NodeBackend for CountingNode<'_> {
         self.counters.add(&self.counters.copy_bytes, stored);
         Ok(())
     }
-    fn append_meta_file(&self, area: &str, name: &str, bytes: &[u8]) -> Result<()> {
-        self.node.append_meta_file(area, name, bytes)?;
-        self.counters
-            .add(&self.counters.journal_bytes, bytes.len() as u64);
-        Ok(())
+    fn append_meta_file(&self, area: &str, name: &str, at: u64, bytes: &[u8]) -> Result<u64> {
+        let written = self.node.append_meta_file(area, name, at, bytes)?;
+        self.counters.add(&self.counters.journal_bytes, written);
+        Ok(written)
     }
     fn list_meta_files(&self, area: &str) -> Result<Vec<(String, u64)>> {
         self.node.list_meta_files(area)
@@ -158,7 +157,7 @@ mod tests {
         };
         // The memory node refuses metadata before it is set up: not counted.
         assert!(counted
-            .append_meta_file("journal", "j-1", b"early")
+            .append_meta_file("journal", "j-1", 0, b"early")
             .is_err());
         assert_eq!(counters.snapshot(), WrittenBytes::default());
 
@@ -169,7 +168,7 @@ mod tests {
         };
         counted.put_shard(key, &[b"head", &[7u8; 1000]]).unwrap();
         counted
-            .append_meta_file("journal", "j-1", b"record")
+            .append_meta_file("journal", "j-1", 0, b"record")
             .unwrap();
         counted
             .put_meta_file("snapshots", "s-1", &[b"h", b"body"])

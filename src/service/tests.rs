@@ -113,8 +113,8 @@ impl NodeBackend for GatedNode {
     fn put_meta_file(&self, area: &str, name: &str, parts: &[&[u8]]) -> Result<()> {
         self.inner.put_meta_file(area, name, parts)
     }
-    fn append_meta_file(&self, area: &str, name: &str, bytes: &[u8]) -> Result<()> {
-        self.inner.append_meta_file(area, name, bytes)
+    fn append_meta_file(&self, area: &str, name: &str, at: u64, bytes: &[u8]) -> Result<u64> {
+        self.inner.append_meta_file(area, name, at, bytes)
     }
     fn list_meta_files(&self, area: &str) -> Result<Vec<(String, u64)>> {
         self.inner.list_meta_files(area)
