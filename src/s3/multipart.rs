@@ -1,7 +1,7 @@
 //! Multipart uploads: CreateMultipartUpload, UploadPart, UploadPartCopy,
 //! CompleteMultipartUpload, AbortMultipartUpload, ListParts and
-//! ListMultipartUploads over the file service's staged uploads (see
-//! `service::multipart` for the layout). S3's rules are checked here: part
+//! ListMultipartUploads over the file service's staged uploads, which live
+//! outside the namespace (see `service::multipart`). S3's rules are checked here: part
 //! numbers 1 to 10,000, parts named in ascending order with the ETags they
 //! were given, every part but the last at least 5 MiB, the whole within
 //! `api.max_file_size`. The object's ETag is S3's: the MD5 of the parts'
@@ -118,8 +118,8 @@ pub async fn upload_part(
         tokio::task::spawn_blocking(move || service.put_part(&id, number, &mut reader, Some(max)))
             .await
             .map_err(|e| s3s::s3_error!(InternalError, "request worker failed: {e}"))?;
-    let inode = match stored {
-        Ok(i) => i,
+    let part = match stored {
+        Ok(p) => p,
         Err(e) => {
             if let Some(refused) = verdict.lock().refused.take() {
                 return Err(refused);
@@ -133,7 +133,7 @@ pub async fn upload_part(
     };
     let checksums = std::mem::take(&mut verdict.lock().checksums);
     let output = UploadPartOutput {
-        e_tag: inode.md5.clone().map(ETag::Strong),
+        e_tag: Some(ETag::Strong(part.md5)),
         checksum_crc32: checksums.checksum_crc32,
         checksum_crc32c: checksums.checksum_crc32c,
         checksum_crc64nvme: checksums.checksum_crc64nvme,
@@ -141,7 +141,7 @@ pub async fn upload_part(
         checksum_sha256: checksums.checksum_sha256,
         ..Default::default()
     };
-    Ok((S3Response::new(output), inode.size))
+    Ok((S3Response::new(output), part.size))
 }
 
 pub async fn upload_part_copy(
@@ -194,16 +194,16 @@ pub async fn upload_part_copy(
     }
     let service = front.service.clone();
     let (id, number) = (input.upload_id.clone(), input.part_number as u32);
-    let inode = blocking(move || service.copy_part(&id, number, &from, range, Some(max))).await?;
+    let part = blocking(move || service.copy_part(&id, number, &from, range, Some(max))).await?;
     let output = UploadPartCopyOutput {
         copy_part_result: Some(CopyPartResult {
-            e_tag: inode.md5.clone().map(ETag::Strong),
-            last_modified: Some(timestamp(inode.mtime)),
+            e_tag: Some(ETag::Strong(part.md5)),
+            last_modified: Some(timestamp(part.mtime)),
             ..Default::default()
         }),
         ..Default::default()
     };
-    Ok((S3Response::new(output), inode.size))
+    Ok((S3Response::new(output), part.size))
 }
 
 /// S3's ETag of an object made of parts with these (hex) MD5s.
@@ -280,7 +280,7 @@ pub async fn complete(
     let id = input.upload_id.clone();
     let max = front.max_file_size;
     let recorded = etag.clone();
-    let inode =
+    let (inode, _) =
         blocking(move || service.complete_upload(&id, &numbers, &recorded, Some(max))).await?;
     let output = CompleteMultipartUploadOutput {
         location: Some(format!("/{}/{}", input.bucket, input.key)),

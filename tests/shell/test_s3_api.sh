@@ -166,9 +166,9 @@ s3c del s3://s3cmd-b/small s3://s3cmd-b/dir/big >/dev/null || fail "s3cmd del fa
 [ ! -e "$MNT/s3cmd-b/small" ] || fail "s3cmd del left the file in the mount"
 s3c rb s3://s3cmd-b >/dev/null 2>&1 || true
 
-say "completed and aborted multipart uploads leave no staging behind"
-left=$(find "$MNT/.s3-uploads" -mindepth 1 2>/dev/null | head -5)
-[ -z "$left" ] || fail "staged uploads left in the namespace: $left"
+say "completed and aborted multipart uploads leave nothing in the namespace"
+left=$(find "$MNT" -maxdepth 1 -name '.*' | head -5)
+[ -z "$left" ] || fail "hidden entries at the root of the mount: $left"
 
 say "metrics name the S3 operations"
 ctlj metrics >"$WORK/metrics.json" 2>/dev/null || api /metrics/summary >"$WORK/metrics.json"
@@ -195,8 +195,8 @@ write_config
 start_daemon mount
 wait_until 10 curl -s -o /dev/null "$S3_URL/" || fail "the S3 port does not answer after the restart"
 s3_check mpu-sweep >"$WORK/sweep.out" 2>&1 || { cat "$WORK/sweep.out" >&2; fail "sweep checks failed"; }
-left=$(find "$MNT/.s3-uploads" -mindepth 1 2>/dev/null | head -5)
-[ -z "$left" ] || fail "staged uploads left after the sweep and abort: $left"
+left=$(find "$MNT" -maxdepth 1 -name '.*' | head -5)
+[ -z "$left" ] || fail "hidden entries at the root of the mount after the sweep and abort: $left"
 
 stop_daemon
 echo "PASS: $TEST_NAME"
