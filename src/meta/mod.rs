@@ -43,6 +43,8 @@ mod shard_map;
 #[cfg(test)]
 mod tests;
 mod uploads;
+#[cfg(test)]
+mod uploads_tests;
 
 use rusqlite::{params, OptionalExtension};
 use std::path::Path;
