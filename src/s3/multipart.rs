@@ -280,8 +280,20 @@ pub async fn complete(
     let id = input.upload_id.clone();
     let max = front.max_file_size;
     let recorded = etag.clone();
-    let (inode, _) =
-        blocking(move || service.complete_upload(&id, &numbers, &recorded, Some(max))).await?;
+    let completed = tokio::task::spawn_blocking(move || {
+        service.complete_upload(&id, &numbers, &recorded, Some(max))
+    })
+    .await
+    .map_err(|e| s3s::s3_error!(InternalError, "request worker failed: {e}"))?;
+    // Aborted, or a part replaced, since the parts were checked.
+    let inode = match completed {
+        Ok((inode, _)) => inode,
+        Err(Error::NotFound(what)) if what.starts_with("part") => {
+            return Err(s3s::s3_error!(InvalidPart, "{what} was replaced meanwhile"))
+        }
+        Err(Error::NotFound(_)) => return Err(no_such_upload(&input.upload_id)),
+        Err(e) => return Err(to_s3(e)),
+    };
     let output = CompleteMultipartUploadOutput {
         location: Some(format!("/{}/{}", input.bucket, input.key)),
         bucket: Some(input.bucket),
