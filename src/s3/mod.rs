@@ -63,6 +63,7 @@ impl S3Auth for KeyPair {
 /// The S3 API's router: every request goes to the s3s service.
 pub fn router(service: Arc<Service>) -> axum::Router {
     let s3 = &service.config().s3;
+    multipart::start_sweeper(&service);
     let mut builder = S3ServiceBuilder::new(S3Front {
         region: s3.region.clone(),
         max_file_size: service.config().api.max_file_size,

@@ -6,11 +6,13 @@
 //! were given, every part but the last at least 5 MiB, the whole within
 //! `api.max_file_size`. The object's ETag is S3's: the MD5 of the parts'
 //! binary MD5s, a dash and the part count. Uploads older than
-//! `s3.multipart_max_age_secs` are swept whenever an upload starts.
+//! `s3.multipart_max_age_secs` are swept whenever an upload starts and by
+//! a sweeper thread every quarter of that age (at most hourly).
 
 use md5::{Digest, Md5};
 use s3s::dto::*;
 use s3s::{S3Error, S3Request, S3Response, S3Result};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::body;
@@ -21,7 +23,7 @@ use super::objects::{metadata_xattrs, too_large, MAX_SINGLE_PUT, META_PREFIX};
 use super::{blocking, S3Front};
 use crate::error::Error;
 use crate::model::XattrSet;
-use crate::service::StagedUpload;
+use crate::service::{Service, StagedUpload};
 
 /// S3's smallest part but the last.
 const MIN_PART: u64 = 5 << 20;
@@ -51,6 +53,49 @@ async fn upload_of(front: &S3Front, full: &str, id: &str) -> S3Result<StagedUplo
     }
 }
 
+/// Remove the uploads older than `s3.multipart_max_age_secs`, logging
+/// what happened.
+fn sweep(service: &Service) {
+    let max_age = Duration::from_secs(service.config().s3.multipart_max_age_secs);
+    match service.sweep_uploads(max_age) {
+        Ok(0) => {}
+        Ok(n) => log::info!("S3 API: removed {n} multipart uploads older than {max_age:?}"),
+        Err(e) => log::warn!("S3 API: sweeping old multipart uploads: {e}"),
+    }
+}
+
+/// Sweep old uploads now and then on a thread of its own (as well as
+/// whenever an upload starts): at the start, then every quarter of the
+/// maximum age (between a second and an hour). It holds the service
+/// weakly and stops when the service shuts down or goes.
+pub fn start_sweeper(service: &Arc<Service>) {
+    let max_age = service.config().s3.multipart_max_age_secs;
+    let every = Duration::from_secs((max_age / 4).clamp(1, 3600));
+    let weak = Arc::downgrade(service);
+    let started = std::thread::Builder::new()
+        .name("s3-upload-sweep".into())
+        .spawn(move || {
+            let tick = Duration::from_secs(1).min(every);
+            let mut waited = every;
+            loop {
+                let Some(service) = weak.upgrade() else { break };
+                if service.is_shutting_down() {
+                    break;
+                }
+                if waited >= every {
+                    sweep(&service);
+                    waited = Duration::ZERO;
+                }
+                drop(service);
+                std::thread::sleep(tick);
+                waited += tick;
+            }
+        });
+    if let Err(e) = started {
+        log::warn!("S3 API: no sweeper thread ({e}): old uploads go when an upload starts");
+    }
+}
+
 pub async fn create(
     front: &S3Front,
     input: CreateMultipartUploadInput,
@@ -59,14 +104,9 @@ pub async fn create(
     require(front, &input.bucket).await?;
     let attrs = metadata_xattrs(input.metadata)?;
     let content_type = input.content_type;
-    let max_age = Duration::from_secs(front.service.config().s3.multipart_max_age_secs);
     let service = front.service.clone();
     let id = blocking(move || {
-        match service.sweep_uploads(max_age) {
-            Ok(0) => {}
-            Ok(n) => log::info!("S3 API: removed {n} multipart uploads older than {max_age:?}"),
-            Err(e) => log::warn!("S3 API: sweeping old multipart uploads: {e}"),
-        }
+        sweep(&service);
         let set = XattrSet {
             prefix: META_PREFIX,
             attrs: &attrs,

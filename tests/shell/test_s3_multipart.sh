@@ -6,7 +6,8 @@
 # through the mount and over the HTTP API; nothing of an upload in progress
 # in the mount, the HTTP API listing or ListObjectsV2; an aborted upload's
 # shards collected (shard counts back to before); kill -9 during an upload
-# loses no completed object and the upload goes on after the restart.
+# loses no completed object and the upload goes on after the restart; an
+# upload left alone is swept after s3.multipart_max_age_secs.
 # Needs FUSE (fails under MINIGCS_REQUIRE_FUSE=1 without it).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -111,6 +112,21 @@ only_objects eight.bin five.bin
 assert_eq "1 2" "$(mp parts multi later.bin "$id")" "parts stored before kill -9"
 mp finish multi later.bin "$id" "$WORK/later.bin" $((8 * MiB)) || fail "finishing the upload after kill -9 failed"
 same_everywhere multi later.bin "$WORK/later.bin"
+only_objects eight.bin five.bin later.bin
+stop_daemon
+
+say "an upload left alone is swept after s3.multipart_max_age_secs, with no other request"
+CFG_EXTRA="$CFG_EXTRA
+  multipart_max_age_secs: 2"
+write_config
+start_daemon mount
+wait_until 10 curl -s -o /dev/null "$S3_URL/" || fail "the S3 port does not answer after the restart"
+before=$(shards_total)
+id=$(mp start multi left.bin "$WORK/later.bin" $((8 * MiB)) 1) || fail "uploading a part to leave failed"
+[ "$(shards_total)" -gt "$before" ] || fail "the part added no shard"
+no_uploads() { [ -z "$(mp uploads multi)" ]; }
+wait_until 15 no_uploads || fail "the upload left alone was not swept: $(mp uploads multi)"
+wait_until 20 shards_are "$before" || fail "shards after the sweep: $(shards_total), before: $before"
 only_objects eight.bin five.bin later.bin
 
 stop_daemon
