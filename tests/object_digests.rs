@@ -173,6 +173,8 @@ fn parts_of_whole_chunks_move_into_the_object_without_writing_a_shard() {
     svc.put_part(&id, 2, &mut &p2[..], None).unwrap();
     svc.collect_garbage().unwrap();
     let before = ts.all_shard_files();
+    let twice = svc.complete_upload(&id, &[1, 2, 2], "etag-3", None);
+    assert!(matches!(twice, Err(Error::InvalidArgument(_))));
     let (inode, how) = svc
         .complete_upload(&id, &[1, 2, 3], "etag-3", None)
         .unwrap();

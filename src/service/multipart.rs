@@ -265,6 +265,12 @@ impl Service {
         let upload = self.ctx.meta.upload(id)?.ok_or_else(|| no_upload(id))?;
         let stored = self.ctx.meta.upload_parts(id)?;
         let mut chosen = Vec::with_capacity(numbers.len());
+        let mut seen = std::collections::HashSet::new();
+        if let Some(twice) = numbers.iter().find(|n| !seen.insert(**n)) {
+            return Err(Error::InvalidArgument(format!(
+                "part {twice} is named twice"
+            )));
+        }
         for n in numbers {
             let part = stored
                 .iter()
