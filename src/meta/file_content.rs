@@ -197,10 +197,12 @@ impl Meta {
         }
     }
 
-    fn insert_chunk(
+    /// Record a stored chunk as chunk `idx` of `owner`: an inode, or (a
+    /// negative number) an upload's part (see `uploads`).
+    pub(super) fn insert_chunk(
         &self,
         tx: &Transaction,
-        ino: Option<u64>,
+        owner: Option<i64>,
         idx: u64,
         chunk: &WrittenChunk,
     ) -> Result<()> {
@@ -210,7 +212,7 @@ impl Meta {
         )?
         .execute(params![
             l.chunk_id as i64,
-            ino.map(|i| i as i64),
+            owner,
             idx as i64,
             l.data_len as i64,
             l.k,
@@ -278,7 +280,7 @@ impl Meta {
         }
         for (idx, chunk) in &c.chunks {
             superseded += Self::kill_chunks(tx, inode.ino, *idx)?;
-            self.insert_chunk(tx, Some(inode.ino), *idx, chunk)?;
+            self.insert_chunk(tx, Some(inode.ino as i64), *idx, chunk)?;
         }
         let content_type = c
             .content_type
@@ -314,7 +316,7 @@ impl Meta {
     }
 
     /// Replace the attributes of `ino` under `set.prefix` by `set.attrs`.
-    fn replace_xattrs_in(tx: &Transaction, ino: u64, set: XattrSet) -> Result<()> {
+    pub(super) fn replace_xattrs_in(tx: &Transaction, ino: u64, set: XattrSet) -> Result<()> {
         tx.prepare_cached("DELETE FROM xattrs WHERE ino=?1 AND substr(name, 1, ?3)=?2")?
             .execute(params![ino as i64, set.prefix, set.prefix.len() as i64])?;
         let mut insert = tx
@@ -325,7 +327,7 @@ impl Meta {
         Ok(())
     }
 
-    fn put_file_in(
+    pub(super) fn put_file_in(
         &self,
         tx: &Transaction,
         parts: &[&[u8]],

@@ -21,7 +21,8 @@
 //! - `file_content`: chunk lists and file commits;
 //! - `shard_map`: shard placement and health, usage statistics;
 //! - `collection_queue`: superseded chunks waiting for their shards to go;
-//! - `recoveries`: records of node recoveries.
+//! - `recoveries`: records of node recoveries;
+//! - `uploads`: S3 multipart uploads in progress and their parts' chunks.
 //!
 //! The types every layer speaks (`Inode`, `Kind`, …) live in `crate::model`
 //! and are re-exported here.
@@ -41,6 +42,9 @@ mod schema;
 mod shard_map;
 #[cfg(test)]
 mod tests;
+mod uploads;
+#[cfg(test)]
+mod uploads_tests;
 
 use rusqlite::{params, OptionalExtension};
 use std::path::Path;
@@ -56,6 +60,7 @@ pub use file_content::{CommitOutcome, CreatedEntries, FileCommit, PutOutcome};
 pub use namespace::Unlinked;
 pub use records::{JournalRecord, JournalSink, RecordQueue};
 pub use shard_map::ChunkRecord;
+pub use uploads::{PartMove, PartRecord, UploadRecord};
 
 pub struct Meta {
     db: Database,

@@ -80,6 +80,34 @@ CREATE TABLE recoveries(
     r#"
 ALTER TABLE inodes ADD COLUMN md5 TEXT;
 "#,
+    // S3 multipart uploads in progress, outside the namespace. A part's
+    // chunks are rows of `chunks` whose ino is the part's negative id (no
+    // inode has one), so they are live, scrubbed and repaired like any
+    // file's, and leave for the collection queue when the upload goes.
+    r#"
+CREATE TABLE uploads(
+    id TEXT PRIMARY KEY,
+    key TEXT NOT NULL,
+    started INTEGER NOT NULL,
+    content_type TEXT,
+    xattr_prefix BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE upload_xattrs(
+    upload TEXT NOT NULL,
+    name BLOB NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY(upload, name)
+) WITHOUT ROWID;
+CREATE TABLE upload_parts(
+    part_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    upload TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    md5 TEXT NOT NULL,
+    mtime INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX upload_parts_by_number ON upload_parts(upload, number);
+"#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {

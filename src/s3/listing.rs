@@ -10,7 +10,7 @@ use s3s::dto::*;
 use s3s::{S3Response, S3Result};
 
 use super::buckets::{require, timestamp};
-use super::{blocking, S3Front};
+use super::{blocking, etag, S3Front};
 use crate::service::Service;
 
 /// S3's largest page, and the default one.
@@ -61,6 +61,8 @@ struct Page {
     prefixes: Vec<String>,
     last: Option<Entry>,
     truncated: bool,
+    /// Files listed without a known MD5 (provisional ETags).
+    unhashed: Vec<u64>,
 }
 
 /// The entries of `bucket` under `prefix` after `after`, at most `max`.
@@ -115,6 +117,7 @@ fn walk(
     let last = entries.last().cloned();
     let mut objects = Vec::new();
     let mut prefixes = Vec::new();
+    let mut unhashed = Vec::new();
     for entry in entries {
         match entry {
             Entry::Prefix(p) => prefixes.push(p),
@@ -123,12 +126,16 @@ fn walk(
                 let Some(inode) = service.resolve_key(&format!("{base}{k}"))? else {
                     continue;
                 };
-                let (inode, md5) = service.md5_of(inode)?;
+                // Never reads content: an unknown MD5 is computed later.
+                let (e_tag, wanted) = etag::listed(&inode);
+                if wanted {
+                    unhashed.push(inode.ino);
+                }
                 objects.push(Object {
                     key: Some(k),
                     size: Some(inode.size as i64),
                     last_modified: Some(timestamp(inode.mtime)),
-                    e_tag: Some(ETag::Strong(md5)),
+                    e_tag: Some(ETag::Strong(e_tag)),
                     storage_class: Some(ObjectStorageClass::from_static(
                         ObjectStorageClass::STANDARD,
                     )),
@@ -142,6 +149,7 @@ fn walk(
         prefixes,
         last,
         truncated,
+        unhashed,
     })
 }
 
@@ -165,7 +173,13 @@ async fn run(
     let service = front.service.clone();
     let (bucket, prefix) = (bucket.to_string(), prefix.to_string());
     let delimiter = delimiter.map(str::to_string);
-    blocking(move || walk(&service, &bucket, &prefix, delimiter.as_deref(), after, max)).await
+    let mut page =
+        blocking(move || walk(&service, &bucket, &prefix, delimiter.as_deref(), after, max))
+            .await?;
+    front
+        .md5_backfill
+        .request(std::mem::take(&mut page.unhashed));
+    Ok(page)
 }
 
 fn common_prefixes(prefixes: Vec<String>) -> Option<Vec<CommonPrefix>> {

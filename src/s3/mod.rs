@@ -10,6 +10,7 @@
 //!
 //! - `names`: bucket-name rules and bucket/key → namespace key
 //! - `error`: the one mapping from `Error` to S3 error codes
+//! - `etag`: provisional ETags of files whose MD5 is unknown, and their MD5s computed in the background
 //! - `body`: upload bodies as a blocking reader, with their digests checked
 //! - `buckets`: ListBuckets, CreateBucket, HeadBucket, DeleteBucket, GetBucketLocation
 //! - `objects`: PutObject, GetObject, HeadObject, DeleteObject(s), CopyObject
@@ -19,6 +20,7 @@
 mod body;
 mod buckets;
 mod error;
+mod etag;
 mod listing;
 mod multipart;
 mod names;
@@ -39,6 +41,7 @@ pub struct S3Front {
     service: Arc<Service>,
     region: String,
     max_file_size: u64,
+    md5_backfill: etag::Md5Backfill,
 }
 
 /// The one key pair of `s3.access_key`/`s3.secret_key`; an unknown access
@@ -60,9 +63,11 @@ impl S3Auth for KeyPair {
 /// The S3 API's router: every request goes to the s3s service.
 pub fn router(service: Arc<Service>) -> axum::Router {
     let s3 = &service.config().s3;
+    multipart::start_sweeper(&service);
     let mut builder = S3ServiceBuilder::new(S3Front {
         region: s3.region.clone(),
         max_file_size: service.config().api.max_file_size,
+        md5_backfill: etag::Md5Backfill::start(&service),
         service: service.clone(),
     });
     builder.set_auth(KeyPair(SimpleAuth::from_single(

@@ -1,16 +1,18 @@
 //! Multipart uploads: CreateMultipartUpload, UploadPart, UploadPartCopy,
 //! CompleteMultipartUpload, AbortMultipartUpload, ListParts and
-//! ListMultipartUploads over the file service's staged uploads (see
-//! `service::multipart` for the layout). S3's rules are checked here: part
+//! ListMultipartUploads over the file service's staged uploads, which live
+//! outside the namespace (see `service::multipart`). S3's rules are checked here: part
 //! numbers 1 to 10,000, parts named in ascending order with the ETags they
 //! were given, every part but the last at least 5 MiB, the whole within
 //! `api.max_file_size`. The object's ETag is S3's: the MD5 of the parts'
 //! binary MD5s, a dash and the part count. Uploads older than
-//! `s3.multipart_max_age_secs` are swept whenever an upload starts.
+//! `s3.multipart_max_age_secs` are swept whenever an upload starts and by
+//! a sweeper thread every quarter of that age (at most hourly).
 
 use md5::{Digest, Md5};
 use s3s::dto::*;
 use s3s::{S3Error, S3Request, S3Response, S3Result};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::body;
@@ -21,7 +23,7 @@ use super::objects::{metadata_xattrs, too_large, MAX_SINGLE_PUT, META_PREFIX};
 use super::{blocking, S3Front};
 use crate::error::Error;
 use crate::model::XattrSet;
-use crate::service::StagedUpload;
+use crate::service::{Service, StagedUpload};
 
 /// S3's smallest part but the last.
 const MIN_PART: u64 = 5 << 20;
@@ -51,6 +53,49 @@ async fn upload_of(front: &S3Front, full: &str, id: &str) -> S3Result<StagedUplo
     }
 }
 
+/// Remove the uploads older than `s3.multipart_max_age_secs`, logging
+/// what happened.
+fn sweep(service: &Service) {
+    let max_age = Duration::from_secs(service.config().s3.multipart_max_age_secs);
+    match service.sweep_uploads(max_age) {
+        Ok(0) => {}
+        Ok(n) => log::info!("S3 API: removed {n} multipart uploads older than {max_age:?}"),
+        Err(e) => log::warn!("S3 API: sweeping old multipart uploads: {e}"),
+    }
+}
+
+/// Sweep old uploads now and then on a thread of its own (as well as
+/// whenever an upload starts): at the start, then every quarter of the
+/// maximum age (between a second and an hour). It holds the service
+/// weakly and stops when the service shuts down or goes.
+pub fn start_sweeper(service: &Arc<Service>) {
+    let max_age = service.config().s3.multipart_max_age_secs;
+    let every = Duration::from_secs((max_age / 4).clamp(1, 3600));
+    let weak = Arc::downgrade(service);
+    let started = std::thread::Builder::new()
+        .name("s3-upload-sweep".into())
+        .spawn(move || {
+            let tick = Duration::from_secs(1).min(every);
+            let mut waited = every;
+            loop {
+                let Some(service) = weak.upgrade() else { break };
+                if service.is_shutting_down() {
+                    break;
+                }
+                if waited >= every {
+                    sweep(&service);
+                    waited = Duration::ZERO;
+                }
+                drop(service);
+                std::thread::sleep(tick);
+                waited += tick;
+            }
+        });
+    if let Err(e) = started {
+        log::warn!("S3 API: no sweeper thread ({e}): old uploads go when an upload starts");
+    }
+}
+
 pub async fn create(
     front: &S3Front,
     input: CreateMultipartUploadInput,
@@ -59,14 +104,9 @@ pub async fn create(
     require(front, &input.bucket).await?;
     let attrs = metadata_xattrs(input.metadata)?;
     let content_type = input.content_type;
-    let max_age = Duration::from_secs(front.service.config().s3.multipart_max_age_secs);
     let service = front.service.clone();
     let id = blocking(move || {
-        match service.sweep_uploads(max_age) {
-            Ok(0) => {}
-            Ok(n) => log::info!("S3 API: removed {n} multipart uploads older than {max_age:?}"),
-            Err(e) => log::warn!("S3 API: sweeping old multipart uploads: {e}"),
-        }
+        sweep(&service);
         let set = XattrSet {
             prefix: META_PREFIX,
             attrs: &attrs,
@@ -118,8 +158,8 @@ pub async fn upload_part(
         tokio::task::spawn_blocking(move || service.put_part(&id, number, &mut reader, Some(max)))
             .await
             .map_err(|e| s3s::s3_error!(InternalError, "request worker failed: {e}"))?;
-    let inode = match stored {
-        Ok(i) => i,
+    let part = match stored {
+        Ok(p) => p,
         Err(e) => {
             if let Some(refused) = verdict.lock().refused.take() {
                 return Err(refused);
@@ -133,7 +173,7 @@ pub async fn upload_part(
     };
     let checksums = std::mem::take(&mut verdict.lock().checksums);
     let output = UploadPartOutput {
-        e_tag: inode.md5.clone().map(ETag::Strong),
+        e_tag: Some(ETag::Strong(part.md5)),
         checksum_crc32: checksums.checksum_crc32,
         checksum_crc32c: checksums.checksum_crc32c,
         checksum_crc64nvme: checksums.checksum_crc64nvme,
@@ -141,7 +181,7 @@ pub async fn upload_part(
         checksum_sha256: checksums.checksum_sha256,
         ..Default::default()
     };
-    Ok((S3Response::new(output), inode.size))
+    Ok((S3Response::new(output), part.size))
 }
 
 pub async fn upload_part_copy(
@@ -194,16 +234,16 @@ pub async fn upload_part_copy(
     }
     let service = front.service.clone();
     let (id, number) = (input.upload_id.clone(), input.part_number as u32);
-    let inode = blocking(move || service.copy_part(&id, number, &from, range, Some(max))).await?;
+    let part = blocking(move || service.copy_part(&id, number, &from, range, Some(max))).await?;
     let output = UploadPartCopyOutput {
         copy_part_result: Some(CopyPartResult {
-            e_tag: inode.md5.clone().map(ETag::Strong),
-            last_modified: Some(timestamp(inode.mtime)),
+            e_tag: Some(ETag::Strong(part.md5)),
+            last_modified: Some(timestamp(part.mtime)),
             ..Default::default()
         }),
         ..Default::default()
     };
-    Ok((S3Response::new(output), inode.size))
+    Ok((S3Response::new(output), part.size))
 }
 
 /// S3's ETag of an object made of parts with these (hex) MD5s.
@@ -280,8 +320,20 @@ pub async fn complete(
     let id = input.upload_id.clone();
     let max = front.max_file_size;
     let recorded = etag.clone();
-    let inode =
-        blocking(move || service.complete_upload(&id, &numbers, &recorded, Some(max))).await?;
+    let completed = tokio::task::spawn_blocking(move || {
+        service.complete_upload(&id, &numbers, &recorded, Some(max))
+    })
+    .await
+    .map_err(|e| s3s::s3_error!(InternalError, "request worker failed: {e}"))?;
+    // Aborted, or a part replaced, since the parts were checked.
+    let inode = match completed {
+        Ok((inode, _)) => inode,
+        Err(Error::NotFound(what)) if what.starts_with("part") => {
+            return Err(s3s::s3_error!(InvalidPart, "{what} was replaced meanwhile"))
+        }
+        Err(Error::NotFound(_)) => return Err(no_such_upload(&input.upload_id)),
+        Err(e) => return Err(to_s3(e)),
+    };
     let output = CompleteMultipartUploadOutput {
         location: Some(format!("/{}/{}", input.bucket, input.key)),
         bucket: Some(input.bucket),

@@ -134,10 +134,12 @@ struct Conditions<'a> {
     if_unmodified_since: Option<&'a Timestamp>,
 }
 
-fn matches(condition: &ETagCondition, md5: &str) -> bool {
+/// Whether `condition` names this version: by its MD5, or by the
+/// provisional ETag a listing showed before the MD5 was known.
+fn matches(condition: &ETagCondition, inode: &Inode, md5: &str) -> bool {
     match condition {
         ETagCondition::Any => true,
-        ETagCondition::ETag(e) => e.value() == md5,
+        ETagCondition::ETag(e) => e.value() == md5 || e.value() == super::etag::provisional(inode),
     }
 }
 
@@ -146,7 +148,7 @@ impl Conditions<'_> {
         // Last-Modified is shown in whole seconds: compare what was shown.
         let modified = timestamp(inode.mtime - inode.mtime.rem_euclid(1_000_000_000));
         if let Some(c) = self.if_match {
-            if !matches(c, md5) {
+            if !matches(c, inode, md5) {
                 return Err(s3s::s3_error!(
                     PreconditionFailed,
                     "If-Match: the ETag is {md5}"
@@ -161,7 +163,7 @@ impl Conditions<'_> {
             }
         }
         if let Some(c) = self.if_none_match {
-            if matches(c, md5) {
+            if matches(c, inode, md5) {
                 return Err(S3Error::new(s3s::S3ErrorCode::NotModified));
             }
         } else if let Some(t) = self.if_modified_since {

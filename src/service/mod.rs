@@ -56,7 +56,7 @@ pub use context::{Change, ChangeObserver};
 pub use handles::OpenFlags;
 pub use info::ObjectInfo;
 pub use keys::{parse_key, validate_name, MAX_KEY_LEN, MAX_NAME_LEN};
-pub use multipart::{StagedPart, StagedUpload, UPLOADS_DIR};
+pub use multipart::{Assembly, StagedPart, StagedUpload};
 pub use namespace::FsStats;
 pub use objects::{content_type_for, DEFAULT_CONTENT_TYPE};
 pub use read::Snapshot;

@@ -1,38 +1,38 @@
-//! Uploads assembled from parts (S3 multipart uploads), staged in the
-//! namespace. An upload is the directory `.s3-uploads/<id>` (`id`: 32 hex
-//! digits) whose extended attributes hold the target key, content type and
-//! the attributes the object will get; each part is a committed file
-//! `.s3-uploads/<id>/<number, 5 digits>`, stored like any upload (streamed,
-//! under the write budget, with its MD5). Completing streams the chosen
-//! parts, in order, into one upload of the target key (visible at once and
-//! whole, as any PUT) and then removes the staging directory; aborting
-//! removes it. A part, once stored, survives a crash; an upload nobody
-//! completes is removed by `sweep_uploads` once it is older than the age
-//! given. The parts are read back on completion: the layout costs one more
-//! pass over the bytes, and keeps every part an ordinary file. A part may
-//! also be copied from a range of another object (`copy_part`).
+//! Uploads assembled from parts (S3 multipart uploads), kept outside the
+//! namespace: nothing of an upload shows in the mount or in any listing
+//! until it is completed. The upload and its parts are metadata of their
+//! own (`meta::uploads`); each part's bytes are streamed into chunks under
+//! the write budget like any upload, and UploadPart answers once the part's
+//! shards and its record are durable, so a part survives a crash and an
+//! upload can go on after a restart.
+//!
+//! Completing makes the chosen parts, in order, one file of the target key
+//! in one metadata transaction (visible at once and whole, as any PUT),
+//! which also removes the upload. When every chosen part but the last is a
+//! whole number of chunks long, the parts' chunks are moved into the file's
+//! chunk list by re-indexing them: no shard is read or written, and the
+//! file's SHA-256 is computed when first asked for, as for files written
+//! through the mount. Otherwise the parts are read back and re-encoded
+//! into the file's chunks (streamed, under the write budget). Aborting an
+//! upload, or the age sweep (`sweep_uploads`), drops it; the parts' chunks
+//! go to the collection queue either way. A part may also be copied from a
+//! range of another object (`copy_part`).
 
+use std::collections::VecDeque;
 use std::io::Read;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use super::keys::parse_key;
-use super::objects::SnapshotReader;
-use super::Service;
+use super::objects::{content_type_for, stream_chunks, Objects, SnapshotReader};
+use super::read::{read_committed_piece, PinGuard};
+use super::{Context, Service};
 use crate::error::{Error, Result};
-use crate::model::{
-    now_nanos, DirPage, Inode, Kind, Nanos, NodeSpec, Owner, PutOptions, XattrSet, XattrWrite,
-    ROOT_INO,
+use crate::meta::{
+    now_nanos, ChunkRecord, FileCommit, Inode, Kind, PartMove, PartRecord, UploadRecord,
 };
-
-/// The top-level directory holding the uploads in progress.
-pub const UPLOADS_DIR: &str = ".s3-uploads";
-
-const ATTR_KEY: &[u8] = b"user.minigcs.upload.key";
-const ATTR_TYPE: &[u8] = b"user.minigcs.upload.content_type";
-const ATTR_PREFIX: &[u8] = b"user.minigcs.upload.xattr_prefix";
-
-/// Directory entries read per page.
-const PAGE: usize = 1000;
+use crate::model::{Nanos, XattrSet};
 
 /// One upload in progress.
 #[derive(Debug, Clone)]
@@ -41,7 +41,6 @@ pub struct StagedUpload {
     /// The key the object will have.
     pub key: String,
     pub started: Nanos,
-    dir: u64,
 }
 
 /// One stored part.
@@ -53,6 +52,15 @@ pub struct StagedPart {
     pub mtime: Nanos,
 }
 
+/// How a completion made its object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Assembly {
+    /// The parts' chunks became the object's (no shard read or written).
+    Moved,
+    /// The parts were read back and stored again as the object's chunks.
+    Rewritten,
+}
+
 fn valid_id(id: &str) -> bool {
     id.len() == 32
         && id
@@ -60,48 +68,69 @@ fn valid_id(id: &str) -> bool {
             .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
 }
 
-fn part_key(id: &str, number: u32) -> String {
-    format!("{UPLOADS_DIR}/{id}/{number:05}")
+fn no_upload(id: &str) -> Error {
+    Error::NotFound(format!("upload {id}"))
+}
+
+/// The name a part's shard headers carry (for `fsck --rebuild`).
+fn part_name(id: &str, number: u32) -> String {
+    format!(".s3-uploads/{id}/{number:05}")
+}
+
+fn staged(record: UploadRecord) -> StagedUpload {
+    StagedUpload {
+        id: record.id,
+        key: record.key,
+        started: record.started,
+    }
+}
+
+fn part_of(record: &PartRecord) -> StagedPart {
+    StagedPart {
+        number: record.number,
+        size: record.size,
+        md5: record.md5.clone(),
+        mtime: record.mtime,
+    }
+}
+
+/// A part as stored: (part id, size, (index, data length) of each chunk).
+type StoredLayout = (i64, u64, Vec<(u64, u64)>);
+
+/// Where each part's chunks go in the object, when every part but the last
+/// is a whole number of chunks, stored as this chunk size cuts it; None
+/// when the parts must be re-encoded.
+fn chunk_moves(parts: &[StoredLayout], chunk_size: u64) -> Option<Vec<PartMove>> {
+    let mut moves = Vec::with_capacity(parts.len());
+    let mut first_index = 0;
+    for (i, (part_id, size, lengths)) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
+        if !last && (*size == 0 || size % chunk_size != 0) {
+            return None;
+        }
+        // The part must be stored as this chunk size cuts it: full chunks
+        // at indexes 0.., the last one holding the rest.
+        let count = size.div_ceil(chunk_size);
+        if lengths.len() as u64 != count {
+            return None;
+        }
+        for (j, (idx, len)) in lengths.iter().enumerate() {
+            let j = j as u64;
+            let want = (size - j * chunk_size).min(chunk_size);
+            if *idx != j || *len != want {
+                return None;
+            }
+        }
+        moves.push(PartMove {
+            part_id: *part_id,
+            first_index,
+        });
+        first_index += count;
+    }
+    Some(moves)
 }
 
 impl Service {
-    /// Entries of directory `ino`, all pages.
-    fn all_entries(&self, ino: u64) -> Result<Vec<(Vec<u8>, Inode)>> {
-        let mut out: Vec<(Vec<u8>, Inode)> = Vec::new();
-        loop {
-            let after = out.last().map(|(n, _)| n.clone());
-            let page = self.list_dir(ino, DirPage::new(after.as_deref(), PAGE))?;
-            let full = page.len() >= PAGE;
-            out.extend(page);
-            if !full {
-                return Ok(out);
-            }
-        }
-    }
-
-    /// The uploads directory, made when `create` and missing.
-    fn uploads_dir(&self, create: bool) -> Result<Option<Inode>> {
-        match self.lookup(ROOT_INO, UPLOADS_DIR.as_bytes()) {
-            Ok(i) if i.kind == Kind::Dir => Ok(Some(i)),
-            Ok(_) => Err(Error::AlreadyExists(format!(
-                "{UPLOADS_DIR} exists and is not a directory"
-            ))),
-            Err(Error::NotFound(_)) if create => {
-                match self.make_node(
-                    ROOT_INO,
-                    UPLOADS_DIR.as_bytes(),
-                    &NodeSpec::dir(0o700, Owner::ROOT),
-                ) {
-                    Ok(i) => Ok(Some(i)),
-                    Err(Error::AlreadyExists(_)) => self.uploads_dir(false),
-                    Err(e) => Err(e),
-                }
-            }
-            Err(Error::NotFound(_)) => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
     /// Start an upload of `key`: its id. The object will get `content_type`
     /// and the attributes of `xattrs`.
     pub fn begin_upload(
@@ -110,81 +139,52 @@ impl Service {
         content_type: Option<&str>,
         xattrs: XattrSet,
     ) -> Result<String> {
+        self.refuse_if_read_only("an upload")?;
         self.ctx.meta.check_writable()?;
         parse_key(key)?;
-        let root = self.uploads_dir(true)?.expect("made");
         let id = format!("{:032x}", rand::random::<u128>());
-        let dir = self.make_node(root.ino, id.as_bytes(), &NodeSpec::dir(0o700, Owner::ROOT))?;
-        let upsert = XattrWrite::Upsert;
-        self.set_xattr(dir.ino, ATTR_PREFIX, xattrs.prefix, upsert)?;
-        for (name, value) in xattrs.attrs {
-            self.set_xattr(dir.ino, name, value, upsert)?;
-        }
-        if let Some(t) = content_type {
-            self.set_xattr(dir.ino, ATTR_TYPE, t.as_bytes(), upsert)?;
-        }
-        // Last: an upload without its key is unfinished and swept.
-        self.set_xattr(dir.ino, ATTR_KEY, key.as_bytes(), upsert)?;
+        let record = UploadRecord {
+            id: id.clone(),
+            key: key.to_string(),
+            started: now_nanos(),
+            content_type: content_type.map(str::to_string),
+            xattr_prefix: xattrs.prefix.to_vec(),
+        };
+        self.ctx.meta.create_upload(&record, xattrs.attrs)?;
+        self.ctx.meta.sync()?;
         Ok(id)
     }
 
-    /// The upload `id`; NotFound when there is none (or it is unfinished).
+    /// The upload `id`; NotFound when there is none.
     pub fn staged_upload(&self, id: &str) -> Result<StagedUpload> {
-        let missing = || Error::NotFound(format!("upload {id}"));
         if !valid_id(id) {
-            return Err(missing());
+            return Err(no_upload(id));
         }
-        let root = self.uploads_dir(false)?.ok_or_else(missing)?;
-        let dir = match self.lookup(root.ino, id.as_bytes()) {
-            Ok(d) if d.kind == Kind::Dir => d,
-            Ok(_) | Err(Error::NotFound(_)) => return Err(missing()),
-            Err(e) => return Err(e),
-        };
-        let key = match self.get_xattr(dir.ino, ATTR_KEY) {
-            Ok(k) => String::from_utf8_lossy(&k).into_owned(),
-            Err(Error::NoAttribute(_)) => return Err(missing()),
-            Err(e) => return Err(e),
-        };
-        Ok(StagedUpload {
-            id: id.to_string(),
-            key,
-            started: dir.crtime,
-            dir: dir.ino,
-        })
+        self.ctx
+            .meta
+            .upload(id)?
+            .map(staged)
+            .ok_or_else(|| no_upload(id))
     }
 
-    /// Every upload in progress (unfinished ones left out).
+    /// Every upload in progress, by key then id.
     pub fn staged_uploads(&self) -> Result<Vec<StagedUpload>> {
-        let Some(root) = self.uploads_dir(false)? else {
-            return Ok(Vec::new());
-        };
-        let mut out = Vec::new();
-        for (name, _) in self.all_entries(root.ino)? {
-            let id = String::from_utf8_lossy(&name).into_owned();
-            match self.staged_upload(&id) {
-                Ok(u) => out.push(u),
-                Err(Error::NotFound(_)) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(out)
+        Ok(self.ctx.meta.uploads()?.into_iter().map(staged).collect())
     }
 
-    /// Store part `number` of upload `id` from a stream (as a PUT).
+    /// Store part `number` of upload `id` from a stream (replacing a part
+    /// of that number). Durable when it returns.
     pub fn put_part(
         &self,
         id: &str,
         number: u32,
         reader: &mut dyn Read,
         max_size: Option<u64>,
-    ) -> Result<Inode> {
+    ) -> Result<StagedPart> {
+        self.refuse_if_read_only("an upload")?;
+        self.ctx.meta.check_writable()?;
         self.staged_upload(id)?;
-        let opts = PutOptions {
-            content_type: Some(super::DEFAULT_CONTENT_TYPE),
-            max_size,
-            ..PutOptions::default()
-        };
-        self.put_object(&part_key(id, number), reader, opts)
+        self.store_part(id, number, reader, max_size)
     }
 
     /// Store bytes `range` (all when None) of the current version of
@@ -196,146 +196,295 @@ impl Service {
         from: &str,
         range: Option<std::ops::Range<u64>>,
         max_size: Option<u64>,
-    ) -> Result<Inode> {
+    ) -> Result<StagedPart> {
+        self.refuse_if_read_only("an upload")?;
         self.ctx.meta.check_writable()?;
         self.staged_upload(id)?;
         let snapshot = self.open_object(from)?;
         let range = range.unwrap_or(0..snapshot.inode.size);
         let mut reader = SnapshotReader::range(snapshot, self.chunk_size(), range.start, range.end);
-        let opts = PutOptions {
-            content_type: Some(super::DEFAULT_CONTENT_TYPE),
-            max_size,
-            ..PutOptions::default()
+        self.store_part(id, number, &mut reader, max_size)
+    }
+
+    fn store_part(
+        &self,
+        id: &str,
+        number: u32,
+        reader: &mut dyn Read,
+        max_size: Option<u64>,
+    ) -> Result<StagedPart> {
+        let streamed = stream_chunks(self.env(), reader, max_size, &part_name(id, number))?;
+        let record = PartRecord {
+            part_id: 0,
+            number,
+            size: streamed.size,
+            md5: streamed.md5.clone(),
+            mtime: now_nanos(),
         };
-        self.put_object(&part_key(id, number), &mut reader, opts)
+        let written: Vec<_> = streamed
+            .chunks
+            .iter()
+            .map(|(i, c)| (*i, c.written().clone()))
+            .collect();
+        // An upload removed meanwhile: the chunks drop with their shards.
+        let superseded = self.ctx.meta.record_part(id, &record, &written)?;
+        for (_, chunk) in streamed.chunks {
+            let _ = chunk.into_committed();
+        }
+        if superseded > 0 {
+            self.ctx.wake.collector.notify();
+        }
+        self.ctx.meta.sync()?;
+        Ok(part_of(&record))
     }
 
     /// The stored parts of upload `id`, by number.
     pub fn staged_parts(&self, id: &str) -> Result<Vec<StagedPart>> {
-        let upload = self.staged_upload(id)?;
-        let mut parts = Vec::new();
-        for (name, inode) in self.all_entries(upload.dir)? {
-            let Some(number) = std::str::from_utf8(&name)
-                .ok()
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            if inode.kind != Kind::File {
-                continue;
-            }
-            let (inode, md5) = self.md5_of(inode)?;
-            parts.push(StagedPart {
-                number,
-                size: inode.size,
-                md5,
-                mtime: inode.mtime,
-            });
-        }
-        parts.sort_by_key(|p| p.number);
-        Ok(parts)
+        self.staged_upload(id)?;
+        Ok(self
+            .ctx
+            .meta
+            .upload_parts(id)?
+            .iter()
+            .map(part_of)
+            .collect())
     }
 
-    /// Store parts `numbers` of upload `id`, in that order, as its object
-    /// (known by `etag` instead of the MD5 of its bytes), then remove the
-    /// upload.
+    /// Make parts `numbers` of upload `id`, in that order, its object
+    /// (known by `etag` instead of the MD5 of its bytes) and remove the
+    /// upload, in one transaction. Returns the file and how it was made.
     pub fn complete_upload(
         &self,
         id: &str,
         numbers: &[u32],
         etag: &str,
         max_size: Option<u64>,
-    ) -> Result<Inode> {
-        let upload = self.staged_upload(id)?;
-        let chunk_size = self.chunk_size();
-        let mut readers = Vec::with_capacity(numbers.len());
-        for &n in numbers {
-            let snapshot = self.open_object(&part_key(id, n))?;
-            readers.push(SnapshotReader::new(snapshot, chunk_size));
+    ) -> Result<(Inode, Assembly)> {
+        self.refuse_if_read_only("an upload")?;
+        self.ctx.meta.check_writable()?;
+        let upload = self.ctx.meta.upload(id)?.ok_or_else(|| no_upload(id))?;
+        let stored = self.ctx.meta.upload_parts(id)?;
+        let mut chosen = Vec::with_capacity(numbers.len());
+        let mut seen = std::collections::HashSet::new();
+        if let Some(twice) = numbers.iter().find(|n| !seen.insert(**n)) {
+            return Err(Error::InvalidArgument(format!(
+                "part {twice} is named twice"
+            )));
         }
-        let mut whole = Chained {
-            parts: readers.into_iter().collect(),
+        for n in numbers {
+            let part = stored
+                .iter()
+                .find(|p| p.number == *n)
+                .ok_or_else(|| Error::NotFound(format!("part {n} of upload {id}")))?;
+            chosen.push(part);
+        }
+        let total: u64 = chosen.iter().map(|p| p.size).sum();
+        if let Some(max) = max_size.filter(|&max| total > max) {
+            return Err(Error::TooLarge(format!(
+                "object exceeds the {max}-byte limit"
+            )));
+        }
+        let path = parse_key(&upload.key)?;
+        let path: Vec<&[u8]> = path.iter().map(|p| p.as_bytes()).collect();
+        let chunk_size = self.chunk_size();
+        let mut layouts = Vec::with_capacity(chosen.len());
+        for part in &chosen {
+            let lengths = self
+                .ctx
+                .meta
+                .part_chunks(part.part_id)?
+                .iter()
+                .map(|c| (c.idx, c.layout.data_len))
+                .collect();
+            layouts.push((part.part_id, part.size, lengths));
+        }
+        let moves = chunk_moves(&layouts, chunk_size);
+        let now = now_nanos();
+        let decided = content_type_for(&upload.key, upload.content_type.as_deref());
+        let mut template = Inode::new(Kind::File, 0o644, 0, 0);
+        template.ctime = now;
+        template.content_type = Some(decided.clone());
+        template.md5 = Some(etag.to_string());
+        let mut commit = FileCommit {
+            ino: 0,
+            chunks: Vec::new(),
+            removed: Vec::new(),
+            drop_from: None,
+            size: total,
+            mtime: now,
+            ctime: now,
+            // Unknown without a read when the chunks move: computed when
+            // first asked for.
+            checksum: None,
+            md5: Some(etag.to_string()),
+            content_type: Some(decided),
         };
-        let prefix = self.get_xattr(upload.dir, ATTR_PREFIX).unwrap_or_default();
-        let mut attrs = Vec::new();
-        if !prefix.is_empty() {
-            for name in self.list_xattrs(upload.dir)? {
-                if name.starts_with(&prefix) {
-                    attrs.push((name.clone(), self.get_xattr(upload.dir, &name)?));
+        let (rewritten, moves, assembly) = match moves {
+            Some(moves) => (None, moves, Assembly::Moved),
+            None => {
+                let mut whole = PartsReader::new(&self.ctx, &chosen)?;
+                let streamed = stream_chunks(self.env(), &mut whole, max_size, &upload.key)?;
+                if streamed.size != total {
+                    return Err(Error::Other(format!(
+                        "the parts of upload {id} read back {} bytes, not {total}",
+                        streamed.size
+                    )));
                 }
+                commit.checksum = Some(streamed.sha256.clone());
+                commit.chunks = streamed
+                    .chunks
+                    .iter()
+                    .map(|(i, c)| (*i, c.written().clone()))
+                    .collect();
+                (Some(streamed), Vec::new(), Assembly::Rewritten)
+            }
+        };
+        let (outcome, superseded) = self
+            .ctx
+            .meta
+            .complete_upload(id, &path, &template, commit, &moves)?;
+        if let Some(streamed) = rewritten {
+            for (_, chunk) in streamed.chunks {
+                let _ = chunk.into_committed();
             }
         }
-        let content_type = self
-            .get_xattr(upload.dir, ATTR_TYPE)
-            .ok()
-            .map(|t| String::from_utf8_lossy(&t).into_owned());
-        let opts = PutOptions {
-            content_type: content_type.as_deref(),
-            max_size,
-            xattrs: Some(XattrSet {
-                prefix: &prefix,
-                attrs: &attrs,
-            }),
-            etag: Some(etag),
-        };
-        let inode = self.put_object(&upload.key, &mut whole, opts)?;
-        if let Err(e) = self.abort_upload(id) {
-            log::warn!("removing completed upload {id}: {e} (swept later)");
+        if superseded > 0 {
+            self.ctx.wake.collector.notify();
         }
-        Ok(inode)
+        log::info!(
+            "upload {id}: {} parts completed as {} ({total} bytes, chunks {})",
+            numbers.len(),
+            upload.key,
+            match assembly {
+                Assembly::Moved => "moved",
+                Assembly::Rewritten => "rewritten",
+            }
+        );
+        let inode = Objects(self.env()).published(&upload.key, outcome)?;
+        Ok((inode, assembly))
     }
 
-    /// Remove upload `id` and its parts.
+    /// Remove upload `id`; its parts' chunks go to the collection queue.
     pub fn abort_upload(&self, id: &str) -> Result<()> {
         if !valid_id(id) {
-            return Err(Error::NotFound(format!("upload {id}")));
+            return Err(no_upload(id));
         }
-        let root = self
-            .uploads_dir(false)?
-            .ok_or_else(|| Error::NotFound(format!("upload {id}")))?;
-        let dir = self.lookup(root.ino, id.as_bytes())?;
-        for (name, _) in self.all_entries(dir.ino)? {
-            self.unlink(dir.ino, &name)?;
+        self.ctx.meta.check_writable()?;
+        let chunks = self.ctx.meta.remove_upload(id)?;
+        if chunks > 0 {
+            self.ctx.wake.collector.notify();
         }
-        self.rmdir(root.ino, id.as_bytes())
+        self.ctx.meta.sync()
     }
 
-    /// Remove the uploads started more than `max_age` ago (and unfinished
-    /// ones as old); how many.
+    /// Remove the uploads started more than `max_age` ago; how many.
     pub fn sweep_uploads(&self, max_age: Duration) -> Result<usize> {
-        let Some(root) = self.uploads_dir(false)? else {
-            return Ok(0);
-        };
         let oldest = now_nanos().saturating_sub(max_age.as_nanos().min(i64::MAX as u128) as i64);
         let mut removed = 0;
-        for (name, dir) in self.all_entries(root.ino)? {
-            let id = String::from_utf8_lossy(&name).into_owned();
-            if dir.kind == Kind::Dir && dir.crtime < oldest && valid_id(&id) {
-                match self.abort_upload(&id) {
-                    Ok(()) => removed += 1,
-                    Err(Error::NotFound(_)) => {}
-                    Err(e) => return Err(e),
-                }
+        for id in self.ctx.meta.uploads_started_before(oldest)? {
+            match self.abort_upload(&id) {
+                Ok(()) => removed += 1,
+                Err(Error::NotFound(_)) => {}
+                Err(e) => return Err(e),
             }
         }
         Ok(removed)
     }
 }
 
-/// Readers one after the other.
-struct Chained {
-    parts: std::collections::VecDeque<SnapshotReader>,
+/// The bytes of parts one after the other, chunk by chunk, their chunks
+/// pinned against collection while read.
+struct PartsReader<'a> {
+    ctx: &'a Context,
+    chunks: VecDeque<ChunkRecord>,
+    pending: Bytes,
+    _pins: PinGuard,
 }
 
-impl Read for Chained {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        while let Some(part) = self.parts.front_mut() {
-            let n = part.read(out)?;
-            if n > 0 || out.is_empty() {
-                return Ok(n);
+impl<'a> PartsReader<'a> {
+    fn new(ctx: &'a std::sync::Arc<Context>, parts: &[&PartRecord]) -> Result<PartsReader<'a>> {
+        let mut chunks = VecDeque::new();
+        for part in parts {
+            let records = ctx.meta.part_chunks(part.part_id)?;
+            let stored: u64 = records.iter().map(|c| c.layout.data_len).sum();
+            let dense = records.iter().enumerate().all(|(i, c)| c.idx == i as u64);
+            if stored != part.size || !dense {
+                return Err(Error::Other(format!(
+                    "part {} is stored as {} bytes in {} chunks, not {}",
+                    part.number,
+                    stored,
+                    records.len(),
+                    part.size
+                )));
             }
-            self.parts.pop_front();
+            chunks.extend(records);
         }
-        Ok(0)
+        let pins = ctx
+            .pins
+            .pin(chunks.iter().map(|c| c.layout.chunk_id).collect());
+        Ok(PartsReader {
+            ctx,
+            chunks,
+            pending: Bytes::new(),
+            _pins: pins,
+        })
+    }
+}
+
+impl Read for PartsReader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pending.is_empty() {
+            let Some(chunk) = self.chunks.pop_front() else {
+                return Ok(0);
+            };
+            let len = chunk.layout.data_len as usize;
+            self.pending = read_committed_piece(self.ctx, &chunk, 0, len, false)
+                .map_err(std::io::Error::other)?;
+        }
+        let n = out.len().min(self.pending.len());
+        out[..n].copy_from_slice(&self.pending[..n]);
+        let _ = self.pending.split_to(n);
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CS: u64 = 4;
+
+    fn lengths(size: u64) -> Vec<(u64, u64)> {
+        (0..size.div_ceil(CS))
+            .map(|i| (i, (size - i * CS).min(CS)))
+            .collect()
+    }
+
+    #[test]
+    fn parts_of_whole_chunks_move_to_consecutive_indexes() {
+        let parts = vec![(1, 8, lengths(8)), (2, 8, lengths(8)), (3, 5, lengths(5))];
+        let moves = chunk_moves(&parts, CS).expect("movable");
+        let placed: Vec<(i64, u64)> = moves.iter().map(|m| (m.part_id, m.first_index)).collect();
+        assert_eq!(placed, vec![(1, 0), (2, 2), (3, 4)]);
+    }
+
+    #[test]
+    fn a_part_not_a_whole_number_of_chunks_before_the_last_is_rewritten() {
+        let parts = vec![(1, 5, lengths(5)), (2, 5, lengths(5))];
+        assert!(chunk_moves(&parts, CS).is_none());
+        // An empty part before the last, too.
+        let parts = vec![(1, 0, lengths(0)), (2, 5, lengths(5))];
+        assert!(chunk_moves(&parts, CS).is_none());
+        // A single part of any size moves.
+        assert!(chunk_moves(&[(1, 5, lengths(5))], CS).is_some());
+    }
+
+    #[test]
+    fn a_part_stored_with_another_chunk_size_is_rewritten() {
+        // Stored in chunks of 2 (an earlier chunk size), asked for 4.
+        let halves: Vec<(u64, u64)> = (0..4).map(|i| (i, 2)).collect();
+        assert!(chunk_moves(&[(1, 8, halves), (2, 3, lengths(3))], CS).is_none());
+        // A gap in the indexes.
+        assert!(chunk_moves(&[(1, 8, vec![(0, 4), (2, 4)])], CS).is_none());
     }
 }

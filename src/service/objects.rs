@@ -23,7 +23,7 @@ use super::uncommitted::UncommittedChunk;
 use super::upload::{ChunkSource, StoredChunk};
 use super::{Change, Env, ObjectInfo};
 use crate::error::{Error, Result};
-use crate::meta::{now_nanos, FileCommit, Inode, Kind, ROOT_INO};
+use crate::meta::{now_nanos, FileCommit, Inode, Kind, PutOutcome, ROOT_INO};
 use crate::model::{ObjectStamp, PutOptions};
 
 /// Chunks of one PUT being stored at once.
@@ -99,12 +99,7 @@ impl Objects<'_> {
             xattrs,
             etag,
         } = opts;
-        let Env {
-            ctx,
-            files,
-            uploads,
-            ..
-        } = self.0;
+        let ctx = self.0.ctx;
         let parts = parse_key(key)?;
         let parts: Vec<&[u8]> = parts.iter().map(|p| p.as_bytes()).collect();
         // Refuse early when the key names a directory or goes through a file.
@@ -122,57 +117,7 @@ impl Objects<'_> {
             Err(e) => return Err(e),
             Ok(_) => {}
         }
-        let mut hasher = Sha256::new();
-        let mut md5 = Md5::new();
-        let mut size = 0u64;
-        let mut stored: Vec<(u64, UncommittedChunk)> = Vec::new();
-        let mut inflight: VecDeque<(u64, StoredChunk)> = VecDeque::new();
-        let streamed = (|| -> Result<()> {
-            for index in 0.. {
-                // The permit is taken once the bytes are here: a client that
-                // stalls mid-body must not hold write budget the mount needs.
-                let mut buf = Vec::new();
-                let n = read_full(reader, &mut buf, ctx.chunk_size as usize)?;
-                if n == 0 {
-                    break;
-                }
-                let permit = uploads.reserve(&|| files.spill_idle(None, uploads));
-                size += n as u64;
-                if let Some(max) = max_size.filter(|&max| size > max) {
-                    return Err(Error::TooLarge(format!(
-                        "object exceeds the {max}-byte limit"
-                    )));
-                }
-                hasher.update(&buf);
-                md5.update(&buf);
-                let source = ChunkSource {
-                    ino: 0,
-                    index,
-                    size,
-                    name: Some(key.to_string()),
-                };
-                inflight.push_back((index, uploads.submit(buf, permit, source)));
-                while inflight.len() >= PUT_CHUNKS_IN_FLIGHT {
-                    let (i, up) = inflight.pop_front().expect("in flight");
-                    stored.push((i, up.wait()?));
-                }
-                if n < ctx.chunk_size as usize {
-                    break;
-                }
-            }
-            while let Some((i, up)) = inflight.pop_front() {
-                stored.push((i, up.wait()?));
-            }
-            Ok(())
-        })();
-        if let Err(e) = streamed {
-            // Chunks stored so far (and those still in flight, once stored)
-            // lose their shards as they drop.
-            for (_, up) in inflight {
-                drop(up.wait());
-            }
-            return Err(e);
-        }
+        let streamed = stream_chunks(self.0, reader, max_size, key)?;
         let now = now_nanos();
         let mut template = Inode::new(Kind::File, 0o644, 0, 0);
         template.ctime = now;
@@ -190,28 +135,36 @@ impl Objects<'_> {
         template.content_type = Some(decided.clone());
         let md5 = match etag {
             Some(given) => given.to_string(),
-            None => hex::encode(md5.finalize()),
+            None => streamed.md5.clone(),
         };
         template.md5 = Some(md5.clone());
         let commit = FileCommit {
             ino: 0,
-            chunks: stored
+            chunks: streamed
+                .chunks
                 .iter()
                 .map(|(i, c)| (*i, c.written().clone()))
                 .collect(),
             removed: Vec::new(),
             drop_from: None,
-            size,
+            size: streamed.size,
             mtime,
             ctime: now,
-            checksum: Some(hex::encode(hasher.finalize())),
+            checksum: Some(streamed.sha256.clone()),
             md5: Some(md5),
             content_type: Some(decided),
         };
         let outcome = ctx.meta.put_file(&parts, &template, commit, xattrs)?;
-        for (_, chunk) in stored {
+        for (_, chunk) in streamed.chunks {
             let _ = chunk.into_committed();
         }
+        self.published(key, outcome)
+    }
+
+    /// After a put's transaction: tell the mount's caches, free the inode
+    /// the name held before, and make it durable. The new inode.
+    pub fn published(&self, key: &str, outcome: PutOutcome) -> Result<Inode> {
+        let ctx = self.0.ctx;
         // The kernel forgets the name's old inode before that inode can go,
         // so a cached name never leads to a purged inode.
         let (parent, name) = outcome.entry;
@@ -449,6 +402,91 @@ impl Read for SnapshotReader {
         let _ = self.pending.split_to(n);
         Ok(n)
     }
+}
+
+/// A stream stored as chunks (indexes from 0), not committed yet: their
+/// shards go when they drop.
+pub(crate) struct StreamedChunks {
+    pub chunks: Vec<(u64, UncommittedChunk)>,
+    pub size: u64,
+    /// Hex SHA-256 and MD5 of the bytes.
+    pub sha256: String,
+    pub md5: String,
+}
+
+/// Store the bytes of `reader` as chunks through the upload pipeline (under
+/// the write budget, a few chunks in flight), hashing them on the way.
+/// `name` goes into the shard headers. A stream longer than `max_size`, or
+/// one that fails, leaves no shards behind.
+pub(crate) fn stream_chunks(
+    env: Env,
+    reader: &mut dyn Read,
+    max_size: Option<u64>,
+    name: &str,
+) -> Result<StreamedChunks> {
+    let Env {
+        ctx,
+        files,
+        uploads,
+        ..
+    } = env;
+    let mut hasher = Sha256::new();
+    let mut md5 = Md5::new();
+    let mut size = 0u64;
+    let mut stored: Vec<(u64, UncommittedChunk)> = Vec::new();
+    let mut inflight: VecDeque<(u64, StoredChunk)> = VecDeque::new();
+    let streamed = (|| -> Result<()> {
+        for index in 0.. {
+            // The permit is taken once the bytes are here: a client that
+            // stalls mid-body must not hold write budget the mount needs.
+            let mut buf = Vec::new();
+            let n = read_full(reader, &mut buf, ctx.chunk_size as usize)?;
+            if n == 0 {
+                break;
+            }
+            let permit = uploads.reserve(&|| files.spill_idle(None, uploads));
+            size += n as u64;
+            if let Some(max) = max_size.filter(|&max| size > max) {
+                return Err(Error::TooLarge(format!(
+                    "object exceeds the {max}-byte limit"
+                )));
+            }
+            hasher.update(&buf);
+            md5.update(&buf);
+            let source = ChunkSource {
+                ino: 0,
+                index,
+                size,
+                name: Some(name.to_string()),
+            };
+            inflight.push_back((index, uploads.submit(buf, permit, source)));
+            while inflight.len() >= PUT_CHUNKS_IN_FLIGHT {
+                let (i, up) = inflight.pop_front().expect("in flight");
+                stored.push((i, up.wait()?));
+            }
+            if n < ctx.chunk_size as usize {
+                break;
+            }
+        }
+        while let Some((i, up)) = inflight.pop_front() {
+            stored.push((i, up.wait()?));
+        }
+        Ok(())
+    })();
+    if let Err(e) = streamed {
+        // Chunks stored so far (and those still in flight, once stored)
+        // lose their shards as they drop.
+        for (_, up) in inflight {
+            drop(up.wait());
+        }
+        return Err(e);
+    }
+    Ok(StreamedChunks {
+        chunks: stored,
+        size,
+        sha256: hex::encode(hasher.finalize()),
+        md5: hex::encode(md5.finalize()),
+    })
 }
 
 /// Read until `limit` bytes or end of stream.

@@ -83,6 +83,18 @@ for pair in "from-mount/m.bin:$WORK/m.bin" "from-api/a.bin:$WORK/a.bin"; do
     assert_eq "\"$(md5sum "$src" | cut -d' ' -f1)\"" "$(jq -r .ETag "$WORK/get.json")" "$key ETag"
 done
 aws_s3 s3 ls s3://alpha/from-mount/ | grep -q 'm.bin' || fail "aws s3 ls does not show the mount's file"
+
+say "a listing reads no file content: a mount file's unknown MD5 is a provisional ETag, computed in the background"
+mkrand "$WORK/fresh.bin" 900000
+cp "$WORK/fresh.bin" "$MNT/alpha/from-mount/fresh.bin"
+listed_etag() { aws_s3 s3api list-objects-v2 --bucket alpha --prefix from-mount/fresh.bin | jq -r '.Contents[0].ETag'; }
+provisional=$(listed_etag)
+[[ $provisional =~ ^\"[0-9a-f]{32}-1\"$ ]] || fail "first listing of a mount file: ETag $provisional is not provisional"
+aws_s3 s3api head-object --bucket alpha --key from-mount/fresh.bin --if-match "$provisional" >/dev/null ||
+    fail "If-Match with the provisional ETag of the same version refused"
+fresh_md5="\"$(md5sum "$WORK/fresh.bin" | cut -d' ' -f1)\""
+listed_md5() { [ "$(listed_etag)" = "$fresh_md5" ]; }
+wait_until 10 listed_md5 || fail "the MD5 was not computed in the background: listed $(listed_etag)"
 ls "$MNT" | grep -qx paged || fail "a bucket made over S3 is not a directory in the mount: $(ls "$MNT")"
 
 say "aws s3 sync of 500 files up and back"
@@ -138,6 +150,17 @@ rclone_s3 lsjson --hash mg:rclone-b/tree/d3/s0 | jq -e 'length > 0 and all(.[]; 
     fail "rclone sees no MD5 hashes: $(rclone_s3 lsjson --hash mg:rclone-b/tree/d3/s0 | head -c 300)"
 (cd "$MNT/rclone-b/tree" && find . -type f -exec sha256sum {} + | sort -k2) >"$WORK/sums.rclone"
 cmp -s "$WORK/sums.up" "$WORK/sums.rclone" || fail "the tree rclone copied differs in the mount"
+say "rclone check of a tree written through the mount (MD5s not known yet when listed)"
+mkdir "$MNT/rclone-m"
+cp -r "$WORK/tree" "$MNT/rclone-m/tree"
+cp -r "$WORK/tree" "$WORK/tree-changed"
+f=$(find "$WORK/tree-changed" -type f -size +1k -print -quit)
+head -c "$(stat -c %s "$f")" /dev/urandom >"$f"
+rclone_s3 check "$WORK/tree-changed" mg:rclone-m/tree >"$WORK/rclone-m.out" 2>&1 && fail "rclone check missed a changed file"
+grep -q "1 differences found" "$WORK/rclone-m.out" || fail "rclone check of a changed file: $(tail -n 5 "$WORK/rclone-m.out")"
+rclone_s3 check "$WORK/tree" mg:rclone-m/tree >"$WORK/rclone-m.out" 2>&1 ||
+    { tail -n 20 "$WORK/rclone-m.out" >&2; fail "rclone check of the mount's tree found differences"; }
+grep -q "500 matching files" "$WORK/rclone-m.out" || fail "rclone check of the mount's tree: $(tail -n 5 "$WORK/rclone-m.out")"
 
 say "s3cmd put, get, ls, del (20 MiB: s3cmd's own multipart upload)"
 cat >"$WORK/s3cfg" <<EOF2
@@ -166,9 +189,9 @@ s3c del s3://s3cmd-b/small s3://s3cmd-b/dir/big >/dev/null || fail "s3cmd del fa
 [ ! -e "$MNT/s3cmd-b/small" ] || fail "s3cmd del left the file in the mount"
 s3c rb s3://s3cmd-b >/dev/null 2>&1 || true
 
-say "completed and aborted multipart uploads leave no staging behind"
-left=$(find "$MNT/.s3-uploads" -mindepth 1 2>/dev/null | head -5)
-[ -z "$left" ] || fail "staged uploads left in the namespace: $left"
+say "completed and aborted multipart uploads leave nothing in the namespace"
+left=$(find "$MNT" -maxdepth 1 -name '.*' | head -5)
+[ -z "$left" ] || fail "hidden entries at the root of the mount: $left"
 
 say "metrics name the S3 operations"
 ctlj metrics >"$WORK/metrics.json" 2>/dev/null || api /metrics/summary >"$WORK/metrics.json"
@@ -195,8 +218,8 @@ write_config
 start_daemon mount
 wait_until 10 curl -s -o /dev/null "$S3_URL/" || fail "the S3 port does not answer after the restart"
 s3_check mpu-sweep >"$WORK/sweep.out" 2>&1 || { cat "$WORK/sweep.out" >&2; fail "sweep checks failed"; }
-left=$(find "$MNT/.s3-uploads" -mindepth 1 2>/dev/null | head -5)
-[ -z "$left" ] || fail "staged uploads left after the sweep and abort: $left"
+left=$(find "$MNT" -maxdepth 1 -name '.*' | head -5)
+[ -z "$left" ] || fail "hidden entries at the root of the mount after the sweep and abort: $left"
 
 stop_daemon
 echo "PASS: $TEST_NAME"
