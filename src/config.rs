@@ -12,11 +12,13 @@ use std::path::{Component, Path, PathBuf};
 
 use crate::error::{Error, Result};
 pub use s3::S3Config;
+pub use s3_node::{S3Credentials, S3NodeConfig};
 
 mod depth;
 mod keys;
 mod paths;
 mod s3;
+mod s3_node;
 pub mod size;
 
 pub const DEFAULT_CHUNK_SIZE: u64 = 4 * 1024 * 1024;
@@ -25,6 +27,8 @@ pub const DEFAULT_CHUNK_SIZE: u64 = 4 * 1024 * 1024;
 pub struct NodeConfig {
     pub id: String,
     pub region: String,
+    /// The node's folder; empty for a node that is a bucket (`s3`).
+    #[serde(default)]
     pub storage_path: PathBuf,
     /// `storage_path` as written in the file, before it was resolved
     /// against the config file's folder (`/cluster/stats` shows it).
@@ -34,6 +38,9 @@ pub struct NodeConfig {
     pub host: Option<String>,
     #[serde(default)]
     pub port: Option<u16>,
+    /// A bucket on an S3-compatible store instead of a folder.
+    #[serde(default)]
+    pub s3: Option<S3NodeConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -364,7 +371,12 @@ impl Config {
                 "config must be a YAML mapping with at least a `nodes` list".into(),
             ));
         }
-        let known: Vec<&str> = KNOWN_KEYS.iter().chain(s3::S3_KEYS).copied().collect();
+        let known: Vec<&str> = KNOWN_KEYS
+            .iter()
+            .chain(s3::S3_KEYS)
+            .chain(s3_node::S3_NODE_KEYS)
+            .copied()
+            .collect();
         let unknown = keys::unknown_keys(&value, &known);
         let typos: Vec<String> = unknown
             .iter()
@@ -415,7 +427,9 @@ impl Config {
             };
             *p = without_cur_dir(&joined);
         };
-        for node in &mut self.nodes {
+        let is_folder =
+            |n: &&mut NodeConfig| n.s3.is_none() && !n.storage_path.as_os_str().is_empty();
+        for node in self.nodes.iter_mut().filter(is_folder) {
             node.storage_path_as_written = node.storage_path.display().to_string();
             resolve(&mut node.storage_path);
         }
@@ -475,6 +489,26 @@ impl Config {
             }
             if node.region.is_empty() {
                 return bad(&format!("nodes[{i}].region"), "must not be empty".into());
+            }
+            match (&node.s3, node.storage_path.as_os_str().is_empty()) {
+                (Some(_), false) => {
+                    return bad(
+                        &format!("nodes[{i}]"),
+                        "has both storage_path and s3: a node is a folder or a bucket".into(),
+                    )
+                }
+                (None, true) => {
+                    return bad(
+                        &format!("nodes[{i}].storage_path"),
+                        "is missing (or give the node an s3 bucket)".into(),
+                    )
+                }
+                (Some(s3), true) => {
+                    if let Some((key, why)) = s3.problem() {
+                        return bad(&format!("nodes[{i}].s3.{key}"), why);
+                    }
+                }
+                (None, false) => {}
             }
         }
         let ec = &self.erasure_coding;

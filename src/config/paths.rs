@@ -58,6 +58,7 @@ fn node_places(config: &Config, opaque: &[PathBuf]) -> Vec<Place> {
         .nodes
         .iter()
         .enumerate()
+        .filter(|(_, n)| n.s3.is_none())
         .map(|(i, n)| Place::new(format!("nodes[{i}].storage_path"), &n.storage_path, opaque))
         .collect()
 }

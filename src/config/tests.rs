@@ -207,3 +207,37 @@ fn s3_is_off_without_its_section_and_needs_keys_when_on() {
         .to_string();
     assert!(err.contains("s3.access_key"), "{err}");
 }
+
+#[test]
+fn a_node_is_a_folder_or_a_bucket_and_its_s3_keys_are_known() {
+    let bucket = "    s3: {endpoint: \"http://127.0.0.1:9000\", bucket: \"b\", prefix: \"n1/\", access_key: \"a\", secret_key: \"s\"}\n";
+    let first = "    storage_path: \"./data/node-1\"\n";
+    let text = SEED.replacen(first, bucket, 1);
+    let c = Config::parse(&text, Path::new("/srv/x")).unwrap();
+    assert_eq!(c.nodes[0].s3.as_ref().unwrap().bucket, "b");
+    assert!(c.nodes[0].storage_path.as_os_str().is_empty());
+    assert!(
+        c.warnings.iter().all(|w| !w.contains("s3")),
+        "{:?}",
+        c.warnings
+    );
+    // Both, or neither: exit 2 naming the node.
+    let both = SEED.replacen(first, &format!("{first}{bucket}"), 1);
+    let err = Config::parse(&both, Path::new("/"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("nodes[0] has both storage_path and s3"),
+        "{err}"
+    );
+    let neither = SEED.replacen(first, "", 1);
+    let err = Config::parse(&neither, Path::new("/"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("nodes[0].storage_path is missing"), "{err}");
+    let no_bucket = SEED.replacen(first, &bucket.replace("bucket: \"b\", ", ""), 1);
+    let err = Config::parse(&no_bucket, Path::new("/"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("nodes[0].s3.bucket"), "{err}");
+}

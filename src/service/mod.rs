@@ -135,7 +135,7 @@ impl Service {
         checked: NodeFoldersChecked,
     ) -> Result<Arc<Service>> {
         let metadata_lock = ownership::lock_metadata(&config)?;
-        let nodes = ownership::local_nodes(&config, &checked.answered)?;
+        let nodes = ownership::store_nodes(&config, &checked.answered)?;
         let ctx = Context::open_locked(config, metrics, metadata_lock, nodes)?;
         Ok(Self::over(ctx))
     }

@@ -29,7 +29,13 @@ const LOCK_PATIENCE: Duration = Duration::from_secs(5);
 /// that did not is hung and is not waited for again).
 pub(crate) fn refuse_prototype_folders(config: &Config) -> Result<Vec<bool>> {
     let (answers, answered) = mpsc::channel();
+    let mut answered_in_time = vec![false; config.nodes.len()];
     for (index, node) in config.nodes.iter().enumerate() {
+        if node.s3.is_some() {
+            // A bucket: no prototype folder there.
+            answered_in_time[index] = true;
+            continue;
+        }
         let (folder, answers) = (node.storage_path.clone(), answers.clone());
         std::thread::Builder::new()
             .name("node-check".into())
@@ -39,7 +45,6 @@ pub(crate) fn refuse_prototype_folders(config: &Config) -> Result<Vec<bool>> {
     }
     drop(answers);
     let deadline = Instant::now() + LOCK_PATIENCE;
-    let mut answered_in_time = vec![false; config.nodes.len()];
     let mut refusals = Vec::new();
     while answered_in_time.contains(&false) {
         let patience = deadline.saturating_duration_since(Instant::now());
@@ -91,14 +96,22 @@ pub(crate) fn lock_metadata(config: &Config) -> Result<StoreLock> {
         .map_err(|failure| failure.into_error(&format!("metadata database {}", db.display())))
 }
 
-/// The local-directory nodes `config` lists, each folder that exists locked.
+/// The nodes `config` lists: buckets as they are, and local folders each
+/// locked when it exists.
 ///
 /// The folders are locked in parallel, each on its own thread: a folder on a
 /// mount that stopped answering must not hang the start. One that does not
 /// answer within `LOCK_PATIENCE` is left to the health probe, which takes
 /// its lock once it answers (and reports it failed until then); so is one
 /// that did not answer the prototype check (`answered[i]` false).
-pub(crate) fn local_nodes(config: &Config, answered: &[bool]) -> Result<Vec<Arc<dyn NodeBackend>>> {
+pub(crate) fn store_nodes(config: &Config, answered: &[bool]) -> Result<Vec<Arc<dyn NodeBackend>>> {
+    let mut buckets: Vec<Option<Arc<dyn NodeBackend>>> = Vec::new();
+    for n in &config.nodes {
+        buckets.push(match &n.s3 {
+            Some(_) => Some(crate::node::configured(n)?),
+            None => None,
+        });
+    }
     let nodes: Vec<Arc<LocalDirNode>> = config
         .nodes
         .iter()
@@ -106,8 +119,9 @@ pub(crate) fn local_nodes(config: &Config, answered: &[bool]) -> Result<Vec<Arc<
         .collect();
     let (answers, locked_nodes) = mpsc::channel();
     let hung = |index: usize| !answered.get(index).copied().unwrap_or(true);
+    let is_bucket = |index: usize| buckets[index].is_some();
     for (index, node) in nodes.iter().enumerate() {
-        if hung(index) {
+        if hung(index) || is_bucket(index) {
             continue;
         }
         let (node, answers) = (node.clone(), answers.clone());
@@ -119,7 +133,9 @@ pub(crate) fn local_nodes(config: &Config, answered: &[bool]) -> Result<Vec<Arc<
     }
     drop(answers);
     let deadline = Instant::now() + LOCK_PATIENCE;
-    let mut waiting: Vec<bool> = (0..nodes.len()).map(|i| !hung(i)).collect();
+    let mut waiting: Vec<bool> = (0..nodes.len())
+        .map(|i| !hung(i) && !is_bucket(i))
+        .collect();
     // Every answer is awaited so that a refusal names the first node in
     // the config's order, whichever thread answered first.
     let mut refused: Option<(usize, Error)> = None;
@@ -138,7 +154,7 @@ pub(crate) fn local_nodes(config: &Config, answered: &[bool]) -> Result<Vec<Arc<
     if let Some((_, e)) = refused {
         return Err(e);
     }
-    let unanswered = (0..nodes.len()).filter(|&i| waiting[i] || hung(i));
+    let unanswered = (0..nodes.len()).filter(|&i| (waiting[i] || hung(i)) && !is_bucket(i));
     for node in unanswered.map(|i| &nodes[i]) {
         log::warn!(
             "node {}'s folder {} did not answer within {}s: starting without its lock (the health probe takes it once the folder answers)",
@@ -149,7 +165,8 @@ pub(crate) fn local_nodes(config: &Config, answered: &[bool]) -> Result<Vec<Arc<
     }
     Ok(nodes
         .into_iter()
-        .map(|n| n as Arc<dyn NodeBackend>)
+        .zip(buckets)
+        .map(|(folder, bucket)| bucket.unwrap_or(folder as Arc<dyn NodeBackend>))
         .collect())
 }
 

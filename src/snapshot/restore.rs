@@ -23,7 +23,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::journal::replay::FoundJournal;
 use crate::metrics::iso8601_from_nanos;
-use crate::node::{LocalDirNode, NodeBackend};
+use crate::node::NodeBackend;
 use crate::store_lock::StoreLock;
 
 /// What the metadata database at a path is.
@@ -555,10 +555,8 @@ pub fn restore_meta(config: &Config, to: Option<&Path>, dry_run: bool) -> Result
     let nodes: Vec<Arc<dyn NodeBackend>> = config
         .nodes
         .iter()
-        .map(|n| {
-            Arc::new(LocalDirNode::new(&n.id, &n.region, &n.storage_path)) as Arc<dyn NodeBackend>
-        })
-        .collect();
+        .map(crate::node::configured)
+        .collect::<Result<_>>()?;
     if let Some(folder) = target.parent().filter(|f| !f.as_os_str().is_empty()) {
         fs::create_dir_all(folder)?;
     }
