@@ -262,6 +262,23 @@ namespace_fingerprint() {
     (cd "$MNT" && find . -type f -print0 | sort -z | xargs -0 -r sha256sum)
     (cd "$MNT" && getfattr -d -h -R --absolute-names . 2>/dev/null | grep -v '^$' || true)
 }
+# s3_clients_venv: boto3 and the AWS CLI from PyPI, installed once into a
+# venv ($VENV, under target/ unless MINIGCS_S3_VENV says otherwise).
+s3_clients_venv() {
+    VENV=${MINIGCS_S3_VENV:-$REPO_ROOT/target/s3-venv}
+    say "boto3 and awscli from PyPI in $VENV"
+    if [ -x "$VENV/bin/aws" ] && "$VENV/bin/python" -c 'import boto3' 2>/dev/null; then
+        return 0
+    fi
+    if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
+        apt-get install -y --no-install-recommends python3-venv >/dev/null 2>&1 ||
+            fail "python3 -m venv failed and python3-venv could not be installed"
+        python3 -m venv "$VENV" || fail "python3 -m venv failed"
+    fi
+    "$VENV/bin/pip" install -q --disable-pip-version-check boto3 awscli >"$WORK/pip.log" 2>&1 ||
+        { tail -n 20 "$WORK/pip.log" >&2; fail "pip install boto3 awscli failed"; }
+}
+
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true; }
 
 unmount_mnt() {

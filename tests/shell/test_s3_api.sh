@@ -20,17 +20,7 @@ need_fuse
 command -v jq >/dev/null || fail "jq is needed"
 
 # ---- clients from PyPI, installed once into a venv under target/ ----------
-VENV=${MINIGCS_S3_VENV:-$REPO_ROOT/target/s3-venv}
-say "boto3 and awscli from PyPI in $VENV"
-if [ ! -x "$VENV/bin/aws" ] || ! "$VENV/bin/python" -c 'import boto3' 2>/dev/null; then
-    if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
-        apt-get install -y --no-install-recommends python3-venv >/dev/null 2>&1 ||
-            fail "python3 -m venv failed and python3-venv could not be installed"
-        python3 -m venv "$VENV" || fail "python3 -m venv failed"
-    fi
-    "$VENV/bin/pip" install -q --disable-pip-version-check boto3 awscli >"$WORK/pip.log" 2>&1 ||
-        { tail -n 20 "$WORK/pip.log" >&2; fail "pip install boto3 awscli failed"; }
-fi
+s3_clients_venv
 PY=$VENV/bin/python
 AWS=$VENV/bin/aws
 

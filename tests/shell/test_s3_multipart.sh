@@ -15,17 +15,7 @@ set -euo pipefail
 need_fuse
 command -v jq >/dev/null || fail "jq is needed"
 
-VENV=${MINIGCS_S3_VENV:-$REPO_ROOT/target/s3-venv}
-say "boto3 from PyPI in $VENV"
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import boto3' 2>/dev/null; then
-    if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
-        apt-get install -y --no-install-recommends python3-venv >/dev/null 2>&1 ||
-            fail "python3 -m venv failed and python3-venv could not be installed"
-        python3 -m venv "$VENV" || fail "python3 -m venv failed"
-    fi
-    "$VENV/bin/pip" install -q --disable-pip-version-check boto3 awscli >"$WORK/pip.log" 2>&1 ||
-        { tail -n 20 "$WORK/pip.log" >&2; fail "pip install boto3 failed"; }
-fi
+s3_clients_venv
 
 MiB=$((1024 * 1024))
 S3_PORT=$(pick_port)
