@@ -11,7 +11,9 @@
 # - kill -9 of the daemon right after acknowledged writes loses nothing;
 # - a region's bucket emptied (its server's store replaced by a new one):
 #   `ctl recover` rebuilds it, and reads work from it with another region
-#   frozen.
+#   frozen;
+# - a mixed store (a local folder and two buckets) round-trips and reads
+#   with a region frozen.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 need_fuse
@@ -175,6 +177,31 @@ for f in "$WORK"/src/*; do
     assert_eq "$(sha_of "$f")" "$(sha_of "$MNT/$(basename "$f")")" "$(basename "$f") read from the rebuilt region with region 1 frozen"
 done
 kill -CONT "${REGION_PIDS[1]}"
+FROZEN=
+stop_daemon
+
+say "a mixed store: one local folder and two buckets (another prefix of the same servers)"
+rm -rf "$WORK/metadata.db"* "$WORK/mixed-node-1"
+python3 - "$CONFIG" "$WORK/mixed-node-1" <<'PY'
+import re, sys
+path, folder = sys.argv[1], sys.argv[2]
+text = open(path).read().replace('prefix: "store-a/"', 'prefix: "store-b/"')
+text = re.sub(r'(- id: "node-1"\n    region: "us-east-1"\n)    s3: \{[^}]*\}\n',
+              lambda m: m.group(1) + f'    storage_path: "{folder}"\n', text)
+open(path, "w").write(text)
+PY
+grep -q "storage_path" "$CONFIG" || fail "the mixed config has no folder node"
+start_daemon mount
+for f in "$WORK"/src/*; do cp "$f" "$MNT/"; done
+[ -n "$(ls "$WORK/mixed-node-1/shards"/*/ 2>/dev/null)" ] || fail "no shard in the local folder node"
+(( $(region_objects 2 "store-b/shards/") >= 5 )) || fail "no shards under store-b/ on region 2"
+kill -STOP "${REGION_PIDS[3]}"
+FROZEN=3
+drop_caches
+for f in "$WORK"/src/*; do
+    assert_eq "$(sha_of "$f")" "$(sha_of "$MNT/$(basename "$f")")" "$(basename "$f") in the mixed store with region 3 frozen"
+done
+kill -CONT "${REGION_PIDS[3]}"
 FROZEN=
 stop_daemon
 echo "ok: $TEST_NAME"
