@@ -12,11 +12,13 @@ use std::path::{Component, Path, PathBuf};
 
 use crate::error::{Error, Result};
 pub use s3::S3Config;
+pub use segments::SegmentsConfig;
 
 mod depth;
 mod keys;
 mod paths;
 mod s3;
+mod segments;
 pub mod size;
 
 pub const DEFAULT_CHUNK_SIZE: u64 = 4 * 1024 * 1024;
@@ -249,6 +251,8 @@ pub struct Config {
     #[serde(default)]
     pub s3: S3Config,
     #[serde(default)]
+    pub segments: SegmentsConfig,
+    #[serde(default)]
     pub metrics: MetricsConfig,
     #[serde(default)]
     pub recovery: RecoveryConfig,
@@ -364,7 +368,12 @@ impl Config {
                 "config must be a YAML mapping with at least a `nodes` list".into(),
             ));
         }
-        let known: Vec<&str> = KNOWN_KEYS.iter().chain(s3::S3_KEYS).copied().collect();
+        let known: Vec<&str> = KNOWN_KEYS
+            .iter()
+            .chain(s3::S3_KEYS)
+            .chain(segments::SEGMENTS_KEYS)
+            .copied()
+            .collect();
         let unknown = keys::unknown_keys(&value, &known);
         let typos: Vec<String> = unknown
             .iter()
@@ -537,6 +546,9 @@ impl Config {
             return bad("api.host", "must not be empty".into());
         }
         if let Some((key, why)) = self.s3.problem() {
+            return bad(key, why);
+        }
+        if let Some((key, why)) = self.segments.problem() {
             return bad(key, why);
         }
         if self.api.max_file_size == 0 {

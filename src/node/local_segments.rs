@@ -84,11 +84,10 @@ impl LocalDirNode {
         }
     }
 
-    /// Segment figures, when the folder has segments.
+    /// Segment figures, when the store is open (no I/O: reports must
+    /// answer even when the node does not; none while it is being opened).
     pub fn segment_figures(&self) -> Option<super::segments::SegmentFigures> {
-        self.segment_store(false)
-            .ok()
-            .flatten()
-            .map(|s| s.figures())
+        let held = self.segments.try_lock()?;
+        held.as_ref().map(|s| s.figures())
     }
 }

@@ -31,7 +31,7 @@ impl SegmentStore {
     /// Sealed segments whose dead fraction passes the threshold, the
     /// deadest first (ties: the oldest).
     fn cleaning_candidates(&self) -> Vec<u64> {
-        let active = self.active.lock().id;
+        let active = self.active_id.load(Ordering::Relaxed);
         let catalog = self.catalog.lock();
         let mut found: Vec<(f64, u64)> = catalog
             .segments
