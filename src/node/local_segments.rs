@@ -66,6 +66,9 @@ impl LocalDirNode {
             }
         }
         let store = SegmentStore::open(&dir, self.segment_settings)?;
+        if self.holds_lock() && self.segment_settings.max_shard > 0 {
+            store.prepare_ahead();
+        }
         *held = Some(store.clone());
         Ok(Some(store))
     }

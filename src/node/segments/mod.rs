@@ -154,6 +154,9 @@ pub struct SegmentStore {
     next_segment: AtomicU64,
     /// A pre-written segment ready to become the active one.
     spare: Mutex<Option<(u64, File)>>,
+    /// Prepare the first segment before the first append asks for it (set
+    /// by the daemon that holds the folder; a store only read stays as is).
+    eager: std::sync::atomic::AtomicBool,
     spare_wanted: Condvar,
     /// Latest store or removal (milliseconds since the epoch).
     changed_ms: AtomicU64,
@@ -285,6 +288,7 @@ impl SegmentStore {
             next_seq: AtomicU64::new(max_seq + 1),
             next_segment: AtomicU64::new(next_segment),
             spare: Mutex::new(None),
+            eager: std::sync::atomic::AtomicBool::new(false),
             spare_wanted: Condvar::new(),
             changed_ms: AtomicU64::new(changed),
             reclaimed: AtomicU64::new(0),
@@ -308,6 +312,13 @@ impl SegmentStore {
         let store = Arc::new(store);
         start_preparer(Arc::downgrade(&store));
         Ok(store)
+    }
+
+    /// Have a segment pre-written in the background now when appends
+    /// have none to go to yet, so the first store waits for no segment.
+    pub fn prepare_ahead(&self) {
+        self.eager.store(true, Ordering::Relaxed);
+        self.spare_wanted.notify_one();
     }
 
     /// The folder's (device, inode) when the store was opened.
@@ -629,7 +640,8 @@ fn start_preparer(store: Weak<SegmentStore>) {
             let has_spare = s.spare.lock().is_some();
             let need = !has_spare && {
                 let active = s.active.lock();
-                active.broken.is_none() && active.end * 2 > s.settings.segment_bytes
+                let first = active.id == 0 && s.eager.load(Ordering::Relaxed);
+                active.broken.is_none() && (first || active.end * 2 > s.settings.segment_bytes)
             };
             if need {
                 match s.prepare_segment() {
