@@ -94,7 +94,7 @@ pub fn node_io_text(nodes: &[(String, ExecutorStats)]) -> String {
 /// The small-shard segments of the nodes that keep them.
 fn segments(out: &mut String, nodes: &[(String, ExecutorStats)]) {
     type Figure = fn(&crate::node::SegmentFigures) -> u64;
-    let families: [(&str, &str, &str, Figure); 5] = [
+    let families: [(&str, &str, &str, Figure); 7] = [
         ("minigcs_node_segments", "gauge", "Segment files on the node.", |f| f.segments),
         (
             "minigcs_node_segment_live_bytes",
@@ -119,6 +119,18 @@ fn segments(out: &mut String, nodes: &[(String, ExecutorStats)]) {
             "counter",
             "Bytes of live entries the cleaner copied forward since start.",
             |f| f.moved_bytes,
+        ),
+        (
+            "minigcs_node_segment_appends_total",
+            "counter",
+            "Entries appended to the node's segments since start.",
+            |f| f.appends,
+        ),
+        (
+            "minigcs_node_segment_syncs_total",
+            "counter",
+            "fdatasync calls that made the node's segment appends durable since start (one serves every append written before it began).",
+            |f| f.syncs,
         ),
     ];
     if nodes.iter().all(|(_, s)| s.segments.is_none()) {

@@ -262,6 +262,14 @@ pub struct NodeSegments {
     pub reclaimed_bytes: u64,
     /// Bytes of live entries it copied forward.
     pub moved_bytes: u64,
+    /// Entries appended since the daemon started (stores, tombstones,
+    /// the cleaner's copies).
+    #[serde(default)]
+    pub appends: u64,
+    /// `fdatasync` calls that made them durable: concurrent stores share
+    /// one (group commit).
+    #[serde(default)]
+    pub syncs: u64,
 }
 
 impl From<crate::node::SegmentFigures> for NodeSegments {
@@ -273,6 +281,8 @@ impl From<crate::node::SegmentFigures> for NodeSegments {
             dead_bytes: f.dead_bytes,
             reclaimed_bytes: f.reclaimed_bytes,
             moved_bytes: f.moved_bytes,
+            appends: f.appends,
+            syncs: f.syncs,
         }
     }
 }

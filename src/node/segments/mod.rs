@@ -84,6 +84,11 @@ pub struct SegmentFigures {
     pub reclaimed_bytes: u64,
     /// Bytes the cleaner copied forward since the store opened.
     pub moved_bytes: u64,
+    /// Entries appended since the store opened (stores, tombstones, copies).
+    pub appends: u64,
+    /// `fdatasync` calls that made them durable (group commit: one may
+    /// serve many appends).
+    pub syncs: u64,
 }
 
 /// Where a shard's bytes are.
@@ -161,6 +166,7 @@ pub struct SegmentStore {
     /// Latest store or removal (milliseconds since the epoch).
     changed_ms: AtomicU64,
     reclaimed: AtomicU64,
+    syncs: AtomicU64,
     moved: AtomicU64,
 }
 
@@ -292,6 +298,7 @@ impl SegmentStore {
             spare_wanted: Condvar::new(),
             changed_ms: AtomicU64::new(changed),
             reclaimed: AtomicU64::new(0),
+            syncs: AtomicU64::new(0),
             moved: AtomicU64::new(0),
         };
         // Appends continue in the newest segment when nothing but zeros
@@ -544,6 +551,7 @@ impl SegmentStore {
             // Segments sealed since were synced when they were sealed.
             let file = self.active.lock().file.clone();
             let result = file.sync_data();
+            self.syncs.fetch_add(1, Ordering::Relaxed);
             state = self.sync.lock();
             state.syncing = false;
             match result {
@@ -599,6 +607,8 @@ impl SegmentStore {
             shards: catalog.index.len() as u64,
             reclaimed_bytes: self.reclaimed.load(Ordering::Relaxed),
             moved_bytes: self.moved.load(Ordering::Relaxed),
+            appends: self.issued.load(Ordering::Relaxed),
+            syncs: self.syncs.load(Ordering::Relaxed),
             ..Default::default()
         };
         for (id, seg) in &catalog.segments {

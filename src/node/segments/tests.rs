@@ -90,6 +90,13 @@ fn concurrent_puts_share_syncs_and_all_survive_a_reopen() {
     for t in threads {
         t.join().unwrap();
     }
+    let figures = node.segment_figures().unwrap();
+    assert_eq!(figures.appends, 480);
+    assert!(
+        figures.syncs >= 1 && figures.syncs <= 480,
+        "each put waited for at most one sync of its own: {figures:?}"
+    );
+    println!("{} appends, {} fdatasyncs", figures.appends, figures.syncs);
     let node = reopen(Arc::into_inner(node).unwrap(), small_segments());
     assert_eq!(node.list_shards().unwrap().len(), 480);
     for t in 0..8u64 {
