@@ -126,8 +126,10 @@ struct Active {
     id: u64,
     file: Arc<File>,
     end: u64,
-    /// Set when the active segment was sealed for good (a write failed).
-    broken: Option<String>,
+    /// A write into it failed: what part of it reached the file is
+    /// unknown, so no entry may follow; the next append seals it and goes
+    /// on in a new segment.
+    sealed: bool,
 }
 
 /// Group commit: the highest write ticket known durable, and whether a
@@ -285,7 +287,7 @@ impl SegmentStore {
                 id: 0,
                 file: Arc::new(File::open(dir)?),
                 end: 0,
-                broken: None,
+                sealed: false,
             }),
             active_id: AtomicU64::new(0),
             issued: AtomicU64::new(0),
@@ -312,7 +314,7 @@ impl SegmentStore {
                     id,
                     file,
                     end: end.end,
-                    broken: None,
+                    sealed: false,
                 };
             }
         }
@@ -392,10 +394,7 @@ impl SegmentStore {
         let entry_len = format::entry_len(header.len as u64);
         let head = format::entry_header(header, parts);
         let mut active = self.active.lock();
-        if let Some(why) = &active.broken {
-            return Err(Error::Unavailable(format!("segment store: {why}")));
-        }
-        if active.id == 0 || active.end + entry_len > self.settings.segment_bytes {
+        if active.id == 0 || active.sealed || active.end + entry_len > self.settings.segment_bytes {
             self.rotate(&mut active)?;
         }
         let at = active.end;
@@ -405,9 +404,7 @@ impl SegmentStore {
             buf.extend_from_slice(p);
         }
         if let Err(e) = active.file.write_all_at(&buf, at) {
-            // What part of it reached the file is unknown: no later entry
-            // may follow it in this segment.
-            active.broken = Some(format!("write failed: {e}"));
+            active.sealed = true;
             return Err(io_error(e));
         }
         active.end = at + entry_len;
@@ -486,7 +483,7 @@ impl SegmentStore {
             id,
             file,
             end: FILE_HEADER_LEN,
-            broken: None,
+            sealed: false,
         };
         self.active_id.store(id, Ordering::Relaxed);
         self.spare_wanted.notify_one();
@@ -651,7 +648,7 @@ fn start_preparer(store: Weak<SegmentStore>) {
             let need = !has_spare && {
                 let active = s.active.lock();
                 let first = active.id == 0 && s.eager.load(Ordering::Relaxed);
-                active.broken.is_none() && (first || active.end * 2 > s.settings.segment_bytes)
+                first || active.sealed || active.end * 2 > s.settings.segment_bytes
             };
             if need {
                 match s.prepare_segment() {
