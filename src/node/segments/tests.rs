@@ -245,6 +245,51 @@ fn the_cleaner_moves_live_entries_and_frees_segments_while_readers_read() {
 }
 
 #[test]
+fn the_cleaner_keeps_tombstones_that_still_hide_an_older_put() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node_at(&dir.path().join("n1"), small_segments());
+    let doomed = key(1, 0);
+    // Segment A: the doomed shard among 41 live ones (never worth
+    // cleaning; 42 entries fill it), the 42nd live one opens segment B.
+    node.put_shard(doomed, &[&content(doomed, 1500)]).unwrap();
+    for i in 0..42 {
+        node.put_shard(key(100 + i, 0), &[&content(key(100 + i, 0), 1500)])
+            .unwrap();
+    }
+    let oldest = segment_files(&node.root)[0].clone();
+    assert_eq!(node.segment_figures().unwrap().segments, 2);
+    // Segment B: the tombstone, among fillers removed again (all dead).
+    node.delete_shard(doomed).unwrap();
+    for i in 0..45 {
+        node.put_shard(key(200 + i, 0), &[&content(key(200 + i, 0), 1500)])
+            .unwrap();
+    }
+    for i in 0..45 {
+        node.delete_shard(key(200 + i, 0)).unwrap();
+    }
+    for i in 0..45 {
+        node.put_shard(key(300 + i, 0), &[&content(key(300 + i, 0), 1500)])
+            .unwrap();
+    }
+    let pass = node.clean_segments(&mut |_| {}, &|| false).unwrap();
+    assert!(pass.segments_cleaned >= 1, "{pass:?}");
+    assert!(oldest.exists(), "the mostly live segment stays");
+    let node = reopen(node, small_segments());
+    assert!(
+        matches!(node.open_shard(doomed), Err(Error::NotFound(_))),
+        "a removed shard came back after its tombstone's segment was cleaned"
+    );
+    for i in 0..45 {
+        assert!(node.open_shard(key(200 + i, 0)).is_err());
+        assert_eq!(
+            read_all(&node, key(300 + i, 0)),
+            content(key(300 + i, 0), 1500)
+        );
+    }
+    assert_eq!(node.list_shards().unwrap().len(), 42 + 45);
+}
+
+#[test]
 fn a_store_of_shard_files_keeps_working_and_new_small_shards_go_to_segments() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("n1");
