@@ -123,12 +123,17 @@ pub(super) struct ScanEnd {
     /// there. False after a torn or corrupt entry (or stray bytes), whose
     /// remains must never be read as entries again.
     pub clean_tail: bool,
+    /// Corrupt entries stepped over: one whose CRC fails but whose end is
+    /// followed by a good entry (a damaged byte, not a torn tail).
+    pub skipped: u64,
 }
 
 /// Read the entries of the segment file `file` (of `size` bytes) in order,
 /// calling `visit(offset of the entry, header)` for each whole entry whose
 /// CRC checks out. The scan stops at the first header that is zeros or bad,
-/// or whose payload is cut short or fails its CRC: a torn tail.
+/// or whose payload is cut short: a torn tail. An entry that fails its CRC
+/// is stepped over when a good entry follows it (only that entry is lost);
+/// otherwise it is the torn tail.
 pub(super) fn scan(
     file: &File,
     size: u64,
@@ -138,11 +143,23 @@ pub(super) fn scan(
     reader.seek(SeekFrom::Start(FILE_HEADER_LEN))?;
     let mut at = FILE_HEADER_LEN;
     let mut payload = Vec::new();
+    // A corrupt entry not yet known to be followed by a good one.
+    let mut bad_at: Option<u64> = None;
+    let mut skipped = 0;
+    let torn = |bad: u64, skipped: u64| ScanEnd {
+        end: bad,
+        clean_tail: false,
+        skipped,
+    };
     loop {
         if at + ENTRY_HEADER_LEN > size {
+            if let Some(bad) = bad_at {
+                return Ok(torn(bad, skipped));
+            }
             return Ok(ScanEnd {
                 end: at,
                 clean_tail: rest_is_zero(&mut reader, size - at)?,
+                skipped,
             });
         }
         let mut hb = [0u8; ENTRY_HEADER_LEN as usize];
@@ -155,11 +172,15 @@ pub(super) fn scan(
             Some((h, crc))
         });
         let Some((h, crc)) = good else {
+            if let Some(bad) = bad_at {
+                return Ok(torn(bad, skipped));
+            }
             let zero = hb.iter().all(|&b| b == 0)
                 && rest_is_zero(&mut reader, size - at - ENTRY_HEADER_LEN)?;
             return Ok(ScanEnd {
                 end: at,
                 clean_tail: zero,
+                skipped,
             });
         };
         payload.resize(h.len as usize, 0);
@@ -168,12 +189,16 @@ pub(super) fn scan(
         zeroed[CRC_AT..CRC_AT + 4].fill(0);
         let computed = crc32c::crc32c_append(crc32c::crc32c(&zeroed), &payload);
         if computed != crc {
-            return Ok(ScanEnd {
-                end: at,
-                clean_tail: false,
-            });
+            if let Some(bad) = bad_at {
+                return Ok(torn(bad, skipped));
+            }
+            bad_at = Some(at);
+        } else {
+            if bad_at.take().is_some() {
+                skipped += 1;
+            }
+            visit(at, &h);
         }
-        visit(at, &h);
         at += ENTRY_HEADER_LEN + h.len as u64;
     }
 }

@@ -250,6 +250,13 @@ impl SegmentStore {
                     }
                 }
             })?;
+            if end.skipped > 0 {
+                log::warn!(
+                    "{}: {} corrupt entr(y/ies) skipped (their shards are missing here; repair rebuilds them)",
+                    path.display(),
+                    end.skipped
+                );
+            }
             if end.end < size && !end.clean_tail {
                 log::warn!(
                     "{}: entries end at byte {} (a torn or corrupt tail); the rest is ignored",

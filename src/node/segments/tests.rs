@@ -159,6 +159,39 @@ fn a_torn_tail_is_ignored_at_reopen_and_never_read_as_entries() {
 }
 
 #[test]
+fn a_damaged_entry_costs_only_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node_at(&dir.path().join("n1"), small_segments());
+    for i in 0..10 {
+        node.put_shard(key(i, 0), &[&content(key(i, 0), 1000)])
+            .unwrap();
+    }
+    // One byte of the fourth entry's payload flipped.
+    let seg = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&segment_files(&node.root)[0])
+        .unwrap();
+    let at = FILE_HEADER_LEN + 3 * format::entry_len(1000) + ENTRY_HEADER_LEN + 500;
+    let mut b = [0u8; 1];
+    seg.read_exact_at(&mut b, at).unwrap();
+    seg.write_all_at(&[b[0] ^ 0x40], at).unwrap();
+    let node = reopen(node, small_segments());
+    assert!(matches!(
+        node.open_shard(key(3, 0)),
+        Err(Error::NotFound(_))
+    ));
+    for i in (0..10).filter(|&i| i != 3) {
+        assert_eq!(read_all(&node, key(i, 0)), content(key(i, 0), 1000));
+    }
+    // Appends go on after the last good entry, never over it.
+    node.put_shard(key(20, 0), &[b"later"]).unwrap();
+    let node = reopen(node, small_segments());
+    assert_eq!(read_all(&node, key(20, 0)), b"later");
+    assert_eq!(read_all(&node, key(9, 0)), content(key(9, 0), 1000));
+}
+
+#[test]
 fn tombstones_and_replacements_hold_after_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let node = node_at(&dir.path().join("n1"), small_segments());
