@@ -65,8 +65,12 @@ impl LocalDirNode {
                 return Ok(Some(store.clone()));
             }
         }
+        let owner = self.holds_lock();
+        if owner {
+            SegmentStore::remove_leftovers(&dir);
+        }
         let store = SegmentStore::open(&dir, self.segment_settings)?;
-        if self.holds_lock() && self.segment_settings.max_shard > 0 {
+        if owner && self.segment_settings.max_shard > 0 {
             store.prepare_ahead();
         }
         *held = Some(store.clone());

@@ -195,6 +195,18 @@ pub fn folder_identity(dir: &Path) -> std::io::Result<(u64, u64)> {
 }
 
 impl SegmentStore {
+    /// Remove the segments a stopped daemon left half pre-written in
+    /// `dir`; only the daemon holding the folder, before it opens it.
+    pub fn remove_leftovers(dir: &Path) {
+        if let Ok(entries) = fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().starts_with(".tmp-seg-") {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+        }
+    }
+
     /// Open the segments under `dir` (which exists): scan them all, rebuild
     /// the index, pick where appends continue, and start the thread that
     /// pre-writes the next segment.
