@@ -91,7 +91,8 @@ jq -e 'all(.node_stats[]; .segments.segments >= 1 and (.segments.live_bytes | ty
     || fail "segment figures: $(jq -c '[.node_stats[] | .segments]' <<<"$j")"
 ctlj workers | jq -e '.workers[] | select(.name == "seg-cleaner") | .done > 0 and (.doing | test("reclaimed [1-9]"))' >/dev/null \
     || fail "seg-cleaner status: $(ctlj workers | jq -c '.workers[] | select(.name == "seg-cleaner")')"
-curl -sS "$API_URL/metrics" | grep -q '^minigcs_node_segment_reclaimed_bytes_total{node="node-1"}' \
+curl -sS "$API_URL/metrics" >"$WORK/metrics.txt"
+grep -q '^minigcs_node_segment_reclaimed_bytes_total{node="node-1"}' "$WORK/metrics.txt" \
     || fail "Prometheus lacks the segment figures"
 verify_acked "after cleaning"
 
@@ -106,20 +107,26 @@ for ((i = 0; i < ${#names[@]}; i++)); do
 done
 j=$(ctlj scrub)
 jq -e '.corrupt == 0 and .missing == 0 and .shards_checked > 0' <<<"$j" >/dev/null || fail "scrub: $j"
+# The acknowledged survivors, and perhaps the file whose close the kill cut
+# short when its bytes were stored all the same (an empty one has no shards
+# for fsck to find).
+present=$(find "$MNT/f" -type f -size +0 | wc -l)
 stop_daemon
 
 say "metadata lost: fsck --rebuild finds the files in the segments"
-survivors=$(( (${#names[@]} + 7) / 8 ))
 rm -f "$WORK/metadata.db" "$WORK/metadata.db-wal" "$WORK/metadata.db-shm"
 rm -rf "$WORK"/node-*/meta
 (cd "$WORK" && "$MINIGCS_BIN" fsck -c "$CONFIG" --rebuild) >"$WORK/rebuild.out" 2>&1 \
     || { cat "$WORK/rebuild.out"; fail "fsck --rebuild failed"; }
-grep -q "files recovered now  *$survivors$" "$WORK/rebuild.out" \
-    || { cat "$WORK/rebuild.out"; fail "expected $survivors files recovered (no deleted one)"; }
+grep -q "files recovered now  *$present$" "$WORK/rebuild.out" \
+    || { cat "$WORK/rebuild.out"; fail "expected $present files recovered (no deleted one)"; }
 start_daemon mount
 n=0
 while read -r name; do
-    [ -e "$WORK/deleted/$name" ] && continue
+    if [ -e "$WORK/deleted/$name" ]; then
+        [ -z "$(find "$MNT" -name "$name")" ] || fail "deleted $name came back in the rebuild"
+        continue
+    fi
     found=$(find "$MNT" -name "$name" -type f | head -n 1)
     [ -n "$found" ] || fail "$name not rebuilt"
     assert_eq "$(sha_of "$WORK/src/$name")" "$(sha_of "$found")" "sha256 of rebuilt $name"
