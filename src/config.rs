@@ -13,12 +13,14 @@ use std::path::{Component, Path, PathBuf};
 use crate::error::{Error, Result};
 pub use s3::S3Config;
 pub use s3_node::{S3Credentials, S3NodeConfig};
+pub use segments::SegmentsConfig;
 
 mod depth;
 mod keys;
 mod paths;
 mod s3;
 mod s3_node;
+mod segments;
 pub mod size;
 
 pub const DEFAULT_CHUNK_SIZE: u64 = 4 * 1024 * 1024;
@@ -256,6 +258,8 @@ pub struct Config {
     #[serde(default)]
     pub s3: S3Config,
     #[serde(default)]
+    pub segments: SegmentsConfig,
+    #[serde(default)]
     pub metrics: MetricsConfig,
     #[serde(default)]
     pub recovery: RecoveryConfig,
@@ -375,6 +379,7 @@ impl Config {
             .iter()
             .chain(s3::S3_KEYS)
             .chain(s3_node::S3_NODE_KEYS)
+            .chain(segments::SEGMENTS_KEYS)
             .copied()
             .collect();
         let unknown = keys::unknown_keys(&value, &known);
@@ -571,6 +576,9 @@ impl Config {
             return bad("api.host", "must not be empty".into());
         }
         if let Some((key, why)) = self.s3.problem() {
+            return bad(key, why);
+        }
+        if let Some((key, why)) = self.segments.problem() {
             return bad(key, why);
         }
         if self.api.max_file_size == 0 {

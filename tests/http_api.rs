@@ -37,6 +37,9 @@ fn env_with(tweak: impl FnOnce(&mut Config)) -> Env {
     let mut config = Config::for_test(dir.path(), &["a", "b", "c"], 2, 1, CHUNK);
     config.api.max_file_size = MAX;
     config.metrics.output_file = dir.path().join("out/metrics.csv");
+    // These tests remove and count shard files directly: every shard in
+    // its own file (segments have their own tests).
+    config.segments.max_shard = 0;
     tweak(&mut config);
     let service = Service::open(Arc::new(config), Metrics::new(None)).unwrap();
     let router = minigcs::http::router(service.clone());

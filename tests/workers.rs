@@ -23,7 +23,7 @@ const CS: u64 = 64 * 1024;
 /// How long a worker may take to act on a wake-up (generous for a slow
 /// machine; the collector settles for 100 ms and polls every 2 s).
 const BOUND: Duration = Duration::from_secs(10);
-const WORKER_NAMES: [&str; 8] = [
+const WORKER_NAMES: [&str; 9] = [
     "collector",
     "repair",
     "recovery",
@@ -32,6 +32,7 @@ const WORKER_NAMES: [&str; 8] = [
     "orphan-sweep",
     "meta-snapshot",
     "meta-journal",
+    "seg-cleaner",
 ];
 
 fn put(svc: &Service, key: &str, data: &[u8]) {

@@ -17,6 +17,8 @@
 //!   look a few seconds later at those written just before the start);
 //! - `journal`: writes journal records of unsynced changes to the nodes
 //!   every `metadata.journal_flush_ms`;
+//! - `segments`: the segment cleaner, rewriting mostly-dead segment files
+//!   of the local nodes on `segments.cleaner_interval_secs`, rate-limited;
 //! - `snapshot`: metadata snapshots to the nodes on
 //!   `metadata.snapshot_interval_secs` when the database changed; `ctl
 //!   snapshot` runs the same code synchronously.
@@ -34,6 +36,7 @@ mod recovery;
 mod repair;
 mod runner;
 mod scrub;
+mod segments;
 mod snapshot;
 
 pub use runner::Workers;
@@ -131,6 +134,10 @@ impl Service {
             Box::new(nodes::OrphanSweep { ctx: ctx.clone() }),
             Box::new(snapshot::SnapshotWorker { ctx: ctx.clone() }),
             Box::new(journal::JournalFlusher { ctx: ctx.clone() }),
+            Box::new(segments::SegmentCleaner {
+                ctx: ctx.clone(),
+                total: Default::default(),
+            }),
         ];
         Workers::start(ctx, workers)
     }

@@ -87,7 +87,64 @@ pub fn node_io_text(nodes: &[(String, ExecutorStats)]) -> String {
         }
     }
     written(&mut out, nodes);
+    segments(&mut out, nodes);
     out
+}
+
+/// The small-shard segments of the nodes that keep them.
+fn segments(out: &mut String, nodes: &[(String, ExecutorStats)]) {
+    type Figure = fn(&crate::node::SegmentFigures) -> u64;
+    let families: [(&str, &str, &str, Figure); 7] = [
+        ("minigcs_node_segments", "gauge", "Segment files on the node.", |f| f.segments),
+        (
+            "minigcs_node_segment_live_bytes",
+            "gauge",
+            "Bytes of live entries in the node's segments.",
+            |f| f.live_bytes,
+        ),
+        (
+            "minigcs_node_segment_dead_bytes",
+            "gauge",
+            "Bytes of the node's segments the cleaner may reclaim (removed or replaced entries, unused space).",
+            |f| f.dead_bytes,
+        ),
+        (
+            "minigcs_node_segment_reclaimed_bytes_total",
+            "counter",
+            "Bytes of segment files the cleaner removed since start.",
+            |f| f.reclaimed_bytes,
+        ),
+        (
+            "minigcs_node_segment_moved_bytes_total",
+            "counter",
+            "Bytes of live entries the cleaner copied forward since start.",
+            |f| f.moved_bytes,
+        ),
+        (
+            "minigcs_node_segment_appends_total",
+            "counter",
+            "Entries appended to the node's segments since start.",
+            |f| f.appends,
+        ),
+        (
+            "minigcs_node_segment_syncs_total",
+            "counter",
+            "fdatasync calls that made the node's segment appends durable since start (one serves every append written before it began).",
+            |f| f.syncs,
+        ),
+    ];
+    if nodes.iter().all(|(_, s)| s.segments.is_none()) {
+        return;
+    }
+    for (name, kind, help, figure) in families {
+        family(out, name, kind, help);
+        for (node, stats) in nodes {
+            if let Some(f) = &stats.segments {
+                let node = escape_label(node);
+                let _ = writeln!(out, "{name}{{node=\"{node}\"}} {}", figure(f));
+            }
+        }
+    }
 }
 
 /// Bytes stored on each node by kind, and the store operations behind them.
@@ -480,6 +537,7 @@ mod tests {
                 copy_bytes: 10,
                 writes: 7,
             },
+            ..Default::default()
         };
         let text = node_io_text(&[
             ("node-1".into(), stats),

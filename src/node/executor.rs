@@ -136,6 +136,8 @@ pub struct ExecutorStats {
     pub read_latency_us: u64,
     /// Bytes stored on the node through this executor, by kind.
     pub written: WrittenBytes,
+    /// The node's small-shard segments, when it keeps them.
+    pub segments: Option<super::SegmentFigures>,
 }
 
 type Task = Box<dyn FnOnce(&dyn NodeBackend) + Send>;
@@ -349,6 +351,7 @@ impl NodeExecutor {
             refused: self.shared.refused.load(Ordering::Relaxed),
             read_latency_us: self.shared.srtt_us.load(Ordering::Relaxed),
             written: self.shared.written.snapshot(),
+            segments: self.shared.node.segment_figures(),
         }
     }
 

@@ -1,5 +1,7 @@
-//! The local-directory node backend: one folder per node, shard files under
-//! `shards/<2 hex>/`, written temp → fsync → rename → fsync(dir). The folder
+//! The local-directory node backend: one folder per node, large shard files
+//! under `shards/<2 hex>/`, written temp → fsync → rename → fsync(dir), and
+//! small shards in append-only segments under `segments/` (see
+//! `local_segments` and `segments`). The folder
 //! is locked (`minigcs-node.lock`, see `crate::store_lock`) while this
 //! process uses it: at start when it exists, when it is initialized, and
 //! again by the health probe when it was deleted and came back.
@@ -10,7 +12,10 @@ use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::SystemTime;
+
+use super::segments::{CleanPass, SegmentFigures, SegmentSettings, SegmentStore};
 
 use super::{
     own_mounts, prototype_folder, NodeBackend, NodeIdentity, NodeProbe, NodeTimes, ShardKey,
@@ -32,6 +37,9 @@ pub struct LocalDirNode {
     pub(super) temp_counter: AtomicU64,
     /// This process's lock on the folder, once taken.
     lock: Mutex<Option<StoreLock>>,
+    pub(super) segment_settings: SegmentSettings,
+    /// The folder's segment store, once opened.
+    pub(super) segments: Mutex<Option<Arc<SegmentStore>>>,
 }
 
 impl LocalDirNode {
@@ -42,6 +50,8 @@ impl LocalDirNode {
             root: root.to_path_buf(),
             temp_counter: AtomicU64::new(0),
             lock: Mutex::new(None),
+            segment_settings: SegmentSettings::default(),
+            segments: Mutex::new(None),
         }
     }
 
@@ -89,7 +99,7 @@ impl LocalDirNode {
             .join(format!("{:02x}", key.chunk_id & 0xff))
     }
 
-    fn shard_path(&self, key: ShardKey) -> PathBuf {
+    pub(super) fn shard_path(&self, key: ShardKey) -> PathBuf {
         self.shard_dir(key).join(key.file_name())
     }
 
@@ -303,6 +313,7 @@ impl NodeBackend for LocalDirNode {
 
     fn release(&self) {
         *self.lock.lock() = None;
+        *self.segments.lock() = None;
     }
 
     fn region(&self) -> &str {
@@ -360,6 +371,10 @@ impl NodeBackend for LocalDirNode {
             }
         }
         fsync_dir(&shards)?;
+        match fs::create_dir(self.segments_dir()) {
+            Err(e) if e.kind() != ErrorKind::AlreadyExists => return Err(e.into()),
+            _ => {}
+        }
         fsync_dir(&self.root)?;
         if let Some(parent) = self.root.parent() {
             let _ = fsync_dir(parent);
@@ -376,9 +391,11 @@ impl NodeBackend for LocalDirNode {
             Err(e) if e.kind() == ErrorKind::NotFound => None,
             Err(e) => return Err(e.into()),
         };
+        let in_files = shards_changed(&self.root)?;
+        let in_segments = self.segment_store(false)?.and_then(|s| s.changed());
         Ok(NodeTimes {
             created,
-            updated: shards_changed(&self.root)?,
+            updated: in_files.max(in_segments),
         })
     }
 
@@ -397,6 +414,10 @@ impl NodeBackend for LocalDirNode {
 
     fn put_shard(&self, key: ShardKey, parts: &[&[u8]]) -> Result<()> {
         own_mounts::refuse_inside(&self.root)?;
+        let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
+        if self.segment_settings.takes(len) {
+            return self.put_small_shard(key, parts);
+        }
         let dir = self.shard_dir(key);
         let n = self.temp_counter.fetch_add(1, Ordering::Relaxed);
         let tmp = dir.join(format!(
@@ -413,11 +434,22 @@ impl NodeBackend for LocalDirNode {
             fs::rename(&tmp, self.shard_path(key))?;
             fsync_dir(&dir)
         };
-        self.finish_write(&tmp, write())
+        self.finish_write(&tmp, write())?;
+        // A copy in a segment would hide the new file.
+        if let Some(store) = self.segment_store(false)? {
+            store.remove_durably(key)?;
+        }
+        Ok(())
     }
 
     fn open_shard(&self, key: ShardKey) -> Result<Box<dyn ShardReader>> {
         own_mounts::refuse_inside(&self.root)?;
+        if let Some(reader) = self
+            .segment_store(false)?
+            .and_then(|store| store.open_shard(key))
+        {
+            return Ok(reader);
+        }
         let path = self.shard_path(key);
         let file = File::open(&path).map_err(|e| map_not_found(e, &path.display().to_string()))?;
         let len = file.metadata()?.len();
@@ -426,6 +458,9 @@ impl NodeBackend for LocalDirNode {
 
     fn delete_shard(&self, key: ShardKey) -> Result<()> {
         own_mounts::refuse_inside(&self.root)?;
+        if let Some(store) = self.segment_store(false)? {
+            store.remove(key)?;
+        }
         match fs::remove_file(self.shard_path(key)) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
@@ -437,6 +472,9 @@ impl NodeBackend for LocalDirNode {
         own_mounts::refuse_inside(&self.root)?;
         let mut out = Vec::new();
         let shards = self.root.join("shards");
+        let in_segments = self.segment_store(false)?.map(|s| s.list());
+        let segment_keys: std::collections::HashSet<ShardKey> =
+            in_segments.iter().flatten().map(|(key, _)| *key).collect();
         for dir in fs::read_dir(&shards)? {
             let dir = dir?;
             if !dir.file_type()?.is_dir() {
@@ -447,6 +485,9 @@ impl NodeBackend for LocalDirNode {
                 let name = entry.file_name();
                 let name = name.to_string_lossy();
                 if let Some(key) = ShardKey::parse_file_name(&name) {
+                    if segment_keys.contains(&key) {
+                        continue;
+                    }
                     let mtime = entry.metadata()?.modified()?;
                     out.push((key, mtime));
                 } else if let Some(rest) = name.strip_prefix(".tmp-") {
@@ -459,7 +500,24 @@ impl NodeBackend for LocalDirNode {
                 }
             }
         }
+        out.extend(in_segments.into_iter().flatten());
         Ok(out)
+    }
+
+    fn segment_figures(&self) -> Option<SegmentFigures> {
+        LocalDirNode::segment_figures(self)
+    }
+
+    fn clean_segments(
+        &self,
+        pace: &mut dyn FnMut(u64),
+        stop: &dyn Fn() -> bool,
+    ) -> Result<CleanPass> {
+        own_mounts::refuse_inside(&self.root)?;
+        match self.segment_store(false)? {
+            Some(store) => store.clean(pace, stop),
+            None => Ok(CleanPass::default()),
+        }
     }
 
     fn put_meta_file(&self, area: &str, name: &str, parts: &[&[u8]]) -> Result<()> {

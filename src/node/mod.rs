@@ -10,16 +10,20 @@
 mod executor;
 mod local;
 mod local_meta;
+mod local_segments;
 mod memory;
 mod object;
 pub mod own_mounts;
 pub mod prototype_folder;
+pub mod segments;
 mod written;
 
 pub use executor::{ExecutorStats, NodeExecutor, NodeLate, NodeOp, HEDGE_FLOOR};
 pub use local::{identity_in, LocalDirNode, NODE_LOCK_FILE};
+pub use local_segments::SEGMENTS_FOLDER;
 pub use memory::{memory_nodes, MemoryNode};
 pub use object::ObjectStoreNode;
+pub use segments::{CleanPass, SegmentFigures, SegmentSettings};
 pub use written::WrittenBytes;
 
 use serde::{Deserialize, Serialize};
@@ -174,6 +178,23 @@ pub trait NodeBackend: Send + Sync {
     /// (a folder's lock) now, even though an I/O thread may still hold the
     /// node for a moment.
     fn release(&self) {}
+
+    /// Figures of the node's small-shard segments; None when it keeps none.
+    fn segment_figures(&self) -> Option<SegmentFigures> {
+        None
+    }
+
+    /// One pass of the segment cleaner over this node: rewrite the live
+    /// entries of segments past the dead threshold and remove them, calling
+    /// `pace(bytes)` after each entry copied, stopping when `stop()`.
+    fn clean_segments(
+        &self,
+        pace: &mut dyn FnMut(u64),
+        stop: &dyn Fn() -> bool,
+    ) -> Result<CleanPass> {
+        let _ = (pace, stop);
+        Ok(CleanPass::default())
+    }
 
     /// Store a metadata file (a snapshot) durably as `<meta>/<area>/<name>`:
     /// temp file, fsync, rename, fsync of the folder. Refused on a node that

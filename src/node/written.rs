@@ -114,6 +114,16 @@ impl NodeBackend for CountingNode<'_> {
     fn release(&self) {
         self.node.release()
     }
+    fn segment_figures(&self) -> Option<super::SegmentFigures> {
+        self.node.segment_figures()
+    }
+    fn clean_segments(
+        &self,
+        pace: &mut dyn FnMut(u64),
+        stop: &dyn Fn() -> bool,
+    ) -> Result<super::CleanPass> {
+        self.node.clean_segments(pace, stop)
+    }
     fn put_meta_file(&self, area: &str, name: &str, parts: &[&[u8]]) -> Result<()> {
         self.node.put_meta_file(area, name, parts)?;
         self.counters.add(&self.counters.copy_bytes, length(parts));

@@ -239,6 +239,52 @@ pub struct NodeStats {
     /// Store operations behind those bytes (each one durable on its own).
     #[serde(default)]
     pub write_ops: u64,
+    /// The node's small-shard segments; absent when it keeps none (or its
+    /// segments were not opened yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segments: Option<NodeSegments>,
+}
+
+/// One node's segment files (small shards appended to pre-written files)
+/// and what their cleaner did since the daemon started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, ToSchema)]
+pub struct NodeSegments {
+    /// Segment files.
+    pub segments: u64,
+    /// Shards held in them.
+    pub shards: u64,
+    /// Bytes of live entries.
+    pub live_bytes: u64,
+    /// Bytes the cleaner may reclaim: removed or replaced entries,
+    /// tombstones, space of sealed segments never used.
+    pub dead_bytes: u64,
+    /// Bytes of segment files the cleaner removed.
+    pub reclaimed_bytes: u64,
+    /// Bytes of live entries it copied forward.
+    pub moved_bytes: u64,
+    /// Entries appended since the daemon started (stores, tombstones,
+    /// the cleaner's copies).
+    #[serde(default)]
+    pub appends: u64,
+    /// `fdatasync` calls that made them durable: concurrent stores share
+    /// one (group commit).
+    #[serde(default)]
+    pub syncs: u64,
+}
+
+impl From<crate::node::SegmentFigures> for NodeSegments {
+    fn from(f: crate::node::SegmentFigures) -> NodeSegments {
+        NodeSegments {
+            segments: f.segments,
+            shards: f.shards,
+            live_bytes: f.live_bytes,
+            dead_bytes: f.dead_bytes,
+            reclaimed_bytes: f.reclaimed_bytes,
+            moved_bytes: f.moved_bytes,
+            appends: f.appends,
+            syncs: f.syncs,
+        }
+    }
 }
 
 /// Shards and bytes stored in one region.

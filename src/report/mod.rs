@@ -22,8 +22,8 @@ mod workers;
 
 pub use cluster::{
     ClusterNodeStats, HealthReport, HealthStatus, JournalHealth, NodeAvailability, NodeHealth,
-    NodeListEntry, NodeStats, NodesReport, RegionStats, SnapshotHealth, SnapshotReport,
-    StatsReport,
+    NodeListEntry, NodeSegments, NodeStats, NodesReport, RegionStats, SnapshotHealth,
+    SnapshotReport, StatsReport,
 };
 pub use metrics::{MetricsSummary, OperationSummary, RecoverySummary};
 pub use object::{ChunkInfo, InfoReport, PlacementReport, ShardInfo, ShardStatus};

@@ -115,7 +115,10 @@ pub(crate) fn store_nodes(config: &Config, answered: &[bool]) -> Result<Vec<Arc<
     let nodes: Vec<Arc<LocalDirNode>> = config
         .nodes
         .iter()
-        .map(|n| Arc::new(LocalDirNode::new(&n.id, &n.region, &n.storage_path)))
+        .map(|n| {
+            let node = LocalDirNode::new(&n.id, &n.region, &n.storage_path);
+            Arc::new(node.with_segments(config.segments.settings()))
+        })
         .collect();
     let (answers, locked_nodes) = mpsc::channel();
     let hung = |index: usize| !answered.get(index).copied().unwrap_or(true);

@@ -220,6 +220,7 @@ impl Service {
                         journal_bytes_written: io[i].written.journal_bytes,
                         copy_bytes_written: io[i].written.copy_bytes,
                         write_ops: io[i].written.writes,
+                        segments: io[i].segments.map(Into::into),
                     },
                 },
             );

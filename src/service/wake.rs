@@ -112,6 +112,8 @@ pub struct Wakes {
     pub snapshot: Arc<Signal>,
     /// Journal records piled up: write them out without waiting.
     pub journal: Arc<Signal>,
+    /// An explicit request for a segment cleaning pass.
+    pub segments: Arc<Signal>,
 }
 
 impl Wakes {
@@ -126,6 +128,7 @@ impl Wakes {
             &self.sweep,
             &self.snapshot,
             &self.journal,
+            &self.segments,
         ] {
             s.close();
         }

@@ -66,6 +66,8 @@ CFG_RECOVERY_AUTO=false
 CFG_HEALTH_INTERVAL=1
 CFG_EXTRA=""          # raw YAML appended at the end of the config (top-level keys)
 CFG_API_EXTRA=""      # raw YAML lines added inside api: (indent them by 2 spaces)
+CFG_SEGMENT_MAX_SHARD="" # segments.max_shard when set (0: every shard in its own file,
+                      # for tests that damage or count shard files directly)
 if [ "$(id -u)" = 0 ]; then CFG_ALLOW_OTHER=true; else CFG_ALLOW_OTHER=false; fi
 
 say()  { echo "--- $*"; }
@@ -106,6 +108,7 @@ write_config() {
             config_yaml
         echo "mount:"
         echo "  allow_other: $CFG_ALLOW_OTHER"
+        if [ -n "$CFG_SEGMENT_MAX_SHARD" ]; then printf 'segments:\n  max_shard: %s\n' "$CFG_SEGMENT_MAX_SHARD"; fi
         if [ -n "$CFG_EXTRA" ]; then printf '%s\n' "$CFG_EXTRA"; fi
     } >"$CONFIG"
 }

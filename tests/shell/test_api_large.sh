@@ -4,6 +4,9 @@
 # client that disconnects mid-upload leaves no object and no leaked shards.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
+# Shard files are damaged or counted directly: every shard in its own file.
+CFG_SEGMENT_MAX_SHARD=0
+write_config
 
 RSS_LIMIT_MIB=${MINIGCS_API_RSS_LIMIT_MIB:-256}
 SIZE=$((100 * 1024 * 1024))

@@ -8,6 +8,9 @@
 #  - the readable chunks of both are still served.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
+# Shard files are damaged or counted directly: every shard in its own file.
+CFG_SEGMENT_MAX_SHARD=0
+write_config
 
 start_daemon serve
 C=$CFG_CHUNK

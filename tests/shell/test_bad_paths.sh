@@ -11,6 +11,9 @@
 # on with the other nodes and the daemon stops cleanly.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
+# Shard files are damaged or counted directly: every shard in its own file.
+CFG_SEGMENT_MAX_SHARD=0
+write_config
 
 # If a check below fails with the daemon caught in its own mount, kill -9
 # alone cannot end it: abort its FUSE connection (when fusectl is mounted).

@@ -91,16 +91,16 @@ jq -e '(.total_operations | type == "number") and (.operation_summary | type == 
 
 say "workers"
 ctl workers >"$WORK/out" || fail "ctl workers failed"
-for w in WORKER collector repair recovery scrub health orphan-sweep meta-snapshot meta-journal; do grep -q "$w" "$WORK/out" || fail "ctl workers (human) lacks $w: $(cat "$WORK/out")"; done
+for w in WORKER collector repair recovery scrub health orphan-sweep meta-snapshot meta-journal seg-cleaner; do grep -q "$w" "$WORK/out" || fail "ctl workers (human) lacks $w: $(cat "$WORK/out")"; done
 j=$(ctlj workers)
-jq -e '[.workers[].name] == ["collector", "repair", "recovery", "scrub", "health", "orphan-sweep", "meta-snapshot", "meta-journal"]' <<<"$j" >/dev/null || fail "workers --json names: $j"
+jq -e '[.workers[].name] == ["collector", "repair", "recovery", "scrub", "health", "orphan-sweep", "meta-snapshot", "meta-journal", "seg-cleaner"]' <<<"$j" >/dev/null || fail "workers --json names: $j"
 jq -e 'all(.workers[]; (.state | IN("idle", "running", "stopped")) and (.doing | type == "string") and (.queue | type == "number") and (.done | type == "number") and has("last_error") and has("last_run"))' <<<"$j" >/dev/null || fail "workers --json rows: $j"
 jq -e '.workers[] | select(.name == "collector") | .done >= 0 and .last_error == null' <<<"$j" >/dev/null || fail "workers --json collector: $j"
 printf '{"cmd": "workers"}\n' | python3 -c '
 import json, socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.settimeout(30); s.connect(sys.argv[1])
 s.sendall(sys.stdin.buffer.read()); r = json.loads(s.makefile("rb").readline())
-assert r["ok"] is True and len(r["data"]["workers"]) == 8, r
+assert r["ok"] is True and len(r["data"]["workers"]) == 9, r
 ' "$SOCK" || fail "socket request {\"cmd\": \"workers\"}"
 
 say "snapshot"

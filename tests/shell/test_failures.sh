@@ -11,6 +11,9 @@
 #    recovery restores full redundancy.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
+# Shard files are damaged or counted directly: every shard in its own file.
+CFG_SEGMENT_MAX_SHARD=0
+write_config
 need_fuse
 
 C=$CFG_CHUNK

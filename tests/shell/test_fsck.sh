@@ -14,6 +14,9 @@
 #    others come back.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
+# Shard files are damaged or counted directly: every shard in its own file.
+CFG_SEGMENT_MAX_SHARD=0
+write_config
 need_fuse
 
 fsck() { (cd "$WORK" && "$MINIGCS_BIN" fsck -c "$CONFIG" "$@"); }

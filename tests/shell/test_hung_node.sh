@@ -15,6 +15,9 @@
 # Prints how long each operation took while the node was frozen.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
+# Shard files are damaged or counted directly: every shard in its own file.
+CFG_SEGMENT_MAX_SHARD=0
+write_config
 need_fuse
 command -v jq >/dev/null || skip "jq is missing"
 

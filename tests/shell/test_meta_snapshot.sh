@@ -8,6 +8,9 @@
 # whole region's node folder gone too (3 nodes in 3 regions, k=2 m=1).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
+# Shard files are damaged or counted directly: every shard in its own file.
+CFG_SEGMENT_MAX_SHARD=0
+write_config
 need_fuse
 
 DB=$WORK/metadata.db

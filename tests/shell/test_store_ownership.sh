@@ -16,6 +16,9 @@
 #    starts an empty store over the same folders.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
+# Shard files are damaged or counted directly: every shard in its own file.
+CFG_SEGMENT_MAX_SHARD=0
+write_config
 need_fuse
 
 C=$CFG_CHUNK
