@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Nodes that are buckets on S3 servers: three regions, each a real S3
-# endpoint on loopback (another minigcs daemon serving its own S3 API, over
-# its own local folder), hold a 2+1 store mounted here.
+# endpoint on loopback, hold a 2+1 store mounted here. The servers are
+# minigcs daemons serving their own S3 API over a local folder, or with
+# REGION_SERVER=s3s-fs (test_s3_nodes_s3sfs.sh) s3s-fs servers from
+# crates.io (S3S_FS names the binary).
 # - files of every size boundary round-trip through the mount and the API;
 #   the shards are objects under the configured prefix; one node's keys come
 #   from environment variables;
@@ -38,11 +40,22 @@ stop_regions() {
 CLEANUP_FIRST=thaw_all
 CLEANUP_LAST=stop_regions
 
-# region_config N: the S3 server of region N, a one-node minigcs store.
+REGION_SERVER=${REGION_SERVER:-minigcs}
+# start_region N: the S3 server of region N (a one-node minigcs store, or
+# s3s-fs over a folder), with a bucket "nodes".
 start_region() {
     local n=$1 dir=$WORK/region-$1 port api
     mkdir -p "$dir"
     port=$(pick_port)
+    if [ "$REGION_SERVER" = s3s-fs ]; then
+        mkdir -p "$dir/root"
+        "$S3S_FS" --host 127.0.0.1 --port "$port" --access-key "$ACCESS" --secret-key "$SECRET" \
+            "$dir/root" >>"$dir/server.log" 2>&1 &
+        REGION_PIDS[$n]=$!
+        REGION_PORTS[$n]=$port
+        create_bucket "$n"
+        return
+    fi
     api=$(pick_port)
     cat >"$dir/config.yaml" <<EOF
 nodes:
@@ -59,6 +72,10 @@ EOF
     (cd "$dir" && exec "$MINIGCS_BIN" serve -c "$dir/config.yaml") >>"$dir/server.log" 2>&1 &
     REGION_PIDS[$n]=$!
     REGION_PORTS[$n]=$port
+    create_bucket "$n"
+}
+create_bucket() {
+    local n=$1 port=${REGION_PORTS[$1]} dir=$WORK/region-$1
     wait_until 30 curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$port/" ||
         fail "region $n's S3 server does not answer: $(tail -5 "$dir/server.log")"
     # The bucket the node lives in.
@@ -68,6 +85,11 @@ EOF
 }
 region_objects() { # region_objects N PREFIX: objects of bucket "nodes" on region N's server
     local api
+    if [ "$REGION_SERVER" = s3s-fs ]; then
+        (cd "$WORK/region-$1/root/nodes" && find . -type f -printf '%P\n') |
+            awk -v p="$2" 'index($0, p) == 1' | wc -l
+        return
+    fi
     api=$(sed -n 's/.*api: {enabled: true, host: "127.0.0.1", port: \([0-9]*\)}.*/\1/p' "$WORK/region-$1/config.yaml")
     curl -sS "http://127.0.0.1:$api/objects?prefix=nodes/$2" |
         python3 -c 'import json, sys; print(json.load(sys.stdin)["count"])'
@@ -160,7 +182,7 @@ done
 say "a region's bucket emptied: ctl recover rebuilds it"
 kill -TERM "${REGION_PIDS[3]}"
 wait "${REGION_PIDS[3]}" 2>/dev/null || true
-rm -rf "$WORK/region-3/node" "$WORK/region-3/metadata.db"* "$WORK/region-3"/ctl.sock
+rm -rf "$WORK/region-3"
 start_region 3
 # The new server listens on a new port: point node-3 at it.
 sed -i "s#http://127.0.0.1:[0-9]*\", bucket: \"nodes\", prefix: \"store-a/\", region: \"eu-west-1\"#http://127.0.0.1:${REGION_PORTS[3]}\", bucket: \"nodes\", prefix: \"store-a/\", region: \"eu-west-1\"#" "$CONFIG"
