@@ -516,6 +516,20 @@ impl Config {
                 (None, false) => {}
             }
         }
+        let buckets: Vec<(usize, &S3NodeConfig)> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| n.s3.as_ref().map(|s3| (i, s3)))
+            .collect();
+        for (pos, &(i, a)) in buckets.iter().enumerate() {
+            if let Some(&(j, _)) = buckets[pos + 1..].iter().find(|(_, b)| a.overlaps(b)) {
+                return bad(
+                    &format!("nodes[{j}].s3"),
+                    format!("stores into the objects of nodes[{i}].s3 (same bucket, a prefix inside the other)"),
+                );
+            }
+        }
         let ec = &self.erasure_coding;
         if ec.k < 1 {
             return bad("erasure_coding.k", format!("must be ≥ 1, got {}", ec.k));

@@ -5,7 +5,7 @@
 
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct S3NodeConfig {
     /// Any S3-compatible URL; AWS's own endpoint for the region when absent.
@@ -21,6 +21,22 @@ pub struct S3NodeConfig {
     pub access_key_env: Option<String>,
     /// Read the secret key from this environment variable instead.
     pub secret_key_env: Option<String>,
+}
+
+/// Shown without the secret key (configs end up in logs and panics).
+impl std::fmt::Debug for S3NodeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3NodeConfig")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("region", &self.region)
+            .field("access_key", &self.access_key)
+            .field("secret_key", &self.secret_key.as_ref().map(|_| "<hidden>"))
+            .field("access_key_env", &self.access_key_env)
+            .field("secret_key_env", &self.secret_key_env)
+            .finish()
+    }
 }
 
 /// The keys of a node's `s3:` block, for the loader's list of known keys.
@@ -77,6 +93,23 @@ impl S3NodeConfig {
         None
     }
 
+    /// Whether two nodes would store into the same objects: one bucket at
+    /// one endpoint, and prefixes equal or one inside the other (an outer
+    /// node would see the inner one's objects as its own).
+    pub fn overlaps(&self, other: &S3NodeConfig) -> bool {
+        let segments = |p: &str| -> Vec<String> {
+            p.split('/')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        };
+        let (a, b) = (segments(&self.prefix), segments(&other.prefix));
+        let shorter = a.len().min(b.len());
+        self.endpoint == other.endpoint
+            && self.bucket == other.bucket
+            && a[..shorter] == b[..shorter]
+    }
+
     /// The key pair, reading the environment variables named; the error
     /// names the variable that is not set.
     pub fn credentials(&self) -> Result<S3Credentials, String> {
@@ -117,6 +150,22 @@ mod tests {
         assert_eq!(env.problem(), None);
         let err = env.credentials().err().unwrap();
         assert!(err.contains("MINIGCS_TEST_UNSET_KEY"), "{err}");
+    }
+
+    #[test]
+    fn nodes_overlap_in_one_bucket_when_a_prefix_holds_the_other() {
+        let node = |endpoint: &str, bucket: &str, prefix: &str| {
+            config(&format!(
+                "endpoint: {endpoint}\nbucket: {bucket}\nprefix: \"{prefix}\"\naccess_key: a\nsecret_key: s\n"
+            ))
+        };
+        let a = node("http://h:1", "b", "n1/");
+        assert!(a.overlaps(&node("http://h:1", "b", "n1")));
+        assert!(a.overlaps(&node("http://h:1", "b", "")));
+        assert!(a.overlaps(&node("http://h:1", "b", "n1/inner/")));
+        assert!(!a.overlaps(&node("http://h:1", "b", "n10/")));
+        assert!(!a.overlaps(&node("http://h:1", "other", "n1/")));
+        assert!(!a.overlaps(&node("http://h:2", "b", "n1/")));
     }
 
     #[test]

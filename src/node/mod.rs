@@ -32,16 +32,19 @@ use std::time::SystemTime;
 
 use crate::error::Result;
 
-/// The node a config entry describes: its folder, or its bucket. (The
-/// daemon locks folders on top: `crate::service` at start.)
-pub fn configured(node: &crate::config::NodeConfig) -> Result<std::sync::Arc<dyn NodeBackend>> {
+/// The node a config entry describes: its folder (with the store's
+/// segment settings), or its bucket. (The daemon locks folders on top:
+/// `crate::service` at start.)
+pub fn configured(
+    node: &crate::config::NodeConfig,
+    segments: &crate::config::SegmentsConfig,
+) -> Result<std::sync::Arc<dyn NodeBackend>> {
     Ok(match &node.s3 {
         Some(s3) => std::sync::Arc::new(ObjectStoreNode::s3(&node.id, &node.region, s3)?),
-        None => std::sync::Arc::new(LocalDirNode::new(
-            &node.id,
-            &node.region,
-            &node.storage_path,
-        )),
+        None => std::sync::Arc::new(
+            LocalDirNode::new(&node.id, &node.region, &node.storage_path)
+                .with_segments(segments.settings()),
+        ),
     })
 }
 

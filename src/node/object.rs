@@ -108,15 +108,7 @@ impl ObjectStoreNode {
     }
 
     fn error(&self, what: &str, e: object_store::Error) -> Error {
-        match e {
-            object_store::Error::NotFound { .. } => {
-                Error::NotFound(format!("{what} on node {}", self.id))
-            }
-            other => Error::Unavailable(format!(
-                "node {} ({}): {what}: {other}",
-                self.id, self.location
-            )),
-        }
+        node_error(&self.id, &self.location, what, e)
     }
 
     fn read_identity(&self) -> Result<Option<NodeIdentity>> {
@@ -132,12 +124,13 @@ impl ObjectStoreNode {
         }
     }
 
-    /// Whether anything at all is stored under the prefix.
-    fn holds_anything(&self) -> Result<bool> {
-        let store = self.store.clone();
-        let prefix = (!self.prefix.is_empty()).then(|| ObjectPath::from(self.prefix.as_str()));
+    /// Whether any shard is stored under the prefix. (Metadata parts an
+    /// append left after the bucket was emptied do not make it a foreign
+    /// bucket: it is still empty, ready to be rebuilt.)
+    fn holds_shards(&self) -> Result<bool> {
+        let (store, prefix) = (self.store.clone(), self.path(SHARDS));
         self.run("listing".into(), async move {
-            let mut listed = store.list(prefix.as_ref());
+            let mut listed = store.list(Some(&prefix));
             Ok(listed.try_next().await?.is_some())
         })
     }
@@ -153,7 +146,7 @@ impl ObjectStoreNode {
                 }
             }
             None => {
-                return Ok(if self.holds_anything()? {
+                return Ok(if self.holds_shards()? {
                     NodeProbe::Failed("identity object is missing".into())
                 } else {
                     NodeProbe::Empty("bucket prefix is empty (new or replaced)".into())
@@ -189,11 +182,16 @@ impl ObjectStoreNode {
 
 /// Per request: how long it may take (a shard is at most a chunk), how
 /// long connecting may take, and how often and for how long a failed
-/// request is retried. Node executors put their own deadline on top.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const RETRIES: usize = 3;
-const RETRY_FOR: Duration = Duration::from_secs(20);
+/// request is retried; and the most one node call (its requests, retries
+/// included) may run before it is abandoned. Node executors put their own,
+/// shorter deadline on top: a call past that one counts as failed at once,
+/// but its thread is busy (and the node refuses new work) until the call
+/// ends, so the call itself must end soon after.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+const RETRIES: usize = 2;
+const RETRY_FOR: Duration = Duration::from_secs(8);
+const CALL_LIMIT: Duration = Duration::from_secs(12);
 
 impl ObjectStoreNode {
     /// A node on an S3-compatible store, as a node's `s3:` block says.
@@ -264,6 +262,20 @@ fn contiguous(parts: &[(u64, u64)]) -> (Vec<(u64, u64)>, u64) {
     (taken, end)
 }
 
+/// An object store's answer as the node's error: an absent object is
+/// `NotFound`; anything else (a refused or failed request, throttling, a
+/// timeout, wrong keys) says nothing about the bytes stored, so it is an
+/// I/O error of the node (the read path probes the node on those), never a
+/// corrupt shard.
+fn node_error(id: &str, location: &str, what: &str, e: object_store::Error) -> Error {
+    match e {
+        object_store::Error::NotFound { .. } => Error::NotFound(format!("{what} on node {id}")),
+        other => Error::Io(std::io::Error::other(format!(
+            "node {id} ({location}): {what}: {other}"
+        ))),
+    }
+}
+
 /// The runtime every object-store node's requests run on.
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
@@ -284,7 +296,14 @@ fn block_on<T: Send + 'static>(
 ) -> object_store::Result<T> {
     let (tx, rx) = std::sync::mpsc::channel();
     runtime().spawn(async move {
-        let _ = tx.send(request.await);
+        let answer = match tokio::time::timeout(CALL_LIMIT, request).await {
+            Ok(answer) => answer,
+            Err(_) => Err(object_store::Error::Generic {
+                store: "object store",
+                source: format!("no answer within {} s", CALL_LIMIT.as_secs()).into(),
+            }),
+        };
+        let _ = tx.send(answer);
     });
     rx.recv().unwrap_or_else(|_| {
         Err(object_store::Error::Generic {
@@ -299,6 +318,8 @@ struct ObjectShard {
     store: Arc<dyn ObjectStore>,
     path: ObjectPath,
     len: u64,
+    node: String,
+    location: String,
 }
 
 impl ShardReader for ObjectShard {
@@ -324,8 +345,15 @@ impl ShardReader for ObjectShard {
             return Ok(Vec::new());
         }
         let (store, path) = (self.store.clone(), self.path.clone());
-        let got = block_on(async move { store.get_range(&path, offset..end).await })
-            .map_err(|e| Error::Unavailable(format!("reading {}: {e}", self.path)))?;
+        let got =
+            block_on(async move { store.get_range(&path, offset..end).await }).map_err(|e| {
+                node_error(
+                    &self.node,
+                    &self.location,
+                    &format!("reading {}", self.path),
+                    e,
+                )
+            })?;
         if got.len() != len {
             return Err(Error::Corrupt(format!(
                 "shard {}: asked {len} bytes, got {}",
@@ -401,6 +429,8 @@ impl NodeBackend for ObjectStoreNode {
             store: self.store.clone(),
             path: self.shard_path(key),
             len,
+            node: self.id.clone(),
+            location: self.location.clone(),
         }))
     }
 

@@ -108,7 +108,7 @@ pub(crate) fn store_nodes(config: &Config, answered: &[bool]) -> Result<Vec<Arc<
     let mut buckets: Vec<Option<Arc<dyn NodeBackend>>> = Vec::new();
     for n in &config.nodes {
         buckets.push(match &n.s3 {
-            Some(_) => Some(crate::node::configured(n)?),
+            Some(_) => Some(crate::node::configured(n, &config.segments)?),
             None => None,
         });
     }
@@ -188,7 +188,7 @@ pub(crate) fn confirm_new_database(
         let folder = config
             .nodes
             .iter()
-            .find(|n| n.id == node.id())
+            .find(|n| n.id == node.id() && n.s3.is_none())
             .map(|n| n.storage_path.as_path());
         if let Some(identity) = folder.and_then(|f| identity_in(f).ok()) {
             cluster_ids.insert(identity.cluster_id);

@@ -555,7 +555,7 @@ pub fn restore_meta(config: &Config, to: Option<&Path>, dry_run: bool) -> Result
     let nodes: Vec<Arc<dyn NodeBackend>> = config
         .nodes
         .iter()
-        .map(crate::node::configured)
+        .map(|n| crate::node::configured(n, &config.segments))
         .collect::<Result<_>>()?;
     if let Some(folder) = target.parent().filter(|f| !f.as_os_str().is_empty()) {
         fs::create_dir_all(folder)?;

@@ -11,6 +11,8 @@
 #   bytes, writes complete on the other two, health names the node; thawed,
 #   the repair queue drains and health is healthy again;
 # - kill -9 of the daemon right after acknowledged writes loses nothing;
+# - the metadata database lost: the start restores it from the snapshot and
+#   journal kept in the buckets (journal appends are part objects there);
 # - a region's bucket emptied (its server's store replaced by a new one):
 #   `ctl recover` rebuilds it, and reads work from it with another region
 #   frozen;
@@ -32,9 +34,14 @@ thaw_all() {
     for p in "${REGION_PIDS[@]}"; do kill -CONT "$p" 2>/dev/null || true; done
 }
 stop_regions() {
-    local p
+    local p n
     for p in "${REGION_PIDS[@]}"; do
-        if own_child "$p"; then kill -TERM "$p" 2>/dev/null; wait "$p" 2>/dev/null; fi
+        own_child "$p" || continue
+        kill -TERM "$p" 2>/dev/null
+        n=0
+        while kill -0 "$p" 2>/dev/null && (( n < 50 )); do sleep 0.1; n=$((n + 1)); done
+        kill -KILL "$p" 2>/dev/null
+        wait "$p" 2>/dev/null
     done
 }
 CLEANUP_FIRST=thaw_all
@@ -113,7 +120,7 @@ nodes:
 erasure_coding: {k: 2, m: 1, chunk_size: 1048576}
 api: {enabled: true, host: "127.0.0.1", port: $API_PORT}
 metrics: {enabled: true, output_file: "metrics.csv"}
-recovery: {node_timeout_ms: 2000, health_interval_secs: 1, scrub_interval_secs: 0}
+recovery: {auto: false, node_timeout_ms: 2000, health_interval_secs: 1, scrub_interval_secs: 0}
 metadata: {path: "./metadata.db"}
 control: {socket: "./ctl.sock"}
 mount: {allow_other: $CFG_ALLOW_OTHER}
@@ -177,6 +184,20 @@ start_daemon mount
 drop_caches
 for f in "$WORK"/src/*; do
     assert_eq "$(sha_of "$f")" "$(sha_of "$MNT/$(basename "$f")")" "$(basename "$f") after kill -9"
+done
+
+say "the metadata database lost: restored at start from the snapshot and journal in the buckets"
+for i in $(seq 1 40); do
+    printf 'small %s\n' "$i" >"$WORK/src/s$i"
+    cp "$WORK/src/s$i" "$MNT/s$i"
+done
+stop_daemon
+rm -f "$WORK"/metadata.db*
+start_daemon mount
+grep -q "Every acknowledged change is back" "$DAEMON_LOG" || fail "the daemon log does not say the metadata was restored whole"
+drop_caches
+for f in "$WORK"/src/*; do
+    assert_eq "$(sha_of "$f")" "$(sha_of "$MNT/$(basename "$f")")" "$(basename "$f") after the metadata restore"
 done
 
 say "a region's bucket emptied: ctl recover rebuilds it"
