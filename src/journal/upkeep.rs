@@ -96,12 +96,13 @@ pub fn check_copies(
     writer: &JournalWriter,
     repair: bool,
 ) -> Result<CopiesChecked> {
-    writer.close_segment();
-    let active = writer.active_segment();
+    let closed_through = writer.close_segment();
     let mut checked = CopiesChecked::default();
     for (name, holders) in list_segments(store).into_values() {
-        // An append may have opened a new segment since: it is not done.
-        if active.as_deref() == Some(name.as_str()) {
+        // Appends may have opened a segment since the close (even while
+        // this pass reads): it is not done, its copies may differ by the
+        // frame in flight. Each such segment starts past the close.
+        if parse_segment_name(&name).is_none_or(|(first, _)| first > closed_through) {
             continue;
         }
         checked.segments += 1;

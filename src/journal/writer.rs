@@ -140,8 +140,9 @@ impl JournalWriter {
 
     /// Close the active segment: the next append starts a new one (a
     /// snapshot does, so the segments it covers can go; a scrub does,
-    /// before it compares the copies of closed segments).
-    pub fn close_segment(&self) {
+    /// before it compares the copies of closed segments). Returns the LSN
+    /// durable at the close: every segment opened after it starts past it.
+    pub fn close_segment(&self) -> u64 {
         let mut state = self.state.lock();
         // An append in flight finishes first: a closed segment's copies
         // are complete when they are compared or dropped.
@@ -152,6 +153,7 @@ impl JournalWriter {
         state.closings += 1;
         state.status.active_segment = None;
         state.status.active_nodes.clear();
+        state.durable_lsn
     }
 
     /// After a snapshot holding every record through `lsn`: write out what

@@ -165,3 +165,45 @@ fn a_missing_record_is_a_gap_and_nothing_after_it_applies() {
         "{gap}"
     );
 }
+
+#[test]
+fn copies_of_a_segment_opened_after_the_check_closed_the_active_one_are_left_alone() {
+    let Journaled {
+        dir: _dir,
+        store,
+        nodes,
+        meta,
+        writer,
+        ..
+    } = journaled();
+    meta.create(ROOT_INO, b"a", &file()).unwrap();
+    meta.sync().unwrap();
+    let durable = writer.status().durable_lsn;
+    // A segment an append opens while the check runs: its copies differ by
+    // the frame in flight (here one copy is only a header).
+    let later = super::segment_name(durable + 1, 9_999_999_999_999);
+    let header = super::encode_segment_header(&super::SegmentHeader {
+        format: super::FORMAT,
+        cluster_id: "cluster-test".into(),
+        first_lsn: durable + 1,
+        created_unix_ms: 9_999_999_999_999,
+    });
+    let mut longer = header.clone();
+    longer.extend(super::encode_frame(&[crate::meta::JournalRecord {
+        lsn: durable + 1,
+        changeset: vec![1, 2, 3],
+    }]));
+    nodes[0]
+        .put_meta_file(JOURNAL_AREA, &later, &[&longer])
+        .unwrap();
+    nodes[1]
+        .put_meta_file(JOURNAL_AREA, &later, &[&header])
+        .unwrap();
+    let checked = super::upkeep::check_copies(&store, &writer, true).unwrap();
+    assert_eq!((checked.bad, checked.rewritten), (0, 0), "{checked:?}");
+    assert_eq!(
+        nodes[1].read_meta_file(JOURNAL_AREA, &later).unwrap(),
+        header,
+        "the short copy of a segment still being appended to is not rewritten"
+    );
+}
