@@ -273,24 +273,13 @@ impl ShardReader for LocalShardReader {
     }
 
     fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        if offset + buf.len() as u64 > self.len {
-            return Err(Error::Corrupt(format!(
-                "shard too short: wanted {} bytes at {offset}, shard has {}",
-                buf.len(),
-                self.len
-            )));
-        }
+        super::check_shard_range(offset, buf.len(), self.len)?;
         self.file.read_exact_at(buf, offset)?;
         Ok(())
     }
 
     fn read_vec_at(&mut self, offset: u64, len: usize) -> Result<Vec<u8>> {
-        if offset + len as u64 > self.len {
-            return Err(Error::Corrupt(format!(
-                "shard too short: wanted {len} bytes at {offset}, shard has {}",
-                self.len
-            )));
-        }
+        super::check_shard_range(offset, len, self.len)?;
         // `read_to_end` reads into the buffer's unfilled capacity: no pass
         // zeroing megabytes that the read overwrites at once.
         let mut buf = Vec::with_capacity(len);

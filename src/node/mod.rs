@@ -125,6 +125,17 @@ pub enum NodeProbe {
     Inconclusive(String),
 }
 
+/// Refuse a read of `wanted` bytes at `offset` past the end of a shard of
+/// `len` bytes (a short shard is corrupt), for every backend's reader.
+pub(crate) fn check_shard_range(offset: u64, wanted: usize, len: u64) -> Result<()> {
+    if offset + wanted as u64 > len {
+        return Err(crate::error::Error::Corrupt(format!(
+            "shard too short: wanted {wanted} bytes at {offset}, shard has {len}"
+        )));
+    }
+    Ok(())
+}
+
 /// A shard opened for reading.
 pub trait ShardReader: Send {
     fn len(&self) -> u64;

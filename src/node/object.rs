@@ -334,13 +334,8 @@ impl ShardReader for ObjectShard {
     }
 
     fn read_vec_at(&mut self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        super::check_shard_range(offset, len, self.len)?;
         let end = offset + len as u64;
-        if end > self.len {
-            return Err(Error::Corrupt(format!(
-                "shard {} is {} bytes, read to {end}",
-                self.path, self.len
-            )));
-        }
         if len == 0 {
             return Ok(Vec::new());
         }

@@ -181,9 +181,7 @@ impl Service {
         reader: &mut dyn Read,
         max_size: Option<u64>,
     ) -> Result<StagedPart> {
-        self.refuse_if_read_only("an upload")?;
-        self.ctx.meta.check_writable()?;
-        self.staged_upload(id)?;
+        self.writable_upload(id)?;
         self.store_part(id, number, reader, max_size)
     }
 
@@ -197,13 +195,19 @@ impl Service {
         range: Option<std::ops::Range<u64>>,
         max_size: Option<u64>,
     ) -> Result<StagedPart> {
-        self.refuse_if_read_only("an upload")?;
-        self.ctx.meta.check_writable()?;
-        self.staged_upload(id)?;
+        self.writable_upload(id)?;
         let snapshot = self.open_object(from)?;
         let range = range.unwrap_or(0..snapshot.inode.size);
         let mut reader = SnapshotReader::range(snapshot, self.chunk_size(), range.start, range.end);
         self.store_part(id, number, &mut reader, max_size)
+    }
+
+    /// Parts may be added to upload `id`: the store takes writes and the
+    /// upload exists.
+    fn writable_upload(&self, id: &str) -> Result<()> {
+        self.refuse_if_read_only("an upload")?;
+        self.ctx.meta.check_writable()?;
+        self.staged_upload(id).map(|_| ())
     }
 
     fn store_part(

@@ -265,6 +265,19 @@ namespace_fingerprint() {
     (cd "$MNT" && find . -type f -print0 | sort -z | xargs -0 -r sha256sum)
     (cd "$MNT" && getfattr -d -h -R --absolute-names . 2>/dev/null | grep -v '^$' || true)
 }
+# start_daemon_with_s3: the config gets an s3: section (port $S3_PORT, keys
+# $ACCESS/$SECRET), then the daemon is mounted and its S3 port answers.
+start_daemon_with_s3() {
+    CFG_EXTRA="s3:
+  enabled: true
+  port: $S3_PORT
+  access_key: \"$ACCESS\"
+  secret_key: \"$SECRET\""
+    write_config
+    start_daemon mount
+    wait_until 10 curl -s -o /dev/null "$S3_URL/" || fail "the S3 port does not answer"
+}
+
 # s3_clients_venv: boto3 and the AWS CLI from PyPI, installed once into a
 # venv ($VENV, under target/ unless MINIGCS_S3_VENV says otherwise).
 s3_clients_venv() {

@@ -23,14 +23,7 @@ S3_URL="http://127.0.0.1:$S3_PORT"
 ACCESS=test-access-key
 SECRET=test-secret-key-0123456789
 CFG_CHUNK=$((4 * MiB))
-CFG_EXTRA="s3:
-  enabled: true
-  port: $S3_PORT
-  access_key: \"$ACCESS\"
-  secret_key: \"$SECRET\""
-write_config
-start_daemon mount
-wait_until 10 curl -s -o /dev/null "$S3_URL/" || fail "the S3 port does not answer"
+start_daemon_with_s3
 
 mp() { "$VENV/bin/python" "$LIB_DIR/s3_multipart_check.py" "$S3_URL" "$ACCESS" "$SECRET" "$@"; }
 # Sums over the nodes from `ctl stats --json`.

@@ -700,13 +700,7 @@ impl ShardReader for SegmentShardReader {
     }
 
     fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        if offset + buf.len() as u64 > self.len {
-            return Err(Error::Corrupt(format!(
-                "shard too short: wanted {} bytes at {offset}, shard has {}",
-                buf.len(),
-                self.len
-            )));
-        }
+        crate::node::check_shard_range(offset, buf.len(), self.len)?;
         self.file
             .read_exact_at(buf, self.base + offset)
             .map_err(|e| match e.kind() {
